@@ -1,0 +1,344 @@
+//! The engine: drives packets through decode -> flows -> streams -> inspect -> verdict and hands
+//! finished connections to an [`Output`]. One engine may read several inputs in a row (rotated
+//! capture files), so a connection can continue from one file into the next.
+
+use crate::decode::{self, Skip, TcpSegment};
+use crate::flows::{Active, Flow, FlowKey, RolesFrom, State};
+use crate::inspect::{Inspector, Outcome};
+use crate::report::{FlowReport, Output, Summary};
+use crate::source::LinkType;
+use crate::tcp_reassembly::{StreamSink, DEFAULT_DIR_CAP};
+use crate::verdict::{self, Resumption, SessionOrigin};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::io;
+
+/// Limits; the defaults suit a laptop and a 2-core CI runner alike.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Out-of-order bytes buffered per direction before a hole is given up.
+    pub dir_cap: usize,
+    /// A connection with no packet for this long (capture time) is closed and reported.
+    pub idle_timeout_ns: u64,
+    /// Most connections tracked at once; past it the least recently active are closed.
+    pub max_flows: usize,
+    /// Remembered session IDs / tickets for linking resumed sessions.
+    pub max_sessions: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dir_cap: DEFAULT_DIR_CAP,
+            idle_timeout_ns: 600 * 1_000_000_000,
+            max_flows: 1_000_000,
+            max_sessions: 100_000,
+        }
+    }
+}
+
+/// How long a closed connection's key is kept to absorb its last ACKs and retransmissions.
+const CLOSED_LINGER_NS: u64 = 30 * 1_000_000_000;
+/// How often (capture time) idle connections are looked for.
+const SWEEP_EVERY_NS: u64 = 1_000_000_000;
+
+/// The reassembler's sink for one direction: the flow's inspector.
+struct DirSink<'a> {
+    inspector: &'a mut Inspector,
+    dir: usize,
+}
+
+impl StreamSink for DirSink<'_> {
+    fn data(&mut self, bytes: &[u8]) {
+        self.inspector.data(self.dir, bytes);
+    }
+    fn gap(&mut self, len: u64) {
+        self.inspector.gap(self.dir, len);
+    }
+}
+
+/// Earlier full handshakes by session ID / ticket, oldest forgotten first.
+#[derive(Default)]
+struct Sessions {
+    map: FxHashMap<Resumption, SessionOrigin>,
+    order: VecDeque<Resumption>,
+}
+
+impl Sessions {
+    fn insert(&mut self, key: Resumption, origin: SessionOrigin, cap: usize) {
+        if self.map.insert(key, origin).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > cap {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+pub struct Engine<O: Output> {
+    cfg: Config,
+    table: crate::flows::FlowTable,
+    next_id: u64,
+    sessions: Sessions,
+    now: u64,
+    last_sweep: u64,
+    pub summary: Summary,
+    pub out: O,
+    /// First write error of the output (a closed pipe): the run stops.
+    pub out_error: Option<io::Error>,
+}
+
+impl<O: Output> Engine<O> {
+    pub fn new(cfg: Config, out: O) -> Self {
+        Engine {
+            cfg,
+            table: Default::default(),
+            next_id: 1,
+            sessions: Sessions::default(),
+            now: 0,
+            last_sweep: 0,
+            summary: Summary::default(),
+            out,
+            out_error: None,
+        }
+    }
+
+    /// Connections currently tracked.
+    pub fn active_flows(&self) -> usize {
+        self.table.len()
+    }
+
+    /// One captured frame.
+    pub fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]) -> Result<(), Skip> {
+        self.summary.packets += 1;
+        match decode::decode(link, data) {
+            Ok(seg) => {
+                self.summary.tcp_packets += 1;
+                self.segment(ts_ns, &seg);
+                Ok(())
+            }
+            Err(skip) => {
+                let what = match skip {
+                    Skip::NotTcp => "not TCP".to_string(),
+                    Skip::Fragment => "IP fragment".to_string(),
+                    Skip::Malformed => "malformed or cut headers".to_string(),
+                    Skip::UnsupportedLink(l) => format!("unsupported link type {}", l.name()),
+                };
+                *self.summary.skipped.entry(what).or_default() += 1;
+                Err(skip)
+            }
+        }
+    }
+
+    pub fn segment(&mut self, ts: u64, seg: &TcpSegment<'_>) {
+        if ts > self.now {
+            self.now = ts;
+            if self.now >= self.last_sweep + SWEEP_EVERY_NS {
+                self.last_sweep = self.now;
+                self.sweep();
+            }
+        }
+        let (key, dir) = FlowKey::of(seg);
+        let f = seg.flags;
+        let new_syn = f.syn() && !f.ack();
+        let slot = match self.table.find(&key) {
+            Some(slot) => {
+                let flow = self.table.get_mut(slot);
+                let reused = new_syn
+                    && match flow.state {
+                        // A SYN after the connection ended, or with a new ISN once data moved.
+                        State::Decided(_) | State::Active(_) => {
+                            (flow.closed()
+                                || flow.isn.is_some_and(|isn| isn != seg.seq)
+                                    && flow.bytes != [0, 0])
+                                && flow.isn != Some(seg.seq)
+                        }
+                        State::Closed => true,
+                    };
+                if reused {
+                    self.close(slot);
+                    self.table.remove(slot);
+                    self.create(key, dir, seg, ts)
+                } else if matches!(flow.state, State::Closed) {
+                    flow.last_ts = ts;
+                    return;
+                } else {
+                    slot
+                }
+            }
+            None => self.create(key, dir, seg, ts),
+        };
+        let flow = self.table.get_mut(slot);
+        flow.last_ts = ts.max(flow.last_ts);
+        flow.packets[dir] += 1;
+        flow.bytes[dir] += u64::from(seg.wire_len);
+        if f.syn() && flow.isn.is_none() && !f.ack() {
+            flow.isn = Some(seg.seq);
+        }
+        if let State::Active(a) = &mut flow.state {
+            let Active { streams, inspector } = &mut **a;
+            if f.syn() {
+                streams[dir].syn(seg.seq);
+            }
+            if seg.wire_len > 0 {
+                streams[dir].segment(
+                    seg.seq,
+                    seg.payload,
+                    seg.wire_len,
+                    &mut DirSink { inspector, dir },
+                );
+            }
+            if f.ack() {
+                streams[1 - dir].acked(
+                    seg.ack,
+                    &mut DirSink {
+                        inspector,
+                        dir: 1 - dir,
+                    },
+                );
+            }
+        }
+        if f.fin() {
+            flow.fin[dir] = true;
+        }
+        if f.rst() {
+            flow.rst = true;
+        }
+        let final_now = match &flow.state {
+            State::Active(a) => a.inspector.is_final(),
+            _ => false,
+        };
+        let closed = flow.closed();
+        if final_now {
+            self.decide(slot);
+        }
+        if closed {
+            self.close(slot);
+        }
+    }
+
+    fn create(&mut self, key: FlowKey, dir: usize, seg: &TcpSegment<'_>, ts: u64) -> usize {
+        if self.table.len() >= self.cfg.max_flows {
+            self.evict();
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.table
+            .insert(Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap))
+    }
+
+    /// Final verdict for an active flow: free its buffers, remember session keys, stream it.
+    fn decide(&mut self, slot: usize) {
+        let keep = self.out.wants_closed();
+        let flow = self.table.get_mut(slot);
+        let State::Active(a) = std::mem::replace(&mut flow.state, State::Decided(None)) else {
+            return;
+        };
+        let Active { streams, inspector } = *a;
+        flow.stream_stats = [streams[0].stats(), streams[1].stats()];
+        drop(streams);
+        let outcome = inspector.outcome();
+        let mut origin = None;
+        let mut keys = Vec::new();
+        if let Outcome::Tls { facts, .. } = &outcome {
+            if let Some(c) = facts.client_dir {
+                if flow.roles_from == RolesFrom::Port {
+                    flow.client_dir = c;
+                    flow.roles_from = RolesFrom::Tls;
+                }
+            }
+            origin = verdict::resumption(facts).and_then(|r| self.sessions.map.get(&r).cloned());
+            keys = verdict::session_keys(facts);
+        }
+        let v = verdict::decide(
+            outcome,
+            flow.client_dir,
+            flow.server().port,
+            origin.as_ref(),
+        );
+        for k in keys {
+            let o = SessionOrigin {
+                flow_id: flow.id,
+                kind: v.verdict,
+                client_identity: v.client_identity.clone(),
+            };
+            self.sessions.insert(k, o, self.cfg.max_sessions);
+        }
+        self.summary.count(&v);
+        let report = FlowReport::build(flow, v);
+        if let Err(e) = self.out.decided(&report) {
+            self.out_error.get_or_insert(e);
+        }
+        flow.state = State::Decided(keep.then(|| Box::new(report.verdict)));
+    }
+
+    /// The connection is over (FIN/RST, idle, evicted, end of input): flush, decide, report.
+    fn close(&mut self, slot: usize) {
+        let flow = self.table.get_mut(slot);
+        if let State::Active(a) = &mut flow.state {
+            let Active { streams, inspector } = &mut **a;
+            for (dir, s) in streams.iter_mut().enumerate() {
+                s.finish(&mut DirSink { inspector, dir });
+            }
+            self.decide(slot);
+        }
+        let flow = self.table.get_mut(slot);
+        if let State::Decided(Some(v)) = std::mem::replace(&mut flow.state, State::Closed) {
+            let report = FlowReport::build(flow, *v);
+            if let Err(e) = self.out.closed(report) {
+                self.out_error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Close idle connections and forget closed ones after their linger time.
+    fn sweep(&mut self) {
+        let now = self.now;
+        let idle = self.cfg.idle_timeout_ns;
+        let stale = self.table.slots_where(|f| match f.state {
+            State::Closed => f.last_ts + CLOSED_LINGER_NS < now,
+            _ => f.last_ts + idle < now,
+        });
+        for slot in stale {
+            self.close(slot);
+            self.table.remove(slot);
+        }
+    }
+
+    /// At the flow cap: close the least recently active tenth of the connections.
+    fn evict(&mut self) {
+        let mut by_age: Vec<(u64, usize)> = Vec::with_capacity(self.table.len());
+        for slot in self.table.slots_where(|_| true) {
+            by_age.push((self.table.get_mut(slot).last_ts, slot));
+        }
+        let n = (self.cfg.max_flows / 10).clamp(1, by_age.len().max(1));
+        if by_age.len() > n {
+            by_age.select_nth_unstable(n);
+        }
+        for &(_, slot) in by_age.iter().take(n) {
+            let was_closed = matches!(self.table.get_mut(slot).state, State::Closed);
+            self.close(slot);
+            self.table.remove(slot);
+            if !was_closed {
+                self.summary.evicted_flows += 1;
+            }
+        }
+    }
+
+    /// End of all input: every connection still open is closed and reported, oldest first.
+    pub fn finish(&mut self) {
+        let mut slots: Vec<(u64, usize)> = self
+            .table
+            .slots_where(|_| true)
+            .into_iter()
+            .map(|s| (self.table.get_mut(s).id, s))
+            .collect();
+        slots.sort_unstable();
+        for (_, slot) in slots {
+            self.close(slot);
+            self.table.remove(slot);
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The command line: flags are parsed and checked here, then turned into the objects that do the
+//! work (reader, filter, engine, output). `main.rs` only calls [`main`].
+
+use crate::analyzer::{Config, Engine};
+use crate::decode::Skip;
+use crate::filter::PacketFilter;
+use crate::report::{self, Collect, Format, JsonLines, Output, Summary};
+use crate::source::CaptureReader;
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeSet;
+use std::io::{self, IsTerminal, Write};
+
+/// Is this TCP traffic really encrypted, and is the client really authenticated?
+#[derive(Parser, Debug)]
+#[command(name = "mtlscope", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Give every TCP connection in capture files a verdict: plaintext, tls or mtls.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    /// Capture files (pcap, pcapng, optionally gzip-compressed); `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub inputs: Vec<String>,
+    /// Output format: a table, one JSON document, or JSON lines (one connection per line as
+    /// soon as its verdict is final, then a summary line).
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub format: Format,
+    /// Only packets matching this BPF expression (tcpdump syntax), e.g. 'tcp port 443'.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Show progress on standard error (default: only when it is a terminal and not under CI).
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+    /// Never show progress.
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Resource bounds.
+#[derive(Args, Debug, Clone)]
+pub struct Limits {
+    /// Most connections tracked at once; the least recently active are closed past it.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_flows: usize,
+    /// Out-of-order bytes buffered per direction of a connection before a hole is given up.
+    #[arg(long, default_value_t = crate::tcp_reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
+    pub stream_buffer: usize,
+    /// Close a connection after this many seconds without packets (capture time).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub idle_timeout: u64,
+}
+
+impl Limits {
+    pub fn config(&self) -> Config {
+        Config {
+            dir_cap: self.stream_buffer,
+            idle_timeout_ns: self.idle_timeout.saturating_mul(1_000_000_000),
+            max_flows: self.max_flows.max(1),
+            ..Config::default()
+        }
+    }
+}
+
+/// Exit statuses, as `check` will use them too.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+/// Run the command line; returns the exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Analyze(args) => analyze(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => EXIT_OK,
+        Err(e) => {
+            eprintln!("mtlscope: {e:#}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn show_progress(args: &AnalyzeArgs) -> bool {
+    if args.no_progress {
+        return false;
+    }
+    args.progress || (io::stderr().is_terminal() && std::env::var_os("CI").is_none())
+}
+
+/// `mtlscope analyze`.
+pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
+    let mut filter = args
+        .filter
+        .as_deref()
+        .map(PacketFilter::new)
+        .transpose()
+        .context("-f/--filter")?;
+    let cfg = args.limits.config();
+    let progress = show_progress(args);
+    let stdout = io::stdout();
+    match args.format {
+        Format::Jsonl => {
+            let mut engine = Engine::new(cfg, JsonLines::new(io::BufWriter::new(stdout.lock())));
+            let errors = read_all(&args.inputs, &mut filter, &mut engine, progress);
+            if let Some(e) = engine.out_error.take() {
+                return Err(e).context("writing to standard output");
+            }
+            engine.summary.errors = errors.clone();
+            engine
+                .out
+                .summary(&engine.summary)
+                .context("writing to standard output")?;
+            Ok(report_errors(&errors))
+        }
+        Format::Json | Format::Table => {
+            let mut engine = Engine::new(cfg, Collect::default());
+            let errors = read_all(&args.inputs, &mut filter, &mut engine, progress);
+            let mut summary = std::mem::take(&mut engine.summary);
+            summary.errors = errors.clone();
+            let flows = engine.out.sorted();
+            let mut out = io::BufWriter::new(stdout.lock());
+            if args.format == Format::Json {
+                report::write_json(&mut out, &flows, &summary)
+            } else {
+                let width = terminal_width();
+                report::write_table(&mut out, &flows, &summary, width)
+            }
+            .and_then(|()| out.flush())
+            .context("writing to standard output")?;
+            Ok(report_errors(&errors))
+        }
+    }
+}
+
+fn terminal_width() -> Option<u16> {
+    if io::stdout().is_terminal() {
+        None // comfy-table asks the terminal
+    } else {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .or(Some(200))
+    }
+}
+
+/// Errors go to standard error, one line each; the exit status says whether there were any.
+fn report_errors(errors: &[String]) -> i32 {
+    for e in errors {
+        eprintln!("mtlscope: {e}");
+    }
+    if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_BAD_INPUT
+    }
+}
+
+/// Read every input through the engine, then close all connections. Returns the input errors;
+/// the connections read before an error are still reported.
+pub fn read_all<O: Output>(
+    inputs: &[String],
+    filter: &mut Option<PacketFilter>,
+    engine: &mut Engine<O>,
+    progress: bool,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    for input in inputs {
+        if let Err(e) = read_one(input, filter, engine, progress) {
+            errors.push(e);
+        }
+        if engine.out_error.is_some() {
+            break;
+        }
+    }
+    engine.finish();
+    errors
+}
+
+fn read_one<O: Output>(
+    input: &str,
+    filter: &mut Option<PacketFilter>,
+    engine: &mut Engine<O>,
+    progress: bool,
+) -> Result<(), String> {
+    let mut reader = CaptureReader::open(input).map_err(|e| e.to_string())?;
+    let bar = progress.then(|| progress_bar(&reader));
+    let mut unsupported: BTreeSet<i32> = BTreeSet::new();
+    let mut first_error = None;
+    let mut n: u64 = 0;
+    loop {
+        let offset = reader.offset();
+        let packet = match reader.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(e) => {
+                first_error = Some(e.to_string());
+                break;
+            }
+        };
+        n += 1;
+        if let Some(f) = filter.as_mut() {
+            match f.matches(packet.link, packet.data, packet.orig_len) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    first_error = Some(format!("{input}: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Err(Skip::UnsupportedLink(l)) = engine.packet(packet.ts_ns, packet.link, packet.data)
+        {
+            if unsupported.insert(l.0) && first_error.is_none() {
+                first_error = Some(format!(
+                    "{input}: link type {} at byte {offset} is not supported; its packets were skipped \
+                     (supported: Ethernet, Linux cooked v1/v2, BSD loopback, raw IP)",
+                    l.name()
+                ));
+            }
+        }
+        if engine.out_error.is_some() {
+            break;
+        }
+        if let Some(b) = &bar {
+            if n.is_multiple_of(4096) {
+                b.set_position(reader.offset());
+                b.set_message(format!("{} connections open", engine.active_flows()));
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn progress_bar(reader: &CaptureReader) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = match reader.len_hint() {
+        Some(len) => ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
+            .with_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            ),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{prefix} {spinner} {bytes} {bytes_per_sec} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_prefix(reader.name().to_string());
+    bar
+}
+
+/// Exposed for tests: analyze files into reports without touching stdout.
+pub fn analyze_files(
+    inputs: &[String],
+    filter: Option<&str>,
+    cfg: Config,
+) -> Result<(Vec<report::FlowReport>, Summary)> {
+    let mut filter = filter.map(PacketFilter::new).transpose()?;
+    let mut engine = Engine::new(cfg, Collect::default());
+    let errors = read_all(inputs, &mut filter, &mut engine, false);
+    let mut summary = std::mem::take(&mut engine.summary);
+    summary.errors = errors;
+    Ok((engine.out.sorted(), summary))
+}

@@ -1,0 +1,243 @@
+//! Stage 2, flows: a bidirectional table keyed by the 5-tuple (TCP only, so the protocol is
+//! implied). A connection is stored once and found from either direction: the key puts the
+//! smaller endpoint first, and the direction index says which end sent a packet.
+//!
+//! Who is the client is decided once, in this order: the sender of a SYN without ACK (or the
+//! receiver of a SYN-ACK); else the side that sent a ClientHello (decided by the inspector);
+//! else the side with the ephemeral port.
+
+use crate::decode::TcpSegment;
+use crate::inspect::Inspector;
+use crate::tcp_reassembly::{Reassembler, StreamStats};
+use crate::verdict::Verdict;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ip {
+            IpAddr::V4(ip) => write!(f, "{ip}:{}", self.port),
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{}", self.port),
+        }
+    }
+}
+
+/// Canonical 5-tuple: the smaller endpoint first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    lo: Endpoint,
+    hi: Endpoint,
+}
+
+impl FlowKey {
+    /// The key of a segment and the direction it travels (0: from `lo`, 1: from `hi`).
+    pub fn of(seg: &TcpSegment<'_>) -> (FlowKey, usize) {
+        let src = Endpoint {
+            ip: seg.src,
+            port: seg.sport,
+        };
+        let dst = Endpoint {
+            ip: seg.dst,
+            port: seg.dport,
+        };
+        if src <= dst {
+            (FlowKey { lo: src, hi: dst }, 0)
+        } else {
+            (FlowKey { lo: dst, hi: src }, 1)
+        }
+    }
+
+    /// The endpoint that sends in direction `dir`.
+    pub fn sender(&self, dir: usize) -> Endpoint {
+        if dir == 0 {
+            self.lo
+        } else {
+            self.hi
+        }
+    }
+}
+
+/// How the client side was determined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolesFrom {
+    Syn,
+    Tls,
+    Port,
+}
+
+/// The per-connection work that stops once the verdict is final.
+pub struct Active {
+    pub streams: [Reassembler; 2],
+    pub inspector: Inspector,
+}
+
+pub enum State {
+    /// Reassembling and inspecting.
+    Active(Box<Active>),
+    /// The verdict is final; only counters move. The verdict is kept only when the report is
+    /// written at the end (table, JSON), not when it was already streamed.
+    Decided(Option<Box<Verdict>>),
+    /// Reported; the key lingers briefly to absorb the last ACKs and retransmissions.
+    Closed,
+}
+
+pub struct Flow {
+    /// Sequence number in order of first packet; reports are sorted by it.
+    pub id: u64,
+    pub key: FlowKey,
+    pub client_dir: usize,
+    pub roles_from: RolesFrom,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    pub packets: [u64; 2],
+    /// TCP payload bytes on the wire per direction (including what the snap length cut).
+    pub bytes: [u64; 2],
+    /// Initial sequence number of the client's SYN, to tell a retransmitted SYN from a new
+    /// connection reusing the 5-tuple.
+    pub isn: Option<u32>,
+    pub syn_seen: bool,
+    pub fin: [bool; 2],
+    pub rst: bool,
+    pub stream_stats: [StreamStats; 2],
+    pub state: State,
+}
+
+impl Flow {
+    pub fn new(
+        id: u64,
+        key: FlowKey,
+        dir: usize,
+        seg: &TcpSegment<'_>,
+        ts: u64,
+        dir_cap: usize,
+    ) -> Flow {
+        let f = seg.flags;
+        let (client_dir, roles_from) = if f.syn() && !f.ack() {
+            (dir, RolesFrom::Syn)
+        } else if f.syn() && f.ack() {
+            (1 - dir, RolesFrom::Syn)
+        } else {
+            (port_guess(key, dir), RolesFrom::Port)
+        };
+        let midstream = !f.syn();
+        Flow {
+            id,
+            key,
+            client_dir,
+            roles_from,
+            first_ts: ts,
+            last_ts: ts,
+            packets: [0, 0],
+            bytes: [0, 0],
+            isn: (f.syn() && !f.ack()).then_some(seg.seq),
+            syn_seen: f.syn(),
+            fin: [false, false],
+            rst: false,
+            stream_stats: [StreamStats::default(); 2],
+            state: State::Active(Box::new(Active {
+                streams: [Reassembler::new(dir_cap), Reassembler::new(dir_cap)],
+                inspector: Inspector::new(client_dir, midstream, key.sender(1 - client_dir).port),
+            })),
+        }
+    }
+
+    pub fn client(&self) -> Endpoint {
+        self.key.sender(self.client_dir)
+    }
+
+    pub fn server(&self) -> Endpoint {
+        self.key.sender(1 - self.client_dir)
+    }
+
+    /// Both sides said goodbye: no more data can come.
+    pub fn closed(&self) -> bool {
+        self.rst || (self.fin[0] && self.fin[1])
+    }
+}
+
+/// With no SYN and no TLS handshake to go by: the server is the side with the well-known (or
+/// at least the lower, non-ephemeral) port; failing that, the first sender is the client.
+fn port_guess(key: FlowKey, first_dir: usize) -> usize {
+    let p = [key.sender(0).port, key.sender(1).port];
+    let server_like = |port: u16| port < 1024;
+    let ephemeral = |port: u16| port >= 32768;
+    match (server_like(p[0]), server_like(p[1])) {
+        (true, false) => return 1,
+        (false, true) => return 0,
+        _ => {}
+    }
+    match (ephemeral(p[0]), ephemeral(p[1])) {
+        (true, false) => 0,
+        (false, true) => 1,
+        _ => first_dir,
+    }
+}
+
+/// Flow storage: a map from key to slot, and the flows themselves in a slab so that the map
+/// value stays small.
+#[derive(Default)]
+pub struct FlowTable {
+    index: FxHashMap<FlowKey, usize>,
+    slots: Vec<Option<Flow>>,
+    free: Vec<usize>,
+}
+
+impl FlowTable {
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn find(&self, key: &FlowKey) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    pub fn get_mut(&mut self, slot: usize) -> &mut Flow {
+        self.slots[slot]
+            .as_mut()
+            .expect("slot in index is occupied")
+    }
+
+    pub fn insert(&mut self, flow: Flow) -> usize {
+        let key = flow.key;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s] = Some(flow);
+                s
+            }
+            None => {
+                self.slots.push(Some(flow));
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(key, slot);
+        slot
+    }
+
+    pub fn remove(&mut self, slot: usize) -> Flow {
+        let flow = self.slots[slot].take().expect("slot in index is occupied");
+        self.index.remove(&flow.key);
+        self.free.push(slot);
+        flow
+    }
+
+    /// Slots of flows matching `pred`, in no particular order.
+    pub fn slots_where(&self, mut pred: impl FnMut(&Flow) -> bool) -> Vec<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.as_ref().filter(|f| pred(f)).map(|_| i))
+            .collect()
+    }
+}

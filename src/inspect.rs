@@ -1,0 +1,362 @@
+//! Stage 4, inspect: decides what a connection's bytes are (TLS from its handshake, TLS picked up
+//! mid-stream, plaintext, plaintext upgraded to TLS) and feeds them to the TLS classifier or the
+//! plaintext identifier. It is the reassembler's sink for both directions of one flow.
+//!
+//! It also says when nothing more needs to be read ([`Inspector::is_final`]): from then on the
+//! flow keeps only counters.
+
+use crate::plaintext::{self, PlaintextInfo, Protocol};
+use crate::tls_classifier::{starts_with_hello, Classifier, TlsFacts};
+
+/// Bytes kept from the start of each direction to name a plaintext protocol.
+const HEAD: usize = 512;
+/// Plaintext bytes from the client after which an upgrade to TLS is no longer expected.
+const UPGRADE_WINDOW: u64 = 16 * 1024;
+/// Client messages after which an upgrade to TLS is no longer expected.
+const UPGRADE_MESSAGES: u32 = 32;
+/// Records each direction must show, back to back, before a mid-stream connection counts as TLS.
+const MIDSTREAM_RECORDS: u64 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No payload yet.
+    Waiting,
+    /// A handshake was seen (possibly after a plaintext upgrade).
+    Tls,
+    /// Picked up without the handshake: looking for chained TLS records.
+    Midstream,
+    Plaintext,
+}
+
+/// What the inspector concluded, handed to the verdict stage.
+#[derive(Debug)]
+pub enum Outcome {
+    NoData,
+    Plaintext {
+        info: PlaintextInfo,
+        /// The client asked to upgrade to TLS, but no TLS followed (refused or not captured).
+        upgrade_refused: Option<Protocol>,
+    },
+    Tls {
+        facts: Box<TlsFacts>,
+        /// The plaintext protocol the connection started with before switching to TLS.
+        upgrade: Option<Protocol>,
+        /// The handshake travelled base64-encoded inside FTP ADAT commands (GSI / GridFTP).
+        adat: bool,
+    },
+    /// TLS records chained in both directions, handshake not in the capture.
+    Midstream {
+        facts: Box<TlsFacts>,
+    },
+}
+
+pub struct Inspector {
+    mode: Mode,
+    midstream: bool,
+    /// The direction believed to be the client: from the SYN, else the port heuristic. A
+    /// ClientHello overrides it.
+    client_hint: usize,
+    /// The server's port under that belief; a tie-breaker for naming plaintext protocols.
+    server_port: u16,
+    tls: Option<Box<Classifier>>,
+    head: [Vec<u8>; 2],
+    upgrade: Option<Protocol>,
+    upgrade_requested: Option<Protocol>,
+    /// TLS carried in FTP ADAT lines (RFC 2228 security exchange, as GridFTP's GSI does).
+    adat: Option<Box<Adat>>,
+    plain_client_bytes: u64,
+    plain_client_msgs: u32,
+    bytes: [u64; 2],
+}
+
+impl Inspector {
+    pub fn new(client_hint: usize, midstream: bool, server_port: u16) -> Self {
+        Inspector {
+            mode: Mode::Waiting,
+            midstream,
+            client_hint,
+            server_port,
+            tls: None,
+            head: [Vec::new(), Vec::new()],
+            upgrade: None,
+            upgrade_requested: None,
+            adat: None,
+            plain_client_bytes: 0,
+            plain_client_msgs: 0,
+            bytes: [0, 0],
+        }
+    }
+
+    /// Payload bytes seen per direction (delivered, not counting gaps).
+    pub fn bytes(&self) -> [u64; 2] {
+        self.bytes
+    }
+
+    pub fn data(&mut self, dir: usize, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.bytes[dir] += bytes.len() as u64;
+        if self.mode == Mode::Waiting {
+            self.mode = if starts_with_hello(bytes) {
+                Mode::Tls
+            } else if self.midstream && self.bytes[1 - dir] == 0 {
+                Mode::Midstream
+            } else {
+                Mode::Plaintext
+            };
+            match self.mode {
+                Mode::Tls => self.tls = Some(Box::default()),
+                Mode::Midstream => {
+                    let mut c = Box::<Classifier>::default();
+                    c.start_midstream(0);
+                    c.start_midstream(1);
+                    self.tls = Some(c);
+                }
+                _ => {}
+            }
+        }
+        if matches!(self.mode, Mode::Plaintext | Mode::Midstream) {
+            let head = &mut self.head[dir];
+            if head.len() < HEAD {
+                let n = (HEAD - head.len()).min(bytes.len());
+                head.extend_from_slice(&bytes[..n]);
+            }
+        }
+        match self.mode {
+            Mode::Tls => {
+                if let Some(c) = &mut self.tls {
+                    c.data(dir, bytes);
+                }
+            }
+            Mode::Midstream => {
+                let c = self.tls.as_mut().expect("midstream mode has a classifier");
+                c.data(dir, bytes);
+                if c.dead(dir) {
+                    // Not TLS after all: a plaintext connection picked up mid-stream.
+                    self.mode = Mode::Plaintext;
+                    self.tls = None;
+                }
+            }
+            Mode::Plaintext => self.plaintext(dir, bytes),
+            Mode::Waiting => {}
+        }
+    }
+
+    fn plaintext(&mut self, dir: usize, bytes: &[u8]) {
+        if self.adat.is_none() && dir == self.client_hint && bytes.starts_with(b"ADAT ") {
+            self.adat = Some(Box::default());
+        }
+        if let Some(a) = &mut self.adat {
+            a.data(dir, dir == self.client_hint, bytes);
+        }
+        if dir != self.client_hint {
+            return;
+        }
+        self.plain_client_bytes += bytes.len() as u64;
+        self.plain_client_msgs += 1;
+        if let Some(p) = plaintext::upgrade_request(bytes) {
+            self.upgrade_requested = Some(p);
+        }
+        // The upgrade is complete when the client's next message is a ClientHello. Some clients
+        // (MySQL, PostgreSQL) send the request and the ClientHello in one segment.
+        let at = (0..bytes.len().min(64)).find(|&i| starts_with_hello(&bytes[i..]));
+        if let Some(at) = at {
+            if at == 0 || self.upgrade_requested.is_some() {
+                // "STARTTLS" alone is said by SMTP, IMAP, IRC...: the preamble names the protocol.
+                let protocol = match self.plaintext_info().protocol {
+                    Protocol::Unknown => self.upgrade_requested.unwrap_or(Protocol::Unknown),
+                    p => p,
+                };
+                self.upgrade = Some(protocol);
+                self.mode = Mode::Tls;
+                let mut c = Box::<Classifier>::default();
+                c.data(dir, &bytes[at..]);
+                self.tls = Some(c);
+            }
+        }
+    }
+
+    pub fn gap(&mut self, dir: usize, len: u64) {
+        if let Some(c) = &mut self.tls {
+            c.gap(dir, len);
+        }
+    }
+
+    fn plaintext_info(&self) -> PlaintextInfo {
+        let c = self.client_hint;
+        plaintext::identify(&self.head[c], &self.head[1 - c], self.server_port)
+    }
+
+    /// True once the outcome can no longer change: the flow stops buffering and reassembling.
+    pub fn is_final(&self) -> bool {
+        match self.mode {
+            Mode::Waiting => false,
+            Mode::Plaintext if self.adat.is_some() => {
+                self.adat.as_ref().is_some_and(|a| tls_final(&a.tls))
+            }
+            Mode::Plaintext => {
+                let c = self.client_hint;
+                if self.bytes[c] == 0 {
+                    return false;
+                }
+                let p = self.plaintext_info().protocol;
+                let may_upgrade = !matches!(
+                    p,
+                    Protocol::Http
+                        | Protocol::Http2
+                        | Protocol::Grpc
+                        | Protocol::Redis
+                        | Protocol::Dns
+                        | Protocol::Ssh
+                );
+                !may_upgrade
+                    || self.plain_client_bytes > UPGRADE_WINDOW
+                    || self.plain_client_msgs > UPGRADE_MESSAGES
+            }
+            Mode::Midstream => {
+                let Some(c) = &self.tls else { return true };
+                (0..2).all(|d| c.in_sync(d) && c.facts.app_records[d] >= MIDSTREAM_RECORDS)
+            }
+            Mode::Tls => self.tls.as_ref().is_none_or(|c| tls_final(c)),
+        }
+    }
+
+    pub fn outcome(self) -> Outcome {
+        match self.mode {
+            Mode::Waiting => Outcome::NoData,
+            Mode::Plaintext => match self.adat {
+                Some(a) if a.tls.facts.client_hello.is_some() => Outcome::Tls {
+                    facts: Box::new(a.tls.facts),
+                    upgrade: Some(Protocol::Ftp),
+                    adat: true,
+                },
+                _ => Outcome::Plaintext {
+                    info: self.plaintext_info(),
+                    upgrade_refused: self.upgrade_requested,
+                },
+            },
+            Mode::Tls => Outcome::Tls {
+                facts: Box::new(self.tls.map(|c| c.facts).unwrap_or_default()),
+                upgrade: self.upgrade,
+                adat: false,
+            },
+            Mode::Midstream => {
+                let c = self.tls.expect("midstream mode has a classifier");
+                // One silent direction is fine (a one-way transfer); a direction that spoke
+                // must have shown chained records.
+                let ok = (0..2)
+                    .all(|d| self.bytes[d] == 0 || (c.in_sync(d) && c.facts.app_records[d] >= 1));
+                if ok && (self.bytes[0] > 0 || self.bytes[1] > 0) {
+                    Outcome::Midstream {
+                        facts: Box::new(c.facts),
+                    }
+                } else {
+                    let cl = self.client_hint;
+                    Outcome::Plaintext {
+                        info: plaintext::identify(
+                            &self.head[cl],
+                            &self.head[1 - cl],
+                            self.server_port,
+                        ),
+                        upgrade_refused: None,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Nothing more to learn from this TLS connection: the handshake finished or failed.
+fn tls_final(c: &Classifier) -> bool {
+    let f = &c.facts;
+    let dead = c.dead(0) && c.dead(1);
+    let fatal = f.alerts.iter().any(|a| a.level == 2 && !a.encrypted);
+    if dead || fatal {
+        return true;
+    }
+    if f.is_tls13() {
+        let t = &f.tls13;
+        // Wait for the server's answer to the client's flight: an encrypted alert there means
+        // the server rejected it (e.g. certificate_required).
+        t.client_first_record.is_some() && t.server_reply.is_some()
+    } else {
+        f.server_hello.is_some() && f.finished[0] && f.finished[1]
+    }
+}
+
+/// Longest ADAT line kept (a base64 certificate chain fits).
+const MAX_ADAT_LINE: usize = 256 * 1024;
+
+/// FTP security exchange (RFC 2228): the client sends `ADAT <base64>`, the server answers
+/// `335 ADAT=<base64>` (continue) or `235 ADAT=<base64>` (done). GSI puts a TLS handshake there.
+#[derive(Default)]
+struct Adat {
+    lines: [Vec<u8>; 2],
+    tls: Classifier,
+}
+
+impl Adat {
+    fn data(&mut self, dir: usize, from_client: bool, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let (part, rest, done) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            bytes = rest;
+            let line = &mut self.lines[dir];
+            if line.len() + part.len() <= MAX_ADAT_LINE {
+                line.extend_from_slice(part);
+            }
+            if !done {
+                return;
+            }
+            let line = std::mem::take(&mut self.lines[dir]);
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            let payload = if from_client {
+                line.strip_prefix(b"ADAT ")
+            } else {
+                line.strip_prefix(b"335 ADAT=")
+                    .or_else(|| line.strip_prefix(b"235 ADAT="))
+            };
+            if let Some(decoded) = payload.and_then(base64_decode) {
+                self.tls.data(dir, &decoded);
+            }
+        }
+    }
+}
+
+/// Standard base64 (RFC 4648) with optional padding; None on any other character.
+fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in s.iter().take_while(|&&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        assert_eq!(base64_decode(b"aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode(b"aGVsbG8h").unwrap(), b"hello!");
+        assert!(base64_decode(b"a*b").is_none());
+    }
+}

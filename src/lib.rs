@@ -1,0 +1,24 @@
+//! mtlscope: a verdict for every TCP connection in a capture — `plaintext`, `tls` or `mtls` —
+//! with the evidence the wire shows.
+//!
+//! The data path, one module per stage (see `DESIGN.md`):
+//! [`source`] (capture files, stdin) -> [`filter`] (BPF) -> [`decode`] (link, IP, TCP) ->
+//! [`flows`] (bidirectional table) -> [`tcp_reassembly`] (per-direction streams) ->
+//! [`inspect`] / [`tls_classifier`] / [`certs`] / [`plaintext`] / [`mesh`] ->
+//! [`verdict`] -> [`report`]. [`analyzer`] drives them; [`app`] is the command line.
+#![forbid(unsafe_code)]
+
+pub mod analyzer;
+pub mod app;
+pub mod certs;
+pub mod decode;
+pub mod filter;
+pub mod flows;
+pub mod inspect;
+pub mod mesh;
+pub mod plaintext;
+pub mod report;
+pub mod source;
+pub mod tcp_reassembly;
+pub mod tls_classifier;
+pub mod verdict;

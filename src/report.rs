@@ -1,0 +1,313 @@
+//! Stage 7, report: one record per connection, written as a table (comfy-table), one JSON
+//! document, or JSON lines; plus the summary. The JSON schema is documented in `docs/json.md`.
+
+use crate::flows::{Endpoint, Flow, RolesFrom};
+use crate::tcp_reassembly::StreamStats;
+use crate::verdict::{Confidence, Kind, Verdict};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpReport {
+    pub syn: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub client: StreamStats,
+    pub server: StreamStats,
+}
+
+/// Everything mtlscope reports about one connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowReport {
+    pub id: u64,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub roles_from: RolesFrom,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub packets: u64,
+    pub client_bytes: u64,
+    pub server_bytes: u64,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub tcp: TcpReport,
+}
+
+impl FlowReport {
+    pub fn build(flow: &Flow, verdict: Verdict) -> FlowReport {
+        let c = flow.client_dir;
+        FlowReport {
+            id: flow.id,
+            client: flow.client(),
+            server: flow.server(),
+            roles_from: flow.roles_from,
+            first_seen: rfc3339(flow.first_ts),
+            last_seen: rfc3339(flow.last_ts),
+            packets: flow.packets[0] + flow.packets[1],
+            client_bytes: flow.bytes[c],
+            server_bytes: flow.bytes[1 - c],
+            verdict,
+            tcp: TcpReport {
+                syn: flow.syn_seen,
+                fin: flow.fin[0] || flow.fin[1],
+                rst: flow.rst,
+                client: flow.stream_stats[c],
+                server: flow.stream_stats[1 - c],
+            },
+        }
+    }
+}
+
+/// Counts for the summary line and the JSON summary object.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub connections: u64,
+    pub verdicts: BTreeMap<&'static str, u64>,
+    pub inferred: u64,
+    pub uncertain: u64,
+    pub packets: u64,
+    pub tcp_packets: u64,
+    pub skipped: BTreeMap<String, u64>,
+    pub evicted_flows: u64,
+    pub errors: Vec<String>,
+}
+
+impl Summary {
+    pub fn count(&mut self, v: &Verdict) {
+        self.connections += 1;
+        *self.verdicts.entry(v.verdict.name()).or_default() += 1;
+        match v.confidence {
+            Confidence::Inferred => self.inferred += 1,
+            Confidence::Uncertain => self.uncertain += 1,
+            Confidence::Certain => {}
+        }
+    }
+
+    /// "12 connections: 5 mtls, 4 tls, 2 plaintext, 1 no-data (3 inferred)".
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = Kind::ALL
+            .iter()
+            .filter_map(|k| {
+                self.verdicts
+                    .get(k.name())
+                    .map(|n| format!("{n} {}", k.name()))
+            })
+            .collect();
+        let mut s = format!(
+            "{} connection{}",
+            self.connections,
+            if self.connections == 1 { "" } else { "s" }
+        );
+        if !parts.is_empty() {
+            s.push_str(": ");
+            s.push_str(&parts.join(", "));
+        }
+        let mut notes = Vec::new();
+        if self.inferred > 0 {
+            notes.push(format!("{} inferred", self.inferred));
+        }
+        if self.uncertain > 0 {
+            notes.push(format!("{} uncertain", self.uncertain));
+        }
+        if !notes.is_empty() {
+            s.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Jsonl,
+}
+
+/// Where decided and closed connections go. A streaming output writes at decision time and
+/// lets the engine drop each verdict; the others collect at close and sort at the end.
+pub trait Output {
+    /// Does this output need the verdict again when the connection closes?
+    fn wants_closed(&self) -> bool;
+    fn decided(&mut self, report: &FlowReport) -> io::Result<()>;
+    fn closed(&mut self, report: FlowReport) -> io::Result<()>;
+}
+
+/// JSON lines: one connection per line as soon as its verdict is final, then a summary line.
+pub struct JsonLines<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonLines<W> {
+    pub fn new(out: W) -> Self {
+        JsonLines { out }
+    }
+
+    pub fn summary(&mut self, s: &Summary) -> io::Result<()> {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            summary: &'a Summary,
+        }
+        serde_json::to_writer(&mut self.out, &Line { summary: s })?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Output for JsonLines<W> {
+    fn wants_closed(&self) -> bool {
+        false
+    }
+    fn decided(&mut self, report: &FlowReport) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, report)?;
+        self.out.write_all(b"\n")?;
+        // Someone is tailing this: a decided connection should show up now, not at 8 KiB.
+        self.out.flush()
+    }
+    fn closed(&mut self, _report: FlowReport) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Collects connections for a table or one JSON document written at the end.
+#[derive(Default)]
+pub struct Collect {
+    pub flows: Vec<FlowReport>,
+}
+
+impl Output for Collect {
+    fn wants_closed(&self) -> bool {
+        true
+    }
+    fn decided(&mut self, _report: &FlowReport) -> io::Result<()> {
+        Ok(())
+    }
+    fn closed(&mut self, report: FlowReport) -> io::Result<()> {
+        self.flows.push(report);
+        Ok(())
+    }
+}
+
+impl Collect {
+    pub fn sorted(mut self) -> Vec<FlowReport> {
+        self.flows.sort_by_key(|f| f.id);
+        self.flows
+    }
+}
+
+pub fn write_json(out: &mut impl Write, flows: &[FlowReport], summary: &Summary) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Document<'a> {
+        summary: &'a Summary,
+        flows: &'a [FlowReport],
+    }
+    serde_json::to_writer_pretty(&mut *out, &Document { summary, flows })?;
+    out.write_all(b"\n")
+}
+
+/// The terminal table: one row per connection, then the summary line.
+pub fn write_table(
+    out: &mut impl Write,
+    flows: &[FlowReport],
+    summary: &Summary,
+    width: Option<u16>,
+) -> io::Result<()> {
+    use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+    if !flows.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+        if let Some(w) = width {
+            t.set_width(w);
+        }
+        t.set_header([
+            "client",
+            "server",
+            "verdict",
+            "tls",
+            "sni",
+            "client identity",
+            "evidence",
+        ]);
+        for f in flows {
+            let v = &f.verdict;
+            let verdict = match v.confidence {
+                Confidence::Certain => v.verdict.name().to_string(),
+                Confidence::Inferred => format!("{} (inferred)", v.verdict.name()),
+                Confidence::Uncertain => format!("{} (uncertain)", v.verdict.name()),
+            };
+            let verdict = if v.resumed {
+                format!("{verdict}, resumed")
+            } else {
+                verdict
+            };
+            let tls = v.tls.as_ref();
+            t.add_row([
+                f.client.to_string(),
+                f.server.to_string(),
+                verdict,
+                tls.and_then(|t| t.version.clone())
+                    .unwrap_or_else(|| "-".into()),
+                tls.and_then(|t| t.sni.clone())
+                    .unwrap_or_else(|| "-".into()),
+                v.client_identity.clone().unwrap_or_else(|| "-".into()),
+                short_evidence(v),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+    }
+    writeln!(out, "{}", summary.line())
+}
+
+fn short_evidence(v: &Verdict) -> String {
+    let first = v.evidence.first().map(String::as_str).unwrap_or("");
+    const MAX: usize = 90;
+    if first.chars().count() > MAX {
+        let cut: String = first.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    } else {
+        first.to_string()
+    }
+}
+
+/// Nanoseconds since the epoch as RFC 3339 UTC with microseconds, without a date library.
+pub fn rfc3339(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let micros = (ns % 1_000_000_000) / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000Z"
+        );
+        assert_eq!(
+            rfc3339(1_795_000_000_123_456_789),
+            "2026-11-18T11:06:40.123456Z"
+        );
+    }
+}

@@ -1,0 +1,777 @@
+//! Stage 5, verdict: turns what the inspector saw into `plaintext`, `tls` or `mtls`, with the
+//! evidence and how sure we are — following the table in DESIGN.md ("what the wire can prove").
+
+use crate::certs::CertInfo;
+use crate::inspect::Outcome;
+use crate::mesh::{self, MeshSignal};
+use crate::plaintext::{PlaintextInfo, Protocol};
+use crate::tls_classifier::{Chain, TlsFacts};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Mtls,
+    Tls,
+    /// TLS records in both directions, handshake not in the capture.
+    Encrypted,
+    Plaintext,
+    NoData,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mtls => "mtls",
+            Kind::Tls => "tls",
+            Kind::Encrypted => "encrypted",
+            Kind::Plaintext => "plaintext",
+            Kind::NoData => "no-data",
+        }
+    }
+    pub const ALL: [Kind; 5] = [
+        Kind::Mtls,
+        Kind::Tls,
+        Kind::Encrypted,
+        Kind::Plaintext,
+        Kind::NoData,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// The wire shows it (a clear-text Certificate message, plaintext bytes).
+    Certain,
+    /// Derived from encrypted lengths or a linked earlier handshake.
+    Inferred,
+    /// The signals do not fit any known pattern, or contradict each other.
+    Uncertain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handshake {
+    Complete,
+    /// A fatal alert (or an encrypted alert in reply to the client's flight) ended it.
+    Failed,
+    /// It started but its end is not in the capture.
+    Incomplete,
+    NotSeen,
+    /// Not TLS.
+    None,
+}
+
+/// An earlier full handshake in the same capture that a resumed connection continues.
+#[derive(Debug, Clone)]
+pub struct SessionOrigin {
+    pub flow_id: u64,
+    pub kind: Kind,
+    pub client_identity: Option<String>,
+}
+
+/// How a TLS <= 1.2 connection resumed, and the key to find its origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resumption {
+    SessionId(u64),
+    Ticket(u64),
+    Psk,
+}
+
+impl Resumption {
+    fn name(self) -> &'static str {
+        match self {
+            Resumption::SessionId(_) => "session-id",
+            Resumption::Ticket(_) => "ticket",
+            Resumption::Psk => "psk",
+        }
+    }
+}
+
+/// How this connection resumed an earlier session, if it did.
+pub fn resumption(f: &TlsFacts) -> Option<Resumption> {
+    let sh = f.server_hello.as_ref()?;
+    let ch = f.client_hello.as_ref()?;
+    if sh.version == 0x0304 {
+        return sh.psk_accepted.then_some(Resumption::Psk);
+    }
+    // Abbreviated handshake: the server goes straight from ServerHello to ChangeCipherSpec.
+    let server = f.server_dir()?;
+    let certificate_sent = f
+        .messages
+        .iter()
+        .any(|&(d, t)| d == server && (t == 11 || t == 12 || t == 14));
+    if certificate_sent || !f.ccs[server] {
+        return None;
+    }
+    // A client offering a ticket also sends a session ID, which the server echoes when it
+    // accepts the ticket (RFC 5077, 3.4): the ticket is what was resumed.
+    match (ch.ticket, ch.session_id, sh.session_id) {
+        (Some(t), _, _) => Some(Resumption::Ticket(t)),
+        (None, _, Some(s)) => Some(Resumption::SessionId(s)),
+        _ => None,
+    }
+}
+
+/// Session keys a full handshake leaves for later connections to resume.
+pub fn session_keys(f: &TlsFacts) -> Vec<Resumption> {
+    let mut keys = Vec::new();
+    if f.is_tls13() || resumption(f).is_some() {
+        return keys;
+    }
+    if let Some(s) = f.server_hello.as_ref().and_then(|s| s.session_id) {
+        keys.push(Resumption::SessionId(s));
+    }
+    if let Some(t) = f.new_ticket {
+        keys.push(Resumption::Ticket(t));
+    }
+    keys
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertReport {
+    pub from: &'static str,
+    pub level: &'static str,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tls13Report {
+    pub client_first_record_len: Option<u32>,
+    pub client_first_inner_len: Option<u32>,
+    pub finished_len: u32,
+    pub server_flight_inner_lens: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsReport {
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub sni: Option<String>,
+    pub alpn_offered: Vec<String>,
+    /// The protocol the server chose, when visible (TLS <= 1.2).
+    pub alpn: Option<String>,
+    /// Whether the server asked for a client certificate; null when not observable.
+    pub client_cert_requested: Option<bool>,
+    pub client_certificate: Option<CertInfo>,
+    pub client_chain_len: Option<usize>,
+    pub server_certificate: Option<CertInfo>,
+    pub server_chain_len: Option<usize>,
+    pub hello_retry: bool,
+    pub resumption: Option<&'static str>,
+    pub resumed_from: Option<u64>,
+    pub upgrade: Option<Protocol>,
+    pub alerts: Vec<AlertReport>,
+    pub handshake_messages: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls13: Option<Tls13Report>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<MeshSignal>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaintextReport {
+    #[serde(flatten)]
+    pub info: PlaintextInfo,
+    /// The client asked to switch to TLS (e.g. STARTTLS) but no TLS followed.
+    pub upgrade_refused: Option<Protocol>,
+}
+
+/// The verdict for one connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub verdict: Kind,
+    pub confidence: Confidence,
+    pub handshake: Handshake,
+    pub resumed: bool,
+    pub client_identity: Option<String>,
+    pub server_identity: Option<String>,
+    pub evidence: Vec<String>,
+    pub tls: Option<TlsReport>,
+    pub plaintext: Option<PlaintextReport>,
+}
+
+/// Decide. `client_dir` is the flow's client direction; `server_port` feeds the mesh signals;
+/// `origin` is the earlier handshake a resumed session continues, if the capture has it.
+pub fn decide(
+    outcome: Outcome,
+    client_dir: usize,
+    server_port: u16,
+    origin: Option<&SessionOrigin>,
+) -> Verdict {
+    match outcome {
+        Outcome::NoData => Verdict {
+            verdict: Kind::NoData,
+            confidence: Confidence::Certain,
+            handshake: Handshake::None,
+            resumed: false,
+            client_identity: None,
+            server_identity: None,
+            evidence: vec!["no payload in either direction".into()],
+            tls: None,
+            plaintext: None,
+        },
+        Outcome::Plaintext {
+            info,
+            upgrade_refused,
+        } => {
+            let mut evidence = vec![plaintext_evidence(&info)];
+            if let Some(p) = upgrade_refused {
+                evidence.push(format!(
+                    "client asked to upgrade {} to TLS, but no TLS followed",
+                    p.name()
+                ));
+            }
+            Verdict {
+                verdict: Kind::Plaintext,
+                confidence: Confidence::Certain,
+                handshake: Handshake::None,
+                resumed: false,
+                client_identity: None,
+                server_identity: None,
+                evidence,
+                tls: None,
+                plaintext: Some(PlaintextReport {
+                    info,
+                    upgrade_refused,
+                }),
+            }
+        }
+        Outcome::Midstream { facts } => {
+            let (c, s) = (
+                facts.app_records[client_dir],
+                facts.app_records[1 - client_dir],
+            );
+            let version = facts.server_hello.as_ref().map(|s| version_name(s.version));
+            Verdict {
+                verdict: Kind::Encrypted,
+                confidence: Confidence::Inferred,
+                handshake: Handshake::NotSeen,
+                resumed: false,
+                client_identity: None,
+                server_identity: None,
+                evidence: vec![format!(
+                    "handshake not in capture; TLS records chain back to back: {c} client->server, {s} server->client"
+                )],
+                tls: Some(TlsReport {
+                    version,
+                    ..empty_tls_report()
+                }),
+                plaintext: None,
+            }
+        }
+        Outcome::Tls {
+            facts,
+            upgrade,
+            adat,
+        } => decide_tls(&facts, upgrade, adat, server_port, origin),
+    }
+}
+
+fn empty_tls_report() -> TlsReport {
+    TlsReport {
+        version: None,
+        cipher: None,
+        sni: None,
+        alpn_offered: Vec::new(),
+        alpn: None,
+        client_cert_requested: None,
+        client_certificate: None,
+        client_chain_len: None,
+        server_certificate: None,
+        server_chain_len: None,
+        hello_retry: false,
+        resumption: None,
+        resumed_from: None,
+        upgrade: None,
+        alerts: Vec::new(),
+        handshake_messages: Vec::new(),
+        tls13: None,
+        mesh: None,
+        problems: Vec::new(),
+    }
+}
+
+fn plaintext_evidence(info: &PlaintextInfo) -> String {
+    match (&info.method, &info.path) {
+        (Some(m), Some(p)) => format!("{} request {m} {p} in clear", info.protocol.name()),
+        _ if info.protocol == Protocol::Unknown => {
+            "payload is not TLS; protocol not recognised".into()
+        }
+        _ => format!("{} in clear", info.protocol.name()),
+    }
+}
+
+fn identity(chain: &Option<Chain>) -> Option<String> {
+    chain
+        .as_ref()
+        .and_then(|c| c.leaf.as_ref())
+        .map(|l| l.identity())
+}
+
+fn decide_tls(
+    f: &TlsFacts,
+    upgrade: Option<Protocol>,
+    adat: bool,
+    server_port: u16,
+    origin: Option<&SessionOrigin>,
+) -> Verdict {
+    let server = f.server_dir();
+    let mut rep = empty_tls_report();
+    let ch = f.client_hello.as_ref();
+    let sh = f.server_hello.as_ref();
+    rep.version = sh.map(|s| version_name(s.version));
+    rep.cipher = sh.map(|s| cipher_name(s.cipher));
+    rep.sni = ch.and_then(|c| c.sni.clone());
+    rep.alpn_offered = ch.map(|c| c.alpn.clone()).unwrap_or_default();
+    rep.alpn = sh.and_then(|s| s.alpn.clone());
+    rep.hello_retry = f.hello_retry;
+    rep.upgrade = upgrade;
+    rep.server_certificate = f.server_chain.as_ref().and_then(|c| c.leaf.clone());
+    rep.server_chain_len = f.server_chain.as_ref().map(|c| c.len);
+    rep.client_certificate = f.client_chain.as_ref().and_then(|c| c.leaf.clone());
+    rep.client_chain_len = f.client_chain.as_ref().map(|c| c.len);
+    rep.problems = f.problems.clone();
+    rep.alerts = f
+        .alerts
+        .iter()
+        .map(|a| AlertReport {
+            from: if Some(a.dir) == server {
+                "server"
+            } else {
+                "client"
+            },
+            level: match (a.encrypted, a.level) {
+                (true, _) => "encrypted",
+                (_, 1) => "warning",
+                (_, 2) => "fatal",
+                _ => "unknown",
+            },
+            description: if a.encrypted {
+                "encrypted".into()
+            } else {
+                alert_name(a.description)
+            },
+        })
+        .collect();
+    rep.handshake_messages = f
+        .messages
+        .iter()
+        .map(|&(d, t)| {
+            format!(
+                "{}:{}",
+                if Some(d) == server {
+                    "server"
+                } else {
+                    "client"
+                },
+                handshake_name(t)
+            )
+        })
+        .collect();
+    let tls13 = f.is_tls13();
+    rep.mesh = mesh::detect(rep.sni.as_deref(), &rep.alpn_offered, server_port, tls13);
+
+    let mut evidence = Vec::new();
+    // Said after the reason for the verdict, which leads the evidence.
+    let upgrade_note = match upgrade {
+        Some(_) if adat => Some("TLS handshake inside FTP ADAT commands (GSI)".to_string()),
+        Some(p) => Some(format!("upgraded from {} to TLS", p.name())),
+        None => None,
+    };
+    let fatal = f.alerts.iter().find(|a| a.level == 2 && !a.encrypted);
+    let server_id = identity(&f.server_chain);
+    let mut client_id = identity(&f.client_chain);
+    let resumed = resumption(f);
+    rep.resumption = resumed.map(Resumption::name);
+
+    let (mut kind, mut confidence, handshake);
+    if sh.is_none() {
+        kind = Kind::Tls;
+        match fatal {
+            Some(a) => {
+                confidence = Confidence::Certain;
+                handshake = Handshake::Failed;
+                evidence.push(format!(
+                    "handshake failed before ServerHello: {} alert {}",
+                    if Some(a.dir) == server {
+                        "server"
+                    } else {
+                        "client"
+                    },
+                    alert_name(a.description)
+                ));
+            }
+            None => {
+                confidence = Confidence::Uncertain;
+                handshake = Handshake::Incomplete;
+                evidence.push(if ch.is_some() {
+                    "ClientHello seen, no ServerHello in the capture".into()
+                } else {
+                    "TLS records, but no ClientHello or ServerHello in the capture".into()
+                });
+            }
+        }
+    } else if let Some(r) = resumed {
+        handshake = if fatal.is_some() {
+            Handshake::Failed
+        } else {
+            Handshake::Complete
+        };
+        // TLS 1.3 forbids a CertificateRequest in a PSK handshake; TLS 1.2 shows it in clear.
+        rep.client_cert_requested = Some(!tls13 && f.certificate_requested);
+        match origin {
+            Some(o) => {
+                kind = if o.kind == Kind::Mtls {
+                    Kind::Mtls
+                } else {
+                    Kind::Tls
+                };
+                confidence = Confidence::Inferred;
+                client_id = o.client_identity.clone();
+                rep.resumed_from = Some(o.flow_id);
+                evidence.push(format!(
+                    "resumed ({}) the session of connection #{}, which was {}",
+                    r.name(),
+                    o.flow_id,
+                    o.kind.name()
+                ));
+            }
+            None => {
+                kind = Kind::Tls;
+                confidence = Confidence::Uncertain;
+                evidence.push(format!(
+                    "resumed ({}): no certificates on the wire and the original handshake is not in this capture; client identity not observable",
+                    r.name()
+                ));
+            }
+        }
+    } else if tls13 {
+        let (k, c, h, ev, requested) = infer_tls13(f);
+        kind = k;
+        confidence = c;
+        handshake = h;
+        evidence.extend(ev);
+        rep.client_cert_requested = requested;
+        rep.tls13 = Some(tls13_report(f));
+    } else {
+        handshake = if fatal.is_some() {
+            Handshake::Failed
+        } else if f.finished[0] && f.finished[1] {
+            Handshake::Complete
+        } else {
+            Handshake::Incomplete
+        };
+        confidence = Confidence::Certain;
+        rep.client_cert_requested = Some(f.certificate_requested);
+        match &f.client_chain {
+            Some(c) if c.len > 0 => {
+                kind = Kind::Mtls;
+                evidence.push(format!(
+                    "client sent a Certificate: {} (chain of {})",
+                    client_id.as_deref().unwrap_or("unparsed certificate"),
+                    c.len
+                ));
+            }
+            Some(_) => {
+                kind = Kind::Tls;
+                evidence.push("certificate requested, client sent an empty Certificate".into());
+            }
+            None if f.certificate_requested => {
+                kind = Kind::Tls;
+                if handshake == Handshake::Complete {
+                    evidence
+                        .push("certificate requested, client sent no Certificate message".into());
+                } else {
+                    confidence = Confidence::Uncertain;
+                    evidence.push(
+                        "certificate requested; the client's answer is not in the capture".into(),
+                    );
+                }
+            }
+            None => {
+                kind = Kind::Tls;
+                if f.messages
+                    .iter()
+                    .any(|&(d, t)| Some(d) == server && t == 14)
+                {
+                    evidence.push("no client certificate requested".into());
+                } else {
+                    confidence = Confidence::Uncertain;
+                    evidence.push("server's handshake flight not fully seen".into());
+                }
+            }
+        }
+        if let Some(a) = fatal {
+            evidence.push(format!(
+                "handshake failed: {} alert {}",
+                if Some(a.dir) == server {
+                    "server"
+                } else {
+                    "client"
+                },
+                alert_name(a.description)
+            ));
+        }
+    }
+    if f.lost_sync.iter().any(|&l| l) && confidence == Confidence::Certain && kind != Kind::Mtls {
+        // A client certificate could have been in the missing bytes.
+        confidence = Confidence::Uncertain;
+        evidence.push("bytes of the handshake are missing from the capture".into());
+    }
+    evidence.extend(upgrade_note);
+    if let Some(m) = &rep.mesh {
+        evidence.push(mesh_evidence(m));
+    }
+    if kind != Kind::Mtls {
+        client_id = None;
+    }
+    if handshake == Handshake::Failed && kind == Kind::Mtls && confidence == Confidence::Inferred {
+        kind = Kind::Tls;
+        confidence = Confidence::Uncertain;
+    }
+    Verdict {
+        verdict: kind,
+        confidence,
+        handshake,
+        resumed: resumed.is_some(),
+        client_identity: client_id,
+        server_identity: server_id,
+        evidence,
+        tls: Some(rep),
+        plaintext: None,
+    }
+}
+
+fn mesh_evidence(m: &MeshSignal) -> String {
+    match m {
+        MeshSignal::Istio { service, alpn } => {
+            let mut s = String::from("Istio sidecar signals:");
+            if !alpn.is_empty() {
+                s.push_str(&format!(" ALPN {}", alpn.join(",")));
+            }
+            if let Some(svc) = service {
+                s.push_str(&format!(" SNI {} port {}", svc.host, svc.port));
+            }
+            s
+        }
+        MeshSignal::IstioAmbient => "Istio ambient HBONE (port 15008, TLS 1.3, ALPN h2)".into(),
+        MeshSignal::Linkerd { .. } => "Linkerd identity SNI / ALPN".into(),
+        MeshSignal::Consul { .. } => "Consul Connect SNI".into(),
+    }
+}
+
+/// Lengths of the TLS 1.3 Finished message and the AEAD tag for a cipher suite.
+fn tls13_lengths(cipher: u16) -> (u32, u32) {
+    let hash = if cipher == 0x1302 { 48 } else { 32 };
+    let tag = if cipher == 0x1305 { 8 } else { 16 };
+    (4 + hash, tag)
+}
+
+fn tls13_report(f: &TlsFacts) -> Tls13Report {
+    let cipher = f.server_hello.as_ref().map_or(0x1301, |s| s.cipher);
+    let (fin, tag) = tls13_lengths(cipher);
+    let t = &f.tls13;
+    Tls13Report {
+        client_first_record_len: t.client_first_record,
+        client_first_inner_len: t.client_first_record.map(|l| l.saturating_sub(tag + 1)),
+        finished_len: fin,
+        server_flight_inner_lens: t.server_flight.clone(),
+    }
+}
+
+/// An empty client Certificate message: type, 3-byte length, empty context, empty list.
+const EMPTY_CERTIFICATE: u32 = 8;
+/// A client EncryptedExtensions carrying only ALPS (Chrome): 4-byte header, 2-byte list length,
+/// the extension's 4-byte header, then the settings (empty or a few HTTP/2 SETTINGS).
+const ALPS_EE_MIN: u32 = 10;
+const ALPS_EE_MAX: u32 = 80;
+/// Smallest Certificate message that can hold a real certificate.
+const MIN_CERTIFICATE: u32 = 100;
+
+/// TLS 1.3: was a client certificate sent? See DESIGN.md: the client's first encrypted record
+/// after ServerHello is its Certificate (or its Finished when none was requested).
+fn infer_tls13(f: &TlsFacts) -> (Kind, Confidence, Handshake, Vec<String>, Option<bool>) {
+    let cipher = f.server_hello.as_ref().map_or(0x1301, |s| s.cipher);
+    let (fin, tag) = tls13_lengths(cipher);
+    let t = &f.tls13;
+    let mut ev = Vec::new();
+    let Some(len) = t.client_first_record else {
+        ev.push("TLS 1.3: the client's encrypted flight is not in the capture".into());
+        return (
+            Kind::Tls,
+            Confidence::Uncertain,
+            Handshake::Incomplete,
+            ev,
+            None,
+        );
+    };
+    let inner = len.saturating_sub(tag + 1);
+    // What the server's flight says, when it wrote one record per message (its last record is
+    // then exactly Finished): EE, [CertificateRequest], Certificate, CertificateVerify, Finished.
+    let server_says = match t.server_flight.as_slice() {
+        [.., last] if *last == fin && t.server_flight.len() == 5 => Some(true),
+        [.., last] if *last == fin && t.server_flight.len() == 4 => Some(false),
+        _ => None,
+    };
+    let flight = t
+        .server_flight
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join("+");
+    let alps = f.client_hello.as_ref().is_some_and(|c| c.alps_offered);
+    let alps_ee = inner
+        .checked_sub(fin)
+        .filter(|ee| alps && (ALPS_EE_MIN..=ALPS_EE_MAX).contains(ee));
+    let (kind, requested, what) = if inner == fin {
+        (
+            Kind::Tls,
+            Some(false),
+            format!("Finished ({fin}) alone: no certificate requested"),
+        )
+    } else if let Some(ee) = alps_ee {
+        (
+            Kind::Tls,
+            Some(false),
+            format!("the client's EncryptedExtensions for ALPS ({ee}) + Finished ({fin}): no certificate requested"),
+        )
+    } else if inner == EMPTY_CERTIFICATE || inner == EMPTY_CERTIFICATE + fin {
+        (
+            Kind::Tls,
+            Some(true),
+            "an empty Certificate (8): certificate requested, none sent".to_string(),
+        )
+    } else if inner >= MIN_CERTIFICATE {
+        (
+            Kind::Mtls,
+            Some(true),
+            "a Certificate: the client sent a certificate".to_string(),
+        )
+    } else {
+        ev.push(format!(
+            "TLS 1.3: client's first encrypted record is {len} bytes ({inner} inner), which fits neither Finished ({fin}), an empty Certificate (8) nor a certificate (record padding?)"
+        ));
+        return (
+            Kind::Tls,
+            Confidence::Uncertain,
+            Handshake::Complete,
+            ev,
+            server_says,
+        );
+    };
+    ev.push(format!(
+        "TLS 1.3: client's first encrypted record after ServerHello is {len} bytes ({inner} inner) = {what}"
+    ));
+    let mut confidence = Confidence::Inferred;
+    match server_says {
+        Some(s) if Some(s) == requested => ev.push(format!(
+            "server flight of {} records ({flight}) {} a CertificateRequest",
+            t.server_flight.len(),
+            if s { "includes" } else { "has no" }
+        )),
+        Some(s) => {
+            confidence = Confidence::Uncertain;
+            ev.push(format!(
+                "but the server flight of {} records ({flight}) suggests {} CertificateRequest",
+                t.server_flight.len(),
+                if s { "a" } else { "no" }
+            ));
+        }
+        None if !t.server_flight.is_empty() => ev.push(format!(
+            "server flight in {} records ({flight}): no cross-check",
+            t.server_flight.len()
+        )),
+        None => {}
+    }
+    let handshake = match t.server_reply {
+        // An encrypted 2-byte reply right after the client's flight is an alert.
+        Some(2) => {
+            ev.push("server answered the client's flight with an encrypted alert".into());
+            Handshake::Failed
+        }
+        _ => Handshake::Complete,
+    };
+    (kind, confidence, handshake, ev, requested)
+}
+
+pub fn version_name(v: u16) -> String {
+    match v {
+        0x0300 => "SSL 3.0".into(),
+        0x0301 => "TLS 1.0".into(),
+        0x0302 => "TLS 1.1".into(),
+        0x0303 => "TLS 1.2".into(),
+        0x0304 => "TLS 1.3".into(),
+        other => format!("0x{other:04x}"),
+    }
+}
+
+fn cipher_name(c: u16) -> String {
+    tls_parser::TlsCipherSuiteID(c)
+        .get_ciphersuite()
+        .map(|s| s.name.to_string())
+        .unwrap_or_else(|| format!("0x{c:04x}"))
+}
+
+fn handshake_name(t: u8) -> String {
+    match t {
+        0 => "hello_request",
+        1 => "client_hello",
+        2 => "server_hello",
+        4 => "new_session_ticket",
+        5 => "end_of_early_data",
+        8 => "encrypted_extensions",
+        11 => "certificate",
+        12 => "server_key_exchange",
+        13 => "certificate_request",
+        14 => "server_hello_done",
+        15 => "certificate_verify",
+        16 => "client_key_exchange",
+        20 => "finished",
+        22 => "certificate_status",
+        24 => "key_update",
+        _ => return format!("type_{t}"),
+    }
+    .to_string()
+}
+
+/// RFC 8446 / RFC 5246 alert names.
+pub fn alert_name(d: u8) -> String {
+    match d {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        21 => "decryption_failed",
+        22 => "record_overflow",
+        30 => "decompression_failure",
+        40 => "handshake_failure",
+        41 => "no_certificate",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        100 => "no_renegotiation",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        112 => "unrecognized_name",
+        113 => "bad_certificate_status_response",
+        115 => "unknown_psk_identity",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        _ => return format!("alert_{d}"),
+    }
+    .to_string()
+}

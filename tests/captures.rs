@@ -1,0 +1,84 @@
+//! Every capture in `captures/` gives exactly the result its `.expected.json` states: the
+//! generator wrote those files from what each scenario did, not from mtlscope's output.
+//! The whole set of classified fields is compared per connection, in order of first packet.
+
+use mtlscope::analyzer::Config;
+use mtlscope::app::analyze_files;
+use mtlscope::report::FlowReport;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+fn captures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
+}
+
+/// The fields an expected file states, taken from mtlscope's report.
+fn observed(f: &FlowReport) -> Value {
+    let v = &f.verdict;
+    let tls = v.tls.as_ref();
+    json!({
+        "client": f.client.ip.to_string(),
+        "server": f.server.to_string(),
+        "verdict": v.verdict,
+        "confidence": v.confidence,
+        "tls_version": tls.and_then(|t| t.version.clone()),
+        "sni": tls.and_then(|t| t.sni.clone()),
+        "alpn": tls.and_then(|t| t.alpn.clone()),
+        "resumed": v.resumed,
+        "client_cert_requested": tls.and_then(|t| t.client_cert_requested),
+        "handshake": v.handshake,
+        "client_identity": v.client_identity,
+        "server_identity": v.server_identity,
+        "plaintext_protocol": v.plaintext.as_ref().map(|p| p.info.protocol),
+    })
+}
+
+#[test]
+fn every_capture_gives_its_expected_result() {
+    let mut expected_files: Vec<PathBuf> = std::fs::read_dir(captures_dir())
+        .expect("captures/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".expected.json"))
+        .collect();
+    expected_files.sort();
+    assert!(
+        expected_files.len() >= 20,
+        "only {} expected files",
+        expected_files.len()
+    );
+    let mut failures = Vec::new();
+    for path in &expected_files {
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let capture = captures_dir().join(expected["capture"].as_str().expect("capture name"));
+        let (flows, summary) = analyze_files(
+            &[capture.to_string_lossy().into_owned()],
+            None,
+            Config::default(),
+        )
+        .unwrap();
+        assert!(
+            summary.errors.is_empty(),
+            "{}: {:?}",
+            capture.display(),
+            summary.errors
+        );
+        let got: Vec<Value> = flows.iter().map(observed).collect();
+        let want = expected["connections"].as_array().expect("connections");
+        if &got != want {
+            failures.push(format!(
+                "{}:\n  expected {}\n  got      {}",
+                capture.file_name().unwrap().to_string_lossy(),
+                serde_json::to_string(want).unwrap(),
+                serde_json::to_string(&got).unwrap()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} captures differ:\n{}",
+        failures.len(),
+        expected_files.len(),
+        failures.join("\n")
+    );
+}
