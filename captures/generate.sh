@@ -175,6 +175,8 @@ CAP_ARGS=()       # extra tcpdump args (-y LINUX_SLL2, --time-stamp-precision=na
 cap_start() { # outfile
     local out=$1 iface=${CAP_IFACE:-$SRV_IF} i
     : >"$WORK/tcpdump.err"
+    # -B: on "any" libpcap sizes ring frames for the full snaplen, so the default 2 MB ring holds
+    # only a few frames and bursts get dropped; --immediate-mode: no packets left in the ring at SIGINT
     ip netns exec "$SRV_NS" tcpdump -i "$iface" -n -U --immediate-mode -B 32768 -Z root "${CAP_ARGS[@]}" -w "$out" \
         </dev/null 2>"$WORK/tcpdump.err" 7>&- 8>&- &
     TCPDUMP_PID=$!

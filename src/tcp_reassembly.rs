@@ -280,14 +280,22 @@ impl Reassembler {
             self.stats.overlaps += 1;
         }
         for (from, to) in pieces {
+            // The piece may lie wholly or partly in the cut (uncaptured) tail.
             let cap_end = (start + captured.len() as u64).clamp(from, to);
-            let data = captured[(from - start) as usize..(cap_end - start) as usize].to_vec();
+            let lo = ((from - start) as usize).min(captured.len());
+            let hi = ((cap_end - start) as usize).clamp(lo, captured.len());
+            let data = captured[lo..hi].to_vec();
             let piece = Pending {
                 off: from,
                 cut: (to - cap_end) as u32,
                 data,
             };
             self.make_room(piece.data.len(), sink);
+            if piece.data.len() > self.cap && piece.off > self.next_off {
+                // Larger than the whole buffer (which make_room emptied): give up the hole
+                // before it now rather than hold more than the cap.
+                self.skip_to(piece.off, sink);
+            }
             if piece.end() <= self.next_off {
                 continue; // making room skipped past it
             }

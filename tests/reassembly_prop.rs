@@ -68,12 +68,9 @@ proptest! {
         for s in &segs {
             let seq = isn.wrapping_add(1).wrapping_add(s.start as u32);
             r.segment(seq, &data[s.start..s.start + s.captured], s.len as u32, &mut seen);
-            for i in s.start..s.start + s.len {
-                let v = if i < s.start + s.captured { 2 } else { 1 };
-                // The first copy of a byte wins, except that a captured copy fills in a cut one
-                // only if it arrives while the cut one is still buffered; keep the model simple:
-                // remember whether any copy was captured.
-                model[i] = model[i].max(v);
+            // Remember, per byte, whether any copy covered it and whether any copy captured it.
+            for (k, m) in model[s.start..s.start + s.len].iter_mut().enumerate() {
+                *m = (*m).max(if k < s.captured { 2 } else { 1 });
             }
         }
         r.finish(&mut seen);
