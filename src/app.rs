@@ -231,8 +231,9 @@ fn read_one<O: Output>(
         {
             if unsupported.insert(l.0) && first_error.is_none() {
                 first_error = Some(format!(
-                    "{input}: link type {} at byte {offset} is not supported; its packets were skipped \
+                    "{input}: link type {} ({}) at byte {offset} is not supported; its packets were skipped \
                      (supported: Ethernet, Linux cooked v1/v2, BSD loopback, raw IP)",
+                    l.0,
                     l.name()
                 ));
             }
