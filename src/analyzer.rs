@@ -124,7 +124,9 @@ impl<O: Output> Engine<O> {
                     Skip::NotTcp => "not TCP".to_string(),
                     Skip::Fragment => "IP fragment".to_string(),
                     Skip::Malformed => "malformed or cut headers".to_string(),
-                    Skip::UnsupportedLink(l) => format!("unsupported link type {} ({})", l.0, l.name()),
+                    Skip::UnsupportedLink(l) => {
+                        format!("unsupported link type {} ({})", l.0, l.name())
+                    }
                 };
                 *self.summary.skipped.entry(what).or_default() += 1;
                 Err(skip)

@@ -221,9 +221,11 @@ fn read_one<O: Output>(
             match f.matches(packet.link, packet.data, packet.orig_len) {
                 Ok(true) => {}
                 Ok(false) => continue,
+                // The expression does not apply to this link type (said once per link type):
+                // remember it, skip those packets, keep reading the others.
                 Err(e) => {
-                    first_error = Some(format!("{input}: {e}"));
-                    break;
+                    first_error.get_or_insert(format!("{input}: {e}"));
+                    continue;
                 }
             }
         }

@@ -23,7 +23,7 @@ pub enum FilterError {
     Invalid { expr: String, reason: String },
     /// The expression is valid but libpcap cannot apply it to this link type, for example
     /// `ether host` on raw IP packets or any filter on NFLOG.
-    #[error("filter '{expr}' cannot be applied to {link} packets: {reason}")]
+    #[error("filter '{expr}' cannot be applied to link type {link}: {reason}")]
     Unsupported {
         expr: String,
         link: LinkType,
@@ -138,5 +138,132 @@ fn dlt_for(link: LinkType) -> i32 {
         101 => 12, // RAW
         108 if cfg!(target_os = "openbsd") => 12,
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IPv4 + TCP from 10.0.0.1:40000 to 10.0.0.2:`dport`, with `payload` bytes of data.
+    fn ipv4_tcp(dport: u16, payload: usize) -> Vec<u8> {
+        let total = (20 + 20 + payload) as u16;
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend(40000u16.to_be_bytes());
+        p.extend(dport.to_be_bytes());
+        p.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend(std::iter::repeat_n(0x17, payload));
+        p
+    }
+
+    fn ethernet(ip: &[u8]) -> Vec<u8> {
+        let mut p = vec![
+            0, 0x11, 0x22, 0x33, 0x44, 0x55, 0, 0x66, 0x77, 0x88, 0x99, 0xaa, 8, 0,
+        ];
+        p.extend(ip);
+        p
+    }
+
+    fn linux_sll2(ip: &[u8]) -> Vec<u8> {
+        let mut p = vec![
+            8, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 0, 0x11, 0x22, 0x33, 0x44, 0x55, 0, 0,
+        ];
+        p.extend(ip);
+        p
+    }
+
+    fn bsd_null(ip: &[u8]) -> Vec<u8> {
+        let mut p = 2u32.to_ne_bytes().to_vec();
+        p.extend(ip);
+        p
+    }
+
+    #[test]
+    fn invalid_expression_fails_up_front() {
+        let err = PacketFilter::new("tcp prot 443").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid filter 'tcp prot 443': syntax error"
+        );
+        let err = PacketFilter::new("host 1.2.3.4.5").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid filter 'host 1.2.3.4.5': unknown host '1.2.3.4.5'"
+        );
+        assert!(PacketFilter::new("tcp port 443\0").is_err());
+    }
+
+    #[test]
+    fn same_expression_on_every_link_type() {
+        let mut filter = PacketFilter::new("tcp port 443 and host 10.0.0.2").unwrap();
+        for dport in [443, 80] {
+            let ip = ipv4_tcp(dport, 10);
+            let want = dport == 443;
+            let cases = [
+                (LinkType::ETHERNET, ethernet(&ip)),
+                (LinkType::RAW, ip.clone()),
+                (LinkType::IPV4, ip.clone()),
+                (LinkType::LINUX_SLL2, linux_sll2(&ip)),
+                (LinkType::NULL, bsd_null(&ip)),
+                (LinkType::ETHERNET, ethernet(&ip)),
+            ];
+            for (link, packet) in cases {
+                let got = filter.matches(link, &packet, packet.len() as u32).unwrap();
+                assert_eq!(got, want, "{link} port {dport}");
+            }
+        }
+        assert_eq!(filter.expr(), "tcp port 443 and host 10.0.0.2");
+    }
+
+    #[test]
+    fn short_and_empty_packets_do_not_match() {
+        let mut filter = PacketFilter::new("tcp port 443").unwrap();
+        let packet = ethernet(&ipv4_tcp(443, 0));
+        // The destination port ends at byte 38; bytes the program does not load may be missing.
+        for cut in 0..=packet.len() {
+            let got = filter.matches(LinkType::ETHERNET, &packet[..cut], 1500);
+            assert_eq!(got.unwrap(), cut >= 38, "cut {cut}");
+        }
+        assert!(filter.matches(LinkType::ETHERNET, &packet, 54).unwrap());
+    }
+
+    #[test]
+    fn link_type_the_expression_cannot_handle_errors_once() {
+        let mut filter = PacketFilter::new("ether host 00:11:22:33:44:55").unwrap();
+        let ip = ipv4_tcp(443, 0);
+        let err = filter.matches(LinkType::RAW, &ip, 40).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "filter 'ether host 00:11:22:33:44:55' cannot be applied to link type RAW (101): \
+             ethernet addresses supported only on ethernet/FDDI/token ring/802.11/ATM LANE/Fibre Channel"
+        );
+        assert!(!filter.matches(LinkType::RAW, &ip, 40).unwrap());
+        assert!(filter
+            .matches(LinkType::ETHERNET, &ethernet(&ip), 54)
+            .unwrap());
+
+        let mut filter = PacketFilter::new("tcp").unwrap();
+        let err = filter.matches(LinkType::NFLOG, &[0; 8], 8).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "filter 'tcp' cannot be applied to link type NFLOG (239): NFLOG link-layer type filtering not implemented"
+        );
+        assert!(!filter.matches(LinkType::NFLOG, &[0; 8], 8).unwrap());
+        let err = filter.matches(LinkType(4242), &[0; 8], 8).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "filter 'tcp' cannot be applied to link type 4242: unknown data link type 4242 (min 104, max 289)"
+        );
+    }
+
+    #[test]
+    fn length_primitives_see_the_captured_length() {
+        let mut filter = PacketFilter::new("greater 100").unwrap();
+        let packet = ethernet(&ipv4_tcp(443, 0));
+        // 54 bytes captured of a 1500-byte packet: the documented limitation.
+        assert!(!filter.matches(LinkType::ETHERNET, &packet, 1500).unwrap());
     }
 }

@@ -8,6 +8,8 @@
 use crate::plaintext::{self, PlaintextInfo, Protocol};
 use crate::tls_classifier::{starts_with_hello, Classifier, TlsFacts};
 
+/// Bytes that tell a TLS hello from anything else: record header and handshake type.
+const HELLO_PROBE: usize = 6;
 /// Bytes kept from the start of each direction to name a plaintext protocol.
 const HEAD: usize = 512;
 /// Plaintext bytes from the client after which an upgrade to TLS is no longer expected.
@@ -60,6 +62,8 @@ pub struct Inspector {
     server_port: u16,
     tls: Option<Box<Classifier>>,
     head: [Vec<u8>; 2],
+    /// First bytes held while the mode is undecided.
+    probe: [Vec<u8>; 2],
     upgrade: Option<Protocol>,
     upgrade_requested: Option<Protocol>,
     /// TLS carried in FTP ADAT lines (RFC 2228 security exchange, as GridFTP's GSI does).
@@ -78,6 +82,7 @@ impl Inspector {
             server_port,
             tls: None,
             head: [Vec::new(), Vec::new()],
+            probe: [Vec::new(), Vec::new()],
             upgrade: None,
             upgrade_requested: None,
             adat: None,
@@ -97,25 +102,46 @@ impl Inspector {
             return;
         }
         self.bytes[dir] += bytes.len() as u64;
-        if self.mode == Mode::Waiting {
-            self.mode = if starts_with_hello(bytes) {
-                Mode::Tls
-            } else if self.midstream && self.bytes[1 - dir] == 0 {
-                Mode::Midstream
-            } else {
-                Mode::Plaintext
-            };
-            match self.mode {
-                Mode::Tls => self.tls = Some(Box::default()),
-                Mode::Midstream => {
-                    let mut c = Box::<Classifier>::default();
-                    c.start_midstream(0);
-                    c.start_midstream(1);
-                    self.tls = Some(c);
-                }
-                _ => {}
-            }
+        if self.mode != Mode::Waiting {
+            return self.route(dir, bytes);
         }
+        // A handshake record header plus the message type is 6 bytes; a peer may send them one
+        // at a time, so hold the first bytes until they can tell a hello from anything else.
+        let probe = &mut self.probe[dir];
+        probe.extend_from_slice(bytes);
+        if probe.len() < HELLO_PROBE && probe[0] == 0x16 {
+            return;
+        }
+        let held = std::mem::take(probe);
+        self.choose_mode(dir, &held);
+        let other = std::mem::take(&mut self.probe[1 - dir]);
+        if !other.is_empty() {
+            self.route(1 - dir, &other);
+        }
+        self.route(dir, &held);
+    }
+
+    fn choose_mode(&mut self, dir: usize, first: &[u8]) {
+        self.mode = if starts_with_hello(first) {
+            Mode::Tls
+        } else if self.midstream && self.bytes[1 - dir] == 0 {
+            Mode::Midstream
+        } else {
+            Mode::Plaintext
+        };
+        match self.mode {
+            Mode::Tls => self.tls = Some(Box::default()),
+            Mode::Midstream => {
+                let mut c = Box::<Classifier>::default();
+                c.start_midstream(0);
+                c.start_midstream(1);
+                self.tls = Some(c);
+            }
+            _ => {}
+        }
+    }
+
+    fn route(&mut self, dir: usize, bytes: &[u8]) {
         if matches!(self.mode, Mode::Plaintext | Mode::Midstream) {
             let head = &mut self.head[dir];
             if head.len() < HEAD {
@@ -222,7 +248,19 @@ impl Inspector {
         }
     }
 
-    pub fn outcome(self) -> Outcome {
+    pub fn outcome(mut self) -> Outcome {
+        if self.mode == Mode::Waiting {
+            // The connection ended while its first bytes were still undecided.
+            for dir in 0..2 {
+                let held = std::mem::take(&mut self.probe[dir]);
+                if !held.is_empty() {
+                    if self.mode == Mode::Waiting {
+                        self.choose_mode(dir, &held);
+                    }
+                    self.route(dir, &held);
+                }
+            }
+        }
         match self.mode {
             Mode::Waiting => Outcome::NoData,
             Mode::Plaintext => match self.adat {

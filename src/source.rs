@@ -1,17 +1,21 @@
 //! Packets from capture files and standard input: legacy pcap and pcapng, either of them
 //! optionally gzip-compressed.
 //!
-//! The reader owns one large buffer and frames records itself instead of using pcap-parser's
-//! streaming readers, for three reasons: those readers turn every I/O failure into a bare
-//! `ReadError` (so "corrupt deflate stream" or "Input/output error" would be lost), they cannot
-//! say at which byte a record started, and they trust a block's length field far enough to ask
-//! for gigabytes on a corrupt one. Legacy pcap records (16-byte header + data) are parsed here
-//! directly; pcapng section and interface blocks, whose options are the fiddly part, go through
-//! pcap-parser.
+//! The reader owns one large buffer and frames records itself rather than driving pcap-parser's
+//! streaming readers: those turn every I/O failure into a bare `ReadError` (so "corrupt deflate
+//! stream" or "Input/output error" would be lost) and do not tell at which byte a record
+//! started, which is what a truncation message needs. Framing is the easy part: a legacy pcap
+//! record is a 16-byte header and its data, and every pcapng block starts with its type and
+//! length. Packet blocks have a fixed layout and are read here as well (pcap-parser's EPB
+//! parser allocates a vector for every packet that carries options); Section Header and
+//! Interface Description Blocks, whose options are the fiddly part, go through pcap-parser.
 //!
-//! Memory: one buffer of `BUF_SIZE` bytes, grown only for a record larger than that and never
-//! beyond `MAX_RECORD`. Nothing is allocated per packet; a packet's bytes are borrowed from the
-//! buffer until the next call.
+//! Measured on a 500 MB capture in the page cache: pcap as fast as `cat`, pcapng about 1.3x;
+//! pcap-parser's streaming readers took about 1.5x and 1.7x.
+//!
+//! Memory: one buffer of `BUF_SIZE` bytes, grown only while a record larger than that arrives
+//! and never beyond `MAX_RECORD`. Nothing is allocated per packet; a packet's bytes are
+//! borrowed from the buffer until the next call.
 
 use std::fmt;
 use std::fs::File;
@@ -25,7 +29,8 @@ use pcap_parser::pcapng::{
 use pcap_parser::PcapError;
 
 /// Size of each read. Large reads keep syscalls and buffer bookkeeping negligible next to the
-/// packet work (measured: 256 KiB and up are all within noise of each other).
+/// packet work; of 128 KiB to 4 MiB, 1 MiB measured fastest (bigger buffers fall out of the CPU
+/// caches between the kernel's copy and our parse).
 const BUF_SIZE: usize = 1 << 20;
 
 /// Largest record or block we agree to buffer. Real packets are at most a few hundred KiB (GSO
@@ -54,21 +59,27 @@ impl LinkType {
     pub const NFLOG: LinkType = LinkType(239);
     pub const LINUX_SLL2: LinkType = LinkType(276);
 
-    /// The `LINKTYPE_` name without its prefix (`"ETHERNET"`, `"LINUX_SLL2"`), or
-    /// `"LINKTYPE 147"` for a value not in the table.
+    /// The `LINKTYPE_` name without its prefix (`"ETHERNET"`, `"LINUX_SLL2"`, `"USER3"`), or
+    /// the number for a value not in the table (`"4242"`).
     pub fn name(self) -> String {
-        match known_linktype_name(self.0) {
-            Some(name) => name.to_string(),
-            None => format!("LINKTYPE {}", self.0),
+        match self.0 {
+            147..=162 => format!("USER{}", self.0 - 147),
+            value => match known_linktype_name(value) {
+                Some(name) => name.to_string(),
+                None => value.to_string(),
+            },
         }
     }
 }
 
 impl fmt::Display for LinkType {
+    /// `ETHERNET (1)`, or just the number when it has no known name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match known_linktype_name(self.0) {
-            Some(name) => write!(f, "{name} ({})", self.0),
-            None => write!(f, "unknown link type {}", self.0),
+        let name = self.name();
+        if name == self.0.to_string() {
+            write!(f, "{name}")
+        } else {
+            write!(f, "{name} ({})", self.0)
         }
     }
 }
@@ -95,7 +106,6 @@ fn known_linktype_name(value: i32) -> Option<&'static str> {
         117 => "PFLOG",
         119 => "IEEE802_11_PRISM",
         127 => "IEEE802_11_RADIOTAP",
-        147..=162 => "USER",
         192 => "PPI",
         195 => "IEEE802_15_4_WITHFCS",
         220 => "USB_LINUX_MMAPPED",
@@ -106,7 +116,6 @@ fn known_linktype_name(value: i32) -> Option<&'static str> {
         252 => "WIRESHARK_UPPER_PDU",
         253 => "NETLINK",
         258 => "PKTAP",
-        263 => "DOCSIS31_XRA31",
         276 => "LINUX_SLL2",
         _ => return None,
     })
@@ -642,7 +651,7 @@ impl CaptureReader {
             let block_type = read_u32(self.available(), 0, be);
             let block_len = read_u32(self.available(), 4, be);
             let len = usize::try_from(block_len).unwrap_or(usize::MAX);
-            if len < 12 || len % 4 != 0 {
+            if len < 12 || !len.is_multiple_of(4) {
                 return Err(self.corrupt(
                     "pcapng block",
                     format!("block length {block_len} is not a multiple of 4 of at least 12"),
@@ -868,13 +877,15 @@ impl CaptureReader {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() < need {
-            let grown = need.max(self.buf.len().saturating_mul(2)).min(MAX_RECORD);
-            self.buf.resize(grown.max(need), 0);
-        }
         while self.end < need {
             if self.eof {
                 return Ok(false);
+            }
+            if self.end == self.buf.len() {
+                // Grow only as data arrives, so a corrupt length field in a short file costs
+                // nothing; doubling keeps the copies of a huge record few.
+                let grown = need.min(self.buf.len().saturating_mul(2)).max(self.end + 1);
+                self.buf.resize(grown, 0);
             }
             let space = self.buf.get_mut(self.end..).unwrap_or_default();
             match self.input.read(space) {
@@ -1018,7 +1029,7 @@ mod tests {
 
     fn block(kind: u32, body: &[u8], be: bool) -> Vec<u8> {
         let mut padded = body.to_vec();
-        while padded.len() % 4 != 0 {
+        while !padded.len().is_multiple_of(4) {
             padded.push(0);
         }
         let len = (padded.len() + 12) as u32;
@@ -1035,7 +1046,7 @@ mod tests {
         out.extend(u16b(code, be));
         out.extend(u16b(value.len() as u16, be));
         out.extend(value);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
         out
@@ -1072,7 +1083,7 @@ mod tests {
         body.extend(u32b(data.len() as u32, be));
         body.extend(u32b(orig, be));
         body.extend(data);
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         // An epb_flags option, as some writers add to every packet.
@@ -1278,6 +1289,23 @@ mod tests {
         assert_eq!(packets.len(), 3);
         assert_eq!(packets[1].data, big);
         assert_eq!(packets[2].data, b"after");
+    }
+
+    #[test]
+    fn large_record_length_in_a_short_file_is_truncation() {
+        let mut bytes = pcap_file(0xa1b2_c3d4, false, 1, &[]);
+        bytes.extend(u32b(1, false));
+        bytes.extend(u32b(0, false));
+        bytes.extend(u32b(200 << 20, false));
+        bytes.extend(u32b(200 << 20, false));
+        bytes.extend([0; 100]);
+        let mut r = reader(bytes).unwrap();
+        let err = r.next_packet().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.pcap: truncated at byte 24: packet record needs 209715216 bytes, 116 left"
+        );
+        assert_eq!(r.buf.len(), BUF_SIZE, "the buffer grows only with data");
     }
 
     #[test]
@@ -1763,7 +1791,9 @@ mod tests {
         let gz = gzip(&pcap_file(0xa1b2_c3d4, false, 1, &recs));
         for cut in 0..gz.len() {
             let (packets, err) = read_bytes(gz[..cut].to_vec());
-            assert!(packets.len() < recs.len());
+            // A cut in the last bytes can leave every packet readable; the missing trailer is
+            // still reported.
+            assert!(packets.len() <= recs.len());
             let err = err.expect("a cut gzip stream is an error");
             assert!(err.position().is_some(), "cut {cut}: {err}");
         }
@@ -1862,9 +1892,11 @@ mod tests {
     #[test]
     fn link_type_names() {
         assert_eq!(LinkType::LINUX_SLL2.name(), "LINUX_SLL2");
-        assert_eq!(LinkType(4242).name(), "LINKTYPE 4242");
+        assert_eq!(LinkType(150).name(), "USER3");
+        assert_eq!(LinkType(4242).name(), "4242");
+        assert_eq!(LinkType(-1).name(), "-1");
         assert_eq!(LinkType::RAW.to_string(), "RAW (101)");
-        assert_eq!(LinkType(4242).to_string(), "unknown link type 4242");
+        assert_eq!(LinkType(4242).to_string(), "4242");
     }
 
     // ---- real captures ----
@@ -1957,7 +1989,6 @@ mod tests {
             let section = &mut sections[half];
             let if_id = section.len() as u32;
             section.push((packets[0].link, packets, if_id, be));
-            let _ = &mut expected;
         }
         let mut bytes = Vec::new();
         for section in &sections {

@@ -10,7 +10,11 @@ fn bin() -> Command {
 }
 
 fn capture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures").join(name).to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("captures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn run(args: &[&str]) -> Output {
@@ -41,17 +45,29 @@ fn table_ends_with_summary_line() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("mtls (inferred)"), "{out}");
-    assert_eq!(out.lines().last(), Some("2 connections: 1 mtls, 1 tls (2 inferred)"));
+    assert_eq!(
+        out.lines().last(),
+        Some("2 connections: 1 mtls, 1 tls (2 inferred)")
+    );
 }
 
 #[test]
 fn json_document_has_summary_and_flows() {
-    let o = run(&["analyze", "-o", "json", &capture("openssl-tls12-mtls-rsa.pcap"), &capture("plaintext-http.pcap")]);
+    let o = run(&[
+        "analyze",
+        "-o",
+        "json",
+        &capture("openssl-tls12-mtls-rsa.pcap"),
+        &capture("plaintext-http.pcap"),
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let v = json(&o);
     assert_eq!(v["summary"]["connections"], 2);
     assert_eq!(v["flows"][0]["verdict"], "mtls");
-    assert_eq!(v["flows"][0]["tls"]["client_certificate"]["subject"], "CN=client.test");
+    assert_eq!(
+        v["flows"][0]["tls"]["client_certificate"]["subject"],
+        "CN=client.test"
+    );
     assert_eq!(v["flows"][1]["verdict"], "plaintext");
 }
 
@@ -67,7 +83,10 @@ fn jsonl_from_stdin_one_line_per_connection_then_summary() {
     child.stdin.take().unwrap().write_all(&data).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
-    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["verdict"], "mtls");
     assert_eq!(lines[1]["verdict"], "tls");
@@ -78,10 +97,18 @@ fn jsonl_from_stdin_one_line_per_connection_then_summary() {
 fn gzip_input_gives_same_verdicts() {
     let gz = tmp("mtls.pcap.gz");
     let raw = std::fs::read(capture("openssl-tls12-mtls-ecdsa.pcap")).unwrap();
-    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
     enc.write_all(&raw).unwrap();
     enc.finish().unwrap();
-    let a = json(&run(&["analyze", "-o", "json", &capture("openssl-tls12-mtls-ecdsa.pcap")]));
+    let a = json(&run(&[
+        "analyze",
+        "-o",
+        "json",
+        &capture("openssl-tls12-mtls-ecdsa.pcap"),
+    ]));
     let b = json(&run(&["analyze", "-o", "json", gz.to_str().unwrap()]));
     assert_eq!(a["flows"], b["flows"]);
 }
@@ -91,7 +118,14 @@ fn bpf_filter_selects_packets() {
     let file = capture("nginx-curl-tls12.pcap");
     let all = json(&run(&["analyze", "-o", "json", &file]));
     let port = all["flows"][1]["client"]["port"].as_u64().unwrap();
-    let one = json(&run(&["analyze", "-o", "json", "-f", &format!("tcp port {port}"), &file]));
+    let one = json(&run(&[
+        "analyze",
+        "-o",
+        "json",
+        "-f",
+        &format!("tcp port {port}"),
+        &file,
+    ]));
     assert_eq!(one["summary"]["connections"], 1);
     assert_eq!(one["flows"][0]["client"]["port"], port);
     let none = json(&run(&["analyze", "-o", "json", "-f", "udp", &file]));
@@ -100,7 +134,12 @@ fn bpf_filter_selects_packets() {
 
 #[test]
 fn bad_filter_is_a_usage_error() {
-    let o = run(&["analyze", "-f", "tcp prot 443", &capture("plaintext-http.pcap")]);
+    let o = run(&[
+        "analyze",
+        "-f",
+        "tcp prot 443",
+        &capture("plaintext-http.pcap"),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("tcp prot 443"), "{}", stderr(&o));
 }
@@ -135,9 +174,15 @@ fn truncated_capture_reports_flows_so_far_and_the_offset() {
     let o = run(&["analyze", "-o", "json", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let v = json(&o);
-    assert_eq!(v["flows"][0]["verdict"], "mtls", "flows read before the cut are reported");
+    assert_eq!(
+        v["flows"][0]["verdict"], "mtls",
+        "flows read before the cut are reported"
+    );
     let e = stderr(&o);
-    assert!(e.contains("cut.pcap") && e.contains("truncated") && e.contains("byte"), "{e}");
+    assert!(
+        e.contains("cut.pcap") && e.contains("truncated") && e.contains("byte"),
+        "{e}"
+    );
     assert_eq!(v["summary"]["errors"].as_array().unwrap().len(), 1);
 }
 
@@ -150,7 +195,10 @@ fn unknown_link_type_is_reported() {
     let o = run(&["analyze", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
-    assert!(e.contains("user0.pcap") && e.contains("link type") && e.contains("147"), "{e}");
+    assert!(
+        e.contains("user0.pcap") && e.contains("link type") && e.contains("147"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -159,7 +207,10 @@ fn no_query_string_or_header_value_in_any_output() {
         let o = run(&["analyze", "-o", fmt, &capture("plaintext-http.pcap")]);
         let out = stdout(&o);
         assert!(out.contains("/index.html"), "{fmt}: {out}");
-        assert!(!out.contains("secret123") && !out.contains("token="), "{fmt} leaks the query: {out}");
+        assert!(
+            !out.contains("secret123") && !out.contains("token="),
+            "{fmt} leaks the query: {out}"
+        );
         assert!(!out.contains("curl/"), "{fmt} leaks the User-Agent: {out}");
     }
 }
@@ -167,7 +218,13 @@ fn no_query_string_or_header_value_in_any_output() {
 #[test]
 fn closed_stdout_is_not_an_error() {
     let mut child = bin()
-        .args(["analyze", "-o", "jsonl", &capture("nginx-curl-tls12.pcap"), &capture("nginx-curl-tls13.pcap")])
+        .args([
+            "analyze",
+            "-o",
+            "jsonl",
+            &capture("nginx-curl-tls12.pcap"),
+            &capture("nginx-curl-tls13.pcap"),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

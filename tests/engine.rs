@@ -1,0 +1,271 @@
+//! Flow-table and verdict behaviour on packets built here, for situations the captures don't
+//! show: 5-tuple reuse, retransmitted SYNs, roles without a SYN, conflicting overlaps, gaps.
+
+use etherparse::PacketBuilder;
+use mtlscope::analyzer::{Config, Engine};
+use mtlscope::flows::RolesFrom;
+use mtlscope::report::{Collect, FlowReport};
+use mtlscope::source::{CaptureReader, LinkType};
+use mtlscope::verdict::{Confidence, Kind};
+
+const C: [u8; 4] = [10, 1, 0, 1];
+const S: [u8; 4] = [10, 1, 0, 2];
+
+struct Conn {
+    cport: u16,
+    sport: u16,
+    cseq: u32,
+    sseq: u32,
+}
+
+fn frame(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sp: u16,
+    dp: u16,
+    seq: u32,
+    ack: Option<u32>,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
+    let mut t = b.tcp(sp, dp, seq, 65535);
+    if flags.contains('S') {
+        t = t.syn();
+    }
+    if flags.contains('F') {
+        t = t.fin();
+    }
+    if flags.contains('R') {
+        t = t.rst();
+    }
+    if let Some(a) = ack {
+        t = t.ack(a);
+    }
+    let mut out = Vec::new();
+    t.write(&mut out, payload).unwrap();
+    out
+}
+
+impl Conn {
+    fn new(cport: u16, sport: u16, cseq: u32, sseq: u32) -> Self {
+        Conn {
+            cport,
+            sport,
+            cseq,
+            sseq,
+        }
+    }
+    fn syn(&self) -> Vec<u8> {
+        frame(C, S, self.cport, self.sport, self.cseq, None, "S", &[])
+    }
+    fn synack(&self) -> Vec<u8> {
+        frame(
+            S,
+            C,
+            self.sport,
+            self.cport,
+            self.sseq,
+            Some(self.cseq + 1),
+            "S",
+            &[],
+        )
+    }
+    fn client(&mut self, data: &[u8]) -> Vec<u8> {
+        let f = frame(
+            C,
+            S,
+            self.cport,
+            self.sport,
+            self.cseq + 1,
+            Some(self.sseq + 1),
+            "",
+            data,
+        );
+        self.cseq += data.len() as u32;
+        f
+    }
+    fn server(&mut self, data: &[u8]) -> Vec<u8> {
+        let f = frame(
+            S,
+            C,
+            self.sport,
+            self.cport,
+            self.sseq + 1,
+            Some(self.cseq + 1),
+            "",
+            data,
+        );
+        self.sseq += data.len() as u32;
+        f
+    }
+    fn fins(&self) -> Vec<Vec<u8>> {
+        vec![
+            frame(
+                C,
+                S,
+                self.cport,
+                self.sport,
+                self.cseq + 1,
+                Some(self.sseq + 1),
+                "F",
+                &[],
+            ),
+            frame(
+                S,
+                C,
+                self.sport,
+                self.cport,
+                self.sseq + 1,
+                Some(self.cseq + 2),
+                "F",
+                &[],
+            ),
+        ]
+    }
+}
+
+fn run(frames: &[Vec<u8>]) -> Vec<FlowReport> {
+    let mut e = Engine::new(Config::default(), Collect::default());
+    for (i, f) in frames.iter().enumerate() {
+        let _ = e.packet(
+            1_700_000_000_000_000_000 + i as u64 * 1000,
+            LinkType::ETHERNET,
+            f,
+        );
+    }
+    e.finish();
+    e.out.sorted()
+}
+
+/// The first handshake record of a real TLS 1.2 mTLS capture in each direction, and more.
+fn tls12_payloads() -> Vec<(bool, Vec<u8>)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/captures/openssl-tls12-mtls-rsa.pcap"
+    );
+    let mut r = CaptureReader::open(path).unwrap();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet().unwrap() {
+        let seg = mtlscope::decode::decode(p.link, p.data).unwrap();
+        if !seg.payload.is_empty() {
+            out.push((seg.dport == 4402, seg.payload.to_vec()));
+        }
+    }
+    out
+}
+
+#[test]
+fn reused_five_tuple_after_fin_is_a_new_connection() {
+    let mut frames = Vec::new();
+    for round in 0..2u32 {
+        let mut c = Conn::new(40000, 80, 1000 + round * 7777, 5000);
+        frames.push(c.syn());
+        frames.push(c.synack());
+        frames.push(c.client(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+        frames.push(c.server(b"HTTP/1.1 200 OK\r\n\r\n"));
+        frames.extend(c.fins());
+    }
+    let flows = run(&frames);
+    assert_eq!(flows.len(), 2, "{flows:#?}");
+    assert!(flows.iter().all(|f| f.verdict.verdict == Kind::Plaintext));
+}
+
+#[test]
+fn retransmitted_syn_is_the_same_connection() {
+    let mut c = Conn::new(40001, 80, 1, 9);
+    let frames = vec![
+        c.syn(),
+        c.syn(),
+        c.synack(),
+        c.client(b"GET / HTTP/1.1\r\n\r\n"),
+    ];
+    let flows = run(&frames);
+    assert_eq!(flows.len(), 1);
+}
+
+#[test]
+fn client_from_client_hello_when_no_syn() {
+    // Capture started after the SYN; the ports alone would call 40443 the server (both are
+    // ephemeral, and 40443 sent first), but the ClientHello says who the client is.
+    let mut frames = Vec::new();
+    let mut c = Conn::new(50000, 40443, 100, 200);
+    let payloads = tls12_payloads();
+    frames.push(c.server(b"")); // a bare ACK from the server side first
+    for (from_client, p) in payloads {
+        frames.push(if from_client {
+            c.client(&p)
+        } else {
+            c.server(&p)
+        });
+    }
+    let flows = run(&frames);
+    assert_eq!(flows.len(), 1);
+    let f = &flows[0];
+    assert_eq!(f.roles_from, RolesFrom::Tls);
+    assert_eq!(f.client.port, 50000);
+    assert_eq!(f.verdict.verdict, Kind::Mtls);
+}
+
+#[test]
+fn handshake_one_byte_per_segment() {
+    let mut c = Conn::new(40002, 4433, 7, 70);
+    let mut frames = vec![c.syn(), c.synack()];
+    for (from_client, p) in tls12_payloads() {
+        for b in p.chunks(1) {
+            frames.push(if from_client {
+                c.client(b)
+            } else {
+                c.server(b)
+            });
+        }
+    }
+    let flows = run(&frames);
+    assert_eq!(flows[0].verdict.verdict, Kind::Mtls);
+    assert_eq!(flows[0].verdict.confidence, Confidence::Certain);
+}
+
+#[test]
+fn conflicting_overlap_is_counted() {
+    let mut c = Conn::new(40003, 80, 1, 1);
+    let mut frames = vec![c.syn(), c.synack()];
+    // Out of order: bytes 10.. first, then a conflicting copy of them, then the start.
+    let late = frame(C, S, 40003, 80, 2 + 10, Some(2), "", b"0123456789");
+    let evil = frame(C, S, 40003, 80, 2 + 10, Some(2), "", b"XXXXXXXXXX");
+    frames.push(late);
+    frames.push(evil);
+    frames.push(c.client(b"GET /x HTTP"));
+    let flows = run(&frames);
+    assert_eq!(flows[0].tcp.client.conflicts, 1);
+}
+
+#[test]
+fn gap_in_tls12_handshake_is_uncertain() {
+    let mut c = Conn::new(40004, 4433, 7, 70);
+    let mut frames = vec![c.syn(), c.synack()];
+    for (i, (from_client, p)) in tls12_payloads().into_iter().enumerate() {
+        let f = if from_client {
+            c.client(&p)
+        } else {
+            c.server(&p)
+        };
+        // Drop the server's first flight (certificate, request) from the capture, but let the
+        // client's ACK show the receiver got it.
+        if i != 1 {
+            frames.push(f);
+        }
+    }
+    let flows = run(&frames);
+    let v = &flows[0].verdict;
+    assert_ne!(v.confidence, Confidence::Certain, "{v:#?}");
+    assert!(flows[0].tcp.server.gap_bytes > 0);
+}
+
+#[test]
+fn syn_only_is_no_data() {
+    let c = Conn::new(40005, 443, 1, 1);
+    let flows = run(&[c.syn(), frame(S, C, 443, 40005, 0, Some(2), "R", &[])]);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].verdict.verdict, Kind::NoData);
+    assert!(flows[0].tcp.rst);
+}
