@@ -2,6 +2,7 @@
 //! work (reader, filter, engine, output). `main.rs` only calls [`main`].
 
 use crate::analyzer::{Config, Engine};
+use crate::check::{self, CheckOptions, EvidenceLevel, Requirement, Rule};
 use crate::decode::Skip;
 use crate::filter::PacketFilter;
 use crate::report::{self, Collect, Format, JsonLines, Output, Summary};
@@ -23,17 +24,16 @@ pub struct Cli {
 pub enum Command {
     /// Give every TCP connection in capture files a verdict: plaintext, tls or mtls.
     Analyze(AnalyzeArgs),
+    /// Fail (exit 1) when connections in capture files are not encrypted as required.
+    Check(CheckArgs),
 }
 
+/// Where packets come from and which of them count: shared by `analyze` and `check`.
 #[derive(Args, Debug)]
-pub struct AnalyzeArgs {
+pub struct InputArgs {
     /// Capture files (pcap, pcapng, optionally gzip-compressed); `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     pub inputs: Vec<String>,
-    /// Output format: a table, one JSON document, or JSON lines (one connection per line as
-    /// soon as its verdict is final, then a summary line).
-    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub format: Format,
     /// Only packets matching this BPF expression (tcpdump syntax), e.g. 'tcp port 443'.
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
@@ -45,6 +45,57 @@ pub struct AnalyzeArgs {
     pub no_progress: bool,
     #[command(flatten)]
     pub limits: Limits,
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output format: a table, one JSON document, or JSON lines (one connection per line as
+    /// soon as its verdict is final, then a summary line).
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Every connection (after --exclude) must meet this.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "LEVEL",
+        required_unless_present = "rules"
+    )]
+    pub require: Option<Requirement>,
+    /// Leave out packets matching this BPF expression, e.g. 'port 15020 or port 15021'.
+    #[arg(long, value_name = "EXPR")]
+    pub exclude: Option<String>,
+    /// YAML file of rules: `rules: [{name, match: {ports, cidrs, server_cidrs, client_cidrs, sni}, require, client_identity}]`.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+    /// Also write a JUnit XML report (one testsuite per rule, one testcase per connection).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<std::path::PathBuf>,
+    /// Report format on standard output.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: CheckFormat,
+    /// `certain` refuses verdicts inferred from encrypted lengths (TLS 1.3) or linked resumptions.
+    #[arg(long, value_enum, default_value = "inferred")]
+    pub evidence: EvidenceLevel,
+    /// A rule that matches no connection passes instead of failing with "nothing to check".
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Fail unless at least this many connections carried data.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub min_flows: usize,
 }
 
 /// Resource bounds.
@@ -74,6 +125,7 @@ impl Limits {
 
 /// Exit statuses, as `check` will use them too.
 pub const EXIT_OK: i32 = 0;
+pub const EXIT_VIOLATION: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 
 /// Run the command line; returns the exit status.
@@ -81,6 +133,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Analyze(args) => analyze(&args),
+        Command::Check(args) => check(&args),
     };
     match result {
         Ok(code) => code,
@@ -99,7 +152,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-fn show_progress(args: &AnalyzeArgs) -> bool {
+fn show_progress(args: &InputArgs) -> bool {
     if args.no_progress {
         return false;
     }
@@ -109,18 +162,20 @@ fn show_progress(args: &AnalyzeArgs) -> bool {
 /// `mtlscope analyze`.
 pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     let mut filter = args
+        .input
         .filter
         .as_deref()
         .map(PacketFilter::new)
         .transpose()
         .context("-f/--filter")?;
-    let cfg = args.limits.config();
-    let progress = show_progress(args);
+    let cfg = args.input.limits.config();
+    let progress = show_progress(&args.input);
+    let inputs = &args.input.inputs;
     let stdout = io::stdout();
     match args.format {
         Format::Jsonl => {
             let mut engine = Engine::new(cfg, JsonLines::new(io::BufWriter::new(stdout.lock())));
-            let errors = read_all(&args.inputs, &mut filter, &mut engine, progress);
+            let errors = read_all(inputs, &mut filter, &mut engine, progress);
             if let Some(e) = engine.out_error.take() {
                 return Err(e).context("writing to standard output");
             }
@@ -133,7 +188,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         }
         Format::Json | Format::Table => {
             let mut engine = Engine::new(cfg, Collect::default());
-            let errors = read_all(&args.inputs, &mut filter, &mut engine, progress);
+            let errors = read_all(inputs, &mut filter, &mut engine, progress);
             let mut summary = std::mem::take(&mut engine.summary);
             summary.errors = errors.clone();
             let flows = engine.out.sorted();
@@ -149,6 +204,79 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             Ok(report_errors(&errors))
         }
     }
+}
+
+/// `mtlscope check`.
+pub fn check(args: &CheckArgs) -> Result<i32> {
+    let mut rules = match &args.rules {
+        Some(path) => check::load_rules(path)?,
+        None => Vec::new(),
+    };
+    if let Some(level) = args.require {
+        let name = match &args.exclude {
+            Some(x) => format!("every connection (--require, --exclude '{x}')"),
+            None => "every connection (--require)".to_string(),
+        };
+        rules.insert(
+            0,
+            Rule {
+                name,
+                selector: Default::default(),
+                require: level,
+                client_identity: None,
+            },
+        );
+    }
+    // --exclude drops the packets it matches, so the connections they make are never seen.
+    let expr = match (&args.input.filter, &args.exclude) {
+        (Some(f), Some(x)) => Some(format!("({f}) and not ({x})")),
+        (Some(f), None) => Some(f.clone()),
+        (None, Some(x)) => Some(format!("not ({x})")),
+        (None, None) => None,
+    };
+    let mut filter = expr
+        .as_deref()
+        .map(PacketFilter::new)
+        .transpose()
+        .context("-f/--filter or --exclude")?;
+    let mut engine = Engine::new(args.input.limits.config(), Collect::default());
+    let errors = read_all(
+        &args.input.inputs,
+        &mut filter,
+        &mut engine,
+        show_progress(&args.input),
+    );
+    let flows = engine.out.sorted();
+    let opts = CheckOptions {
+        evidence: args.evidence,
+        allow_empty: args.allow_empty,
+        min_flows: args.min_flows,
+    };
+    let result = check::evaluate(&rules, &flows, &opts);
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+        out.write_all(result.github(args.allow_empty).as_bytes())?;
+    }
+    match args.format {
+        CheckFormat::Text => out.write_all(result.text(args.allow_empty).as_bytes())?,
+        CheckFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &result)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush().context("writing to standard output")?;
+    if let Some(path) = &args.junit {
+        std::fs::write(path, result.junit(args.allow_empty))
+            .with_context(|| format!("--junit {}: cannot write the report", path.display()))?;
+    }
+    let code = report_errors(&errors);
+    Ok(if code != EXIT_OK {
+        code
+    } else if result.ok {
+        EXIT_OK
+    } else {
+        EXIT_VIOLATION
+    })
 }
 
 fn terminal_width() -> Option<u16> {

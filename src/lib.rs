@@ -11,6 +11,7 @@
 pub mod analyzer;
 pub mod app;
 pub mod certs;
+pub mod check;
 pub mod decode;
 pub mod filter;
 pub mod flows;

@@ -1,0 +1,74 @@
+//! TLS record and handshake parsing of both directions of one connection, through the
+//! classifier alone and through the inspector and the verdict, as the analyzer does it.
+//!
+//! Layout: 1 header byte (bit 0: the inspector starts mid-stream, bits 1-2: the classifier
+//! starts mid-stream in direction 0 / 1, bits 3-4: server port 443 / 8443 / 15008 / 4143), then
+//! chunks of 1 control byte + 2 bytes little-endian length: control bit 0 is the direction
+//! (0 = client), bit 7 makes the chunk a gap of that length, else that many data bytes follow
+//! (fewer at the end of the input).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use mtlscope::inspect::Inspector;
+use mtlscope::tls_classifier::Classifier;
+use mtlscope::verdict;
+
+const PORTS: [u16; 4] = [443, 8443, 15008, 4143];
+
+enum Chunk<'a> {
+    Data(usize, &'a [u8]),
+    Gap(usize, u64),
+}
+
+fn chunks(mut data: &[u8]) -> Vec<Chunk<'_>> {
+    let mut out = Vec::new();
+    while data.len() >= 3 {
+        let (c, len) = (data[0], usize::from(u16::from_le_bytes([data[1], data[2]])));
+        data = &data[3..];
+        let dir = usize::from(c & 1);
+        if c & 0x80 != 0 {
+            out.push(Chunk::Gap(dir, len as u64));
+        } else {
+            let (now, rest) = data.split_at(len.min(data.len()));
+            out.push(Chunk::Data(dir, now));
+            data = rest;
+        }
+    }
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&head, body)) = data.split_first() else {
+        return;
+    };
+    let port = PORTS[usize::from(head >> 3) & 3];
+    let chunks = chunks(body);
+
+    let mut c = Classifier::new();
+    for dir in 0..2 {
+        if head & (2 << dir) != 0 {
+            c.start_midstream(dir);
+        }
+    }
+    let mut inspector = Inspector::new(0, head & 1 != 0, port);
+    for chunk in &chunks {
+        match *chunk {
+            Chunk::Data(dir, bytes) => {
+                c.data(dir, bytes);
+                inspector.data(dir, bytes);
+            }
+            Chunk::Gap(dir, len) => {
+                c.gap(dir, len);
+                inspector.gap(dir, len);
+            }
+        }
+        let _ = inspector.is_final();
+    }
+    let facts = &c.facts;
+    let _ = (facts.is_tls13(), facts.server_dir(), c.in_sync(0), c.dead(1));
+    let _ = verdict::resumption(facts);
+    let _ = verdict::session_keys(facts);
+
+    let outcome = inspector.outcome();
+    let v = verdict::decide(outcome, 0, port, None);
+    let _ = serde_json::to_string(&v).unwrap();
+});
