@@ -57,7 +57,7 @@ impl Conn {
         }
     }
     fn syn(&self) -> Vec<u8> {
-        frame(C, S, self.cport, self.sport, self.cseq, None, "S", &[])
+        frame((C, self.cport), (S, self.sport), self.cseq, None, "S", &[])
     }
     fn synack(&self) -> Vec<u8> {
         frame(
@@ -230,8 +230,8 @@ fn conflicting_overlap_is_counted() {
     let mut c = Conn::new(40003, 80, 1, 1);
     let mut frames = vec![c.syn(), c.synack()];
     // Out of order: bytes 10.. first, then a conflicting copy of them, then the start.
-    let late = frame(C, S, 40003, 80, 2 + 10, Some(2), "", b"0123456789");
-    let evil = frame(C, S, 40003, 80, 2 + 10, Some(2), "", b"XXXXXXXXXX");
+    let late = frame((C, 40003), (S, 80), 2 + 10, Some(2), "", b"0123456789");
+    let evil = frame((C, 40003), (S, 80), 2 + 10, Some(2), "", b"XXXXXXXXXX");
     frames.push(late);
     frames.push(evil);
     frames.push(c.client(b"GET /x HTTP"));
@@ -264,7 +264,7 @@ fn gap_in_tls12_handshake_is_uncertain() {
 #[test]
 fn syn_only_is_no_data() {
     let c = Conn::new(40005, 443, 1, 1);
-    let flows = run(&[c.syn(), frame(S, C, 443, 40005, 0, Some(2), "R", &[])]);
+    let flows = run(&[c.syn(), frame((S, 443), (C, 40005), 0, Some(2), "R", &[])]);
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0].verdict.verdict, Kind::NoData);
     assert!(flows[0].tcp.rst);
