@@ -18,16 +18,16 @@ struct Conn {
     sseq: u32,
 }
 
+/// `from`/`to`: address and port.
 fn frame(
-    src: [u8; 4],
-    dst: [u8; 4],
-    sp: u16,
-    dp: u16,
+    from: ([u8; 4], u16),
+    to: ([u8; 4], u16),
     seq: u32,
     ack: Option<u32>,
     flags: &str,
     payload: &[u8],
 ) -> Vec<u8> {
+    let ((src, sp), (dst, dp)) = (from, to);
     let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
     let mut t = b.tcp(sp, dp, seq, 65535);
     if flags.contains('S') {
