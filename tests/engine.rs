@@ -61,10 +61,8 @@ impl Conn {
     }
     fn synack(&self) -> Vec<u8> {
         frame(
-            S,
-            C,
-            self.sport,
-            self.cport,
+            (S, self.sport),
+            (C, self.cport),
             self.sseq,
             Some(self.cseq + 1),
             "S",
@@ -73,10 +71,8 @@ impl Conn {
     }
     fn client(&mut self, data: &[u8]) -> Vec<u8> {
         let f = frame(
-            C,
-            S,
-            self.cport,
-            self.sport,
+            (C, self.cport),
+            (S, self.sport),
             self.cseq + 1,
             Some(self.sseq + 1),
             "",
@@ -87,10 +83,8 @@ impl Conn {
     }
     fn server(&mut self, data: &[u8]) -> Vec<u8> {
         let f = frame(
-            S,
-            C,
-            self.sport,
-            self.cport,
+            (S, self.sport),
+            (C, self.cport),
             self.sseq + 1,
             Some(self.cseq + 1),
             "",
@@ -102,20 +96,16 @@ impl Conn {
     fn fins(&self) -> Vec<Vec<u8>> {
         vec![
             frame(
-                C,
-                S,
-                self.cport,
-                self.sport,
+                (C, self.cport),
+                (S, self.sport),
                 self.cseq + 1,
                 Some(self.sseq + 1),
                 "F",
                 &[],
             ),
             frame(
-                S,
-                C,
-                self.sport,
-                self.cport,
+                (S, self.sport),
+                (C, self.cport),
                 self.sseq + 1,
                 Some(self.cseq + 2),
                 "F",
