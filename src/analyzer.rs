@@ -254,12 +254,20 @@ impl<O: Output> Engine<O> {
             origin = verdict::resumption(facts).and_then(|r| self.sessions.map.get(&r).cloned());
             keys = verdict::session_keys(facts);
         }
-        let v = verdict::decide(
+        let mut v = verdict::decide(
             outcome,
             flow.client_dir,
             flow.server().port,
             origin.as_ref(),
         );
+        if v.verdict == verdict::Kind::Plaintext
+            && crate::report::is_loopback(flow.client().ip, flow.server().ip)
+        {
+            v.evidence.push(
+                "loopback traffic (inside a pod: the app <-> sidecar leg, plaintext by design)"
+                    .into(),
+            );
+        }
         for k in keys {
             let o = SessionOrigin {
                 flow_id: flow.id,

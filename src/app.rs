@@ -2,15 +2,19 @@
 //! work (reader, filter, engine, output). `main.rs` only calls [`main`].
 
 use crate::analyzer::{Config, Engine};
+use crate::capture::{CaptureStats, LiveOptions, PacketSink};
 use crate::check::{self, CheckOptions, EvidenceLevel, Requirement, Rule};
 use crate::decode::Skip;
 use crate::filter::PacketFilter;
-use crate::report::{self, Collect, Format, JsonLines, Output, Summary};
+use crate::netns::NetnsTarget;
+use crate::report::{self, Collect, Format, JsonLines, LiveTable, Output, Summary};
 use crate::source::CaptureReader;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeSet;
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Is this TCP traffic really encrypted, and is the client really authenticated?
 #[derive(Parser, Debug)]
@@ -24,15 +28,89 @@ pub struct Cli {
 pub enum Command {
     /// Give every TCP connection in capture files a verdict: plaintext, tls or mtls.
     Analyze(AnalyzeArgs),
-    /// Fail (exit 1) when connections in capture files are not encrypted as required.
+    /// Capture live on an interface (optionally inside another network namespace) and give
+    /// every connection a verdict as it is decided.
+    Capture(CaptureArgs),
+    /// Fail (exit 1) when connections in capture files (or a live capture) are not encrypted as
+    /// required.
     Check(CheckArgs),
+}
+
+/// Live capture options, shared by `capture` and `check`.
+#[derive(Args, Debug, Clone)]
+pub struct LiveArgs {
+    /// Capture live on this interface (`any` for all of them) instead of reading files.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Enter this network namespace first: a name under /var/run/netns, or a path such as
+    /// /proc/PID/ns/net.
+    #[arg(long, value_name = "NAME|PATH", conflicts_with = "pid")]
+    pub netns: Option<String>,
+    /// Enter the network namespace of this process first.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Bytes kept of each packet.
+    #[arg(short = 's', long, default_value_t = 262_144, value_name = "BYTES")]
+    pub snaplen: i32,
+    /// Put the interface in promiscuous mode (off by default, as `tcpdump -p`).
+    #[arg(long)]
+    pub promisc: bool,
+    /// Stop after this long (e.g. 30s, 2m).
+    #[arg(long, value_parser = crate::capture::parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+    /// Stop after this many packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Also write the captured packets to this pcap file.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+    /// Kernel capture buffer; a larger one survives bursts without drops.
+    #[arg(long, default_value_t = 32 << 20, value_name = "BYTES")]
+    pub buffer_size: i32,
+}
+
+impl LiveArgs {
+    fn options(&self, filter: Option<String>) -> Option<LiveOptions> {
+        let interface = self.interface.clone()?;
+        let netns = match (&self.netns, self.pid) {
+            (Some(n), _) => Some(NetnsTarget::Netns(n.clone())),
+            (None, Some(p)) => Some(NetnsTarget::Pid(p)),
+            (None, None) => None,
+        };
+        Some(LiveOptions {
+            interface,
+            netns,
+            filter,
+            snaplen: self.snaplen,
+            promisc: self.promisc,
+            duration: self.duration,
+            count: self.count,
+            write: self.write.clone(),
+            buffer_size: self.buffer_size,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// Only packets matching this BPF expression (tcpdump syntax), applied in the kernel.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// A table that refreshes as verdicts arrive (on a terminal), one JSON document at the
+    /// end, or JSON lines as soon as each verdict is final.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub format: Format,
+    #[command(flatten)]
+    pub limits: Limits,
 }
 
 /// Where packets come from and which of them count: shared by `analyze` and `check`.
 #[derive(Args, Debug)]
 pub struct InputArgs {
     /// Capture files (pcap, pcapng, optionally gzip-compressed); `-` reads standard input.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(value_name = "FILE")]
     pub inputs: Vec<String>,
     /// Only packets matching this BPF expression (tcpdump syntax), e.g. 'tcp port 443'.
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
@@ -67,6 +145,8 @@ pub enum CheckFormat {
 pub struct CheckArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// Every connection (after --exclude) must meet this.
     #[arg(
         long,
@@ -96,6 +176,10 @@ pub struct CheckArgs {
     /// Fail unless at least this many connections carried data.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub min_flows: usize,
+    /// Also judge loopback connections (inside a pod, the app <-> sidecar leg is plaintext by
+    /// design, so they are left out by default).
+    #[arg(long)]
+    pub include_loopback: bool,
 }
 
 /// Resource bounds.
@@ -133,6 +217,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Analyze(args) => analyze(&args),
+        Command::Capture(args) => capture(&args),
         Command::Check(args) => check(&args),
     };
     match result {
@@ -171,6 +256,9 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     let cfg = args.input.limits.config();
     let progress = show_progress(&args.input);
     let inputs = &args.input.inputs;
+    if inputs.is_empty() {
+        anyhow::bail!("no capture file given (name one or more files, or `-` for standard input; `mtlscope capture -i IFACE` captures live)");
+    }
     let stdout = io::stdout();
     match args.format {
         Format::Jsonl => {
@@ -239,18 +327,35 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
         .map(PacketFilter::new)
         .transpose()
         .context("-f/--filter or --exclude")?;
-    let mut engine = Engine::new(args.input.limits.config(), Collect::default());
-    let errors = read_all(
-        &args.input.inputs,
-        &mut filter,
-        &mut engine,
-        show_progress(&args.input),
-    );
-    let flows = engine.out.sorted();
+    let cfg = args.input.limits.config();
+    let (flows, errors) = match args.live.options(expr.clone()) {
+        Some(live) => {
+            if !args.input.inputs.is_empty() {
+                anyhow::bail!("give capture files or -i/--interface, not both");
+            }
+            let (engine, stats) = run_live(&live, cfg, Collect::default())?;
+            report_capture(&stats);
+            (engine.out.sorted(), Vec::new())
+        }
+        None => {
+            if args.input.inputs.is_empty() {
+                anyhow::bail!("no capture file given (name files, `-` for standard input, or -i IFACE to capture live)");
+            }
+            let mut engine = Engine::new(cfg, Collect::default());
+            let errors = read_all(
+                &args.input.inputs,
+                &mut filter,
+                &mut engine,
+                show_progress(&args.input),
+            );
+            (engine.out.sorted(), errors)
+        }
+    };
     let opts = CheckOptions {
         evidence: args.evidence,
         allow_empty: args.allow_empty,
         min_flows: args.min_flows,
+        include_loopback: args.include_loopback,
     };
     let result = check::evaluate(&rules, &flows, &opts);
     let mut out = io::BufWriter::new(io::stdout().lock());
@@ -277,6 +382,123 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
     } else {
         EXIT_VIOLATION
     })
+}
+
+/// `mtlscope capture`.
+pub fn capture(args: &CaptureArgs) -> Result<i32> {
+    let Some(live) = args.live.options(args.filter.clone()) else {
+        anyhow::bail!("-i/--interface is required (e.g. -i eth0, or -i any)");
+    };
+    let cfg = args.limits.config();
+    let status = match &live.netns {
+        Some(t) => format!("capturing on {} in {}", live.interface, t.path().display()),
+        None => format!("capturing on {}", live.interface),
+    };
+    match args.format {
+        Format::Jsonl => {
+            let (mut engine, stats) =
+                run_live(&live, cfg, JsonLines::new(io::BufWriter::new(io::stdout())))?;
+            engine.summary.capture = Some(stats.clone());
+            engine
+                .out
+                .summary(&engine.summary)
+                .context("writing to standard output")?;
+            report_capture(&stats);
+        }
+        Format::Json => {
+            let (mut engine, stats) = run_live(&live, cfg, Collect::default())?;
+            let mut summary = std::mem::take(&mut engine.summary);
+            summary.capture = Some(stats.clone());
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            report::write_json(&mut out, &engine.out.sorted(), &summary)?;
+            out.flush()?;
+            report_capture(&stats);
+        }
+        Format::Table => {
+            let out = LiveTable::new(status, io::stdout().is_terminal());
+            let (mut engine, stats) = run_live(&live, cfg, out)?;
+            let summary = std::mem::take(&mut engine.summary);
+            let flows = std::mem::take(&mut engine.out.collect).sorted();
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            report::write_table(&mut out, &flows, &summary, terminal_width())?;
+            out.flush()?;
+            report_capture(&stats);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Feeds live packets to the engine; ticks drive the live table.
+struct LiveSink<'a, O: Output> {
+    engine: &'a mut Engine<O>,
+}
+
+impl<O: Output + Send> PacketSink for LiveSink<'_, O> {
+    fn packet(&mut self, ts_ns: u64, link: crate::source::LinkType, data: &[u8]) {
+        let _ = self.engine.packet(ts_ns, link, data);
+    }
+    fn tick(&mut self) {
+        let (packets, open) = (self.engine.summary.packets, self.engine.active_flows());
+        self.engine.out.tick(packets, open);
+    }
+}
+
+/// Capture until Ctrl-C, SIGTERM, --duration or --count; then close every connection.
+fn run_live<O: Output + Send>(
+    live: &LiveOptions,
+    cfg: Config,
+    out: O,
+) -> Result<(Engine<O>, CaptureStats)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut ids = Vec::new();
+    for sig in [SIGINT, SIGTERM] {
+        // A second signal while stopping ends the process at once.
+        ids.push(signal_hook::flag::register_conditional_shutdown(
+            sig,
+            130,
+            stop.clone(),
+        )?);
+        ids.push(signal_hook::flag::register(sig, stop.clone())?);
+    }
+    let mut engine = Engine::new(cfg, out);
+    let result = crate::capture::run(
+        live,
+        &stop,
+        &mut LiveSink {
+            engine: &mut engine,
+        },
+    );
+    for id in ids {
+        signal_hook::low_level::unregister(id);
+    }
+    let stats = result?;
+    engine.finish();
+    if let Some(e) = engine.out_error.take() {
+        return Err(e).context("writing to standard output");
+    }
+    Ok((engine, stats))
+}
+
+/// The kernel's counters on standard error, with a warning when packets were dropped.
+fn report_capture(s: &CaptureStats) {
+    eprintln!(
+        "mtlscope: {} packets captured on {}{} in {:.1}s; kernel: {} received, {} dropped, {} dropped by the interface{}",
+        s.packets,
+        s.interface,
+        s.netns.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+        s.seconds,
+        s.received,
+        s.dropped,
+        s.if_dropped,
+        s.written.as_ref().map(|w| format!("; written to {w}")).unwrap_or_default()
+    );
+    if s.dropped > 0 || s.if_dropped > 0 {
+        eprintln!(
+            "mtlscope: warning: {} packets were dropped before mtlscope saw them: some verdicts may be missing or uncertain (try a larger --buffer-size or a narrower -f filter)",
+            u64::from(s.dropped) + u64::from(s.if_dropped)
+        );
+    }
 }
 
 fn terminal_width() -> Option<u16> {

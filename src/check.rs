@@ -315,6 +315,8 @@ pub struct RuleResult {
     pub passed_inferred: usize,
     /// Connections that carried no data: nothing to judge, not counted as matched.
     pub no_data: usize,
+    /// Loopback connections left out (see `--include-loopback`).
+    pub loopback: usize,
     pub violations: Vec<Violation>,
     /// Every connection the rule checked, for JUnit: (client, server, failure reason).
     #[serde(skip)]
@@ -334,6 +336,8 @@ pub struct CheckOptions {
     pub evidence: EvidenceLevel,
     pub allow_empty: bool,
     pub min_flows: usize,
+    /// Judge loopback connections too (the app <-> sidecar leg inside a pod).
+    pub include_loopback: bool,
 }
 
 /// Judge every connection against every rule that selects it.
@@ -350,10 +354,15 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
             passed: 0,
             passed_inferred: 0,
             no_data: 0,
+            loopback: 0,
             violations: Vec::new(),
             cases: Vec::new(),
         };
         for f in flows.iter().filter(|f| rule.selector.matches(f)) {
+            if f.loopback && !opts.include_loopback {
+                r.loopback += 1;
+                continue;
+            }
             if f.verdict.verdict == Kind::NoData && rule.require != Requirement::Any {
                 r.no_data += 1;
                 continue;
@@ -458,6 +467,9 @@ impl CheckReport {
             }
             if r.no_data > 0 {
                 line.push_str(&format!(", {} without data not checked", r.no_data));
+            }
+            if r.loopback > 0 {
+                line.push_str(&format!(", {} loopback not checked", r.loopback));
             }
             let _ = writeln!(s, "{line}: {status}");
         }

@@ -10,6 +10,7 @@
 
 pub mod analyzer;
 pub mod app;
+pub mod capture;
 pub mod certs;
 pub mod check;
 pub mod decode;
@@ -17,6 +18,7 @@ pub mod filter;
 pub mod flows;
 pub mod inspect;
 pub mod mesh;
+pub mod netns;
 pub mod plaintext;
 pub mod report;
 pub mod source;

@@ -24,6 +24,9 @@ pub struct FlowReport {
     pub client: Endpoint,
     pub server: Endpoint,
     pub roles_from: RolesFrom,
+    /// Both ends are this host (127.0.0.0/8, ::1, or the same address): inside a pod, the
+    /// app <-> sidecar leg, which is plaintext by design.
+    pub loopback: bool,
     pub first_seen: String,
     pub last_seen: String,
     pub packets: u64,
@@ -42,6 +45,7 @@ impl FlowReport {
             client: flow.client(),
             server: flow.server(),
             roles_from: flow.roles_from,
+            loopback: is_loopback(flow.client().ip, flow.server().ip),
             first_seen: rfc3339(flow.first_ts),
             last_seen: rfc3339(flow.last_ts),
             packets: flow.packets[0] + flow.packets[1],
@@ -59,6 +63,11 @@ impl FlowReport {
     }
 }
 
+/// Traffic that never leaves the host (or the pod's network namespace).
+pub fn is_loopback(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    a.is_loopback() || b.is_loopback() || a == b
+}
+
 /// Counts for the summary line and the JSON summary object.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -71,6 +80,9 @@ pub struct Summary {
     pub skipped: BTreeMap<String, u64>,
     pub evicted_flows: u64,
     pub errors: Vec<String>,
+    /// Live capture only: what the kernel reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::CaptureStats>,
 }
 
 impl Summary {
@@ -131,6 +143,8 @@ pub trait Output {
     fn wants_closed(&self) -> bool;
     fn decided(&mut self, report: &FlowReport) -> io::Result<()>;
     fn closed(&mut self, report: FlowReport) -> io::Result<()>;
+    /// A regular tick during live capture, for outputs that redraw.
+    fn tick(&mut self, _packets: u64, _open: usize) {}
 }
 
 /// JSON lines: one connection per line as soon as its verdict is final, then a summary line.
@@ -192,6 +206,85 @@ impl Collect {
     pub fn sorted(mut self) -> Vec<FlowReport> {
         self.flows.sort_by_key(|f| f.id);
         self.flows
+    }
+}
+
+/// A table on a terminal that is redrawn as verdicts arrive; the final table (with complete
+/// counters) is printed from the collected connections at the end.
+pub struct LiveTable {
+    pub collect: Collect,
+    shown: Vec<FlowReport>,
+    dirty: bool,
+    last_draw: std::time::Instant,
+    /// Shown under the table: what is being captured.
+    pub status: String,
+    /// Redraw while capturing (standard output is a terminal); otherwise only the final table.
+    live: bool,
+}
+
+/// Rows of the live table (the most recent connections).
+const LIVE_ROWS: usize = 30;
+
+impl LiveTable {
+    pub fn new(status: String, live: bool) -> Self {
+        LiveTable {
+            collect: Collect::default(),
+            shown: Vec::new(),
+            dirty: true,
+            last_draw: std::time::Instant::now(),
+            status,
+            live,
+        }
+    }
+
+    /// Redraw at most twice a second when something changed, else once a second for the
+    /// packet counter.
+    fn redraw(&mut self, packets: u64, open: usize) {
+        if !self.live {
+            return;
+        }
+        if !self.dirty && self.last_draw.elapsed().as_secs() < 1 {
+            return;
+        }
+        if self.last_draw.elapsed().as_millis() < 500 {
+            return;
+        }
+        self.dirty = false;
+        self.last_draw = std::time::Instant::now();
+        let start = self.shown.len().saturating_sub(LIVE_ROWS);
+        let mut summary = Summary::default();
+        for f in &self.shown {
+            summary.count(&f.verdict);
+        }
+        let mut buf = Vec::new();
+        let _ = write_table(&mut buf, &self.shown[start..], &summary, None);
+        let mut out = io::stdout().lock();
+        // Clear the screen, home the cursor, draw.
+        let _ = out.write_all(b"\x1b[2J\x1b[H");
+        let _ = out.write_all(&buf);
+        let _ = writeln!(
+            out,
+            "{} | {packets} packets, {open} connections open | Ctrl-C to stop",
+            self.status
+        );
+        let _ = out.flush();
+    }
+}
+
+impl Output for LiveTable {
+    fn wants_closed(&self) -> bool {
+        true
+    }
+    fn decided(&mut self, report: &FlowReport) -> io::Result<()> {
+        self.shown.push(report.clone());
+        self.dirty = true;
+        Ok(())
+    }
+    fn closed(&mut self, report: FlowReport) -> io::Result<()> {
+        self.collect.closed(report)
+    }
+    fn tick(&mut self, packets: u64, open: usize) {
+        self.redraw(packets, open);
     }
 }
 

@@ -82,13 +82,14 @@ impl StreamSink for Model {
             let want = content(self.base.wrapping_add(o as u32));
             match self.claims.at(o) {
                 // The documented rule: the first copy of a byte wins.
-                Some((true, altered)) => assert_eq!(
+                Some((true, altered)) if !cfg!(feature = "lax-first-copy") => assert_eq!(
                     b,
                     want ^ if altered { 0xff } else { 0 },
                     "offset {o}: delivered a byte that is not the first copy's"
                 ),
-                // First copy was cut by the snap length; a later copy may fill it.
-                Some((false, _)) => assert!(b == want || b == !want, "offset {o}: byte from nowhere"),
+                // First copy was cut by the snap length: a later copy may fill it. With the
+                // feature `lax-first-copy`, any copy may win (to fuzz past that known finding).
+                Some(_) => assert!(b == want || b == !want, "offset {o}: byte from nowhere"),
                 None => panic!("offset {o}: delivered data no segment carried"),
             }
         }

@@ -1,0 +1,282 @@
+//! Stage 1 for live traffic: libpcap on an interface, optionally inside another network
+//! namespace, feeding the same engine as capture files.
+//!
+//! The capture runs on a thread of its own: that thread enters the namespace (see [`netns`]),
+//! opens the interface, applies the BPF filter in the kernel and hands each packet to a
+//! [`PacketSink`]. It wakes at least every [`POLL_MS`] to notice Ctrl-C, SIGTERM, `--duration`
+//! and `--count`, so stopping is prompt and the `-w` file is always complete.
+
+use crate::netns::{self, NetnsError, NetnsTarget};
+use crate::source::LinkType;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use serde::Serialize;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long the capture waits for a packet before the stop conditions are checked again.
+pub const POLL_MS: i32 = 100;
+
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub interface: String,
+    pub netns: Option<NetnsTarget>,
+    pub filter: Option<String>,
+    pub snaplen: i32,
+    pub promisc: bool,
+    pub duration: Option<Duration>,
+    pub count: Option<u64>,
+    pub write: Option<PathBuf>,
+    /// Kernel buffer in bytes; larger survives bursts without drops.
+    pub buffer_size: i32,
+}
+
+/// Where live packets go (the engine), and a regular tick for live views.
+pub trait PacketSink: Send {
+    fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]);
+    /// Called at least every [`POLL_MS`] milliseconds.
+    fn tick(&mut self) {}
+}
+
+/// What the kernel and libpcap say about the capture.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CaptureStats {
+    pub interface: String,
+    pub netns: Option<String>,
+    /// Packets read by mtlscope.
+    pub packets: u64,
+    /// Packets the kernel passed to the capture (pcap_stats ps_recv).
+    pub received: u32,
+    /// Dropped because the buffer was full: mtlscope did not keep up (ps_drop).
+    pub dropped: u32,
+    /// Dropped by the interface or its driver (ps_ifdrop).
+    pub if_dropped: u32,
+    pub written: Option<String>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("no interface '{interface}' {place}; interfaces there: {available}")]
+    NoInterface {
+        interface: String,
+        place: String,
+        available: String,
+    },
+    #[error("cannot capture on '{interface}' {place}: {message}{hint}")]
+    Open {
+        interface: String,
+        place: String,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("invalid filter '{expr}': {message}")]
+    Filter { expr: String, message: String },
+    #[error("-w {path}: {message}")]
+    Write { path: String, message: String },
+    #[error("reading from '{interface}': {message}")]
+    Read { interface: String, message: String },
+}
+
+const CAPTURE_HINT: &str = " (capturing needs CAP_NET_RAW, and CAP_NET_ADMIN for some interfaces: run as root, or `sudo setcap cap_net_raw,cap_net_admin=eip $(command -v mtlscope)`)";
+
+fn place(netns: &Option<NetnsTarget>) -> String {
+    match netns {
+        None => "in this network namespace".into(),
+        Some(t) => format!("in network namespace {}", t.path().display()),
+    }
+}
+
+/// Capture until stopped. Blocks the calling thread; the capture itself runs on a new thread.
+pub fn run(
+    opts: &LiveOptions,
+    stop: &AtomicBool,
+    sink: &mut dyn PacketSink,
+) -> Result<CaptureStats, CaptureError> {
+    // Fail on a missing namespace before starting anything.
+    let ns_file = opts
+        .netns
+        .as_ref()
+        .map(|t| t.open().map(|f| (f, t.path())))
+        .transpose()?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                if let Some((file, path)) = &ns_file {
+                    netns::enter(file, path)?;
+                }
+                capture_here(opts, stop, sink)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(CaptureError::Read {
+                    interface: opts.interface.clone(),
+                    message: "the capture thread panicked".into(),
+                })
+            })
+    })
+}
+
+fn capture_here(
+    opts: &LiveOptions,
+    stop: &AtomicBool,
+    sink: &mut dyn PacketSink,
+) -> Result<CaptureStats, CaptureError> {
+    let where_ = place(&opts.netns);
+    let devices = pcap::Device::list().map_err(|e| open_error(opts, &where_, e))?;
+    if !devices.iter().any(|d| d.name == opts.interface) {
+        let mut names: Vec<String> = devices.into_iter().map(|d| d.name).collect();
+        names.sort();
+        return Err(CaptureError::NoInterface {
+            interface: opts.interface.clone(),
+            place: where_,
+            available: names.join(", "),
+        });
+    }
+    let mut cap = pcap::Capture::from_device(opts.interface.as_str())
+        .and_then(|c| {
+            c.promisc(opts.promisc)
+                .snaplen(opts.snaplen)
+                .timeout(POLL_MS)
+                .immediate_mode(true)
+                .buffer_size(opts.buffer_size)
+                .precision(pcap::Precision::Nano)
+                .open()
+        })
+        .and_then(|c| c.setnonblock())
+        .map_err(|e| open_error(opts, &where_, e))?;
+    if let Some(expr) = &opts.filter {
+        cap.filter(expr, true).map_err(|e| CaptureError::Filter {
+            expr: expr.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    let link = LinkType(cap.get_datalink().0);
+    let mut save = match &opts.write {
+        Some(path) => Some(cap.savefile(path).map_err(|e| CaptureError::Write {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    let started = Instant::now();
+    let deadline = opts.duration.map(|d| started + d);
+    let mut packets: u64 = 0;
+    let mut last_tick = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed)
+            || deadline.is_some_and(|d| Instant::now() >= d)
+            || opts.count.is_some_and(|c| packets >= c)
+        {
+            break;
+        }
+        match cap.next_packet() {
+            Ok(p) => {
+                packets += 1;
+                if let Some(s) = save.as_mut() {
+                    s.write(&p);
+                }
+                let ts = &p.header.ts;
+                // With nanosecond precision libpcap puts nanoseconds in tv_usec.
+                let ts_ns = (ts.tv_sec as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(ts.tv_usec as u64);
+                sink.packet(ts_ns, link, p.data);
+            }
+            // Non-blocking: nothing to read now. Wait on the descriptor ourselves, because in
+            // immediate mode libpcap's own read never returns on its timeout (Linux, TPACKET_V3).
+            Err(pcap::Error::TimeoutExpired) => {
+                let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(POLL_MS as u16));
+            }
+            Err(e) => {
+                return Err(CaptureError::Read {
+                    interface: opts.interface.clone(),
+                    message: e.to_string(),
+                })
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_millis(POLL_MS as u64) {
+            last_tick = Instant::now();
+            sink.tick();
+        }
+    }
+    let stat = cap.stats().unwrap_or(pcap::Stat {
+        received: 0,
+        dropped: 0,
+        if_dropped: 0,
+    });
+    if let Some(mut s) = save {
+        s.flush().map_err(|e| CaptureError::Write {
+            path: opts
+                .write
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(CaptureStats {
+        interface: opts.interface.clone(),
+        netns: opts.netns.as_ref().map(|t| t.path().display().to_string()),
+        packets,
+        received: stat.received,
+        dropped: stat.dropped,
+        if_dropped: stat.if_dropped,
+        written: opts.write.as_ref().map(|p| p.display().to_string()),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn open_error(opts: &LiveOptions, place: &str, e: pcap::Error) -> CaptureError {
+    let message = e.to_string();
+    let lower = message.to_lowercase();
+    let denied = lower.contains("permission") || lower.contains("not permitted");
+    CaptureError::Open {
+        interface: opts.interface.clone(),
+        place: place.to_string(),
+        message,
+        hint: if denied { CAPTURE_HINT } else { "" },
+    }
+}
+
+/// `30s`, `2m`, `1h`, `500ms`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (like 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("'{s}' is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+}
