@@ -152,9 +152,7 @@ impl<O: Output> Engine<O> {
                     && match flow.state {
                         // A SYN after the connection ended, or with a new ISN once data moved.
                         State::Decided(_) | State::Active(_) => {
-                            (flow.closed()
-                                || flow.isn.is_some_and(|isn| isn != seg.seq)
-                                    && flow.bytes != [0, 0])
+                            (flow.closed() || flow.isn.is_some_and(|isn| isn != seg.seq) && flow.bytes != [0, 0])
                                 && flow.isn != Some(seg.seq)
                         }
                         State::Closed => true,
@@ -185,12 +183,7 @@ impl<O: Output> Engine<O> {
                 streams[dir].syn(seg.seq);
             }
             if seg.wire_len > 0 {
-                streams[dir].segment(
-                    seg.seq,
-                    seg.payload,
-                    seg.wire_len,
-                    &mut DirSink { inspector, dir },
-                );
+                streams[dir].segment(seg.seq, seg.payload, seg.wire_len, &mut DirSink { inspector, dir });
             }
             if f.ack() {
                 streams[1 - dir].acked(
@@ -227,8 +220,7 @@ impl<O: Output> Engine<O> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.table
-            .insert(Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap))
+        self.table.insert(Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap))
     }
 
     /// Final verdict for an active flow: free its buffers, remember session keys, stream it.
@@ -254,19 +246,10 @@ impl<O: Output> Engine<O> {
             origin = verdict::resumption(facts).and_then(|r| self.sessions.map.get(&r).cloned());
             keys = verdict::session_keys(facts);
         }
-        let mut v = verdict::decide(
-            outcome,
-            flow.client_dir,
-            flow.server().port,
-            origin.as_ref(),
-        );
-        if v.verdict == verdict::Kind::Plaintext
-            && crate::report::is_loopback(flow.client().ip, flow.server().ip)
-        {
-            v.evidence.push(
-                "loopback traffic (inside a pod: the app <-> sidecar leg, plaintext by design)"
-                    .into(),
-            );
+        let mut v = verdict::decide(outcome, flow.client_dir, flow.server().port, origin.as_ref());
+        if v.verdict == verdict::Kind::Plaintext && crate::report::is_loopback(flow.client().ip, flow.server().ip) {
+            v.evidence
+                .push("loopback traffic (inside a pod: the app <-> sidecar leg, plaintext by design)".into());
         }
         for k in keys {
             let o = SessionOrigin {

@@ -148,12 +148,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub live: LiveArgs,
     /// Every connection (after --exclude) must meet this.
-    #[arg(
-        long,
-        value_enum,
-        value_name = "LEVEL",
-        required_unless_present = "rules"
-    )]
+    #[arg(long, value_enum, value_name = "LEVEL", required_unless_present = "rules")]
     pub require: Option<Requirement>,
     /// Leave out packets matching this BPF expression, e.g. 'port 15020 or port 15021'.
     #[arg(long, value_name = "EXPR")]
@@ -339,15 +334,12 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
         }
         None => {
             if args.input.inputs.is_empty() {
-                anyhow::bail!("no capture file given (name files, `-` for standard input, or -i IFACE to capture live)");
+                anyhow::bail!(
+                    "no capture file given (name files, `-` for standard input, or -i IFACE to capture live)"
+                );
             }
             let mut engine = Engine::new(cfg, Collect::default());
-            let errors = read_all(
-                &args.input.inputs,
-                &mut filter,
-                &mut engine,
-                show_progress(&args.input),
-            );
+            let errors = read_all(&args.input.inputs, &mut filter, &mut engine, show_progress(&args.input));
             (engine.out.sorted(), errors)
         }
     };
@@ -396,8 +388,7 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
     };
     match args.format {
         Format::Jsonl => {
-            let (mut engine, stats) =
-                run_live(&live, cfg, JsonLines::new(io::BufWriter::new(io::stdout())))?;
+            let (mut engine, stats) = run_live(&live, cfg, JsonLines::new(io::BufWriter::new(io::stdout())))?;
             engine.summary.capture = Some(stats.clone());
             engine
                 .out
@@ -444,11 +435,7 @@ impl<O: Output + Send> PacketSink for LiveSink<'_, O> {
 }
 
 /// Capture until Ctrl-C, SIGTERM, --duration or --count; then close every connection.
-fn run_live<O: Output + Send>(
-    live: &LiveOptions,
-    cfg: Config,
-    out: O,
-) -> Result<(Engine<O>, CaptureStats)> {
+fn run_live<O: Output + Send>(live: &LiveOptions, cfg: Config, out: O) -> Result<(Engine<O>, CaptureStats)> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     let mut ids = Vec::new();
@@ -462,13 +449,7 @@ fn run_live<O: Output + Send>(
         ids.push(signal_hook::flag::register(sig, stop.clone())?);
     }
     let mut engine = Engine::new(cfg, out);
-    let result = crate::capture::run(
-        live,
-        &stop,
-        &mut LiveSink {
-            engine: &mut engine,
-        },
-    );
+    let result = crate::capture::run(live, &stop, &mut LiveSink { engine: &mut engine });
     for id in ids {
         signal_hook::low_level::unregister(id);
     }
@@ -505,10 +486,7 @@ fn terminal_width() -> Option<u16> {
     if io::stdout().is_terminal() {
         None // comfy-table asks the terminal
     } else {
-        std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .or(Some(200))
+        std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).or(Some(200))
     }
 }
 
@@ -579,8 +557,7 @@ fn read_one<O: Output>(
                 }
             }
         }
-        if let Err(Skip::UnsupportedLink(l)) = engine.packet(packet.ts_ns, packet.link, packet.data)
-        {
+        if let Err(Skip::UnsupportedLink(l)) = engine.packet(packet.ts_ns, packet.link, packet.data) {
             if unsupported.insert(l.0) && first_error.is_none() {
                 first_error = Some(format!(
                     "{input}: link type {} ({}) at byte {offset} is not supported; its packets were skipped \
@@ -612,14 +589,11 @@ fn read_one<O: Output>(
 fn progress_bar(reader: &CaptureReader) -> indicatif::ProgressBar {
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
     let bar = match reader.len_hint() {
-        Some(len) => ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
-            .with_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-                )
+        Some(len) => ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
-            ),
+        ),
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
             ProgressStyle::with_template("{prefix} {spinner} {bytes} {bytes_per_sec} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),

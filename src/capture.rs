@@ -91,11 +91,7 @@ fn place(netns: &Option<NetnsTarget>) -> String {
 }
 
 /// Capture until stopped. Blocks the calling thread; the capture itself runs on a new thread.
-pub fn run(
-    opts: &LiveOptions,
-    stop: &AtomicBool,
-    sink: &mut dyn PacketSink,
-) -> Result<CaptureStats, CaptureError> {
+pub fn run(opts: &LiveOptions, stop: &AtomicBool, sink: &mut dyn PacketSink) -> Result<CaptureStats, CaptureError> {
     // Fail on a missing namespace before starting anything.
     let ns_file = opts
         .netns
@@ -211,11 +207,7 @@ fn capture_here(
     });
     if let Some(mut s) = save {
         s.flush().map_err(|e| CaptureError::Write {
-            path: opts
-                .write
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            path: opts.write.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             message: e.to_string(),
         })?;
     }
@@ -246,9 +238,7 @@ fn open_error(opts: &LiveOptions, place: &str, e: pcap::Error) -> CaptureError {
 /// `30s`, `2m`, `1h`, `500ms`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()

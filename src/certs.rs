@@ -107,10 +107,7 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertInfo, CertError> {
         // is a different finding from a peer sending garbage.
         _ if outer_sequence_runs_past(der) => CertError::Truncated { len: der.len() },
         nom::Err::Incomplete(_) => CertError::Truncated { len: der.len() },
-        nom::Err::Error(source) | nom::Err::Failure(source) => CertError::Malformed {
-            len: der.len(),
-            source,
-        },
+        nom::Err::Error(source) | nom::Err::Failure(source) => CertError::Malformed { len: der.len(), source },
     })?;
     // Bytes after the certificate are ignored rather than rejected: the structure is complete,
     // and the fingerprint must cover exactly the certificate to match other tools.
@@ -147,11 +144,7 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertInfo, CertError> {
             _ => {}
         }
     }
-    info.spiffe_id = info
-        .san_uri
-        .iter()
-        .find(|uri| uri.starts_with("spiffe://"))
-        .cloned();
+    info.spiffe_id = info.san_uri.iter().find(|uri| uri.starts_with("spiffe://")).cloned();
     Ok(info)
 }
 
@@ -219,23 +212,22 @@ fn ip_to_string(bytes: &[u8]) -> String {
 fn name_to_string(name: &X509Name<'_>) -> String {
     // x509-parser fails the whole name when one attribute is not valid UTF-8; fall back to the
     // same layout with lossy values so the other attributes are still shown.
-    name.to_string_with_registry(oid_registry())
-        .unwrap_or_else(|_| {
-            name.iter_rdn()
-                .map(|rdn| {
-                    rdn.iter()
-                        .map(|attr| {
-                            let key = oid2abbrev(attr.attr_type(), oid_registry())
-                                .map(str::to_string)
-                                .unwrap_or_else(|_| attr.attr_type().to_id_string());
-                            format!("{key}={}", lossy_value(attr.attr_value()))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" + ")
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+    name.to_string_with_registry(oid_registry()).unwrap_or_else(|_| {
+        name.iter_rdn()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|attr| {
+                        let key = oid2abbrev(attr.attr_type(), oid_registry())
+                            .map(str::to_string)
+                            .unwrap_or_else(|_| attr.attr_type().to_id_string());
+                        format!("{key}={}", lossy_value(attr.attr_value()))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
 fn lossy_value(value: &Any<'_>) -> String {
@@ -537,10 +529,7 @@ mod tests {
     fn garbage_is_an_error_and_still_fingerprintable() {
         let garbage = b"this is not a certificate at all";
         let err = parse_certificate(garbage).unwrap_err();
-        assert!(
-            matches!(err, CertError::Malformed { len: 32, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, CertError::Malformed { len: 32, .. }), "{err:?}");
         assert!(err.to_string().contains("32 bytes"), "{err}");
         assert_eq!(
             sha256_hex(b"abc"),
@@ -643,10 +632,7 @@ mod tests {
         assert_eq!(other.trust_domain, "example.org");
         assert_eq!(other.path, "/payments/web");
         assert_eq!(other.namespace, None);
-        assert_eq!(
-            parse_spiffe_id("spiffe://td").map(|s| s.path),
-            Some(String::new())
-        );
+        assert_eq!(parse_spiffe_id("spiffe://td").map(|s| s.path), Some(String::new()));
         assert_eq!(parse_spiffe_id("spiffe:///ns/a/sa/b"), None);
         assert_eq!(parse_spiffe_id("https://example.org/ns/a/sa/b"), None);
         assert_eq!(parse_spiffe_id("spiffe:/"), None);

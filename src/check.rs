@@ -76,10 +76,7 @@ struct RulesFile {
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     #[error("{file}: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    Read { file: String, source: std::io::Error },
     #[error("{file}: line {line}, column {column}: {message}")]
     Syntax {
         file: String,
@@ -118,9 +115,7 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<Rule>, RulesError> {
         }
     })?;
     if parsed.rules.is_empty() {
-        return Err(RulesError::Empty {
-            file: file.to_string(),
-        });
+        return Err(RulesError::Empty { file: file.to_string() });
     }
     for r in &parsed.rules {
         for c in r
@@ -177,12 +172,8 @@ impl Cidr {
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(i)) => prefix_eq(&n.octets(), &i.octets(), self.bits),
             (IpAddr::V6(n), IpAddr::V6(i)) => prefix_eq(&n.octets(), &i.octets(), self.bits),
-            (IpAddr::V6(n), IpAddr::V4(i)) => {
-                prefix_eq(&n.octets(), &i.to_ipv6_mapped().octets(), self.bits)
-            }
-            (IpAddr::V4(_), IpAddr::V6(i)) => i
-                .to_ipv4_mapped()
-                .is_some_and(|i| self.contains(IpAddr::V4(i))),
+            (IpAddr::V6(n), IpAddr::V4(i)) => prefix_eq(&n.octets(), &i.to_ipv6_mapped().octets(), self.bits),
+            (IpAddr::V4(_), IpAddr::V6(i)) => i.to_ipv4_mapped().is_some_and(|i| self.contains(IpAddr::V4(i))),
         }
     }
 }
@@ -248,28 +239,21 @@ fn judge(rule: &Rule, f: &FlowReport, level: EvidenceLevel) -> Option<String> {
             (Requirement::Mtls, Kind::Tls, Confidence::Uncertain) => {
                 "requires mtls; client authentication could not be established"
             }
-            (Requirement::Mtls, Kind::Encrypted, _) => {
-                "requires mtls; the handshake is not in the capture"
-            }
+            (Requirement::Mtls, Kind::Encrypted, _) => "requires mtls; the handshake is not in the capture",
             (Requirement::Mtls, _, _) => "requires mtls",
             (Requirement::Tls, _, _) => "requires tls",
             _ => "requires encryption",
         };
         return Some(format!("{name}: {why}"));
     }
-    if rule.require == Requirement::Mtls
-        && level == EvidenceLevel::Certain
-        && v.confidence != Confidence::Certain
-    {
+    if rule.require == Requirement::Mtls && level == EvidenceLevel::Certain && v.confidence != Confidence::Certain {
         return Some(format!(
             "{name} is only inferred; --evidence certain requires it in clear"
         ));
     }
     if let Some(g) = &rule.client_identity {
         match &v.client_identity {
-            Some(id) if !glob(g, id) => {
-                return Some(format!("client identity {id} does not match {g}"))
-            }
+            Some(id) if !glob(g, id) => return Some(format!("client identity {id} does not match {g}")),
             None if level == EvidenceLevel::Certain && rule.require != Requirement::Any => {
                 return Some(format!(
                     "client identity not visible; --evidence certain requires it to match {g}"
@@ -398,10 +382,7 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
         results.push(r);
     }
     let mut problems = Vec::new();
-    let checked = flows
-        .iter()
-        .filter(|f| f.verdict.verdict != Kind::NoData)
-        .count();
+    let checked = flows.iter().filter(|f| f.verdict.verdict != Kind::NoData).count();
     if checked < opts.min_flows {
         problems.push(format!(
             "{checked} connections with data, --min-flows requires {}",
@@ -433,8 +414,7 @@ impl CheckReport {
                     v.client,
                     v.server,
                     v.verdict.name(),
-                    v.reason
-                        .trim_start_matches(&format!("{}: ", v.verdict.name()))
+                    v.reason.trim_start_matches(&format!("{}: ", v.verdict.name()))
                 );
                 if let Some(e) = v.evidence.first() {
                     let _ = writeln!(s, "     evidence: {e}");
@@ -460,10 +440,7 @@ impl CheckReport {
                 r.violations.len()
             );
             if r.passed_inferred > 0 {
-                line.push_str(&format!(
-                    " ({} passed on inferred verdicts)",
-                    r.passed_inferred
-                ));
+                line.push_str(&format!(" ({} passed on inferred verdicts)", r.passed_inferred));
             }
             if r.no_data > 0 {
                 line.push_str(&format!(", {} without data not checked", r.no_data));
@@ -491,11 +468,7 @@ impl CheckReport {
 
     /// GitHub Actions workflow commands, one `::error` per violation or failed rule.
     pub fn github(&self, allow_empty: bool) -> String {
-        let esc = |s: &str| {
-            s.replace('%', "%25")
-                .replace('\r', "%0D")
-                .replace('\n', "%0A")
-        };
+        let esc = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
         let mut s = String::new();
         for r in &self.rules {
             for v in &r.violations {
@@ -550,11 +523,7 @@ impl CheckReport {
                 let name = xml(&format!("{client} -> {server}"));
                 match fail {
                     None => {
-                        let _ = writeln!(
-                            s,
-                            "    <testcase classname=\"{}\" name=\"{name}\"/>",
-                            xml(&r.name)
-                        );
+                        let _ = writeln!(s, "    <testcase classname=\"{}\" name=\"{name}\"/>", xml(&r.name));
                     }
                     Some(reason) => {
                         let evidence = r
@@ -581,7 +550,11 @@ impl CheckReport {
                         xml(&r.name)
                     );
                 } else {
-                    let _ = writeln!(s, "    <testcase classname=\"{0}\" name=\"nothing to check\"><skipped/></testcase>", xml(&r.name));
+                    let _ = writeln!(
+                        s,
+                        "    <testcase classname=\"{0}\" name=\"nothing to check\"><skipped/></testcase>",
+                        xml(&r.name)
+                    );
                 }
             }
             let _ = writeln!(s, "  </testsuite>");
@@ -621,10 +594,7 @@ mod tests {
             "spiffe://cluster.local/ns/bookinfo/sa/*",
             "spiffe://cluster.local/ns/other/sa/reviews"
         ));
-        assert!(glob(
-            "*.svc.cluster.local",
-            "reviews.bookinfo.svc.cluster.local"
-        ));
+        assert!(glob("*.svc.cluster.local", "reviews.bookinfo.svc.cluster.local"));
         assert!(glob("a?c", "abc") && !glob("a?c", "abbc"));
         assert!(glob("*", ""));
     }
@@ -634,12 +604,8 @@ mod tests {
         let n = Cidr::parse("10.244.0.0/16").unwrap();
         assert!(n.contains("10.244.3.4".parse().unwrap()));
         assert!(!n.contains("10.245.0.1".parse().unwrap()));
-        assert!(Cidr::parse("fd00::/8")
-            .unwrap()
-            .contains("fd42::1".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.1")
-            .unwrap()
-            .contains("10.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("fd00::/8").unwrap().contains("fd42::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.1").unwrap().contains("10.0.0.1".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("nonsense").is_err());
     }
@@ -655,11 +621,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("prefix length"), "{e}");
-        let e = parse_rules(
-            "r.yaml",
-            "rules:\n  - name: x\n    require: mtls\n    colour: red\n",
-        )
-        .unwrap_err();
+        let e = parse_rules("r.yaml", "rules:\n  - name: x\n    require: mtls\n    colour: red\n").unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
     }
 

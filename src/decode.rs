@@ -110,24 +110,13 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
             // The IP payload length the header announces (total length minus header and
             // options), regardless of what the snap length kept.
             let announced = usize::from(h.total_len()).saturating_sub(h.slice().len());
-            (
-                IpAddr::from(h.source()),
-                IpAddr::from(h.destination()),
-                p,
-                announced,
-            )
+            (IpAddr::from(h.source()), IpAddr::from(h.destination()), p, announced)
         }
         LaxNetSlice::Ipv6(v6) => {
             let h = v6.header();
             let p = v6.payload();
-            let announced =
-                usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
-            (
-                IpAddr::from(h.source()),
-                IpAddr::from(h.destination()),
-                p,
-                announced,
-            )
+            let announced = usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
+            (IpAddr::from(h.source()), IpAddr::from(h.destination()), p, announced)
         }
         LaxNetSlice::Arp(_) => return Err(Skip::NotTcp),
     };
@@ -146,12 +135,7 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
     parse_tcp(src, dst, ip_payload.payload, announced)
 }
 
-fn parse_tcp(
-    src: IpAddr,
-    dst: IpAddr,
-    seg: &[u8],
-    announced: usize,
-) -> Result<TcpSegment<'_>, Skip> {
+fn parse_tcp(src: IpAddr, dst: IpAddr, seg: &[u8], announced: usize) -> Result<TcpSegment<'_>, Skip> {
     let h = seg.get(..20).ok_or(Skip::Malformed)?;
     let data_offset = usize::from(h[12] >> 4) * 4;
     if data_offset < 20 {
@@ -190,9 +174,7 @@ mod tests {
 
     fn ipv4(payload: &[u8]) -> Vec<u8> {
         let total = (20 + payload.len()) as u16;
-        let mut ip = vec![
-            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ];
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
         ip[2..4].copy_from_slice(&total.to_be_bytes());
         ip.extend_from_slice(payload);
         ip
@@ -251,10 +233,7 @@ mod tests {
         let mut sll2 = vec![0u8; 20];
         sll2[0..2].copy_from_slice(&[0x08, 0x00]);
         sll2.extend_from_slice(&ip);
-        assert_eq!(
-            decode(LinkType::LINUX_SLL2, &sll2).unwrap().payload,
-            b"hello"
-        );
+        assert_eq!(decode(LinkType::LINUX_SLL2, &sll2).unwrap().payload, b"hello");
 
         let mut null = 2u32.to_le_bytes().to_vec();
         null.extend_from_slice(&ip);

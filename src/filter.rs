@@ -74,12 +74,7 @@ impl PacketFilter {
     /// first packet of that type returns the error and later ones do not match.
     ///
     /// `orig_len` is accepted for the day the pcap crate can pass it; see the module comment.
-    pub fn matches(
-        &mut self,
-        link: LinkType,
-        data: &[u8],
-        orig_len: u32,
-    ) -> Result<bool, FilterError> {
+    pub fn matches(&mut self, link: LinkType, data: &[u8], orig_len: u32) -> Result<bool, FilterError> {
         let _ = orig_len;
         let index = match self.programs.get(self.last) {
             Some((cached, _)) if *cached == link => self.last,
@@ -117,8 +112,7 @@ impl PacketFilter {
 }
 
 fn compile(expr: &str, link: LinkType) -> Result<BpfProgram, String> {
-    let compiled =
-        Capture::dead(Linktype(dlt_for(link))).and_then(|capture| capture.compile(expr, true));
+    let compiled = Capture::dead(Linktype(dlt_for(link))).and_then(|capture| capture.compile(expr, true));
     compiled.map_err(|e| match e {
         // libpcap's own text, minus a prefix that adds nothing after "invalid filter".
         pcap::Error::PcapError(text) => text
@@ -148,9 +142,7 @@ mod tests {
     /// IPv4 + TCP from 10.0.0.1:40000 to 10.0.0.2:`dport`, with `payload` bytes of data.
     fn ipv4_tcp(dport: u16, payload: usize) -> Vec<u8> {
         let total = (20 + 20 + payload) as u16;
-        let mut p = vec![
-            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ];
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
         p[2..4].copy_from_slice(&total.to_be_bytes());
         p.extend(40000u16.to_be_bytes());
         p.extend(dport.to_be_bytes());
@@ -160,9 +152,7 @@ mod tests {
     }
 
     fn ethernet(ip: &[u8]) -> Vec<u8> {
-        let mut p = vec![
-            0, 0x11, 0x22, 0x33, 0x44, 0x55, 0, 0x66, 0x77, 0x88, 0x99, 0xaa, 8, 0,
-        ];
+        let mut p = vec![0, 0x11, 0x22, 0x33, 0x44, 0x55, 0, 0x66, 0x77, 0x88, 0x99, 0xaa, 8, 0];
         p.extend(ip);
         p
     }
@@ -184,10 +174,7 @@ mod tests {
     #[test]
     fn invalid_expression_fails_up_front() {
         let err = PacketFilter::new("tcp prot 443").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid filter 'tcp prot 443': syntax error"
-        );
+        assert_eq!(err.to_string(), "invalid filter 'tcp prot 443': syntax error");
         let err = PacketFilter::new("host 1.2.3.4.5").unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -241,9 +228,7 @@ mod tests {
              ethernet addresses supported only on ethernet/FDDI/token ring/802.11/ATM LANE/Fibre Channel"
         );
         assert!(!filter.matches(LinkType::RAW, &ip, 40).unwrap());
-        assert!(filter
-            .matches(LinkType::ETHERNET, &ethernet(&ip), 54)
-            .unwrap());
+        assert!(filter.matches(LinkType::ETHERNET, &ethernet(&ip), 54).unwrap());
 
         let mut filter = PacketFilter::new("tcp").unwrap();
         let err = filter.matches(LinkType::NFLOG, &[0; 8], 8).unwrap_err();

@@ -111,14 +111,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    pub fn new(
-        id: u64,
-        key: FlowKey,
-        dir: usize,
-        seg: &TcpSegment<'_>,
-        ts: u64,
-        dir_cap: usize,
-    ) -> Flow {
+    pub fn new(id: u64, key: FlowKey, dir: usize, seg: &TcpSegment<'_>, ts: u64, dir_cap: usize) -> Flow {
         let f = seg.flags;
         let (client_dir, roles_from) = if f.syn() && !f.ack() {
             (dir, RolesFrom::Syn)
@@ -204,9 +197,7 @@ impl FlowTable {
     }
 
     pub fn get_mut(&mut self, slot: usize) -> &mut Flow {
-        self.slots[slot]
-            .as_mut()
-            .expect("slot in index is occupied")
+        self.slots[slot].as_mut().expect("slot in index is occupied")
     }
 
     pub fn insert(&mut self, flow: Flow) -> usize {

@@ -218,9 +218,7 @@ impl Inspector {
     pub fn is_final(&self) -> bool {
         match self.mode {
             Mode::Waiting => false,
-            Mode::Plaintext if self.adat.is_some() => {
-                self.adat.as_ref().is_some_and(|a| tls_final(&a.tls))
-            }
+            Mode::Plaintext if self.adat.is_some() => self.adat.as_ref().is_some_and(|a| tls_final(&a.tls)),
             Mode::Plaintext => {
                 let c = self.client_hint;
                 if self.bytes[c] == 0 {
@@ -229,16 +227,9 @@ impl Inspector {
                 let p = self.plaintext_info().protocol;
                 let may_upgrade = !matches!(
                     p,
-                    Protocol::Http
-                        | Protocol::Http2
-                        | Protocol::Grpc
-                        | Protocol::Redis
-                        | Protocol::Dns
-                        | Protocol::Ssh
+                    Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::Redis | Protocol::Dns | Protocol::Ssh
                 );
-                !may_upgrade
-                    || self.plain_client_bytes > UPGRADE_WINDOW
-                    || self.plain_client_msgs > UPGRADE_MESSAGES
+                !may_upgrade || self.plain_client_bytes > UPGRADE_WINDOW || self.plain_client_msgs > UPGRADE_MESSAGES
             }
             Mode::Midstream => {
                 let Some(c) = &self.tls else { return true };
@@ -283,8 +274,7 @@ impl Inspector {
                 let c = self.tls.expect("midstream mode has a classifier");
                 // One silent direction is fine (a one-way transfer); a direction that spoke
                 // must have shown chained records.
-                let ok = (0..2)
-                    .all(|d| self.bytes[d] == 0 || (c.in_sync(d) && c.facts.app_records[d] >= 1));
+                let ok = (0..2).all(|d| self.bytes[d] == 0 || (c.in_sync(d) && c.facts.app_records[d] >= 1));
                 if ok && (self.bytes[0] > 0 || self.bytes[1] > 0) {
                     Outcome::Midstream {
                         facts: Box::new(c.facts),
@@ -292,11 +282,7 @@ impl Inspector {
                 } else {
                     let cl = self.client_hint;
                     Outcome::Plaintext {
-                        info: plaintext::identify(
-                            &self.head[cl],
-                            &self.head[1 - cl],
-                            self.server_port,
-                        ),
+                        info: plaintext::identify(&self.head[cl], &self.head[1 - cl], self.server_port),
                         upgrade_refused: None,
                     }
                 }

@@ -73,10 +73,7 @@ pub fn parse_istio_sni(sni: &str) -> Option<IstioService> {
         return None;
     }
     let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
-    if !subset
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
+    if !subset.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return None;
     }
     let labels = dns_labels(host)?;
@@ -99,12 +96,7 @@ pub fn parse_istio_sni(sni: &str) -> Option<IstioService> {
 ///
 /// `tls13` is true only when TLS 1.3 was actually negotiated; pass false when unknown. Signals
 /// are tried from the most specific (a mesh's own SNI or ALPN) to the least (a port).
-pub fn detect(
-    sni: Option<&str>,
-    alpn_offered: &[String],
-    server_port: u16,
-    tls13: bool,
-) -> Option<MeshSignal> {
+pub fn detect(sni: Option<&str>, alpn_offered: &[String], server_port: u16, tls13: bool) -> Option<MeshSignal> {
     let istio_alpn: Vec<String> = alpn_offered
         .iter()
         .filter(|a| ISTIO_ALPNS.contains(&a.as_str()))
@@ -128,10 +120,8 @@ pub fn detect(
         return Some(consul);
     }
     // ztunnel's tunnel carries no SNI; the destination is inside the CONNECT request.
-    let hbone = server_port == HBONE_PORT
-        && tls13
-        && sni.is_none_or(str::is_empty)
-        && alpn_offered.iter().any(|a| a == "h2");
+    let hbone =
+        server_port == HBONE_PORT && tls13 && sni.is_none_or(str::is_empty) && alpn_offered.iter().any(|a| a == "h2");
     if hbone {
         return Some(MeshSignal::IstioAmbient);
     }
@@ -175,9 +165,7 @@ fn parse_linkerd_sni(sni: &str) -> Option<MeshSignal> {
 fn parse_consul_sni(sni: &str) -> Option<MeshSignal> {
     let sni = normalize(sni);
     let labels = dns_labels(&sni)?;
-    let marker = labels
-        .iter()
-        .position(|l| *l == "internal" || *l == "internal-v1")?;
+    let marker = labels.iter().position(|l| *l == "internal" || *l == "internal-v1")?;
     let (names, rest) = labels.split_at(marker);
     let (&kind, trust_domain) = rest.split_first()?;
     if trust_domain.is_empty() {
@@ -206,10 +194,7 @@ fn normalize(sni: &str) -> String {
 fn dns_labels(host: &str) -> Option<Vec<&str>> {
     let labels: Vec<&str> = host.split('.').collect();
     let valid = |l: &&str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     labels.iter().all(valid).then_some(labels)
 }
@@ -244,8 +229,7 @@ mod tests {
         assert_eq!(s.port, 443);
         assert_eq!(s.host, "api.example.com");
         assert_eq!((s.service, s.namespace), (None, None));
-        let inbound =
-            parse_istio_sni("Inbound_.8080_._.Ratings.Bookinfo.svc.cluster.local.").unwrap();
+        let inbound = parse_istio_sni("Inbound_.8080_._.Ratings.Bookinfo.svc.cluster.local.").unwrap();
         assert_eq!(inbound.direction, "inbound");
         assert_eq!(inbound.service.as_deref(), Some("ratings"));
     }
@@ -280,10 +264,7 @@ mod tests {
         let MeshSignal::Istio { service, alpn } = &signal else {
             panic!("{signal:?}");
         };
-        assert_eq!(
-            service.as_ref().unwrap().service.as_deref(),
-            Some("reviews")
-        );
+        assert_eq!(service.as_ref().unwrap().service.as_deref(), Some("reviews"));
         assert_eq!(alpn, &["istio-peer-exchange", "istio-http/1.1", "istio"]);
 
         let json = serde_json::to_value(&signal).unwrap();
@@ -322,18 +303,10 @@ mod tests {
                 trust_domain: Some("cluster.local".into()),
             })
         );
-        assert_eq!(
-            serde_json::to_value(signal.unwrap()).unwrap()["mesh"],
-            "linkerd"
-        );
+        assert_eq!(serde_json::to_value(signal.unwrap()).unwrap()["mesh"], "linkerd");
         // No trust domain after the control-plane namespace.
         assert_eq!(
-            detect(
-                Some("web.emojivoto.serviceaccount.identity.linkerd"),
-                &[],
-                8080,
-                true
-            ),
+            detect(Some("web.emojivoto.serviceaccount.identity.linkerd"), &[], 8080, true),
             None
         );
     }
@@ -343,12 +316,7 @@ mod tests {
         let unnamed = Some(linkerd_unnamed());
         assert_eq!(detect(None, &alpn(&[LINKERD_ALPN]), 4143, true), unnamed);
         assert_eq!(
-            detect(
-                Some("db.internal.example"),
-                &alpn(&[LINKERD_ALPN]),
-                5432,
-                false
-            ),
+            detect(Some("db.internal.example"), &alpn(&[LINKERD_ALPN]), 5432, false),
             unnamed
         );
         assert_eq!(detect(None, &[], 4143, true), unnamed);
@@ -378,9 +346,7 @@ mod tests {
             matches!(subset, MeshSignal::Consul { service: Some(ref s), namespace: Some(ref n), .. } if s == "billing" && n == "payments")
         );
         let partition = parse_consul_sni("billing.payments.ap1.dc2.internal-v1.td.consul").unwrap();
-        assert!(
-            matches!(partition, MeshSignal::Consul { datacenter: Some(ref d), .. } if d == "dc2")
-        );
+        assert!(matches!(partition, MeshSignal::Consul { datacenter: Some(ref d), .. } if d == "dc2"));
         assert_eq!(parse_consul_sni("dc1.internal.td.consul"), None);
         assert_eq!(parse_consul_sni("billing.default.dc1.internal"), None);
         assert_eq!(parse_consul_sni("a.b.c.d.e.internal.td.consul"), None);
@@ -389,10 +355,7 @@ mod tests {
     #[test]
     fn hbone() {
         let h2 = alpn(&["h2"]);
-        assert_eq!(
-            detect(None, &h2, 15008, true),
-            Some(MeshSignal::IstioAmbient)
-        );
+        assert_eq!(detect(None, &h2, 15008, true), Some(MeshSignal::IstioAmbient));
         assert_eq!(
             serde_json::to_value(MeshSignal::IstioAmbient).unwrap()["mesh"],
             "istioambient"
@@ -406,12 +369,7 @@ mod tests {
     #[test]
     fn plain_tls_is_no_mesh() {
         assert_eq!(
-            detect(
-                Some("www.example.com"),
-                &alpn(&["h2", "http/1.1"]),
-                443,
-                true
-            ),
+            detect(Some("www.example.com"), &alpn(&["h2", "http/1.1"]), 443, true),
             None
         );
         assert_eq!(detect(None, &[], 443, false), None);

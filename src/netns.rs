@@ -39,7 +39,8 @@ pub enum NetnsError {
     },
 }
 
-const PRIVILEGE_HINT: &str = " (entering another network namespace needs CAP_SYS_ADMIN: run as root or in a privileged helper)";
+const PRIVILEGE_HINT: &str =
+    " (entering another network namespace needs CAP_SYS_ADMIN: run as root or in a privileged helper)";
 
 impl NetnsTarget {
     /// The namespace file this target names.
@@ -106,27 +107,17 @@ mod tests {
             NetnsTarget::Netns("/proc/1/ns/net".into()).path(),
             PathBuf::from("/proc/1/ns/net")
         );
-        assert_eq!(
-            NetnsTarget::Pid(42).path(),
-            PathBuf::from("/proc/42/ns/net")
-        );
+        assert_eq!(NetnsTarget::Pid(42).path(), PathBuf::from("/proc/42/ns/net"));
     }
 
     #[test]
     fn missing_targets_are_named() {
-        let e = NetnsTarget::Netns("mtlscope-no-such-ns".into())
-            .open()
-            .unwrap_err();
+        let e = NetnsTarget::Netns("mtlscope-no-such-ns".into()).open().unwrap_err();
         assert!(
-            e.to_string()
-                .contains("no network namespace 'mtlscope-no-such-ns'"),
+            e.to_string().contains("no network namespace 'mtlscope-no-such-ns'"),
             "{e}"
         );
         let e = NetnsTarget::Pid(u32::MAX).open().unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with(&format!("no process {}", u32::MAX)),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with(&format!("no process {}", u32::MAX)), "{e}");
     }
 }

@@ -224,10 +224,7 @@ fn http1_request(client: &[u8]) -> Option<Http1Request<'_>> {
     let authority_like = target
         .iter()
         .all(|&b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
-    (method == "CONNECT" && authority_like).then_some(Http1Request {
-        method,
-        target: None,
-    })
+    (method == "CONNECT" && authority_like).then_some(Http1Request { method, target: None })
 }
 
 fn http1_response(_client: &[u8], server: &[u8], found: &mut Found) {
@@ -259,10 +256,7 @@ fn sanitize_path(target: &[u8]) -> Option<String> {
     } else {
         return None;
     };
-    let end = path
-        .iter()
-        .position(|&b| b == b'?' || b == b'#')
-        .unwrap_or(path.len());
+    let end = path.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(path.len());
     let path = path.get(..end).unwrap_or_default();
     if path.is_empty() {
         // Absolute-form with no path component means the root.
@@ -315,11 +309,7 @@ fn http2(client: &[u8], server: &[u8]) -> Option<PlaintextInfo> {
         };
         let request = hpack::first_request(&block);
         return Some(PlaintextInfo {
-            protocol: if request.grpc {
-                Protocol::Grpc
-            } else {
-                Protocol::Http2
-            },
+            protocol: if request.grpc { Protocol::Grpc } else { Protocol::Http2 },
             method: request.method.map(str::to_string),
             path: request.path,
         });
@@ -426,11 +416,7 @@ mod hpack {
     type Field = (Vec<u8>, Vec<u8>);
 
     /// One representation starting at `pos`: `Some((None, next))` for a table size update.
-    fn next_field(
-        block: &[u8],
-        pos: usize,
-        table: &mut DynamicTable,
-    ) -> Option<(Option<Field>, usize)> {
+    fn next_field(block: &[u8], pos: usize, table: &mut DynamicTable) -> Option<(Option<Field>, usize)> {
         let first = *block.get(pos)?;
         if first & 0x80 != 0 {
             let (index, pos) = integer(block, pos, 7)?;
@@ -793,9 +779,7 @@ fn mysql(client: &[u8], server: &[u8], found: &mut Found) {
             // Protocol 10 greeting: the NUL-terminated server version comes next ("8.0.36").
             [10, version @ ..] if (20..=1024).contains(&len) => {
                 let v = version.split(|&b| b == 0).next().unwrap_or_default();
-                if v.first().is_some_and(u8::is_ascii_digit)
-                    && v.iter().all(|b| b.is_ascii_graphic())
-                {
+                if v.first().is_some_and(u8::is_ascii_digit) && v.iter().all(|b| b.is_ascii_graphic()) {
                     found.push((Protocol::Mysql, Evidence::Strong));
                     return;
                 }
@@ -821,9 +805,7 @@ fn mysql(client: &[u8], server: &[u8], found: &mut Found) {
 /// LDAPMessage ::= SEQUENCE { messageID INTEGER, protocolOp [APPLICATION n] ... }
 fn ldap(client: &[u8], server: &[u8], found: &mut Found) {
     const REQUESTS: &[u8] = &[0x60, 0x42, 0x63, 0x66, 0x68, 0x4a, 0x6c, 0x6e, 0x50, 0x77];
-    const RESPONSES: &[u8] = &[
-        0x61, 0x64, 0x65, 0x73, 0x67, 0x69, 0x6b, 0x6d, 0x6f, 0x78, 0x79,
-    ];
+    const RESPONSES: &[u8] = &[0x61, 0x64, 0x65, 0x73, 0x67, 0x69, 0x6b, 0x6d, 0x6f, 0x78, 0x79];
     let request = ldap_op(client).is_some_and(|op| REQUESTS.contains(&op));
     let response = ldap_op(server).is_some_and(|op| RESPONSES.contains(&op));
     if request || response {
@@ -861,9 +843,7 @@ fn ber_length(data: &[u8]) -> Option<(usize, &[u8])> {
         return None;
     }
     let bytes = rest.get(..n)?;
-    let len = bytes
-        .iter()
-        .fold(0usize, |acc, &b| acc << 8 | usize::from(b));
+    let len = bytes.iter().fold(0usize, |acc, &b| acc << 8 | usize::from(b));
     Some((len, rest.get(n..)?))
 }
 
@@ -909,10 +889,7 @@ fn dns_message(data: &[u8], response: bool) -> Option<Evidence> {
         let Some(bytes) = question.get(pos + 1..pos + 1 + label) else {
             return Some(Evidence::Weak);
         };
-        if !bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_*".contains(b))
-        {
+        if !bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_*".contains(b)) {
             return None;
         }
         pos += 1 + label;
@@ -990,16 +967,9 @@ fn imap_tagged_command(client: &[u8]) -> Option<&[u8]> {
     let mut words = line.split(|&b| b == b' ');
     let tag = words.next()?;
     let command = words.next()?;
-    let tag_ok = !tag.is_empty()
-        && tag.len() <= 32
-        && tag
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b));
-    (tag_ok
-        && FIRST_COMMANDS
-            .iter()
-            .any(|c| command.eq_ignore_ascii_case(c)))
-    .then_some(command)
+    let tag_ok =
+        !tag.is_empty() && tag.len() <= 32 && tag.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b));
+    (tag_ok && FIRST_COMMANDS.iter().any(|c| command.eq_ignore_ascii_case(c))).then_some(command)
 }
 
 fn pop3(client: &[u8], server: &[u8], found: &mut Found) {
@@ -1023,8 +993,7 @@ fn smtp_ftp(client: &[u8], server: &[u8], found: &mut Found) {
     let smtp_client = [b"EHLO".as_slice(), b"HELO", b"LHLO"]
         .iter()
         .any(|c| line_is_command(line, c));
-    let greets_220 =
-        banner.starts_with(b"220") && banner.get(3).is_none_or(|&b| b == b' ' || b == b'-');
+    let greets_220 = banner.starts_with(b"220") && banner.get(3).is_none_or(|&b| b == b' ' || b == b'-');
     // SMTP has no USER command, so USER after a 220 greeting is FTP's login.
     let ftp_user = greets_220 && line_is_command(line, b"USER") && !irc_user(line);
     let ftp_client = ftp_user
@@ -1064,8 +1033,8 @@ fn irc(client: &[u8], server: &[u8], found: &mut Found) {
         || starts_with_ci(line, b"CAP REQ")
         || irc_user(line);
     // ":irc.example.net NOTICE * :*** Looking up your hostname..." or the older "NOTICE AUTH".
-    let server_strong = (banner.first() == Some(&b':') && contains_ci(banner, b" NOTICE "))
-        || starts_with_ci(banner, b"NOTICE AUTH");
+    let server_strong =
+        (banner.first() == Some(&b':') && contains_ci(banner, b" NOTICE ")) || starts_with_ci(banner, b"NOTICE AUTH");
     if client_strong || server_strong {
         found.push((Protocol::Irc, Evidence::Strong));
     } else if line_is_command(line, b"PASS") {
@@ -1077,9 +1046,7 @@ fn irc(client: &[u8], server: &[u8], found: &mut Found) {
 fn irc_user(line: &[u8]) -> bool {
     strip_prefix_ci(line, b"USER ").is_some_and(|args| {
         let mut params = args.splitn(4, |&b| b == b' ');
-        params
-            .nth(3)
-            .is_some_and(|last| last.first() == Some(&b':'))
+        params.nth(3).is_some_and(|last| last.first() == Some(&b':'))
     })
 }
 
@@ -1101,10 +1068,7 @@ fn xmpp(client: &[u8], server: &[u8], found: &mut Found) {
 
 fn trim_xml_start(data: &[u8]) -> &[u8] {
     let data = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(data);
-    let start = data
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(data.len());
+    let start = data.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(data.len());
     data.get(start..).unwrap_or_default()
 }
 
@@ -1203,17 +1167,11 @@ fn starts_with_ci(data: &[u8], prefix: &[u8]) -> bool {
 }
 
 fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty()
-        && haystack
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn trim_ascii(data: &[u8]) -> &[u8] {
-    let start = data
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(data.len());
+    let start = data.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(data.len());
     let end = data
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
@@ -1295,12 +1253,7 @@ mod tests {
 
     #[test]
     fn protocol_names_match_serde() {
-        for p in [
-            Protocol::Http2,
-            Protocol::Postgresql,
-            Protocol::Pop3,
-            Protocol::Unknown,
-        ] {
+        for p in [Protocol::Http2, Protocol::Postgresql, Protocol::Pop3, Protocol::Unknown] {
             assert_eq!(serde_json::to_value(p).unwrap(), p.name());
         }
     }
@@ -1331,11 +1284,7 @@ mod tests {
         assert_eq!(info.method.as_deref(), Some("POST"));
         assert_eq!(info.path.as_deref(), Some("/submit"));
         assert_no_leak(&info, &["user", "pw", "proxy", "token", "secret"]);
-        let root = id(
-            b"GET https://example.org?token=secret HTTP/1.1\r\n",
-            b"",
-            80,
-        );
+        let root = id(b"GET https://example.org?token=secret HTTP/1.1\r\n", b"", 80);
         assert_eq!(root.path.as_deref(), Some("/"));
         assert_no_leak(&root, &["secret", "example"]);
     }
@@ -1353,10 +1302,7 @@ mod tests {
         let info = id(b"DELETE /users/42?tok", b"", 1234);
         assert_eq!(info.protocol, Protocol::Http);
         assert_eq!(info.path.as_deref(), Some("/users/42"));
-        assert_eq!(
-            proto(b"", b"HTTP/1.1 404 Not Found\r\n", 9999),
-            Protocol::Http
-        );
+        assert_eq!(proto(b"", b"HTTP/1.1 404 Not Found\r\n", 9999), Protocol::Http);
         assert_eq!(proto(b"", b"HTTP/1.0", 9999), Protocol::Http);
         // Not a method from the allow-list, and lowercase methods are not HTTP.
         assert_eq!(proto(b"FROB /x HTTP/1.1\r\n", b"", 80), Protocol::Unknown);
@@ -1477,17 +1423,14 @@ mod tests {
     #[test]
     fn hpack_rfc7541_c4_1() {
         let block = [
-            0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab,
-            0x90, 0xf4, 0xff,
+            0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff,
         ];
         let request = hpack::first_request(&block);
         assert_eq!(request.method, Some("GET"));
         assert_eq!(request.path.as_deref(), Some("/"));
         assert!(!request.grpc);
         assert_eq!(
-            huffman::decode(&[
-                0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff
-            ]),
+            huffman::decode(&[0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff]),
             Some(b"www.example.com".to_vec())
         );
     }
@@ -1502,10 +1445,7 @@ mod tests {
         let request = hpack::first_request(&block);
         assert!(request.grpc);
         // Index past the end of both tables stops decoding without panicking.
-        assert_eq!(
-            hpack::first_request(&[0xff, 0x7f]),
-            hpack::Request::default()
-        );
+        assert_eq!(hpack::first_request(&[0xff, 0x7f]), hpack::Request::default());
     }
 
     #[test]
@@ -1527,10 +1467,7 @@ mod tests {
         // RFC 7541 C.1.2: 1337 with a 5-bit prefix.
         assert_eq!(hpack::integer(&[0x1f, 0x9a, 0x0a], 0, 5), Some((1337, 3)));
         assert_eq!(hpack::integer(&[0x0a], 0, 5), Some((10, 1)));
-        assert_eq!(
-            hpack::integer(&[0x1f, 0xff, 0xff, 0xff, 0xff, 0x01], 0, 5),
-            None
-        );
+        assert_eq!(hpack::integer(&[0x1f, 0xff, 0xff, 0xff, 0xff, 0x01], 0, 5), None);
         assert_eq!(hpack::integer(&[0x1f, 0x9a], 0, 5), None);
     }
 
@@ -1567,16 +1504,9 @@ mod tests {
         );
         assert_eq!(proto(b"PING\r\n", b"+PONG\r\n", 1), Protocol::Redis);
         assert_eq!(proto(b"ping\r\n", b"", 6379), Protocol::Redis);
-        assert_eq!(
-            proto(b"", b"-NOAUTH Authentication required.\r\n", 1),
-            Protocol::Redis
-        );
+        assert_eq!(proto(b"", b"-NOAUTH Authentication required.\r\n", 1), Protocol::Redis);
         assert_eq!(proto(b"", b"+OK\r\n", 6379), Protocol::Redis);
-        let info = id(
-            b"*3\r\n$3\r\nSET\r\n$5\r\ntoken\r\n$6\r\nsecret\r\n",
-            b"+OK\r\n",
-            6379,
-        );
+        let info = id(b"*3\r\n$3\r\nSET\r\n$5\r\ntoken\r\n$6\r\nsecret\r\n", b"+OK\r\n", 6379);
         assert_no_leak(&info, &["token", "secret"]);
     }
 
@@ -1601,21 +1531,12 @@ mod tests {
     #[test]
     fn smtp_and_ftp_banners() {
         let ehlo = b"EHLO client.example\r\n";
-        assert_eq!(
-            proto(ehlo, b"220 mx.example ESMTP Postfix\r\n", 25),
-            Protocol::Smtp
-        );
+        assert_eq!(proto(ehlo, b"220 mx.example ESMTP Postfix\r\n", 25), Protocol::Smtp);
         assert_eq!(proto(ehlo, b"220 hello\r\n", 2525), Protocol::Smtp);
         assert_eq!(proto(b"", b"220-mx.example ESMTP\r\n", 1), Protocol::Smtp);
         assert_eq!(proto(b"", b"220 (vsFTPd 3.0.5)\r\n", 1), Protocol::Ftp);
-        assert_eq!(
-            proto(b"AUTH TLS\r\n", b"220 Welcome\r\n", 2121),
-            Protocol::Ftp
-        );
-        assert_eq!(
-            proto(b"USER anonymous\r\n", b"220 Welcome\r\n", 1),
-            Protocol::Ftp
-        );
+        assert_eq!(proto(b"AUTH TLS\r\n", b"220 Welcome\r\n", 2121), Protocol::Ftp);
+        assert_eq!(proto(b"USER anonymous\r\n", b"220 Welcome\r\n", 1), Protocol::Ftp);
         // A bare "220 " banner: the port breaks the tie.
         assert_eq!(proto(b"", b"220 Welcome\r\n", 25), Protocol::Smtp);
         assert_eq!(proto(b"", b"220 Welcome\r\n", 587), Protocol::Smtp);
@@ -1648,10 +1569,7 @@ mod tests {
         ];
         assert_eq!(proto(b"", &bind_ok, 1), Protocol::Ldap);
         // A SEQUENCE that is not an LDAPMessage.
-        assert_eq!(
-            proto(&[0x30, 0x03, 0x01, 0x01, 0xff], b"", 389),
-            Protocol::Unknown
-        );
+        assert_eq!(proto(&[0x30, 0x03, 0x01, 0x01, 0xff], b"", 389), Protocol::Unknown);
     }
 
     #[test]
@@ -1660,10 +1578,7 @@ mod tests {
                        xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
         assert_eq!(proto(stream, b"", 1), Protocol::Xmpp);
         assert_eq!(proto(b"<?xml version='1.0'?>", b"", 5222), Protocol::Xmpp);
-        assert_eq!(
-            proto(b"NICK alice\r\nUSER alice 0 * :Alice\r\n", b"", 1),
-            Protocol::Irc
-        );
+        assert_eq!(proto(b"NICK alice\r\nUSER alice 0 * :Alice\r\n", b"", 1), Protocol::Irc);
         assert_eq!(proto(b"CAP LS 302\r\n", b"", 1), Protocol::Irc);
         let notice = b":irc.example.net NOTICE * :*** Looking up your hostname...\r\n";
         assert_eq!(proto(b"", notice, 1), Protocol::Irc);
@@ -1675,10 +1590,7 @@ mod tests {
     #[test]
     fn unknown_and_port_alone() {
         assert_eq!(id(b"", b"", 80), PlaintextInfo::bare(Protocol::Unknown));
-        assert_eq!(
-            proto(b"\x00\x01\x02garbage", b"\xff\xfe", 5432),
-            Protocol::Unknown
-        );
+        assert_eq!(proto(b"\x00\x01\x02garbage", b"\xff\xfe", 5432), Protocol::Unknown);
         // The port never names a protocol by itself.
         assert_eq!(proto(b"hi there\r\n", b"", 25), Protocol::Unknown);
     }
@@ -1689,12 +1601,8 @@ mod tests {
             h2_client(&grpc_request_block()),
             b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
             PG_SSL_REQUEST.to_vec(),
-            vec![
-                0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x02, 0x04, 1, 2, 3, 4, 0x77,
-            ],
-            vec![
-                0, 0x1d, 0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f,
-            ],
+            vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x02, 0x04, 1, 2, 3, 4, 0x77],
+            vec![0, 0x1d, 0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f],
             b"a1 STARTTLS\r\n".to_vec(),
         ];
         let mut seed = 0x2545_f491_4f6c_dd1du64;

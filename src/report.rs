@@ -100,11 +100,7 @@ impl Summary {
     pub fn line(&self) -> String {
         let parts: Vec<String> = Kind::ALL
             .iter()
-            .filter_map(|k| {
-                self.verdicts
-                    .get(k.name())
-                    .map(|n| format!("{n} {}", k.name()))
-            })
+            .filter_map(|k| self.verdicts.get(k.name()).map(|n| format!("{n} {}", k.name())))
             .collect();
         let mut s = format!(
             "{} connection{}",
@@ -339,10 +335,8 @@ pub fn write_table(
                 f.client.to_string(),
                 f.server.to_string(),
                 verdict,
-                tls.and_then(|t| t.version.clone())
-                    .unwrap_or_else(|| "-".into()),
-                tls.and_then(|t| t.sni.clone())
-                    .unwrap_or_else(|| "-".into()),
+                tls.and_then(|t| t.version.clone()).unwrap_or_else(|| "-".into()),
+                tls.and_then(|t| t.sni.clone()).unwrap_or_else(|| "-".into()),
                 v.client_identity.clone().unwrap_or_else(|| "-".into()),
                 short_evidence(v),
             ]);
@@ -394,13 +388,7 @@ mod tests {
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            rfc3339(951_782_400_000_000_000),
-            "2000-02-29T00:00:00.000000Z"
-        );
-        assert_eq!(
-            rfc3339(1_795_000_000_123_456_789),
-            "2026-11-18T11:06:40.123456Z"
-        );
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(rfc3339(1_795_000_000_123_456_789), "2026-11-18T11:06:40.123456Z");
     }
 }

@@ -23,8 +23,8 @@ use std::io::{self, Cursor, Read};
 
 use flate2::read::MultiGzDecoder;
 use pcap_parser::pcapng::{
-    parse_interfacedescriptionblock_be, parse_interfacedescriptionblock_le,
-    parse_sectionheaderblock, InterfaceDescriptionBlock, OptionCode,
+    parse_interfacedescriptionblock_be, parse_interfacedescriptionblock_le, parse_sectionheaderblock,
+    InterfaceDescriptionBlock, OptionCode,
 };
 use pcap_parser::PcapError;
 
@@ -175,10 +175,7 @@ pub enum SourceError {
         source: io::Error,
     },
     /// The gzip stream is corrupt or ends early.
-    #[error(
-        "{file}: gzip data is corrupt or truncated at {at}: {}",
-        io_text(source)
-    )]
+    #[error("{file}: gzip data is corrupt or truncated at {at}: {}", io_text(source))]
     Gzip {
         file: String,
         at: Position,
@@ -441,11 +438,7 @@ impl CaptureReader {
         CaptureReader::with_hint(name, r, None)
     }
 
-    fn with_hint(
-        name: &str,
-        input: Box<dyn Read + Send>,
-        len_hint: Option<u64>,
-    ) -> Result<CaptureReader, SourceError> {
+    fn with_hint(name: &str, input: Box<dyn Read + Send>, len_hint: Option<u64>) -> Result<CaptureReader, SourceError> {
         let mut reader = CaptureReader {
             name: name.to_string(),
             input,
@@ -673,9 +666,7 @@ impl CaptureReader {
             if trailer != block_len {
                 return Err(self.corrupt(
                     "pcapng block",
-                    format!(
-                        "length fields disagree: {block_len} at the start, {trailer} at the end"
-                    ),
+                    format!("length fields disagree: {block_len} at the start, {trailer} at the end"),
                 ));
             }
             let framed = match block_type {
@@ -703,12 +694,7 @@ impl CaptureReader {
 
     /// Enhanced Packet Block, or the obsolete Packet Block (`obsolete`), whose layout is the
     /// same except for a 16-bit interface ID followed by a 16-bit drop count.
-    fn ng_packet(
-        &mut self,
-        len: usize,
-        be: bool,
-        obsolete: bool,
-    ) -> Result<Option<Framed>, SourceError> {
+    fn ng_packet(&mut self, len: usize, be: bool, obsolete: bool) -> Result<Option<Framed>, SourceError> {
         const FIXED: usize = 32;
         let block = self.available().get(..len).unwrap_or_default();
         if len < FIXED {
@@ -812,11 +798,7 @@ impl CaptureReader {
     }
 
     fn interface(&self, if_id: u32) -> Result<Interface, SourceError> {
-        match self
-            .ng
-            .interfaces
-            .get(usize::try_from(if_id).unwrap_or(usize::MAX))
-        {
+        match self.ng.interfaces.get(usize::try_from(if_id).unwrap_or(usize::MAX)) {
             Some(iface) => Ok(*iface),
             None => Err(SourceError::UnknownInterface {
                 file: self.name.clone(),
@@ -953,10 +935,7 @@ fn nom_reason(e: &pcap_parser::nom::Err<PcapError<&[u8]>>) -> String {
 
 #[inline]
 fn read_u32(b: &[u8], at: usize, big_endian: bool) -> u32 {
-    let bytes: [u8; 4] = b
-        .get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .unwrap_or_default();
+    let bytes: [u8; 4] = b.get(at..at + 4).and_then(|s| s.try_into().ok()).unwrap_or_default();
     if big_endian {
         u32::from_be_bytes(bytes)
     } else {
@@ -966,10 +945,7 @@ fn read_u32(b: &[u8], at: usize, big_endian: bool) -> u32 {
 
 #[inline]
 fn read_u16(b: &[u8], at: usize, big_endian: bool) -> u16 {
-    let bytes: [u8; 2] = b
-        .get(at..at + 2)
-        .and_then(|s| s.try_into().ok())
-        .unwrap_or_default();
+    let bytes: [u8; 2] = b.get(at..at + 2).and_then(|s| s.try_into().ok()).unwrap_or_default();
     if big_endian {
         u16::from_be_bytes(bytes)
     } else {
@@ -1197,18 +1173,8 @@ mod tests {
                 assert_eq!(
                     packets,
                     [
-                        pkt(
-                            1_700_000_000 * SEC + 123_456 * scale,
-                            LinkType::LINUX_SLL,
-                            b"abc",
-                            60
-                        ),
-                        pkt(
-                            1_700_000_001 * SEC + 999_999 * scale,
-                            LinkType::LINUX_SLL,
-                            b"",
-                            0
-                        ),
+                        pkt(1_700_000_000 * SEC + 123_456 * scale, LinkType::LINUX_SLL, b"abc", 60),
+                        pkt(1_700_000_001 * SEC + 999_999 * scale, LinkType::LINUX_SLL, b"", 0),
                     ],
                     "magic {magic:x} be {be}"
                 );
@@ -1250,10 +1216,7 @@ mod tests {
         }
         let (packets, err) = read_bytes(bytes);
         assert!(err.is_none());
-        assert_eq!(
-            packets[1],
-            pkt(10 * SEC + 20_000, LinkType::ETHERNET, b"second", 6)
-        );
+        assert_eq!(packets[1], pkt(10 * SEC + 20_000, LinkType::ETHERNET, b"second", 6));
     }
 
     #[test]
@@ -1349,11 +1312,7 @@ mod tests {
                     option(9, &[3], be),
                     option(
                         14,
-                        &u32b(0, be)
-                            .iter()
-                            .chain(&u32b(0, be))
-                            .copied()
-                            .collect::<Vec<_>>(),
+                        &u32b(0, be).iter().chain(&u32b(0, be)).copied().collect::<Vec<_>>(),
                         be,
                     ),
                 ],
@@ -1395,19 +1354,11 @@ mod tests {
                 } else {
                     tsoffset.to_le_bytes()
                 };
-                bytes.extend(idb(
-                    be,
-                    1,
-                    0,
-                    &[option(9, &[tsresol], be), option(14, &offset, be)],
-                ));
+                bytes.extend(idb(be, 1, 0, &[option(9, &[tsresol], be), option(14, &offset, be)]));
                 bytes.extend(epb(be, 0, units, b"x", 1));
                 let (packets, err) = read_bytes(bytes);
                 assert!(err.is_none(), "{err:?}");
-                assert_eq!(
-                    packets[0].ts_ns, want,
-                    "tsresol {tsresol:#x} offset {tsoffset} be {be}"
-                );
+                assert_eq!(packets[0].ts_ns, want, "tsresol {tsresol:#x} offset {tsoffset} be {be}");
             }
         }
     }
@@ -1445,9 +1396,7 @@ mod tests {
         let err = err.unwrap();
         assert_eq!(
             err.to_string(),
-            format!(
-                "test.pcap: packet at byte {at} refers to interface 1, but only 1 is described"
-            )
+            format!("test.pcap: packet at byte {at} refers to interface 1, but only 1 is described")
         );
         assert_eq!(err.position().map(|p| p.offset), Some(at as u64));
     }
@@ -1502,7 +1451,13 @@ mod tests {
                 "corrupt pcapng block at byte 28: block length 4294967280 is larger than the 256 MiB limit",
             ),
             (
-                [6u32.to_le_bytes(), 16u32.to_le_bytes(), 0u32.to_le_bytes(), 20u32.to_le_bytes()].concat(),
+                [
+                    6u32.to_le_bytes(),
+                    16u32.to_le_bytes(),
+                    0u32.to_le_bytes(),
+                    20u32.to_le_bytes(),
+                ]
+                .concat(),
                 "corrupt pcapng block at byte 28: length fields disagree: 16 at the start, 20 at the end",
             ),
             (
@@ -1587,10 +1542,7 @@ mod tests {
                 b"GET / HTTP/1.1\r\n",
                 "test.pcap: not a pcap or pcapng file (starts with 47 45 54 20)",
             ),
-            (
-                b"\xd4",
-                "test.pcap: not a pcap or pcapng file (starts with d4)",
-            ),
+            (b"\xd4", "test.pcap: not a pcap or pcapng file (starts with d4)"),
         ];
         for (bytes, want) in cases {
             let err = reader(bytes.to_vec()).unwrap_err();
@@ -1602,10 +1554,7 @@ mod tests {
     #[test]
     fn open_errors_name_the_file() {
         let err = CaptureReader::open("/nonexistent/missing.pcap").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "/nonexistent/missing.pcap: No such file or directory"
-        );
+        assert_eq!(err.to_string(), "/nonexistent/missing.pcap: No such file or directory");
         assert_eq!(err.position(), None);
         let dir = std::env::temp_dir();
         let dir = dir.to_str().unwrap();
@@ -1626,8 +1575,7 @@ mod tests {
                 orig: 4,
             }],
         );
-        let path =
-            std::env::temp_dir().join(format!("mtlscope-source-test-{}.pcap", std::process::id()));
+        let path = std::env::temp_dir().join(format!("mtlscope-source-test-{}.pcap", std::process::id()));
         std::fs::write(&path, &bytes).unwrap();
         let mut r = CaptureReader::open(path.to_str().unwrap()).unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -1685,16 +1633,10 @@ mod tests {
             }
             assert_eq!(packets.len(), complete, "cut {cut}");
             if last_boundary == Some(cut) {
-                assert!(
-                    err.is_none(),
-                    "cut {cut} at a boundary must be clean: {err:?}"
-                );
+                assert!(err.is_none(), "cut {cut} at a boundary must be clean: {err:?}");
             } else {
                 let err = err.expect("a cut record is an error");
-                assert!(
-                    matches!(err, SourceError::Truncated { .. }),
-                    "cut {cut}: {err}"
-                );
+                assert!(matches!(err, SourceError::Truncated { .. }), "cut {cut}: {err}");
                 assert_eq!(
                     err.position().unwrap().offset,
                     last_boundary.unwrap() as u64,
@@ -1753,12 +1695,7 @@ mod tests {
                 packet_ends.iter().filter(|&&e| e <= cut).count(),
                 "cut {cut}"
             );
-            let start = boundaries
-                .iter()
-                .copied()
-                .filter(|&b| b <= cut)
-                .max()
-                .unwrap();
+            let start = boundaries.iter().copied().filter(|&b| b <= cut).max().unwrap();
             if cut == 0 {
                 assert!(matches!(err, Some(SourceError::NotACapture { .. })));
             } else if cut < 4 {
@@ -1767,10 +1704,7 @@ mod tests {
                 assert!(err.is_none(), "cut {cut}: {err:?}");
             } else {
                 let err = err.expect("a cut block is an error");
-                assert!(
-                    matches!(err, SourceError::Truncated { .. }),
-                    "cut {cut}: {err}"
-                );
+                assert!(matches!(err, SourceError::Truncated { .. }), "cut {cut}: {err}");
                 assert_eq!(err.position().unwrap().offset, start as u64, "cut {cut}");
             }
         }
@@ -1815,13 +1749,7 @@ mod tests {
         let mut bytes = shb(false);
         bytes.extend(idb(false, 1, 0, &[]));
         for i in 0..50u8 {
-            bytes.extend(epb(
-                false,
-                0,
-                u64::from(i),
-                &vec![i; usize::from(i)],
-                u32::from(i),
-            ));
+            bytes.extend(epb(false, 0, u64::from(i), &vec![i; usize::from(i)], u32::from(i)));
         }
         let whole = read_bytes(bytes.clone());
         let mut r = CaptureReader::from_read("t", Box::new(Trickle(Cursor::new(bytes)))).unwrap();
@@ -1843,10 +1771,7 @@ mod tests {
         let input = Cursor::new(head).chain(Failing);
         let mut r = CaptureReader::from_read("t.pcap", Box::new(input)).unwrap();
         let err = r.next_packet().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "t.pcap: read error at byte 24: device on fire"
-        );
+        assert_eq!(err.to_string(), "t.pcap: read error at byte 24: device on fire");
     }
 
     /// Flips bytes of valid captures pseudo-randomly: every outcome is fine except a panic or
@@ -1906,16 +1831,8 @@ mod tests {
     /// Packet counts and link types from `tcpdump -r` (the gzip file through `zcat`).
     const CORPUS_FILES: [(&str, usize, LinkType); 24] = [
         ("zeek__CVE-2015-3194.pcap", 15, LinkType::ETHERNET),
-        (
-            "zeek__certificate-request-failed.pcap",
-            12,
-            LinkType::ETHERNET,
-        ),
-        (
-            "zeek__chrome-1250-tls-x25519-kyber.pcap",
-            15,
-            LinkType::ETHERNET,
-        ),
+        ("zeek__certificate-request-failed.pcap", 12, LinkType::ETHERNET),
+        ("zeek__chrome-1250-tls-x25519-kyber.pcap", 15, LinkType::ETHERNET),
         ("zeek__client-certificate.pcap", 31, LinkType::ETHERNET),
         ("zeek__ftp-auth-tls.pcap", 84, LinkType::ETHERNET),
         ("zeek__globus-url-copy.pcap", 61, LinkType::ETHERNET),
@@ -1925,25 +1842,13 @@ mod tests {
         ("zeek__ldap-starttls.pcap", 28, LinkType::ETHERNET),
         ("zeek__ml-dsa-44-cert.pcap", 5, LinkType::RAW),
         ("zeek__mysql-encrypted.pcap", 18, LinkType::ETHERNET),
-        (
-            "zeek__openjdk-25.0.2-zeek.org.pcap",
-            6,
-            LinkType::LINUX_SLL2,
-        ),
+        ("zeek__openjdk-25.0.2-zeek.org.pcap", 6, LinkType::LINUX_SLL2),
         ("zeek__pop3-starttls.pcap", 33, LinkType::NULL),
         ("zeek__psql-aws-ssl-require.pcap", 30, LinkType::ETHERNET),
         ("zeek__smtp-starttls.pcap", 37, LinkType::ETHERNET),
-        (
-            "zeek__tls-1.2-handshake-failure.pcap",
-            11,
-            LinkType::ETHERNET,
-        ),
+        ("zeek__tls-1.2-handshake-failure.pcap", 11, LinkType::ETHERNET),
         ("zeek__tls-1.2-stream-keylog.pcap", 237, LinkType::ETHERNET),
-        (
-            "zeek__tls-fragmented-handshake.pcap.gz",
-            416,
-            LinkType::ETHERNET,
-        ),
+        ("zeek__tls-fragmented-handshake.pcap.gz", 416, LinkType::ETHERNET),
         ("zeek__tls1.2.pcap", 22, LinkType::ETHERNET),
         ("zeek__tls13_psk_succesfull.pcap", 20, LinkType::ETHERNET),
         ("zeek__tls13_wolfssl.pcap", 21, LinkType::ETHERNET),
@@ -1963,10 +1868,7 @@ mod tests {
             assert!(err.is_none(), "{err:?}");
             assert_eq!(packets.len(), count, "{name}");
             assert!(packets.iter().all(|p| p.link == link), "{name}");
-            assert!(
-                packets.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns),
-                "{name}"
-            );
+            assert!(packets.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns), "{name}");
         }
     }
 

@@ -144,9 +144,7 @@ impl Reassembler {
             self.stats.overlaps += 1;
         }
         let start = start as u64 + skip;
-        let captured = payload
-            .get(skip.min(payload.len() as u64) as usize..)
-            .unwrap_or(&[]);
+        let captured = payload.get(skip.min(payload.len() as u64) as usize..).unwrap_or(&[]);
         let cut = (end as u64 - start) - captured.len() as u64;
         if start == self.next_off {
             self.deliver(captured, cut, sink);
@@ -258,9 +256,7 @@ impl Reassembler {
             overlapped = true;
             // Compare the captured bytes both copies hold.
             let lo = cursor.max(p.off);
-            let hi = end
-                .min(p.off + p.data.len() as u64)
-                .min(start + captured.len() as u64);
+            let hi = end.min(p.off + p.data.len() as u64).min(start + captured.len() as u64);
             if hi > lo {
                 let a = &captured[(lo - start) as usize..(hi - start) as usize];
                 let b = &p.data[(lo - p.off) as usize..(hi - p.off) as usize];

@@ -12,8 +12,8 @@
 use crate::certs::{self, CertInfo};
 use serde::Serialize;
 use tls_parser::{
-    parse_tls_client_hello_extension, parse_tls_handshake_client_hello,
-    parse_tls_handshake_server_hello, parse_tls_server_hello_extension, TlsExtension,
+    parse_tls_client_hello_extension, parse_tls_handshake_client_hello, parse_tls_handshake_server_hello,
+    parse_tls_server_hello_extension, TlsExtension,
 };
 
 /// Largest handshake message kept (a certificate chain of a few certificates fits easily).
@@ -29,8 +29,8 @@ const RESYNC_WINDOW: usize = 64 * 1024;
 
 /// The random value that marks a ServerHello as a HelloRetryRequest (RFC 8446, 4.1.3).
 const HRR_RANDOM: [u8; 32] = [
-    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
-    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11,
+    0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
 /// Record content types.
@@ -160,9 +160,7 @@ impl TlsFacts {
     }
 
     pub fn is_tls13(&self) -> bool {
-        self.server_hello
-            .as_ref()
-            .is_some_and(|s| s.version == 0x0304)
+        self.server_hello.as_ref().is_some_and(|s| s.version == 0x0304)
     }
 
     fn problem(&mut self, p: String) {
@@ -386,11 +384,7 @@ impl Classifier {
         let tag = if sh.cipher == 0x1305 { 8 } else { 16 };
         let inner = len.saturating_sub(tag + 1);
         let server = self.facts.server_dir() == Some(dir);
-        let early = self
-            .facts
-            .client_hello
-            .as_ref()
-            .is_some_and(|c| c.early_data);
+        let early = self.facts.client_hello.as_ref().is_some_and(|c| c.early_data);
         let f = &mut self.facts.tls13;
         match (server, f.client_first_record) {
             (true, None) => {
@@ -515,18 +509,12 @@ impl Classifier {
                     f.alpn = protos.iter().map(|p| printable(p)).collect();
                 }
                 Ok((_, TlsExtension::SupportedVersions(v))) => {
-                    let v: Vec<u16> = v
-                        .iter()
-                        .map(|v| v.0)
-                        .filter(|v| v & 0x0f0f != 0x0a0a)
-                        .collect();
+                    let v: Vec<u16> = v.iter().map(|v| v.0).filter(|v| v & 0x0f0f != 0x0a0a).collect();
                     if !v.is_empty() {
                         f.versions = v;
                     }
                 }
-                Ok((_, TlsExtension::SessionTicket(t))) if !t.is_empty() => {
-                    f.ticket = Some(hash(t))
-                }
+                Ok((_, TlsExtension::SessionTicket(t))) if !t.is_empty() => f.ticket = Some(hash(t)),
                 Ok((_, TlsExtension::PreSharedKey(_))) => f.psk_offered = true,
                 Ok((_, TlsExtension::EarlyData(_))) => f.early_data = true,
                 _ => {

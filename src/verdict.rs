@@ -29,13 +29,7 @@ impl Kind {
             Kind::NoData => "no-data",
         }
     }
-    pub const ALL: [Kind; 5] = [
-        Kind::Mtls,
-        Kind::Tls,
-        Kind::Encrypted,
-        Kind::Plaintext,
-        Kind::NoData,
-    ];
+    pub const ALL: [Kind; 5] = [Kind::Mtls, Kind::Tls, Kind::Encrypted, Kind::Plaintext, Kind::NoData];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -195,12 +189,7 @@ pub struct Verdict {
 
 /// Decide. `client_dir` is the flow's client direction; `server_port` feeds the mesh signals;
 /// `origin` is the earlier handshake a resumed session continues, if the capture has it.
-pub fn decide(
-    outcome: Outcome,
-    client_dir: usize,
-    server_port: u16,
-    origin: Option<&SessionOrigin>,
-) -> Verdict {
+pub fn decide(outcome: Outcome, client_dir: usize, server_port: u16, origin: Option<&SessionOrigin>) -> Verdict {
     match outcome {
         Outcome::NoData => Verdict {
             verdict: Kind::NoData,
@@ -213,10 +202,7 @@ pub fn decide(
             tls: None,
             plaintext: None,
         },
-        Outcome::Plaintext {
-            info,
-            upgrade_refused,
-        } => {
+        Outcome::Plaintext { info, upgrade_refused } => {
             let mut evidence = vec![plaintext_evidence(&info)];
             if let Some(p) = upgrade_refused {
                 evidence.push(format!(
@@ -233,17 +219,11 @@ pub fn decide(
                 server_identity: None,
                 evidence,
                 tls: None,
-                plaintext: Some(PlaintextReport {
-                    info,
-                    upgrade_refused,
-                }),
+                plaintext: Some(PlaintextReport { info, upgrade_refused }),
             }
         }
         Outcome::Midstream { facts } => {
-            let (c, s) = (
-                facts.app_records[client_dir],
-                facts.app_records[1 - client_dir],
-            );
+            let (c, s) = (facts.app_records[client_dir], facts.app_records[1 - client_dir]);
             let version = facts.server_hello.as_ref().map(|s| version_name(s.version));
             Verdict {
                 verdict: Kind::Encrypted,
@@ -262,11 +242,7 @@ pub fn decide(
                 plaintext: None,
             }
         }
-        Outcome::Tls {
-            facts,
-            upgrade,
-            adat,
-        } => decide_tls(&facts, upgrade, adat, server_port, origin),
+        Outcome::Tls { facts, upgrade, adat } => decide_tls(&facts, upgrade, adat, server_port, origin),
     }
 }
 
@@ -297,18 +273,13 @@ fn empty_tls_report() -> TlsReport {
 fn plaintext_evidence(info: &PlaintextInfo) -> String {
     match (&info.method, &info.path) {
         (Some(m), Some(p)) => format!("{} request {m} {p} in clear", info.protocol.name()),
-        _ if info.protocol == Protocol::Unknown => {
-            "payload is not TLS; protocol not recognised".into()
-        }
+        _ if info.protocol == Protocol::Unknown => "payload is not TLS; protocol not recognised".into(),
         _ => format!("{} in clear", info.protocol.name()),
     }
 }
 
 fn identity(chain: &Option<Chain>) -> Option<String> {
-    chain
-        .as_ref()
-        .and_then(|c| c.leaf.as_ref())
-        .map(|l| l.identity())
+    chain.as_ref().and_then(|c| c.leaf.as_ref()).map(|l| l.identity())
 }
 
 fn decide_tls(
@@ -338,11 +309,7 @@ fn decide_tls(
         .alerts
         .iter()
         .map(|a| AlertReport {
-            from: if Some(a.dir) == server {
-                "server"
-            } else {
-                "client"
-            },
+            from: if Some(a.dir) == server { "server" } else { "client" },
             level: match (a.encrypted, a.level) {
                 (true, _) => "encrypted",
                 (_, 1) => "warning",
@@ -362,11 +329,7 @@ fn decide_tls(
         .map(|&(d, t)| {
             format!(
                 "{}:{}",
-                if Some(d) == server {
-                    "server"
-                } else {
-                    "client"
-                },
+                if Some(d) == server { "server" } else { "client" },
                 handshake_name(t)
             )
         })
@@ -396,11 +359,7 @@ fn decide_tls(
                 handshake = Handshake::Failed;
                 evidence.push(format!(
                     "handshake failed before ServerHello: {} alert {}",
-                    if Some(a.dir) == server {
-                        "server"
-                    } else {
-                        "client"
-                    },
+                    if Some(a.dir) == server { "server" } else { "client" },
                     alert_name(a.description)
                 ));
             }
@@ -424,11 +383,7 @@ fn decide_tls(
         rep.client_cert_requested = Some(!tls13 && f.certificate_requested);
         match origin {
             Some(o) => {
-                kind = if o.kind == Kind::Mtls {
-                    Kind::Mtls
-                } else {
-                    Kind::Tls
-                };
+                kind = if o.kind == Kind::Mtls { Kind::Mtls } else { Kind::Tls };
                 confidence = Confidence::Inferred;
                 client_id = o.client_identity.clone();
                 rep.resumed_from = Some(o.flow_id);
@@ -482,21 +437,15 @@ fn decide_tls(
             None if f.certificate_requested => {
                 kind = Kind::Tls;
                 if handshake == Handshake::Complete {
-                    evidence
-                        .push("certificate requested, client sent no Certificate message".into());
+                    evidence.push("certificate requested, client sent no Certificate message".into());
                 } else {
                     confidence = Confidence::Uncertain;
-                    evidence.push(
-                        "certificate requested; the client's answer is not in the capture".into(),
-                    );
+                    evidence.push("certificate requested; the client's answer is not in the capture".into());
                 }
             }
             None => {
                 kind = Kind::Tls;
-                if f.messages
-                    .iter()
-                    .any(|&(d, t)| Some(d) == server && t == 14)
-                {
+                if f.messages.iter().any(|&(d, t)| Some(d) == server && t == 14) {
                     evidence.push("no client certificate requested".into());
                 } else {
                     confidence = Confidence::Uncertain;
@@ -507,11 +456,7 @@ fn decide_tls(
         if let Some(a) = fatal {
             evidence.push(format!(
                 "handshake failed: {} alert {}",
-                if Some(a.dir) == server {
-                    "server"
-                } else {
-                    "client"
-                },
+                if Some(a.dir) == server { "server" } else { "client" },
                 alert_name(a.description)
             ));
         }
@@ -600,13 +545,7 @@ fn infer_tls13(f: &TlsFacts) -> (Kind, Confidence, Handshake, Vec<String>, Optio
     let mut ev = Vec::new();
     let Some(len) = t.client_first_record else {
         ev.push("TLS 1.3: the client's encrypted flight is not in the capture".into());
-        return (
-            Kind::Tls,
-            Confidence::Uncertain,
-            Handshake::Incomplete,
-            ev,
-            None,
-        );
+        return (Kind::Tls, Confidence::Uncertain, Handshake::Incomplete, ev, None);
     };
     let inner = len.saturating_sub(tag + 1);
     // What the server's flight says, when it wrote one record per message (its last record is
@@ -616,12 +555,7 @@ fn infer_tls13(f: &TlsFacts) -> (Kind, Confidence, Handshake, Vec<String>, Optio
         [.., last] if *last == fin && t.server_flight.len() == 4 => Some(false),
         _ => None,
     };
-    let flight = t
-        .server_flight
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join("+");
+    let flight = t.server_flight.iter().map(u32::to_string).collect::<Vec<_>>().join("+");
     let alps = f.client_hello.as_ref().is_some_and(|c| c.alps_offered);
     let alps_ee = inner
         .checked_sub(fin)
@@ -654,13 +588,7 @@ fn infer_tls13(f: &TlsFacts) -> (Kind, Confidence, Handshake, Vec<String>, Optio
         ev.push(format!(
             "TLS 1.3: client's first encrypted record is {len} bytes ({inner} inner), which fits neither Finished ({fin}), an empty Certificate (8) nor a certificate (record padding?)"
         ));
-        return (
-            Kind::Tls,
-            Confidence::Uncertain,
-            Handshake::Complete,
-            ev,
-            server_says,
-        );
+        return (Kind::Tls, Confidence::Uncertain, Handshake::Complete, ev, server_says);
     };
     ev.push(format!(
         "TLS 1.3: client's first encrypted record after ServerHello is {len} bytes ({inner} inner) = {what}"

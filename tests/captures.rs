@@ -48,21 +48,11 @@ fn every_capture_gives_its_expected_result() {
     );
     let mut failures = Vec::new();
     for path in &expected_files {
-        let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let expected: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let capture = captures_dir().join(expected["capture"].as_str().expect("capture name"));
-        let (flows, summary) = analyze_files(
-            &[capture.to_string_lossy().into_owned()],
-            None,
-            Config::default(),
-        )
-        .unwrap();
-        assert!(
-            summary.errors.is_empty(),
-            "{}: {:?}",
-            capture.display(),
-            summary.errors
-        );
+        let (flows, summary) =
+            analyze_files(&[capture.to_string_lossy().into_owned()], None, Config::default()).unwrap();
+        assert!(summary.errors.is_empty(), "{}: {:?}", capture.display(), summary.errors);
         let got: Vec<Value> = flows.iter().map(observed).collect();
         let want = expected["connections"].as_array().expect("connections");
         if &got != want {

@@ -61,11 +61,7 @@ fn mtls_captures_pass_require_mtls() {
         &capture("istio-like-tls13-mtls-spiffe.pcap"),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    assert!(
-        out(&o).contains("(2 passed on inferred verdicts)"),
-        "{}",
-        out(&o)
-    );
+    assert!(out(&o).contains("(2 passed on inferred verdicts)"), "{}", out(&o));
 }
 
 #[test]
@@ -87,14 +83,7 @@ fn empty_check_fails_unless_allowed() {
     let o = check(&["--require", "mtls", "--exclude", "port 8080", &f]);
     assert_eq!(o.status.code(), Some(1));
     assert!(out(&o).contains("nothing to check"));
-    let o = check(&[
-        "--require",
-        "mtls",
-        "--exclude",
-        "port 8080",
-        "--allow-empty",
-        &f,
-    ]);
+    let o = check(&["--require", "mtls", "--exclude", "port 8080", "--allow-empty", &f]);
     assert_eq!(o.status.code(), Some(0));
 }
 
@@ -102,9 +91,7 @@ fn empty_check_fails_unless_allowed() {
 fn min_flows() {
     let f = capture("openssl-tls12-mtls-rsa.pcap");
     assert_eq!(
-        check(&["--require", "mtls", "--min-flows", "1", &f])
-            .status
-            .code(),
+        check(&["--require", "mtls", "--min-flows", "1", &f]).status.code(),
         Some(0)
     );
     let o = check(&["--require", "mtls", "--min-flows", "2", &f]);
@@ -114,12 +101,7 @@ fn min_flows() {
 
 #[test]
 fn no_data_connections_are_not_judged() {
-    let o = check(&[
-        "--require",
-        "mtls",
-        "--allow-empty",
-        &capture("tcp-no-data.pcap"),
-    ]);
+    let o = check(&["--require", "mtls", "--allow-empty", &capture("tcp-no-data.pcap")]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     assert!(out(&o).contains("without data not checked"));
 }
@@ -160,9 +142,7 @@ fn rules_file_scopes_and_client_identity() {
     let o = check(&["--rules", rules.to_str().unwrap(), &files[0]]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        out(&o).contains(
-            "client identity spiffe://cluster.local/ns/bookinfo/sa/productpage does not match"
-        ),
+        out(&o).contains("client identity spiffe://cluster.local/ns/bookinfo/sa/productpage does not match"),
         "{}",
         out(&o)
     );
@@ -172,11 +152,7 @@ fn rules_file_scopes_and_client_identity() {
 fn invalid_rules_file_is_exit_2_with_line_and_column() {
     let rules = tmp("bad.yaml");
     std::fs::write(&rules, "rules:\n  - name: x\n    require: sometimes\n").unwrap();
-    let o = check(&[
-        "--rules",
-        rules.to_str().unwrap(),
-        &capture("plaintext-http.pcap"),
-    ]);
+    let o = check(&["--rules", rules.to_str().unwrap(), &capture("plaintext-http.pcap")]);
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("bad.yaml: line 3, column"), "{e}");
@@ -216,21 +192,13 @@ fn json_and_junit_reports() {
     assert_eq!(xml.matches("<testcase ").count(), 3);
     assert_eq!(xml.matches("<failure ").count(), 1);
     assert!(xml.contains("tests=\"3\" failures=\"1\""));
-    assert_eq!(
-        xml.matches("<testsuite ").count(),
-        xml.matches("</testsuite>").count()
-    );
+    assert_eq!(xml.matches("<testsuite ").count(), xml.matches("</testsuite>").count());
 }
 
 #[test]
 fn github_actions_annotations() {
     let o = Command::new(env!("CARGO_BIN_EXE_mtlscope"))
-        .args([
-            "check",
-            "--require",
-            "mtls",
-            &capture("plaintext-http.pcap"),
-        ])
+        .args(["check", "--require", "mtls", &capture("plaintext-http.pcap")])
         .env("GITHUB_ACTIONS", "true")
         .output()
         .unwrap();

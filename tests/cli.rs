@@ -45,10 +45,7 @@ fn table_ends_with_summary_line() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("mtls (inferred)"), "{out}");
-    assert_eq!(
-        out.lines().last(),
-        Some("2 connections: 1 mtls, 1 tls (2 inferred)")
-    );
+    assert_eq!(out.lines().last(), Some("2 connections: 1 mtls, 1 tls (2 inferred)"));
 }
 
 #[test]
@@ -64,10 +61,7 @@ fn json_document_has_summary_and_flows() {
     let v = json(&o);
     assert_eq!(v["summary"]["connections"], 2);
     assert_eq!(v["flows"][0]["verdict"], "mtls");
-    assert_eq!(
-        v["flows"][0]["tls"]["client_certificate"]["subject"],
-        "CN=client.test"
-    );
+    assert_eq!(v["flows"][0]["tls"]["client_certificate"]["subject"], "CN=client.test");
     assert_eq!(v["flows"][1]["verdict"], "plaintext");
 }
 
@@ -83,10 +77,7 @@ fn jsonl_from_stdin_one_line_per_connection_then_summary() {
     child.stdin.take().unwrap().write_all(&data).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
-    let lines: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["verdict"], "mtls");
     assert_eq!(lines[1]["verdict"], "tls");
@@ -97,10 +88,7 @@ fn jsonl_from_stdin_one_line_per_connection_then_summary() {
 fn gzip_input_gives_same_verdicts() {
     let gz = tmp("mtls.pcap.gz");
     let raw = std::fs::read(capture("openssl-tls12-mtls-ecdsa.pcap")).unwrap();
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(&gz).unwrap(),
-        flate2::Compression::fast(),
-    );
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
     enc.write_all(&raw).unwrap();
     enc.finish().unwrap();
     let a = json(&run(&[
@@ -134,12 +122,7 @@ fn bpf_filter_selects_packets() {
 
 #[test]
 fn bad_filter_is_a_usage_error() {
-    let o = run(&[
-        "analyze",
-        "-f",
-        "tcp prot 443",
-        &capture("plaintext-http.pcap"),
-    ]);
+    let o = run(&["analyze", "-f", "tcp prot 443", &capture("plaintext-http.pcap")]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("tcp prot 443"), "{}", stderr(&o));
 }

@@ -69,9 +69,7 @@ fn parse_facts(facts: &str) -> Vec<ZeekConn> {
                 client: split_endpoint(c),
                 server: split_endpoint(s),
                 version,
-                sni: field(&words, "sni")
-                    .filter(|s| *s != "-")
-                    .map(str::to_string),
+                sni: field(&words, "sni").filter(|s| *s != "-").map(str::to_string),
                 resumed: flag(field(&words, "resumed")),
                 established: flag(field(&words, "established")),
                 client_cert: match field(&words, "client_cert_chain") {
@@ -97,12 +95,7 @@ fn manifest(dir: &Path) -> Vec<(String, String)> {
 }
 
 fn analyze(path: &Path) -> (Vec<FlowReport>, Vec<String>) {
-    let (flows, summary) = analyze_files(
-        &[path.to_string_lossy().into_owned()],
-        None,
-        Config::default(),
-    )
-    .unwrap();
+    let (flows, summary) = analyze_files(&[path.to_string_lossy().into_owned()], None, Config::default()).unwrap();
     (flows, summary.errors)
 }
 
@@ -122,10 +115,7 @@ fn compare(file: &str, z: &ZeekConn, f: &FlowReport) -> Vec<String> {
     let tls = v.tls.as_ref();
     let version = tls.and_then(|t| t.version.clone());
     if version != z.version {
-        diffs.push(format!(
-            "{file}: version: zeek {:?}, mtlscope {:?}",
-            z.version, version
-        ));
+        diffs.push(format!("{file}: version: zeek {:?}, mtlscope {:?}", z.version, version));
     }
     let sni = tls.and_then(|t| t.sni.clone());
     if sni != z.sni {
@@ -191,20 +181,12 @@ fn zeek_baselines_agree() {
                         f.verdict.evidence.first()
                     );
                 }
-                None => diffs.push(format!(
-                    "{file}: connection {:?} -> {:?} not found",
-                    z.client, z.server
-                )),
+                None => diffs.push(format!("{file}: connection {:?} -> {:?} not found", z.client, z.server)),
             }
         }
     }
     assert!(checked >= 20, "only {checked} connections checked");
-    assert!(
-        diffs.is_empty(),
-        "{} disagreements:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "{} disagreements:\n{}", diffs.len(), diffs.join("\n"));
 }
 
 /// `zeek__client-certificate.pcap` has no ssl.log baseline; MANIFEST.tsv states its facts from a
@@ -231,13 +213,7 @@ fn no_corpus_file_panics() {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_file()
-            && path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("zeek__")
-        {
+        if path.is_file() && path.file_name().unwrap().to_string_lossy().starts_with("zeek__") {
             let _ = analyze(&path);
             n += 1;
         }

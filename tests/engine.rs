@@ -19,14 +19,7 @@ struct Conn {
 }
 
 /// `from`/`to`: address and port.
-fn frame(
-    from: ([u8; 4], u16),
-    to: ([u8; 4], u16),
-    seq: u32,
-    ack: Option<u32>,
-    flags: &str,
-    payload: &[u8],
-) -> Vec<u8> {
+fn frame(from: ([u8; 4], u16), to: ([u8; 4], u16), seq: u32, ack: Option<u32>, flags: &str, payload: &[u8]) -> Vec<u8> {
     let ((src, sp), (dst, dp)) = (from, to);
     let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
     let mut t = b.tcp(sp, dp, seq, 65535);
@@ -118,11 +111,7 @@ impl Conn {
 fn run(frames: &[Vec<u8>]) -> Vec<FlowReport> {
     let mut e = Engine::new(Config::default(), Collect::default());
     for (i, f) in frames.iter().enumerate() {
-        let _ = e.packet(
-            1_700_000_000_000_000_000 + i as u64 * 1000,
-            LinkType::ETHERNET,
-            f,
-        );
+        let _ = e.packet(1_700_000_000_000_000_000 + i as u64 * 1000, LinkType::ETHERNET, f);
     }
     e.finish();
     e.out.sorted()
@@ -130,10 +119,7 @@ fn run(frames: &[Vec<u8>]) -> Vec<FlowReport> {
 
 /// The first handshake record of a real TLS 1.2 mTLS capture in each direction, and more.
 fn tls12_payloads() -> Vec<(bool, Vec<u8>)> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/captures/openssl-tls12-mtls-rsa.pcap"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/captures/openssl-tls12-mtls-rsa.pcap");
     let mut r = CaptureReader::open(path).unwrap();
     let mut out = Vec::new();
     while let Some(p) = r.next_packet().unwrap() {
@@ -164,12 +150,7 @@ fn reused_five_tuple_after_fin_is_a_new_connection() {
 #[test]
 fn retransmitted_syn_is_the_same_connection() {
     let mut c = Conn::new(40001, 80, 1, 9);
-    let frames = vec![
-        c.syn(),
-        c.syn(),
-        c.synack(),
-        c.client(b"GET / HTTP/1.1\r\n\r\n"),
-    ];
+    let frames = vec![c.syn(), c.syn(), c.synack(), c.client(b"GET / HTTP/1.1\r\n\r\n")];
     let flows = run(&frames);
     assert_eq!(flows.len(), 1);
 }
@@ -183,11 +164,7 @@ fn client_from_client_hello_when_no_syn() {
     let payloads = tls12_payloads();
     frames.push(c.server(b"")); // a bare ACK from the server side first
     for (from_client, p) in payloads {
-        frames.push(if from_client {
-            c.client(&p)
-        } else {
-            c.server(&p)
-        });
+        frames.push(if from_client { c.client(&p) } else { c.server(&p) });
     }
     let flows = run(&frames);
     assert_eq!(flows.len(), 1);
@@ -203,11 +180,7 @@ fn handshake_one_byte_per_segment() {
     let mut frames = vec![c.syn(), c.synack()];
     for (from_client, p) in tls12_payloads() {
         for b in p.chunks(1) {
-            frames.push(if from_client {
-                c.client(b)
-            } else {
-                c.server(b)
-            });
+            frames.push(if from_client { c.client(b) } else { c.server(b) });
         }
     }
     let flows = run(&frames);
@@ -234,11 +207,7 @@ fn gap_in_tls12_handshake_is_uncertain() {
     let mut c = Conn::new(40004, 4433, 7, 70);
     let mut frames = vec![c.syn(), c.synack()];
     for (i, (from_client, p)) in tls12_payloads().into_iter().enumerate() {
-        let f = if from_client {
-            c.client(&p)
-        } else {
-            c.server(&p)
-        };
+        let f = if from_client { c.client(&p) } else { c.server(&p) };
         // Drop the server's first flight (certificate, request) from the capture, but let the
         // client's ACK show the receiver got it.
         if i != 1 {

@@ -11,20 +11,12 @@ fn bin() -> Command {
 }
 
 fn sh(cmd: &str) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("sh runs")
+    Command::new("sh").arg("-c").arg(cmd).output().expect("sh runs")
 }
 
 fn ok(cmd: &str) {
     let o = sh(cmd);
-    assert!(
-        o.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 fn can_run() -> bool {
@@ -145,9 +137,7 @@ impl Lab {
     /// plaintext HTTP (8080).
     fn servers(&mut self) -> u32 {
         let pid = self.serve("openssl s_server -quiet -tls1_3 -accept 4433 -cert server.pem -key server.key -CAfile ca.pem -Verify 1 -www");
-        self.serve(
-            "openssl s_server -quiet -tls1_2 -accept 4434 -cert server.pem -key server.key -www",
-        );
+        self.serve("openssl s_server -quiet -tls1_2 -accept 4434 -cert server.pem -key server.key -www");
         self.serve("python3 -m http.server 8080");
         for p in [4433, 4434, 8080] {
             self.wait_listening(p);
@@ -159,7 +149,9 @@ impl Lab {
         let host = format!("10.203.{n}.2");
         self.client(&format!("printf \"GET / HTTP/1.0\\r\\n\\r\\n\" | openssl s_client -quiet -connect {host}:4433 -servername server.test -cert client.pem -key client.key -CAfile ca.pem >/dev/null 2>&1"));
         self.client(&format!("printf \"GET / HTTP/1.0\\r\\n\\r\\n\" | openssl s_client -quiet -connect {host}:4434 -servername server.test -CAfile ca.pem >/dev/null 2>&1"));
-        self.client(&format!("python3 -c \"import urllib.request; urllib.request.urlopen(\\\"http://{host}:8080/\\\").read()\""));
+        self.client(&format!(
+            "python3 -c \"import urllib.request; urllib.request.urlopen(\\\"http://{host}:8080/\\\").read()\""
+        ));
     }
 }
 
@@ -205,11 +197,7 @@ fn verdicts_by_port(jsonl: &str) -> Vec<(u64, String)> {
 }
 
 fn expected() -> Vec<(u64, String)> {
-    vec![
-        (4433, "mtls".into()),
-        (4434, "tls".into()),
-        (8080, "plaintext".into()),
-    ]
+    vec![(4433, "mtls".into()), (4434, "tls".into()), (8080, "plaintext".into())]
 }
 
 #[test]
@@ -248,10 +236,7 @@ fn capture_in_netns_classifies_and_writes_a_pcap_that_reanalyzes_the_same() {
         .output()
         .unwrap();
     assert_eq!(re.status.code(), Some(0));
-    assert_eq!(
-        verdicts_by_port(&String::from_utf8_lossy(&re.stdout)),
-        expected()
-    );
+    assert_eq!(verdicts_by_port(&String::from_utf8_lossy(&re.stdout)), expected());
     if sh("command -v tshark").status.success() {
         let t = sh(&format!(
             "tshark -r {} -Y tls.handshake.type==1 2>/dev/null | wc -l",
@@ -278,16 +263,8 @@ fn capture_by_pid_and_check_live() {
     ]);
     lab.traffic(2);
     let o = cap.wait_with_output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(
-        verdicts_by_port(&String::from_utf8_lossy(&o.stdout)),
-        expected()
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(verdicts_by_port(&String::from_utf8_lossy(&o.stdout)), expected());
 
     // `check` with the same live options: the plaintext and server-only connections fail.
     let check = bin()
@@ -333,11 +310,7 @@ fn loopback_leg_is_labelled_not_a_leak() {
     ));
     assert!(o.status.success());
     let o = cap.wait_with_output().unwrap();
-    let line = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    let line = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["verdict"], "plaintext");
     assert_eq!(v["loopback"], true);
@@ -354,9 +327,7 @@ fn errors_name_what_is_missing() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no network namespace 'mtlscope-no-such-ns'")
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no network namespace 'mtlscope-no-such-ns'"));
 
     let o = bin()
         .args(["capture", "--pid", "4000000000", "-i", "eth0"])
@@ -367,15 +338,7 @@ fn errors_name_what_is_missing() {
 
     let lab = Lab::new("d", 4);
     let o = bin()
-        .args([
-            "capture",
-            "--netns",
-            &lab.server_ns(),
-            "-i",
-            "eth9",
-            "--duration",
-            "1s",
-        ])
+        .args(["capture", "--netns", &lab.server_ns(), "-i", "eth9", "--duration", "1s"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));

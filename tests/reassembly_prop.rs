@@ -36,11 +36,7 @@ fn segments(stream_len: usize) -> impl Strategy<Value = Vec<Seg>> {
             } else {
                 len
             };
-            Seg {
-                start,
-                len,
-                captured,
-            }
+            Seg { start, len, captured }
         }),
         1..60,
     )
@@ -116,6 +112,5 @@ proptest! {
 /// Was byte `i` first delivered from a copy that did not capture it? Then it is a gap even
 /// though a later copy captured it: delivered offsets are never revisited.
 fn cut_copy_first(segs: &[Seg], i: usize) -> bool {
-    segs.iter()
-        .any(|s| i >= s.start + s.captured && i < s.start + s.len)
+    segs.iter().any(|s| i >= s.start + s.captured && i < s.start + s.len)
 }
