@@ -88,6 +88,8 @@ pub struct Engine<O: Output> {
     pub out: O,
     /// First write error of the output (a closed pipe): the run stops.
     pub out_error: Option<io::Error>,
+    /// The enrich stage (pods, PeerAuthentication), applied to every report.
+    cluster: Option<std::sync::Arc<crate::peer_authentication::Cluster>>,
 }
 
 impl<O: Output> Engine<O> {
@@ -102,7 +104,22 @@ impl<O: Output> Engine<O> {
             summary: Summary::default(),
             out,
             out_error: None,
+            cluster: None,
         }
+    }
+
+    /// Join every connection to what this cluster dump knows (pods, PeerAuthentication).
+    pub fn with_cluster(mut self, cluster: std::sync::Arc<crate::peer_authentication::Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    fn report(&self, flow: &Flow, v: crate::verdict::Verdict) -> FlowReport {
+        let mut r = FlowReport::build(flow, v);
+        if let Some(c) = &self.cluster {
+            crate::enrich::enrich(c, &mut r);
+        }
+        r
     }
 
     /// Connections currently tracked.
@@ -260,11 +277,12 @@ impl<O: Output> Engine<O> {
             self.sessions.insert(k, o, self.cfg.max_sessions);
         }
         self.summary.count(&v);
-        let report = FlowReport::build(flow, v);
+        let report = self.report(self.table.get(slot), v);
+        self.summary.count_finding(&report.kubernetes);
         if let Err(e) = self.out.decided(&report) {
             self.out_error.get_or_insert(e);
         }
-        flow.state = State::Decided(keep.then(|| Box::new(report.verdict)));
+        self.table.get_mut(slot).state = State::Decided(keep.then(|| Box::new(report.verdict)));
     }
 
     /// The connection is over (FIN/RST, idle, evicted, end of input): flush, decide, report.
@@ -279,7 +297,7 @@ impl<O: Output> Engine<O> {
         }
         let flow = self.table.get_mut(slot);
         if let State::Decided(Some(v)) = std::mem::replace(&mut flow.state, State::Closed) {
-            let report = FlowReport::build(flow, *v);
+            let report = self.report(self.table.get(slot), *v);
             if let Err(e) = self.out.closed(report) {
                 self.out_error.get_or_insert(e);
             }

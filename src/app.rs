@@ -7,6 +7,7 @@ use crate::check::{self, CheckOptions, EvidenceLevel, Requirement, Rule};
 use crate::decode::Skip;
 use crate::filter::PacketFilter;
 use crate::netns::NetnsTarget;
+use crate::peer_authentication::{Cluster, Explanation};
 use crate::report::{self, Collect, Format, JsonLines, LiveTable, Output, Summary};
 use crate::source::CaptureReader;
 use anyhow::{Context, Result};
@@ -34,6 +35,39 @@ pub enum Command {
     /// Fail (exit 1) when connections in capture files (or a live capture) are not encrypted as
     /// required.
     Check(CheckArgs),
+    /// Istio PeerAuthentication, computed as Istio does.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// The effective PeerAuthentication mode for a pod and port, the policy that decided it,
+    /// and the policies that were ignored and why.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Files or folders of YAML/JSON with the pods, services, PeerAuthentications and the
+    /// `istio` ConfigMap (`kubectl get ... -A -o yaml`).
+    #[arg(long = "from", value_name = "PATH", required = true)]
+    pub from: Vec<std::path::PathBuf>,
+    /// The pod's namespace.
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: String,
+    #[arg(long, value_name = "NAME")]
+    pub pod: String,
+    /// The pod's (container) port; with --service-port, a port of a Service in front of it.
+    #[arg(long, value_name = "PORT", required_unless_present = "service_port")]
+    pub port: Option<u16>,
+    /// A Service port, translated to the pod's target port as Istio does.
+    #[arg(long, value_name = "PORT", conflicts_with = "port")]
+    pub service_port: Option<u16>,
+    #[arg(long, value_name = "NS")]
+    pub root_namespace: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: CheckFormat,
 }
 
 /// Live capture options, shared by `capture` and `check`.
@@ -104,6 +138,8 @@ pub struct CaptureArgs {
     pub format: Format,
     #[command(flatten)]
     pub limits: Limits,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// Where packets come from and which of them count: shared by `analyze` and `check`.
@@ -123,6 +159,45 @@ pub struct InputArgs {
     pub no_progress: bool,
     #[command(flatten)]
     pub limits: Limits,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// A cluster dump to join connections to pods and PeerAuthentication.
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Files or folders of YAML/JSON (e.g. `kubectl get pods,services,peerauthentications,configmaps -A -o yaml`):
+    /// shows pod names and the PeerAuthentication mode Istio expects for each connection.
+    #[arg(long = "policy-from", value_name = "PATH")]
+    pub policy_from: Vec<std::path::PathBuf>,
+    /// Istio's root namespace (default: the mesh config's rootNamespace, else istio-system).
+    #[arg(long, value_name = "NS")]
+    pub root_namespace: Option<String>,
+}
+
+impl PolicyArgs {
+    fn load(&self) -> Result<Option<Arc<Cluster>>> {
+        if self.policy_from.is_empty() {
+            return Ok(None);
+        }
+        let mut c = Cluster::load_paths(&self.policy_from).context("--policy-from")?;
+        if let Some(ns) = &self.root_namespace {
+            c.set_root_namespace(ns);
+        }
+        for w in c.warnings() {
+            eprintln!("mtlscope: warning: {w}");
+        }
+        Ok(Some(Arc::new(c)))
+    }
+}
+
+/// Build the engine, joined to the cluster dump when there is one.
+fn engine<O: Output>(cfg: Config, out: O, cluster: &Option<Arc<Cluster>>) -> Engine<O> {
+    let e = Engine::new(cfg, out);
+    match cluster {
+        Some(c) => e.with_cluster(c.clone()),
+        None => e,
+    }
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +289,7 @@ pub fn main() -> i32 {
         Command::Analyze(args) => analyze(&args),
         Command::Capture(args) => capture(&args),
         Command::Check(args) => check(&args),
+        Command::Policy(PolicyCommand::Explain(args)) => explain(&args),
     };
     match result {
         Ok(code) => code,
@@ -249,6 +325,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         .transpose()
         .context("-f/--filter")?;
     let cfg = args.input.limits.config();
+    let cluster = args.input.policy.load()?;
     let progress = show_progress(&args.input);
     let inputs = &args.input.inputs;
     if inputs.is_empty() {
@@ -257,7 +334,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     let stdout = io::stdout();
     match args.format {
         Format::Jsonl => {
-            let mut engine = Engine::new(cfg, JsonLines::new(io::BufWriter::new(stdout.lock())));
+            let mut engine = engine(cfg, JsonLines::new(io::BufWriter::new(stdout.lock())), &cluster);
             let errors = read_all(inputs, &mut filter, &mut engine, progress);
             if let Some(e) = engine.out_error.take() {
                 return Err(e).context("writing to standard output");
@@ -270,7 +347,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             Ok(report_errors(&errors))
         }
         Format::Json | Format::Table => {
-            let mut engine = Engine::new(cfg, Collect::default());
+            let mut engine = engine(cfg, Collect::default(), &cluster);
             let errors = read_all(inputs, &mut filter, &mut engine, progress);
             let mut summary = std::mem::take(&mut engine.summary);
             summary.errors = errors.clone();
@@ -323,12 +400,16 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
         .transpose()
         .context("-f/--filter or --exclude")?;
     let cfg = args.input.limits.config();
+    let cluster = args.input.policy.load()?;
+    if cluster.is_none() && rules.iter().any(|r| r.require == Requirement::Policy) {
+        anyhow::bail!("--require policy needs --policy-from (a cluster dump with the PeerAuthentications)");
+    }
     let (flows, errors) = match args.live.options(expr.clone()) {
         Some(live) => {
             if !args.input.inputs.is_empty() {
                 anyhow::bail!("give capture files or -i/--interface, not both");
             }
-            let (engine, stats) = run_live(&live, cfg, Collect::default())?;
+            let (engine, stats) = run_live(&live, cfg, Collect::default(), &cluster)?;
             report_capture(&stats);
             (engine.out.sorted(), Vec::new())
         }
@@ -338,7 +419,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
                     "no capture file given (name files, `-` for standard input, or -i IFACE to capture live)"
                 );
             }
-            let mut engine = Engine::new(cfg, Collect::default());
+            let mut engine = engine(cfg, Collect::default(), &cluster);
             let errors = read_all(&args.input.inputs, &mut filter, &mut engine, show_progress(&args.input));
             (engine.out.sorted(), errors)
         }
@@ -382,13 +463,14 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
         anyhow::bail!("-i/--interface is required (e.g. -i eth0, or -i any)");
     };
     let cfg = args.limits.config();
+    let cluster = args.policy.load()?;
     let status = match &live.netns {
         Some(t) => format!("capturing on {} in {}", live.interface, t.path().display()),
         None => format!("capturing on {}", live.interface),
     };
     match args.format {
         Format::Jsonl => {
-            let (mut engine, stats) = run_live(&live, cfg, JsonLines::new(io::BufWriter::new(io::stdout())))?;
+            let (mut engine, stats) = run_live(&live, cfg, JsonLines::new(io::BufWriter::new(io::stdout())), &cluster)?;
             engine.summary.capture = Some(stats.clone());
             engine
                 .out
@@ -397,7 +479,7 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
             report_capture(&stats);
         }
         Format::Json => {
-            let (mut engine, stats) = run_live(&live, cfg, Collect::default())?;
+            let (mut engine, stats) = run_live(&live, cfg, Collect::default(), &cluster)?;
             let mut summary = std::mem::take(&mut engine.summary);
             summary.capture = Some(stats.clone());
             let mut out = io::BufWriter::new(io::stdout().lock());
@@ -407,7 +489,7 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
         }
         Format::Table => {
             let out = LiveTable::new(status, io::stdout().is_terminal());
-            let (mut engine, stats) = run_live(&live, cfg, out)?;
+            let (mut engine, stats) = run_live(&live, cfg, out, &cluster)?;
             let summary = std::mem::take(&mut engine.summary);
             let flows = std::mem::take(&mut engine.out.collect).sorted();
             let mut out = io::BufWriter::new(io::stdout().lock());
@@ -435,7 +517,12 @@ impl<O: Output + Send> PacketSink for LiveSink<'_, O> {
 }
 
 /// Capture until Ctrl-C, SIGTERM, --duration or --count; then close every connection.
-fn run_live<O: Output + Send>(live: &LiveOptions, cfg: Config, out: O) -> Result<(Engine<O>, CaptureStats)> {
+fn run_live<O: Output + Send>(
+    live: &LiveOptions,
+    cfg: Config,
+    out: O,
+    cluster: &Option<Arc<Cluster>>,
+) -> Result<(Engine<O>, CaptureStats)> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     let mut ids = Vec::new();
@@ -448,7 +535,7 @@ fn run_live<O: Output + Send>(live: &LiveOptions, cfg: Config, out: O) -> Result
         )?);
         ids.push(signal_hook::flag::register(sig, stop.clone())?);
     }
-    let mut engine = Engine::new(cfg, out);
+    let mut engine = engine(cfg, out, cluster);
     let result = crate::capture::run(live, &stop, &mut LiveSink { engine: &mut engine });
     for id in ids {
         signal_hook::low_level::unregister(id);
@@ -480,6 +567,68 @@ fn report_capture(s: &CaptureStats) {
             u64::from(s.dropped) + u64::from(s.if_dropped)
         );
     }
+}
+
+/// `mtlscope policy explain`.
+pub fn explain(args: &ExplainArgs) -> Result<i32> {
+    let mut c = Cluster::load_paths(&args.from).context("--from")?;
+    if let Some(ns) = &args.root_namespace {
+        c.set_root_namespace(ns);
+    }
+    let pod = c.find_pod(&args.namespace, &args.pod)?;
+    let (port, d) = match (args.port, args.service_port) {
+        (Some(p), _) => (p, c.effective(pod, p)),
+        (None, Some(sp)) => c.effective_for_service_port(pod, sp).with_context(|| {
+            format!(
+                "no Service in {} selects pod {} with port {sp}",
+                pod.namespace, pod.name
+            )
+        })?,
+        (None, None) => unreachable!("clap requires --port or --service-port"),
+    };
+    let mut out = io::stdout().lock();
+    match args.format {
+        CheckFormat::Json => {
+            serde_json::to_writer(&mut out, &Explanation::new(pod, port, &d))?;
+            writeln!(out)?;
+        }
+        CheckFormat::Text => {
+            writeln!(out, "{}/{} port {port}: {}", pod.namespace, pod.name, d.mode.as_str())?;
+            let by = &d.decided_by;
+            match (&by.namespace, &by.name) {
+                (Some(ns), Some(n)) => {
+                    writeln!(out, "  decided by: {} {ns}/{n} ({} level)", by.kind, by.level.as_str())?
+                }
+                _ => writeln!(out, "  decided by: default (no PeerAuthentication applies: PERMISSIVE)")?,
+            }
+            for a in &d.applied {
+                writeln!(
+                    out,
+                    "  applied:    {} {}/{}: {}",
+                    a.level.as_str(),
+                    a.namespace,
+                    a.name,
+                    a.mode.as_str()
+                )?;
+            }
+            for i in &d.ignored {
+                writeln!(out, "  ignored:    {}/{}: {}", i.namespace, i.name, i.reason)?;
+            }
+            writeln!(
+                out,
+                "  root namespace: {} ({})",
+                c.root_namespace(),
+                c.root_namespace_origin()
+            )?;
+            if !pod.sidecar && !pod.ambient {
+                writeln!(
+                    out,
+                    "  note: the pod has no sidecar and is not in ambient mode: nothing enforces this mode"
+                )?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 fn terminal_width() -> Option<u16> {

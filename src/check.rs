@@ -22,6 +22,9 @@ pub enum Requirement {
     Encrypted,
     /// Anything: the rule only counts connections (useful with `client_identity`).
     Any,
+    /// What Istio's PeerAuthentication expects for the server pod and port (needs a cluster
+    /// dump): a violation fails, a warning or note passes.
+    Policy,
 }
 
 /// How much proof a verdict needs.
@@ -224,12 +227,32 @@ impl Match {
     }
 }
 
+/// `ip:port`, or `namespace/pod:port` when a cluster dump names the pod.
+fn endpoint(f: &FlowReport, client: bool) -> String {
+    let (e, pod) = match (client, &f.kubernetes) {
+        (true, k) => (f.client, k.as_ref().and_then(|k| k.client_pod.as_ref())),
+        (false, k) => (f.server, k.as_ref().and_then(|k| k.server_pod.as_ref())),
+    };
+    match pod {
+        Some(p) => format!("{p}:{}", e.port),
+        None => e.to_string(),
+    }
+}
+
 /// Why a connection fails its rule, or None when it passes.
 fn judge(rule: &Rule, f: &FlowReport, level: EvidenceLevel) -> Option<String> {
     let v = &f.verdict;
     let name = v.verdict.name();
+    if rule.require == Requirement::Policy {
+        use crate::peer_authentication::Finding;
+        let policy = f.kubernetes.as_ref().and_then(|k| k.policy.as_ref());
+        return match policy.and_then(|p| p.finding.as_ref()) {
+            Some(Finding::Violation(msg)) => Some(format!("{name}: {msg}")),
+            _ => None,
+        };
+    }
     let met = match rule.require {
-        Requirement::Any => true,
+        Requirement::Any | Requirement::Policy => true,
         Requirement::Encrypted => matches!(v.verdict, Kind::Mtls | Kind::Tls | Kind::Encrypted),
         Requirement::Tls => matches!(v.verdict, Kind::Mtls | Kind::Tls),
         Requirement::Mtls => v.verdict == Kind::Mtls,
@@ -353,8 +376,7 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
             }
             r.matched += 1;
             let reason = judge(rule, f, opts.evidence);
-            r.cases
-                .push((f.client.to_string(), f.server.to_string(), reason.clone()));
+            r.cases.push((endpoint(f, true), endpoint(f, false), reason.clone()));
             match reason {
                 None => {
                     r.passed += 1;
@@ -363,8 +385,8 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
                     }
                 }
                 Some(reason) => r.violations.push(Violation {
-                    client: f.client.to_string(),
-                    server: f.server.to_string(),
+                    client: endpoint(f, true),
+                    server: endpoint(f, false),
                     verdict: f.verdict.verdict,
                     confidence: f.verdict.confidence,
                     reason,

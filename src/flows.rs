@@ -196,6 +196,10 @@ impl FlowTable {
         self.index.get(key).copied()
     }
 
+    pub fn get(&self, slot: usize) -> &Flow {
+        self.slots[slot].as_ref().expect("slot in index is occupied")
+    }
+
     pub fn get_mut(&mut self, slot: usize) -> &mut Flow {
         self.slots[slot].as_mut().expect("slot in index is occupied")
     }

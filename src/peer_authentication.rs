@@ -245,11 +245,7 @@ pub enum Finding {
 /// `no-data` prove nothing either way.
 pub fn finding(mode: Mode, verdict: &str) -> Option<Finding> {
     // An UNSET mode can only reach here if a caller built it by hand; Istio reads it as PERMISSIVE.
-    let mode = if mode == Mode::Unset {
-        Mode::Permissive
-    } else {
-        mode
-    };
+    let mode = if mode == Mode::Unset { Mode::Permissive } else { mode };
     match (mode, verdict) {
         (Mode::Strict, "plaintext") => Some(Finding::Violation(
             "plaintext connection to a port whose PeerAuthentication mode is STRICT".into(),
@@ -702,9 +698,7 @@ impl Cluster {
     /// Adds objects from text (a file's content, or stdin under a name such as `-`). JSON when
     /// `origin` ends in `.json`, else YAML.
     pub fn add_text(&mut self, origin: &Path, text: &str) -> Result<(), LoadError> {
-        let is_json = origin
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let is_json = origin.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
         let docs = if is_json {
             parse_json_stream(origin, text)?
         } else {
@@ -726,12 +720,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn add_document(
-        &mut self,
-        doc: Value,
-        source: Option<&Path>,
-        index: usize,
-    ) -> Result<(), LoadError> {
+    fn add_document(&mut self, doc: Value, source: Option<&Path>, index: usize) -> Result<(), LoadError> {
         match doc {
             // An empty YAML document (a trailing `---`) holds nothing.
             Value::Null => Ok(()),
@@ -777,8 +766,7 @@ impl Cluster {
             };
             for item in items {
                 if let Value::Object(o) = item {
-                    let inherit = (!item_kind.is_empty())
-                        .then_some((api_version.as_str(), item_kind.as_str()));
+                    let inherit = (!item_kind.is_empty()).then_some((api_version.as_str(), item_kind.as_str()));
                     self.add_object(o, source, depth + 1, inherit)?;
                 } else {
                     self.skipped += 1;
@@ -827,9 +815,7 @@ impl Cluster {
                 } else if self.first_copy("PeerAuthentication", &meta, source) {
                     match parse_peer_authentication(&obj, &meta, &api_version, source) {
                         Ok(pa) => self.policies.push(pa),
-                        Err((reason, selector)) => {
-                            self.reject("PeerAuthentication", &meta, source, reason, selector)
-                        }
+                        Err((reason, selector)) => self.reject("PeerAuthentication", &meta, source, reason, selector),
                     }
                 }
             }
@@ -952,11 +938,11 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(),
         };
         if meta.is_dir() {
             collect_files(&path, depth + 1, out)?;
-        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-            ["yaml", "yml", "json"]
-                .iter()
-                .any(|x| e.eq_ignore_ascii_case(x))
-        }) {
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["yaml", "yml", "json"].iter().any(|x| e.eq_ignore_ascii_case(x)))
+        {
             out.push(path);
         }
     }
@@ -1099,10 +1085,7 @@ fn string_map(v: Option<&Value>, field: &str) -> Result<BTreeMap<String, String>
             .iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(format!(
-                    "{field}.{k} must be a string, found {}",
-                    json_type(other)
-                )),
+                other => Err(format!("{field}.{k} must be a string, found {}", json_type(other))),
             })
             .collect(),
         Some(other) => Err(format!("{field} must be a map, found {}", json_type(other))),
@@ -1135,17 +1118,13 @@ fn parse_mtls(v: Option<&Value>, field: &str) -> Result<Mode, String> {
         None | Some(Value::Null) => Ok(Mode::Unset),
         Some(Value::Object(m)) => match m.get("mode") {
             None | Some(Value::Null) => Ok(Mode::Unset),
-            Some(Value::String(s)) => Mode::parse(s).ok_or_else(|| {
-                format!("{field}.mode {s:?} is not one of UNSET, DISABLE, PERMISSIVE, STRICT")
-            }),
+            Some(Value::String(s)) => Mode::parse(s)
+                .ok_or_else(|| format!("{field}.mode {s:?} is not one of UNSET, DISABLE, PERMISSIVE, STRICT")),
             Some(other) => Err(format!(
                 "{field}.mode {other} is not one of UNSET, DISABLE, PERMISSIVE, STRICT"
             )),
         },
-        Some(other) => Err(format!(
-            "{field} must be an object, found {}",
-            json_type(other)
-        )),
+        Some(other) => Err(format!("{field} must be an object, found {}", json_type(other))),
     }
 }
 
@@ -1165,25 +1144,16 @@ fn parse_peer_authentication(
     let spec = match obj.get("spec") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(m)) => m,
-        Some(other) => {
-            return Err((
-                format!("spec must be an object, found {}", json_type(other)),
-                None,
-            ))
-        }
+        Some(other) => return Err((format!("spec must be an object, found {}", json_type(other)), None)),
     };
 
     let selector = match spec.get("selector") {
         None | Some(Value::Null) => None,
         Some(Value::Object(sel)) => {
-            let labels = string_map(sel.get("matchLabels"), "spec.selector.matchLabels")
-                .map_err(|r| (r, None))?;
+            let labels = string_map(sel.get("matchLabels"), "spec.selector.matchLabels").map_err(|r| (r, None))?;
             for (k, v) in &labels {
                 if k.is_empty() {
-                    return Err((
-                        "spec.selector.matchLabels: key must not be empty".into(),
-                        None,
-                    ));
+                    return Err(("spec.selector.matchLabels: key must not be empty".into(), None));
                 }
                 if k.contains('*') || v.contains('*') {
                     return Err((
@@ -1196,10 +1166,7 @@ fn parse_peer_authentication(
         }
         Some(other) => {
             return Err((
-                format!(
-                    "spec.selector must be an object, found {}",
-                    json_type(other)
-                ),
+                format!("spec.selector must be an object, found {}", json_type(other)),
                 None,
             ))
         }
@@ -1217,24 +1184,16 @@ fn parse_peer_authentication(
                 return Err(fail("portLevelMtls requires selector".into()));
             }
             if ports.is_empty() {
-                return Err(fail(
-                    "portLevelMtls, if defined, must have at least one element".into(),
-                ));
+                return Err(fail("portLevelMtls, if defined, must have at least one element".into()));
             }
             for (key, value) in ports {
                 // Go's ParseUint: digits only (no sign, no spaces); the CEL rule bounds it.
                 let port = Some(key)
-                    .filter(|k| {
-                        !k.is_empty() && k.len() <= 10 && k.bytes().all(|b| b.is_ascii_digit())
-                    })
+                    .filter(|k| !k.is_empty() && k.len() <= 10 && k.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|k| k.parse::<u64>().ok())
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|&n| n != 0)
-                    .ok_or_else(|| {
-                        fail(format!(
-                            "portLevelMtls: port must be between 1-65535, found {key:?}"
-                        ))
-                    })?;
+                    .ok_or_else(|| fail(format!("portLevelMtls: port must be between 1-65535, found {key:?}")))?;
                 if value.is_null() {
                     return Err(fail(format!("portLevelMtls[{port}] must not be null")));
                 }
@@ -1242,12 +1201,7 @@ fn parse_peer_authentication(
                 port_level.insert(port, m);
             }
         }
-        Some(other) => {
-            return Err(fail(format!(
-                "portLevelMtls must be a map, found {}",
-                json_type(other)
-            )))
-        }
+        Some(other) => return Err(fail(format!("portLevelMtls must be a map, found {}", json_type(other)))),
     }
 
     Ok(PeerAuthentication {
@@ -1301,10 +1255,7 @@ struct RawPodIp {
     ip: Option<String>,
 }
 
-fn typed<T: serde::de::DeserializeOwned + Default>(
-    v: Option<&Value>,
-    field: &str,
-) -> Result<T, String> {
+fn typed<T: serde::de::DeserializeOwned + Default>(v: Option<&Value>, field: &str) -> Result<T, String> {
     match v {
         None | Some(Value::Null) => Ok(T::default()),
         Some(v) => T::deserialize(v).map_err(|e| format!("{field}: {e}")),
@@ -1315,8 +1266,7 @@ fn parse_pod(obj: &Map<String, Value>, meta: &Meta, source: Option<&Path>) -> Re
     let (namespace, name) = meta.identity()?;
     let labels = string_map(meta.labels.as_ref(), "metadata.labels")?;
     // Annotations only feed the sidecar guess, so a malformed map is not worth rejecting for.
-    let annotations =
-        string_map(meta.annotations.as_ref(), "metadata.annotations").unwrap_or_default();
+    let annotations = string_map(meta.annotations.as_ref(), "metadata.annotations").unwrap_or_default();
     let spec: RawPodSpec = typed(obj.get("spec"), "spec")?;
     let status: RawPodStatus = typed(obj.get("status"), "status")?;
 
@@ -1331,21 +1281,14 @@ fn parse_pod(obj: &Map<String, Value>, meta: &Meta, source: Option<&Path>) -> Re
             ports.push(ContainerPort {
                 container: cname.clone(),
                 name: p.name.clone().filter(|n| !n.is_empty()),
-                port: port_number(
-                    &p.container_port,
-                    &format!("container {cname}: containerPort"),
-                )?,
+                port: port_number(&p.container_port, &format!("container {cname}: containerPort"))?,
                 protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
             });
         }
     }
 
     let mut ips: Vec<IpAddr> = Vec::new();
-    let listed = status
-        .pod_ips
-        .iter()
-        .flatten()
-        .filter_map(|p| p.ip.as_deref());
+    let listed = status.pod_ips.iter().flatten().filter_map(|p| p.ip.as_deref());
     for text in status.pod_ip.as_deref().into_iter().chain(listed) {
         // An unparsable address cannot match any packet; drop it rather than the pod.
         if let Ok(ip) = text.parse::<IpAddr>() {
@@ -1391,11 +1334,7 @@ struct RawServicePort {
     target_port: Option<Value>,
 }
 
-fn parse_service(
-    obj: &Map<String, Value>,
-    meta: &Meta,
-    source: Option<&Path>,
-) -> Result<Service, String> {
+fn parse_service(obj: &Map<String, Value>, meta: &Meta, source: Option<&Path>) -> Result<Service, String> {
     let (namespace, name) = meta.identity()?;
     let spec: RawServiceSpec = typed(obj.get("spec"), "spec")?;
     let mut ports = Vec::new();
@@ -1471,11 +1410,7 @@ impl Cluster {
         let roots: BTreeSet<_> = self
             .mesh_configs
             .iter()
-            .map(|m| {
-                m.root_namespace
-                    .as_deref()
-                    .unwrap_or(DEFAULT_ROOT_NAMESPACE)
-            })
+            .map(|m| m.root_namespace.as_deref().unwrap_or(DEFAULT_ROOT_NAMESPACE))
             .collect();
         if roots.len() > 1 {
             let (root, origin) = self.root();
@@ -1543,9 +1478,7 @@ impl Cluster {
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
-        self.pods
-            .iter()
-            .find(|p| p.namespace == namespace && p.name == name)
+        self.pods.iter().find(|p| p.namespace == namespace && p.name == name)
     }
 
     /// [`Cluster::pod`] with an error that says what is there instead.
@@ -1570,12 +1503,7 @@ impl Cluster {
             .filter(|p| p.namespace == namespace)
             .map(|p| p.name.as_str())
             .collect();
-        let close: Vec<&str> = in_ns
-            .iter()
-            .copied()
-            .filter(|p| p.starts_with(name))
-            .take(5)
-            .collect();
+        let close: Vec<&str> = in_ns.iter().copied().filter(|p| p.starts_with(name)).take(5).collect();
         let hint = if in_ns.is_empty() {
             " (the data has no pods in that namespace)".to_owned()
         } else if !close.is_empty() {
@@ -1583,12 +1511,7 @@ impl Cluster {
         } else {
             format!(
                 "; pods there: {}",
-                in_ns
-                    .iter()
-                    .take(10)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                in_ns.iter().take(10).copied().collect::<Vec<_>>().join(", ")
             )
         };
         Err(LookupError::UnknownPod {
@@ -1635,11 +1558,7 @@ impl Cluster {
         }
         self.pods
             .iter()
-            .filter(|p| {
-                p.namespace == service.namespace
-                    && !p.is_terminated()
-                    && selects(&service.selector, &p.labels)
-            })
+            .filter(|p| p.namespace == service.namespace && !p.is_terminated() && selects(&service.selector, &p.labels))
             .collect()
     }
 
@@ -1651,11 +1570,7 @@ impl Cluster {
         let mut services: Vec<&Service> = self
             .services
             .iter()
-            .filter(|s| {
-                s.namespace == pod.namespace
-                    && !s.selector.is_empty()
-                    && selects(&s.selector, &pod.labels)
-            })
+            .filter(|s| s.namespace == pod.namespace && !s.selector.is_empty() && selects(&s.selector, &pod.labels))
             .collect();
         services.sort_by(|a, b| a.name.cmp(&b.name));
         services
@@ -1674,11 +1589,7 @@ impl Cluster {
 
     /// [`Cluster::effective`] for a connection to a Service port: translated to the pod's port
     /// first. `None` when no Service maps that port to the pod.
-    pub fn effective_for_service_port(
-        &self,
-        pod: &Pod,
-        service_port: u16,
-    ) -> Option<(u16, Decision)> {
+    pub fn effective_for_service_port(&self, pod: &Pod, service_port: u16) -> Option<(u16, Decision)> {
         let port = self.target_port(pod, service_port)?;
         Some((port, self.effective(pod, port)))
     }
@@ -1762,10 +1673,7 @@ impl Cluster {
                 Some(Some(sel)) => selects(sel, &pod.labels),
                 Some(None) | None => true,
             };
-            if r.kind == "PeerAuthentication"
-                && (ns == &pod.namespace || ns == root)
-                && meant_for_pod
-            {
+            if r.kind == "PeerAuthentication" && (ns == &pod.namespace || ns == root) && meant_for_pod {
                 ignored.push(Ignored {
                     namespace: ns.clone(),
                     name: name.clone(),
@@ -1897,12 +1805,7 @@ mod tests {
     fn mesh_policy_applies_to_every_namespace() {
         let c = cluster(vec![
             reviews(),
-            pa(
-                "istio-system",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "STRICT"}}),
-            ),
+            pa("istio-system", "default", T0, json!({"mtls": {"mode": "STRICT"}})),
         ]);
         let d = decide(&c, 9080);
         assert_eq!(d.mode, Mode::Strict);
@@ -1913,25 +1816,12 @@ mod tests {
     fn namespace_overrides_mesh() {
         let c = cluster(vec![
             reviews(),
-            pa(
-                "istio-system",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "STRICT"}}),
-            ),
-            pa(
-                "bookinfo",
-                "default",
-                T1,
-                json!({"mtls": {"mode": "PERMISSIVE"}}),
-            ),
+            pa("istio-system", "default", T0, json!({"mtls": {"mode": "STRICT"}})),
+            pa("bookinfo", "default", T1, json!({"mtls": {"mode": "PERMISSIVE"}})),
         ]);
         let d = decide(&c, 9080);
         assert_eq!(d.mode, Mode::Permissive);
-        assert_eq!(
-            by(&d),
-            (Level::Namespace, Some("bookinfo"), Some("default"))
-        );
+        assert_eq!(by(&d), (Level::Namespace, Some("bookinfo"), Some("default")));
         assert_eq!(d.applied.len(), 2);
     }
 
@@ -1939,12 +1829,7 @@ mod tests {
     fn workload_selector_overrides_namespace() {
         let c = cluster(vec![
             reviews(),
-            pa(
-                "bookinfo",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "PERMISSIVE"}}),
-            ),
+            pa("bookinfo", "default", T0, json!({"mtls": {"mode": "PERMISSIVE"}})),
             pa(
                 "bookinfo",
                 "reviews",
@@ -2019,10 +1904,7 @@ mod tests {
         ]);
         let d = decide(&c, 9080);
         assert_eq!(d.mode, Mode::Strict);
-        assert_eq!(
-            by(&d),
-            (Level::Namespace, Some("bookinfo"), Some("empty-selector"))
-        );
+        assert_eq!(by(&d), (Level::Namespace, Some("bookinfo"), Some("empty-selector")));
         assert_eq!(d.applied[0].level, Level::Mesh);
     }
 
@@ -2030,18 +1912,8 @@ mod tests {
     fn unset_inherits_from_level_above() {
         let c = cluster(vec![
             reviews(),
-            pa(
-                "istio-system",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "STRICT"}}),
-            ),
-            pa(
-                "bookinfo",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "UNSET"}}),
-            ),
+            pa("istio-system", "default", T0, json!({"mtls": {"mode": "STRICT"}})),
+            pa("bookinfo", "default", T0, json!({"mtls": {"mode": "UNSET"}})),
             pa(
                 "bookinfo",
                 "reviews",
@@ -2059,10 +1931,7 @@ mod tests {
 
     #[test]
     fn mesh_unset_is_default_permissive() {
-        let c = cluster(vec![
-            reviews(),
-            pa("istio-system", "default", T0, json!({"mtls": {}})),
-        ]);
+        let c = cluster(vec![reviews(), pa("istio-system", "default", T0, json!({"mtls": {}}))]);
         let d = decide(&c, 9080);
         assert_eq!(d.mode, Mode::Permissive);
         assert_eq!(d.decided_by.level, Level::Default);
@@ -2111,9 +1980,7 @@ mod tests {
         assert_eq!(d.mode, Mode::Permissive);
         assert_eq!(d.decided_by.level, Level::Default);
         assert_eq!(d.ignored.len(), 1);
-        assert!(d.ignored[0]
-            .reason
-            .contains("portLevelMtls requires selector"));
+        assert!(d.ignored[0].reason.contains("portLevelMtls requires selector"));
         assert_eq!(c.rejected().len(), 1);
     }
 
@@ -2121,12 +1988,7 @@ mod tests {
     fn unset_port_inherits_workload() {
         let c = cluster(vec![
             reviews(),
-            pa(
-                "bookinfo",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "DISABLE"}}),
-            ),
+            pa("bookinfo", "default", T0, json!({"mtls": {"mode": "DISABLE"}})),
             pa(
                 "bookinfo",
                 "reviews",
@@ -2153,12 +2015,7 @@ mod tests {
     fn unset_port_with_unset_workload_inherits_namespace() {
         let c = cluster(vec![
             reviews(),
-            pa(
-                "bookinfo",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "DISABLE"}}),
-            ),
+            pa("bookinfo", "default", T0, json!({"mtls": {"mode": "DISABLE"}})),
             pa(
                 "bookinfo",
                 "reviews",
@@ -2171,10 +2028,7 @@ mod tests {
         ]);
         let d = decide(&c, 9080);
         assert_eq!(d.mode, Mode::Disable);
-        assert_eq!(
-            by(&d),
-            (Level::Namespace, Some("bookinfo"), Some("default"))
-        );
+        assert_eq!(by(&d), (Level::Namespace, Some("bookinfo"), Some("default")));
     }
 
     #[test]
@@ -2272,20 +2126,10 @@ mod tests {
 
     #[test]
     fn root_namespace_selector_policy_ignored_for_pods_in_root_namespace() {
-        let gw = pod(
-            "istio-system",
-            "gw",
-            "10.0.0.9",
-            json!({"istio": "ingressgateway"}),
-        );
+        let gw = pod("istio-system", "gw", "10.0.0.9", json!({"istio": "ingressgateway"}));
         let c = cluster(vec![
             gw,
-            pa(
-                "istio-system",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "STRICT"}}),
-            ),
+            pa("istio-system", "default", T0, json!({"mtls": {"mode": "STRICT"}})),
             pa(
                 "istio-system",
                 "gw",
@@ -2320,12 +2164,7 @@ mod tests {
                 T0,
                 json!({"mtls": {"mode": "STRICT"}}),
             ),
-            pa(
-                "bookinfo",
-                "b-ns",
-                T2,
-                json!({"mtls": {"mode": "PERMISSIVE"}}),
-            ),
+            pa("bookinfo", "b-ns", T2, json!({"mtls": {"mode": "PERMISSIVE"}})),
             pa("bookinfo", "c-ns", T1, json!({"mtls": {"mode": "UNSET"}})),
             pa(
                 "bookinfo",
@@ -2333,50 +2172,25 @@ mod tests {
                 T2,
                 json!({"selector": {"matchLabels": sel}, "mtls": {"mode": "DISABLE"}}),
             ),
-            pa(
-                "bookinfo",
-                "wl-old",
-                T1,
-                json!({"selector": {"matchLabels": sel}}),
-            ),
+            pa("bookinfo", "wl-old", T1, json!({"selector": {"matchLabels": sel}})),
         ]);
         let d = decide(&c, 9080);
         // Oldest at each level: zzz-older-mesh STRICT, c-ns UNSET, wl-old UNSET -> STRICT.
         assert_eq!(d.mode, Mode::Strict);
-        assert_eq!(
-            by(&d),
-            (Level::Mesh, Some("istio-system"), Some("zzz-older-mesh"))
-        );
+        assert_eq!(by(&d), (Level::Mesh, Some("istio-system"), Some("zzz-older-mesh")));
         let names: Vec<&str> = d.ignored.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["aaa-newer-mesh", "b-ns", "wl-new"]);
-        assert!(
-            d.ignored[0].reason.contains("is older"),
-            "{}",
-            d.ignored[0].reason
-        );
+        assert!(d.ignored[0].reason.contains("is older"), "{}", d.ignored[0].reason);
     }
 
     #[test]
     fn missing_creation_timestamp_is_oldest() {
         // Go's zero time.Time sorts before every real timestamp.
-        let mut no_time = pa(
-            "bookinfo",
-            "zzz-no-time",
-            T0,
-            json!({"mtls": {"mode": "DISABLE"}}),
-        );
-        no_time["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .remove("creationTimestamp");
+        let mut no_time = pa("bookinfo", "zzz-no-time", T0, json!({"mtls": {"mode": "DISABLE"}}));
+        no_time["metadata"].as_object_mut().unwrap().remove("creationTimestamp");
         let c = cluster(vec![
             reviews(),
-            pa(
-                "bookinfo",
-                "aaa-timed",
-                T0,
-                json!({"mtls": {"mode": "STRICT"}}),
-            ),
+            pa("bookinfo", "aaa-timed", T0, json!({"mtls": {"mode": "STRICT"}})),
             no_time,
         ]);
         assert_eq!(decide(&c, 9080).mode, Mode::Disable);
@@ -2436,12 +2250,7 @@ mod tests {
 
     #[test]
     fn v1beta1_and_v1_both_read() {
-        let mut beta = pa(
-            "bookinfo",
-            "default",
-            T0,
-            json!({"mtls": {"mode": "STRICT"}}),
-        );
+        let mut beta = pa("bookinfo", "default", T0, json!({"mtls": {"mode": "STRICT"}}));
         beta["apiVersion"] = json!("security.istio.io/v1beta1");
         let c = cluster(vec![
             reviews(),
@@ -2464,19 +2273,9 @@ mod tests {
 
     #[test]
     fn same_policy_listed_as_v1_and_v1beta1_counted_once() {
-        let mut beta = pa(
-            "bookinfo",
-            "default",
-            T0,
-            json!({"mtls": {"mode": "STRICT"}}),
-        );
+        let mut beta = pa("bookinfo", "default", T0, json!({"mtls": {"mode": "STRICT"}}));
         beta["apiVersion"] = json!("security.istio.io/v1beta1");
-        let v1 = pa(
-            "bookinfo",
-            "default",
-            T0,
-            json!({"mtls": {"mode": "STRICT"}}),
-        );
+        let v1 = pa("bookinfo", "default", T0, json!({"mtls": {"mode": "STRICT"}}));
         let c = cluster(vec![reviews(), v1, beta]);
         assert_eq!(c.policies().len(), 1);
         assert_eq!(c.summary().duplicates, 1);
@@ -2493,18 +2292,8 @@ mod tests {
         let c = cluster(vec![
             reviews(),
             cm,
-            pa(
-                "mesh-admin",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "STRICT"}}),
-            ),
-            pa(
-                "istio-system",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "DISABLE"}}),
-            ),
+            pa("mesh-admin", "default", T0, json!({"mtls": {"mode": "STRICT"}})),
+            pa("istio-system", "default", T0, json!({"mtls": {"mode": "DISABLE"}})),
         ]);
         assert_eq!(c.root_namespace(), "mesh-admin");
         assert_eq!(
@@ -2538,12 +2327,7 @@ mod tests {
         let mut c = cluster(vec![
             reviews(),
             cm,
-            pa(
-                "mesh-admin",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "STRICT"}}),
-            ),
+            pa("mesh-admin", "default", T0, json!({"mtls": {"mode": "STRICT"}})),
             pa("ops", "default", T0, json!({"mtls": {"mode": "DISABLE"}})),
         ]);
         c.set_root_namespace("ops");
@@ -2615,11 +2399,7 @@ mod tests {
             ),
         ]);
         assert!(c.policies().is_empty());
-        let names: Vec<_> = c
-            .rejected()
-            .iter()
-            .map(|r| r.name.as_deref().unwrap_or(""))
-            .collect();
+        let names: Vec<_> = c.rejected().iter().map(|r| r.name.as_deref().unwrap_or("")).collect();
         assert_eq!(names.len(), 10, "{names:?}");
         let d = decide(&c, 9080);
         assert_eq!(d.mode, Mode::Permissive);
@@ -2635,11 +2415,7 @@ mod tests {
             .iter()
             .find(|r| r.name.as_deref() == Some("lower"))
             .unwrap();
-        assert!(
-            lower.reason.contains("\"strict\" is not one of"),
-            "{}",
-            lower.reason
-        );
+        assert!(lower.reason.contains("\"strict\" is not one of"), "{}", lower.reason);
     }
 
     #[test]
@@ -2648,9 +2424,7 @@ mod tests {
         p["metadata"].as_object_mut().unwrap().remove("namespace");
         let c = cluster(vec![p]);
         assert_eq!(c.rejected().len(), 1);
-        assert!(c.rejected()[0]
-            .reason
-            .contains("metadata.namespace is missing"));
+        assert!(c.rejected()[0].reason.contains("metadata.namespace is missing"));
     }
 
     // --- findings ------------------------------------------------------------------------------
@@ -2658,10 +2432,7 @@ mod tests {
     #[test]
     fn findings_follow_the_design_table() {
         use Finding::*;
-        assert!(matches!(
-            finding(Mode::Strict, "plaintext"),
-            Some(Violation(_))
-        ));
+        assert!(matches!(finding(Mode::Strict, "plaintext"), Some(Violation(_))));
         assert!(matches!(finding(Mode::Strict, "tls"), Some(Violation(_))));
         assert_eq!(finding(Mode::Strict, "mtls"), None);
         assert_eq!(finding(Mode::Strict, "encrypted"), None);
@@ -2674,10 +2445,7 @@ mod tests {
         assert_eq!(finding(Mode::Permissive, "mtls"), None);
         assert!(matches!(finding(Mode::Disable, "mtls"), Some(Note(_))));
         assert_eq!(finding(Mode::Disable, "plaintext"), None);
-        assert!(matches!(
-            finding(Mode::Unset, "plaintext"),
-            Some(Warning(_))
-        ));
+        assert!(matches!(finding(Mode::Unset, "plaintext"), Some(Warning(_))));
         assert_eq!(finding(Mode::Strict, "bogus"), None);
         let j = serde_json::to_value(finding(Mode::Strict, "tls")).unwrap();
         assert_eq!(j["severity"], "violation");
@@ -2689,18 +2457,8 @@ mod tests {
     fn explain_json_has_the_issue_shape() {
         let c = cluster(vec![
             reviews(),
-            pa(
-                "istio-system",
-                "default",
-                T0,
-                json!({"mtls": {"mode": "STRICT"}}),
-            ),
-            pa(
-                "istio-system",
-                "later",
-                T1,
-                json!({"mtls": {"mode": "DISABLE"}}),
-            ),
+            pa("istio-system", "default", T0, json!({"mtls": {"mode": "STRICT"}})),
+            pa("istio-system", "later", T1, json!({"mtls": {"mode": "DISABLE"}})),
         ]);
         let p = c.pod("bookinfo", "reviews-v1").unwrap();
         let d = c.effective(p, 9080);
@@ -2714,10 +2472,7 @@ mod tests {
                 r#"istio-system/default is older (2024-01-01T00:00:00Z vs 2024-01-02T00:00:00Z); Istio uses only the oldest"}]}"#
             )
         );
-        assert_eq!(
-            explain_json(p, 9080, &d),
-            serde_json::from_str::<Value>(&text).unwrap()
-        );
+        assert_eq!(explain_json(p, 9080, &d), serde_json::from_str::<Value>(&text).unwrap());
     }
 
     #[test]
@@ -2741,8 +2496,7 @@ mod tests {
         assert!(c.find_pod("bookinfo", "reviews-v1").is_ok());
         let e = c.find_pod("nope", "x").unwrap_err();
         assert!(
-            e.to_string()
-                .contains("namespace \"nope\" is not in the cluster data"),
+            e.to_string().contains("namespace \"nope\" is not in the cluster data"),
             "{e}"
         );
         assert!(e.to_string().contains("bookinfo"));
@@ -2774,22 +2528,10 @@ mod tests {
     #[test]
     fn timestamp_parser_is_strict_and_total() {
         let t = |s| Timestamp::parse_rfc3339(s);
-        assert_eq!(
-            t("1970-01-01T00:00:00Z"),
-            Some(Timestamp { secs: 0, nanos: 0 })
-        );
-        assert_eq!(
-            t("2024-05-14T09:12:41Z").map(|t| t.secs),
-            Some(1_715_677_961)
-        );
-        assert_eq!(
-            t("2024-05-14T09:12:41.5Z").map(|t| t.nanos),
-            Some(500_000_000)
-        );
-        assert_eq!(
-            t("2024-05-14T11:12:41+02:00").map(|t| t.secs),
-            Some(1_715_677_961)
-        );
+        assert_eq!(t("1970-01-01T00:00:00Z"), Some(Timestamp { secs: 0, nanos: 0 }));
+        assert_eq!(t("2024-05-14T09:12:41Z").map(|t| t.secs), Some(1_715_677_961));
+        assert_eq!(t("2024-05-14T09:12:41.5Z").map(|t| t.nanos), Some(500_000_000));
+        assert_eq!(t("2024-05-14T11:12:41+02:00").map(|t| t.secs), Some(1_715_677_961));
         assert!(t("2024-02-29T00:00:00Z").is_some());
         for bad in [
             "",
@@ -2834,10 +2576,7 @@ mod tests {
         for r in c.rejected() {
             assert!(!r.to_string().is_empty());
         }
-        let deep = (0..20).fold(
-            json!({"kind": "Pod"}),
-            |acc, _| json!({"kind": "List", "items": [acc]}),
-        );
+        let deep = (0..20).fold(json!({"kind": "Pod"}), |acc, _| json!({"kind": "List", "items": [acc]}));
         assert!(matches!(
             Cluster::from_objects(vec![deep]),
             Err(LoadError::TooDeep { .. })
@@ -2858,10 +2597,7 @@ mod tests {
     fn loads_kubectl_list_dump() {
         let c = bookinfo();
         let s = c.summary();
-        assert_eq!(
-            (s.pods, s.peer_authentications, s.services, s.rejected),
-            (8, 7, 5, 0)
-        );
+        assert_eq!((s.pods, s.peer_authentications, s.services, s.rejected), (8, 7, 5, 0));
         // Three ConfigMaps that are not the mesh config.
         assert_eq!(s.skipped, 3);
         assert_eq!(c.root_namespace(), "istio-system");
@@ -2872,19 +2608,9 @@ mod tests {
         let details = c.pod("bookinfo", "details-v1-65cfcf56f9-4x8jq").unwrap();
         assert_eq!(details.ips, vec!["10.244.0.12".parse::<IpAddr>().unwrap()]);
         assert!(details.sidecar);
-        assert_eq!(
-            details.labels.get("app").map(String::as_str),
-            Some("details")
-        );
-        assert_eq!(
-            details.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
-            [9080, 15090]
-        );
-        assert!(
-            !c.pod("istio-system", "istiod-7d4f7c9b8d-2bqzn")
-                .unwrap()
-                .sidecar
-        );
+        assert_eq!(details.labels.get("app").map(String::as_str), Some("details"));
+        assert_eq!(details.ports.iter().map(|p| p.port).collect::<Vec<_>>(), [9080, 15090]);
+        assert!(!c.pod("istio-system", "istiod-7d4f7c9b8d-2bqzn").unwrap().sidecar);
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 
@@ -2903,45 +2629,27 @@ mod tests {
     #[test]
     fn bookinfo_dump_effective_modes() {
         let c = bookinfo();
-        let ns = (
-            Mode::Permissive,
-            Level::Namespace,
-            "bookinfo/default".to_owned(),
-        );
+        let ns = (Mode::Permissive, Level::Namespace, "bookinfo/default".to_owned());
         // details: no workload policy; namespace PERMISSIVE overrides mesh STRICT.
         assert_eq!(bookinfo_decision(&c, "10.244.0.12", 9080), ns);
         // productpage: workload UNSET, port 9080 STRICT; other ports inherit the namespace.
         assert_eq!(
             bookinfo_decision(&c, "10.99.0.1", 9080),
-            (
-                Mode::Strict,
-                Level::Port,
-                "bookinfo/productpage-ports".into()
-            )
+            (Mode::Strict, Level::Port, "bookinfo/productpage-ports".into())
         );
         assert_eq!(bookinfo_decision(&c, "10.99.0.1", 15090), ns);
         // reviews (both versions): workload STRICT on every port.
-        let reviews = (
-            Mode::Strict,
-            Level::Workload,
-            "bookinfo/reviews-strict".to_owned(),
-        );
+        let reviews = (Mode::Strict, Level::Workload, "bookinfo/reviews-strict".to_owned());
         assert_eq!(bookinfo_decision(&c, "10.99.0.2", 8080), reviews);
         assert_eq!(bookinfo_decision(&c, "10.244.0.14", 9080), reviews);
         // ratings: the UNSET port entry keeps the workload's STRICT.
         assert_eq!(
             bookinfo_decision(&c, "10.244.0.15", 9080),
-            (
-                Mode::Strict,
-                Level::Workload,
-                "bookinfo/ratings-strict".into()
-            )
+            (Mode::Strict, Level::Workload, "bookinfo/ratings-strict".into())
         );
         // The ingress gateway: mesh STRICT; its selector policy in istio-system is ignored, and
         // so is the mesh policy that lost the tie on name.
-        let gw = c
-            .pod("istio-system", "istio-ingressgateway-6b7f8d9c5d-p9wxl")
-            .unwrap();
+        let gw = c.pod("istio-system", "istio-ingressgateway-6b7f8d9c5d-p9wxl").unwrap();
         let d = c.effective(gw, 8080);
         assert_eq!((d.mode, d.decided_by.level), (Mode::Strict, Level::Mesh));
         let ignored: Vec<_> = d.ignored.iter().map(|i| i.name.as_str()).collect();
@@ -2972,9 +2680,7 @@ mod tests {
     #[test]
     fn bookinfo_dump_explain_json() {
         let c = bookinfo();
-        let p = c
-            .find_pod("bookinfo", "productpage-v1-d5789fdfb-8l2rw")
-            .unwrap();
+        let p = c.find_pod("bookinfo", "productpage-v1-d5789fdfb-8l2rw").unwrap();
         let j = explain_json(p, 9080, &c.effective(p, 9080));
         assert_eq!(
             j,
@@ -3005,19 +2711,13 @@ mod tests {
         let c = Cluster::load_paths(&[data("multidoc/bookinfo-extra.yaml")]).unwrap();
         let s = c.summary();
         // Namespace and Deployment skipped; the trailing empty document is nothing.
-        assert_eq!(
-            (s.pods, s.peer_authentications, s.services, s.skipped),
-            (1, 1, 1, 2)
-        );
+        assert_eq!((s.pods, s.peer_authentications, s.services, s.skipped), (1, 1, 1, 2));
         assert!(c.namespaces().contains("shop"));
         let p = c.pod("shop", "cart-5f7d8c9b6-abcde").unwrap();
         assert!(p.ambient && !p.sidecar);
         assert_eq!(p.ips.len(), 2);
         // Bare integer YAML keys in portLevelMtls are read as ports.
-        assert_eq!(
-            c.policies()[0].port_level.get(&8443),
-            Some(&Mode::Permissive)
-        );
+        assert_eq!(c.policies()[0].port_level.get(&8443), Some(&Mode::Permissive));
         let (port, d) = c.effective_for_service_port(p, 443).unwrap();
         assert_eq!(
             (port, d.mode, d.decided_by.level),
@@ -3059,10 +2759,7 @@ mod tests {
             .collect();
         assert_eq!(reasons.len(), 5);
         assert!(reasons["lowercase-mode"].contains("\"strict\" is not one of"));
-        assert_eq!(
-            reasons["ports-without-selector"],
-            "portLevelMtls requires selector"
-        );
+        assert_eq!(reasons["ports-without-selector"], "portLevelMtls requires selector");
         assert!(reasons["port-zero"].contains("between 1-65535"));
         assert!(reasons["port-too-large"].contains("\"70000\""));
         assert!(reasons["wrong-version"].contains("security.istio.io/v1alpha1"));
@@ -3092,10 +2789,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let text = err.to_string();
-        assert!(
-            text.contains("broken/broken.yaml:9:4: invalid YAML:"),
-            "{text}"
-        );
+        assert!(text.contains("broken/broken.yaml:9:4: invalid YAML:"), "{text}");
     }
 
     #[test]
@@ -3177,12 +2871,7 @@ mod tests {
     #[test]
     fn yaml_that_is_not_objects_is_an_error() {
         let mut c = Cluster::new();
-        let err = c
-            .add_text(Path::new("x.yaml"), "a: 1\n---\n- 1\n- 2\n")
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("x.yaml: document 2 is a sequence"),
-            "{err}"
-        );
+        let err = c.add_text(Path::new("x.yaml"), "a: 1\n---\n- 1\n- 2\n").unwrap_err();
+        assert!(err.to_string().contains("x.yaml: document 2 is a sequence"), "{err}");
     }
 }

@@ -35,6 +35,9 @@ pub struct FlowReport {
     #[serde(flatten)]
     pub verdict: Verdict,
     pub tcp: TcpReport,
+    /// Pods and the expected PeerAuthentication mode, when a cluster dump was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<crate::enrich::Kubernetes>,
 }
 
 impl FlowReport {
@@ -59,6 +62,7 @@ impl FlowReport {
                 client: flow.stream_stats[c],
                 server: flow.stream_stats[1 - c],
             },
+            kubernetes: None,
         }
     }
 }
@@ -79,6 +83,9 @@ pub struct Summary {
     pub tcp_packets: u64,
     pub skipped: BTreeMap<String, u64>,
     pub evicted_flows: u64,
+    /// PeerAuthentication findings by severity, when a cluster dump was given.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub findings: BTreeMap<&'static str, u64>,
     pub errors: Vec<String>,
     /// Live capture only: what the kernel reported.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +93,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    pub fn count_finding(&mut self, k: &Option<crate::enrich::Kubernetes>) {
+        use crate::peer_authentication::Finding;
+        if let Some(f) = k
+            .as_ref()
+            .and_then(|k| k.policy.as_ref())
+            .and_then(|p| p.finding.as_ref())
+        {
+            let key = match f {
+                Finding::Violation(_) => "violation",
+                Finding::Warning(_) => "warning",
+                Finding::Note(_) => "note",
+            };
+            *self.findings.entry(key).or_default() += 1;
+        }
+    }
+
     pub fn count(&mut self, v: &Verdict) {
         self.connections += 1;
         *self.verdicts.entry(v.verdict.name()).or_default() += 1;
@@ -120,6 +143,14 @@ impl Summary {
         }
         if !notes.is_empty() {
             s.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        if !self.findings.is_empty() {
+            let f: Vec<String> = self
+                .findings
+                .iter()
+                .map(|(k, n)| format!("{n} {k}{}", if *n == 1 { "" } else { "s" }))
+                .collect();
+            s.push_str(&format!("; PeerAuthentication: {}", f.join(", ")));
         }
         s
     }
@@ -309,15 +340,13 @@ pub fn write_table(
         if let Some(w) = width {
             t.set_width(w);
         }
-        t.set_header([
-            "client",
-            "server",
-            "verdict",
-            "tls",
-            "sni",
-            "client identity",
-            "evidence",
-        ]);
+        let k8s = flows.iter().any(|f| f.kubernetes.is_some());
+        let mut header = vec!["client", "server", "verdict", "tls", "sni", "client identity"];
+        if k8s {
+            header.push("policy");
+        }
+        header.push("evidence");
+        t.set_header(header);
         for f in flows {
             let v = &f.verdict;
             let verdict = match v.confidence {
@@ -331,15 +360,25 @@ pub fn write_table(
                 verdict
             };
             let tls = v.tls.as_ref();
-            t.add_row([
-                f.client.to_string(),
-                f.server.to_string(),
+            let k = f.kubernetes.as_ref();
+            // Pod names instead of addresses when the cluster knows them.
+            let end = |pod: Option<&String>, e: &Endpoint| match pod {
+                Some(p) => format!("{p}:{}", e.port),
+                None => e.to_string(),
+            };
+            let mut row = vec![
+                end(k.and_then(|k| k.client_pod.as_ref()), &f.client),
+                end(k.and_then(|k| k.server_pod.as_ref()), &f.server),
                 verdict,
                 tls.and_then(|t| t.version.clone()).unwrap_or_else(|| "-".into()),
                 tls.and_then(|t| t.sni.clone()).unwrap_or_else(|| "-".into()),
                 v.client_identity.clone().unwrap_or_else(|| "-".into()),
-                short_evidence(v),
-            ]);
+            ];
+            if k8s {
+                row.push(k.map(crate::enrich::short).unwrap_or_else(|| "-".into()));
+            }
+            row.push(short_evidence(v));
+            t.add_row(row);
         }
         writeln!(out, "{t}")?;
     }
