@@ -48,7 +48,7 @@ for t in $targets; do
     -artifact_prefix="artifacts/$t/" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 $keep ${FUZZ_ARGS:-} "corpus/$t" >"$log" 2>&1 || true
   elapsed=$(( $(date +%s) - start ))
-  runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -n 1)
+  runs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
   [ -n "$runs" ] || runs=$(sed -n 's/^#\([0-9][0-9]*\)[[:space:]].*/\1/p' "$log" | tail -n 1)
   bad=$(find "artifacts/$t" -maxdepth 1 -type f \
     \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' \) | wc -l)

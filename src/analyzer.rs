@@ -24,6 +24,11 @@ pub struct Config {
     pub max_flows: usize,
     /// Remembered session IDs / tickets for linking resumed sessions.
     pub max_sessions: usize,
+    /// Bytes all connections together may buffer (out-of-order segments, partial handshake
+    /// messages); past it the connections holding the most give up their holes first.
+    pub total_buffer_cap: usize,
+    /// Keep the first bytes of plaintext connections in the report (`--show-payload`).
+    pub show_payload: bool,
 }
 
 impl Default for Config {
@@ -32,6 +37,8 @@ impl Default for Config {
             dir_cap: DEFAULT_DIR_CAP,
             idle_timeout_ns: 600 * 1_000_000_000,
             max_flows: 1_000_000,
+            total_buffer_cap: 256 << 20,
+            show_payload: false,
             max_sessions: 100_000,
         }
     }
@@ -88,6 +95,8 @@ pub struct Engine<O: Output> {
     pub out: O,
     /// First write error of the output (a closed pipe): the run stops.
     pub out_error: Option<io::Error>,
+    /// Bytes buffered by all active connections, as last accounted per flow.
+    buffered: usize,
     /// The enrich stage (pods, PeerAuthentication), applied to every report.
     cluster: Option<std::sync::Arc<crate::peer_authentication::Cluster>>,
 }
@@ -104,6 +113,7 @@ impl<O: Output> Engine<O> {
             summary: Summary::default(),
             out,
             out_error: None,
+            buffered: 0,
             cluster: None,
         }
     }
@@ -218,16 +228,53 @@ impl<O: Output> Engine<O> {
         if f.rst() {
             flow.rst = true;
         }
-        let final_now = match &flow.state {
-            State::Active(a) => a.inspector.is_final(),
-            _ => false,
+        let (final_now, held) = match &flow.state {
+            State::Active(a) => (a.inspector.is_final(), a.buffered()),
+            _ => (false, 0),
         };
+        self.buffered = self.buffered + held - flow.buffered;
+        flow.buffered = held;
         let closed = flow.closed();
         if final_now {
             self.decide(slot);
         }
         if closed {
             self.close(slot);
+        }
+        if self.buffered > self.cfg.total_buffer_cap {
+            self.shed();
+        }
+    }
+
+    /// Over the total buffer cap: the connections holding the most give up their holes (and,
+    /// if that is not enough, are decided with what was seen) until a tenth of the cap is free.
+    fn shed(&mut self) {
+        let target = self.cfg.total_buffer_cap - self.cfg.total_buffer_cap / 10;
+        let mut heavy: Vec<(usize, usize)> = self
+            .table
+            .slots_where(|f| f.buffered > 0)
+            .into_iter()
+            .map(|s| (self.table.get(s).buffered, s))
+            .collect();
+        heavy.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, slot) in heavy {
+            if self.buffered <= target {
+                break;
+            }
+            self.summary.buffer_limit_hits += 1;
+            let flow = self.table.get_mut(slot);
+            if let State::Active(a) = &mut flow.state {
+                let Active { streams, inspector } = &mut **a;
+                for (dir, s) in streams.iter_mut().enumerate() {
+                    s.finish(&mut DirSink { inspector, dir });
+                }
+                let held = a.buffered();
+                self.buffered = self.buffered + held - flow.buffered;
+                flow.buffered = held;
+                if held > 0 {
+                    self.decide(slot);
+                }
+            }
         }
     }
 
@@ -248,6 +295,8 @@ impl<O: Output> Engine<O> {
             return;
         };
         let Active { streams, inspector } = *a;
+        self.buffered -= flow.buffered;
+        flow.buffered = 0;
         flow.stream_stats = [streams[0].stats(), streams[1].stats()];
         drop(streams);
         let outcome = inspector.outcome();
@@ -263,7 +312,19 @@ impl<O: Output> Engine<O> {
             origin = verdict::resumption(facts).and_then(|r| self.sessions.map.get(&r).cloned());
             keys = verdict::session_keys(facts);
         }
-        let mut v = verdict::decide(outcome, flow.client_dir, flow.server().port, origin.as_ref());
+        let mut v = verdict::decide(
+            outcome,
+            flow.client_dir,
+            flow.server().port,
+            origin.as_ref(),
+            self.cfg.show_payload,
+        );
+        let conflicts = flow.stream_stats[0].conflicts + flow.stream_stats[1].conflicts;
+        if conflicts > 0 {
+            v.evidence.push(format!(
+                "{conflicts} overlapping segment(s) carried different bytes than the first copy: possible evasion"
+            ));
+        }
         if v.verdict == verdict::Kind::Plaintext && crate::report::is_loopback(flow.client().ip, flow.server().ip) {
             v.evidence
                 .push("loopback traffic (inside a pod: the app <-> sidecar leg, plaintext by design)".into());

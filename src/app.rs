@@ -264,6 +264,13 @@ pub struct Limits {
     /// Close a connection after this many seconds without packets (capture time).
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub idle_timeout: u64,
+    /// Bytes all connections together may buffer before the largest buffers are given up.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub total_buffer: usize,
+    /// Include the first bytes of plaintext connections in the report. Off by default: they
+    /// can carry credentials and personal data.
+    #[arg(long)]
+    pub show_payload: bool,
 }
 
 impl Limits {
@@ -272,6 +279,8 @@ impl Limits {
             dir_cap: self.stream_buffer,
             idle_timeout_ns: self.idle_timeout.saturating_mul(1_000_000_000),
             max_flows: self.max_flows.max(1),
+            total_buffer_cap: self.total_buffer.max(1 << 16),
+            show_payload: self.show_payload,
             ..Config::default()
         }
     }

@@ -1,13 +1,17 @@
-//! Stage 1, decode: link layer -> IPv4/IPv6 -> TCP header.
+//! Stage 1, decode: link layer -> IPv4/IPv6 -> TCP header, through overlay tunnels.
 //!
 //! Link and IP layers are sliced with etherparse's lax parser, so a packet cut short by the snap
 //! length still yields whatever headers are complete. The TCP header is read here directly because
 //! the reassembler needs two facts etherparse's `TcpSlice` does not give for a cut packet: the
 //! payload length the IP header announces (`wire_len`) and how much of it was captured.
+//! Overlay tunnels a node-level capture sees (VXLAN, Geneve, IP-in-IP; [`crate::tunnel`]) are
+//! opened and the inner packet decoded the same way, so connections are the pod-to-pod ones.
+//! WireGuard and IPsec ESP between nodes are recognised and reported as such ([`Packet`]).
 //! Nothing here allocates.
 
 use crate::source::LinkType;
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket};
+use crate::tunnel::{self, NodeEncrypted, NodeEncryption, Tunnel, TunnelKind};
+use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket};
 use std::net::IpAddr;
 
 /// TCP flag bits as they appear in byte 13 of the header.
@@ -37,6 +41,7 @@ impl TcpFlags {
 /// One TCP segment, borrowed from the packet buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpSegment<'a> {
+    /// Addresses and ports of the connection; for a tunnelled packet, the inner (pod) ones.
     pub src: IpAddr,
     pub dst: IpAddr,
     pub sport: u16,
@@ -49,23 +54,49 @@ pub struct TcpSegment<'a> {
     /// Payload length announced by the IP header; larger than `payload.len()` when the snap
     /// length cut the packet.
     pub wire_len: u32,
+    /// The outermost overlay tunnel (VXLAN, Geneve, IP-in-IP) the segment was carried in.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// What a decoded frame carries that mtlscope can use.
+#[derive(Debug, Clone, Copy)]
+pub enum Packet<'a> {
+    Tcp(TcpSegment<'a>),
+    /// WireGuard or IPsec ESP between nodes: encrypted below TCP, so no connection inside it can
+    /// be seen (an "encrypted at node level" flow).
+    NodeEncrypted(NodeEncrypted),
 }
 
 /// Why a packet carries no TCP segment we can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
-    /// Not IP, or IP but not TCP (UDP, ICMP, ARP...).
+    /// Not IP, or IP but not TCP (UDP, ICMP, ARP...), also inside a tunnel.
     NotTcp,
     /// A non-first IP fragment or a fragmented TCP segment: not reassembled at the IP layer.
     Fragment,
     /// The link type is not one mtlscope decodes.
     UnsupportedLink(LinkType),
-    /// The headers are cut short or inconsistent.
+    /// The headers are cut short or inconsistent, or tunnels nest deeper than
+    /// [`MAX_TUNNEL_DEPTH`].
     Malformed,
 }
 
-/// Decode one captured frame.
+/// Tunnels inside tunnels followed at most; real overlays nest one, rarely two, deep. Bounds the
+/// work a crafted packet can cause.
+pub const MAX_TUNNEL_DEPTH: usize = 4;
+
+/// Decode one captured frame down to its TCP segment. Node-level encrypted packets (WireGuard,
+/// ESP) are `Skip::NotTcp` here; [`decode_packet`] tells them apart.
 pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
+    match decode_packet(link, data)? {
+        Packet::Tcp(seg) => Ok(seg),
+        Packet::NodeEncrypted(_) => Err(Skip::NotTcp),
+    }
+}
+
+/// Decode one captured frame: a TCP segment (through any overlay tunnels), or a packet of
+/// node-level encryption.
+pub fn decode_packet(link: LinkType, data: &[u8]) -> Result<Packet<'_>, Skip> {
     let sliced = match link {
         LinkType::ETHERNET => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Malformed)?,
         // 12 and 14 are raw IP as some BSDs number it.
@@ -102,11 +133,17 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
         }
         other => return Err(Skip::UnsupportedLink(other)),
     };
-    let net = sliced.net.as_ref().ok_or(Skip::NotTcp)?;
+    ip_packet(sliced.net, None, 0)
+}
+
+/// The IP layer of a (possibly inner) packet. `tunnel` is the outermost tunnel around it,
+/// `depth` how many tunnels were opened to get here.
+fn ip_packet(net: Option<LaxNetSlice<'_>>, tunnel: Option<Tunnel>, depth: usize) -> Result<Packet<'_>, Skip> {
+    let net = net.ok_or(Skip::NotTcp)?;
     let (src, dst, ip_payload, announced) = match net {
         LaxNetSlice::Ipv4(v4) => {
             let h = v4.header();
-            let p = v4.payload();
+            let p = v4.payload().clone();
             // The IP payload length the header announces (total length minus header and
             // options), regardless of what the snap length kept.
             let announced = usize::from(h.total_len()).saturating_sub(h.slice().len());
@@ -114,13 +151,21 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
         }
         LaxNetSlice::Ipv6(v6) => {
             let h = v6.header();
-            let p = v6.payload();
+            let p = v6.payload().clone();
             let announced = usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
             (IpAddr::from(h.source()), IpAddr::from(h.destination()), p, announced)
         }
         LaxNetSlice::Arp(_) => return Err(Skip::NotTcp),
     };
-    if ip_payload.ip_number != etherparse::IpNumber::TCP {
+    let proto = ip_payload.ip_number;
+    let handled = [
+        IpNumber::TCP,
+        IpNumber::UDP,
+        IpNumber::IPV4,
+        IpNumber::IPV6,
+        IpNumber::ENCAPSULATING_SECURITY_PAYLOAD,
+    ];
+    if !handled.contains(&proto) {
         return Err(Skip::NotTcp);
     }
     if ip_payload.fragmented {
@@ -132,7 +177,109 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
     } else {
         announced
     };
-    parse_tcp(src, dst, ip_payload.payload, announced)
+    // Ethernet pads short frames to 60 bytes: never treat padding as payload.
+    let payload = &ip_payload.payload[..ip_payload.payload.len().min(announced)];
+    let wrap = |kind, vni| {
+        tunnel.or(Some(Tunnel {
+            kind,
+            outer_src: src,
+            outer_dst: dst,
+            vni,
+        }))
+    };
+    match proto {
+        IpNumber::TCP => {
+            let mut seg = parse_tcp(src, dst, payload, announced)?;
+            seg.tunnel = tunnel;
+            Ok(Packet::Tcp(seg))
+        }
+        IpNumber::IPV4 | IpNumber::IPV6 => {
+            if depth >= MAX_TUNNEL_DEPTH {
+                return Err(Skip::Malformed);
+            }
+            let inner = LaxSlicedPacket::from_ip(payload).map_err(|_| Skip::Malformed)?;
+            ip_packet(inner.net, wrap(TunnelKind::IpInIp, None), depth + 1)
+        }
+        IpNumber::ENCAPSULATING_SECURITY_PAYLOAD => {
+            let spi = tunnel::esp_spi(payload).ok_or(Skip::Malformed)?;
+            Ok(Packet::NodeEncrypted(NodeEncrypted {
+                kind: NodeEncryption::Esp { spi, udp: false },
+                src,
+                dst,
+                sport: 0,
+                dport: 0,
+                wire_len: u32::try_from(announced).unwrap_or(u32::MAX),
+                tunnel,
+            }))
+        }
+        _ => udp(src, dst, payload, announced, tunnel, depth),
+    }
+}
+
+/// A UDP datagram: an overlay tunnel to open, node-level encryption to report, or nothing.
+fn udp(
+    src: IpAddr,
+    dst: IpAddr,
+    seg: &[u8],
+    announced: usize,
+    tunnel: Option<Tunnel>,
+    depth: usize,
+) -> Result<Packet<'_>, Skip> {
+    let h = seg.get(..8).ok_or(Skip::Malformed)?;
+    let sport = u16::from_be_bytes([h[0], h[1]]);
+    let dport = u16::from_be_bytes([h[2], h[3]]);
+    // The UDP length field; 0 in IPv6 jumbograms, where the IP length is all there is.
+    let udp_len = match usize::from(u16::from_be_bytes([h[4], h[5]])) {
+        0 => announced,
+        n if n < 8 => return Err(Skip::Malformed),
+        n => n,
+    };
+    let wire_len = udp_len - 8;
+    let payload = &seg[8..seg.len().min(udp_len)];
+    let open = |kind, vni| {
+        if depth >= MAX_TUNNEL_DEPTH {
+            return Err(Skip::Malformed);
+        }
+        Ok(tunnel.or(Some(Tunnel {
+            kind,
+            outer_src: src,
+            outer_dst: dst,
+            vni: Some(vni),
+        })))
+    };
+    if tunnel::VXLAN_PORTS.contains(&dport) {
+        if let Some((vni, frame)) = tunnel::vxlan(payload) {
+            let t = open(TunnelKind::Vxlan, vni)?;
+            let inner = LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?;
+            return ip_packet(inner.net, t, depth + 1);
+        }
+    }
+    if dport == tunnel::GENEVE_PORT {
+        if let Some((vni, inner)) = tunnel::geneve(payload) {
+            let t = open(TunnelKind::Geneve, vni)?;
+            let inner = match inner {
+                tunnel::Inner::Ethernet(frame) => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?,
+                tunnel::Inner::Ip(ether_type, ip) => LaxSlicedPacket::from_ether_type(EtherType(ether_type), ip),
+            };
+            return ip_packet(inner.net, t, depth + 1);
+        }
+    }
+    let kind = if let Some(message) = tunnel::wireguard(sport, dport, wire_len, payload) {
+        NodeEncryption::WireGuard { message }
+    } else if let Some(spi) = tunnel::esp_in_udp(sport, dport, payload) {
+        NodeEncryption::Esp { spi, udp: true }
+    } else {
+        return Err(Skip::NotTcp);
+    };
+    Ok(Packet::NodeEncrypted(NodeEncrypted {
+        kind,
+        src,
+        dst,
+        sport,
+        dport,
+        wire_len: u32::try_from(wire_len).unwrap_or(u32::MAX),
+        tunnel,
+    }))
 }
 
 fn parse_tcp(src: IpAddr, dst: IpAddr, seg: &[u8], announced: usize) -> Result<TcpSegment<'_>, Skip> {
@@ -155,6 +302,7 @@ fn parse_tcp(src: IpAddr, dst: IpAddr, seg: &[u8], announced: usize) -> Result<T
         flags: TcpFlags(h[13]),
         payload,
         wire_len: u32::try_from(wire_len).unwrap_or(u32::MAX),
+        tunnel: None,
     })
 }
 

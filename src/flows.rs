@@ -79,6 +79,13 @@ pub struct Active {
     pub inspector: Inspector,
 }
 
+impl Active {
+    /// Bytes this connection holds in buffers (out-of-order data, partial records).
+    pub fn buffered(&self) -> usize {
+        self.streams[0].buffered() + self.streams[1].buffered() + self.inspector.buffered()
+    }
+}
+
 pub enum State {
     /// Reassembling and inspecting.
     Active(Box<Active>),
@@ -107,6 +114,8 @@ pub struct Flow {
     pub fin: [bool; 2],
     pub rst: bool,
     pub stream_stats: [StreamStats; 2],
+    /// Bytes buffered as last accounted in the engine's total.
+    pub buffered: usize,
     pub state: State,
 }
 
@@ -135,6 +144,7 @@ impl Flow {
             fin: [false, false],
             rst: false,
             stream_stats: [StreamStats::default(); 2],
+            buffered: 0,
             state: State::Active(Box::new(Active {
                 streams: [Reassembler::new(dir_cap), Reassembler::new(dir_cap)],
                 inspector: Inspector::new(client_dir, midstream, key.sender(1 - client_dir).port),

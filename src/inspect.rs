@@ -38,6 +38,8 @@ pub enum Outcome {
         info: PlaintextInfo,
         /// The client asked to upgrade to TLS, but no TLS followed (refused or not captured).
         upgrade_refused: Option<Protocol>,
+        /// The first bytes of each direction (flow direction order); shown only on request.
+        first_bytes: [Vec<u8>; 2],
     },
     Tls {
         facts: Box<TlsFacts>,
@@ -90,6 +92,12 @@ impl Inspector {
             plain_client_msgs: 0,
             bytes: [0, 0],
         }
+    }
+
+    /// Bytes held in buffers: first bytes, and the TLS classifier's partial records.
+    pub fn buffered(&self) -> usize {
+        let own: usize = self.head.iter().chain(&self.probe).map(Vec::capacity).sum();
+        own + self.tls.as_ref().map_or(0, |c| c.buffered()) + self.adat.as_ref().map_or(0, |a| a.buffered())
     }
 
     /// Payload bytes seen per direction (delivered, not counting gaps).
@@ -263,6 +271,7 @@ impl Inspector {
                 _ => Outcome::Plaintext {
                     info: self.plaintext_info(),
                     upgrade_refused: self.upgrade_requested,
+                    first_bytes: self.head,
                 },
             },
             Mode::Tls => Outcome::Tls {
@@ -284,6 +293,7 @@ impl Inspector {
                     Outcome::Plaintext {
                         info: plaintext::identify(&self.head[cl], &self.head[1 - cl], self.server_port),
                         upgrade_refused: None,
+                        first_bytes: self.head,
                     }
                 }
             }
@@ -321,6 +331,10 @@ struct Adat {
 }
 
 impl Adat {
+    fn buffered(&self) -> usize {
+        self.lines.iter().map(Vec::capacity).sum::<usize>() + self.tls.buffered()
+    }
+
     fn data(&mut self, dir: usize, from_client: bool, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let (part, rest, done) = match bytes.iter().position(|&b| b == b'\n') {

@@ -26,4 +26,5 @@ pub mod report;
 pub mod source;
 pub mod tcp_reassembly;
 pub mod tls_classifier;
+pub mod tunnel;
 pub mod verdict;

@@ -83,6 +83,8 @@ pub struct Summary {
     pub tcp_packets: u64,
     pub skipped: BTreeMap<String, u64>,
     pub evicted_flows: u64,
+    /// Times the total buffer cap made a connection give up buffered data.
+    pub buffer_limit_hits: u64,
     /// PeerAuthentication findings by severity, when a cluster dump was given.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub findings: BTreeMap<&'static str, u64>,

@@ -210,6 +210,14 @@ impl Classifier {
         self.dirs[dir].encrypted = true;
     }
 
+    /// Bytes held: partial record bodies, partial handshake messages, re-synchronisation.
+    pub fn buffered(&self) -> usize {
+        self.dirs
+            .iter()
+            .map(|d| d.body.capacity() + d.hs.capacity() + d.resync.as_ref().map_or(0, Vec::capacity))
+            .sum()
+    }
+
     /// Is this direction parsing records (not lost)?
     pub fn in_sync(&self, dir: usize) -> bool {
         self.dirs[dir].resync.is_none() && !self.dirs[dir].dead

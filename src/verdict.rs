@@ -171,6 +171,23 @@ pub struct PlaintextReport {
     pub info: PlaintextInfo,
     /// The client asked to switch to TLS (e.g. STARTTLS) but no TLS followed.
     pub upgrade_refused: Option<Protocol>,
+    /// Only with `--show-payload`: the first bytes each side sent, escaped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Payload {
+    pub client: String,
+    pub server: String,
+}
+
+/// Printable ASCII as is, everything else as `\xNN` (and `\\`).
+fn escape(b: &[u8]) -> String {
+    b.iter()
+        .flat_map(|&c| std::ascii::escape_default(c))
+        .map(char::from)
+        .collect()
 }
 
 /// The verdict for one connection.
@@ -189,7 +206,14 @@ pub struct Verdict {
 
 /// Decide. `client_dir` is the flow's client direction; `server_port` feeds the mesh signals;
 /// `origin` is the earlier handshake a resumed session continues, if the capture has it.
-pub fn decide(outcome: Outcome, client_dir: usize, server_port: u16, origin: Option<&SessionOrigin>) -> Verdict {
+/// `show_payload` keeps the first bytes of plaintext connections (the user asked for them).
+pub fn decide(
+    outcome: Outcome,
+    client_dir: usize,
+    server_port: u16,
+    origin: Option<&SessionOrigin>,
+    show_payload: bool,
+) -> Verdict {
     match outcome {
         Outcome::NoData => Verdict {
             verdict: Kind::NoData,
@@ -202,7 +226,15 @@ pub fn decide(outcome: Outcome, client_dir: usize, server_port: u16, origin: Opt
             tls: None,
             plaintext: None,
         },
-        Outcome::Plaintext { info, upgrade_refused } => {
+        Outcome::Plaintext {
+            info,
+            upgrade_refused,
+            first_bytes,
+        } => {
+            let payload = show_payload.then(|| Payload {
+                client: escape(&first_bytes[client_dir]),
+                server: escape(&first_bytes[1 - client_dir]),
+            });
             let mut evidence = vec![plaintext_evidence(&info)];
             if let Some(p) = upgrade_refused {
                 evidence.push(format!(
@@ -219,7 +251,11 @@ pub fn decide(outcome: Outcome, client_dir: usize, server_port: u16, origin: Opt
                 server_identity: None,
                 evidence,
                 tls: None,
-                plaintext: Some(PlaintextReport { info, upgrade_refused }),
+                plaintext: Some(PlaintextReport {
+                    info,
+                    upgrade_refused,
+                    payload,
+                }),
             }
         }
         Outcome::Midstream { facts } => {

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# compare.sh - time mtlscope against cat, tcpdump and tshark on one capture, in one run, and
+# check mtlscope's verdicts against the generator's ground truth.
+#
+#   benches/compare.sh [FILE] [--truth FILE.truth.tsv] [--no-build] [--runs N]
+#
+# FILE defaults to benches/out/capture.pcap (made by benches/gen-capture.sh); the ground truth
+# defaults to FILE with .pcap replaced by .truth.tsv. Builds target/release/mtlscope first
+# (cargo build --release) unless --no-build.
+#
+# Each tool runs under /usr/bin/time -v (peak RSS = "Maximum resident set size"); wall time is
+# measured around it with bash's EPOCHREALTIME. `cat FILE` runs once first to warm the page
+# cache. cat, tcpdump and mtlscope: best of N runs (default 3); tshark: one run. When
+# `mtlscope analyze --help` lists --threads, mtlscope also runs with --threads 2 and its
+# verdicts must equal the single-threaded ones, in the same order.
+#
+# Prints a markdown table (tool, wall seconds, MB/s, peak RSS MB, wall time / mtlscope's), the
+# targets of issue 7 as measured, then the verdict check. Exits 1 on any verdict mismatch.
+set -Eeuo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+
+FILE="" TRUTH="" BUILD=1 RUNS=3
+while [ $# -gt 0 ]; do
+    case $1 in
+        --truth) TRUTH=${2:?}; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --runs) RUNS=${2:?}; shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) echo "unknown option $1" >&2; exit 2 ;;
+        *) FILE=$1; shift ;;
+    esac
+done
+FILE=${FILE:-$HERE/out/capture.pcap}
+[ -f "$FILE" ] || { echo "no capture $FILE (make one with: sudo benches/gen-capture.sh)" >&2; exit 2; }
+if [ -z "$TRUTH" ]; then TRUTH=${FILE%.pcap}.truth.tsv; fi
+[ -f "$TRUTH" ] || { echo "no ground truth $TRUTH" >&2; exit 2; }
+for t in tcpdump tshark python3; do
+    command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 2; }
+done
+[ -x /usr/bin/time ] || { echo "missing /usr/bin/time (Debian package: time)" >&2; exit 2; }
+
+log() { printf '[compare] %s\n' "$*" >&2; }
+
+if [ "$BUILD" = 1 ]; then
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet --bin mtlscope)
+fi
+MTLSCOPE=$ROOT/target/release/mtlscope
+[ -x "$MTLSCOPE" ] || { echo "no $MTLSCOPE" >&2; exit 2; }
+
+OUTDIR=$HERE/out
+mkdir -p "$OUTDIR"
+TMP=$(mktemp -d /tmp/mtlscope-compare.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+
+BYTES=$(stat -L -c %s "$FILE")
+MB=$(awk -v b="$BYTES" 'BEGIN { printf "%.0f", b / 1e6 }')
+THREADS=0
+"$MTLSCOPE" analyze --help | grep -q -- '--threads' && THREADS=1
+
+# run NAME RUNS STDOUT CMD...: best wall time of RUNS runs, and the peak RSS of that run
+declare -A WALL RSS
+ORDER=()
+run() {
+    local name=$1 runs=$2 out=$3; shift 3
+    local i t0 t1 w rss best="" best_rss=""
+    for i in $(seq "$runs"); do
+        t0=$EPOCHREALTIME
+        if ! /usr/bin/time -v -o "$TMP/time" "$@" >"$out" 2>"$TMP/stderr"; then
+            cat "$TMP/stderr" "$TMP/time" >&2
+            log "$name failed"
+            exit 2
+        fi
+        t1=$EPOCHREALTIME
+        w=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+        rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$TMP/time")
+        if [ -z "$best" ] || awk -v a="$w" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$w best_rss=$rss; fi
+        log "  $name run $i: ${w} s, ${rss} MB"
+    done
+    WALL[$name]=$best RSS[$name]=$best_rss
+    ORDER+=("$name")
+}
+
+log "file: $FILE ($MB MB), truth: $TRUTH"
+log "warming the page cache: cat"
+cat "$FILE" >/dev/null
+
+TS="tshark -Y 'tls.handshake.type == 11'"
+M1="mtlscope analyze -o jsonl"
+M2="mtlscope analyze -o jsonl --threads 2"
+run "cat" "$RUNS" /dev/null cat "$FILE"
+run "tcpdump -r -nn -q" "$RUNS" /dev/null tcpdump -r "$FILE" -nn -q
+run "$TS" 1 /dev/null \
+    tshark -r "$FILE" -Y 'tls.handshake.type == 11' -T fields -e tcp.stream
+run "$M1" "$RUNS" "$OUTDIR/compare.jsonl" "$MTLSCOPE" analyze "$FILE" -o jsonl
+if [ "$THREADS" = 1 ]; then
+    run "$M2" "$RUNS" "$OUTDIR/compare-t2.jsonl" "$MTLSCOPE" analyze "$FILE" -o jsonl --threads 2
+else
+    log "mtlscope analyze has no --threads flag: single thread only"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# table
+# ---------------------------------------------------------------------------------------------
+echo
+echo "Capture: \`$(basename "$FILE")\`, $MB MB ($BYTES bytes), $(awk -F'\t' '/^# total/ { print $2 ", " $3 }' "$TRUTH");" \
+    "$(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); page cache warm."
+echo
+echo "| tool | wall s | MB/s | peak RSS MB | wall / mtlscope's |"
+echo "|---|---:|---:|---:|---:|"
+for name in "${ORDER[@]}"; do
+    awk -v n="$name" -v w="${WALL[$name]}" -v r="${RSS[$name]}" -v m="${WALL[$M1]}" -v b="$BYTES" 'BEGIN {
+        printf "| `%s` | %.3f | %.0f | %.1f | %.2f |\n", n, w, (w > 0 ? b / 1e6 / w : 0), r, (m > 0 ? w / m : 0)
+    }'
+done
+echo
+echo "Best of $RUNS runs (tshark: 1 run). Targets (issue 7), as measured:"
+awk -v ts="${WALL[$TS]}" -v c="${WALL[cat]}" -v m="${WALL[$M1]}" -v r="${RSS[$M1]}" 'BEGIN {
+    printf "- tshark / mtlscope: %.1fx (target >= 50x)\n", ts / m
+    printf "- mtlscope / cat: %.2fx (target <= 3x)\n", m / c
+    printf "- mtlscope peak RSS: %.1f MB (target <= 64 MB)\n", r
+}'
+if [ "$THREADS" = 1 ]; then
+    awk -v a="${WALL[$M1]}" -v b="${WALL[$M2]}" -v r="${RSS[$M2]}" 'BEGIN {
+        printf "- --threads 2 speed-up: %.2fx (target >= 1.7x); peak RSS %.1f MB\n", a / b, r
+    }'
+else
+    echo "- --threads: not available in this build"
+fi
+echo
+
+# ---------------------------------------------------------------------------------------------
+# verdicts against the ground truth (and 1 thread vs 2 threads)
+# ---------------------------------------------------------------------------------------------
+T2=""
+[ "$THREADS" = 1 ] && T2=$OUTDIR/compare-t2.jsonl
+python3 - "$TRUTH" "$OUTDIR/compare.jsonl" "$T2" <<'EOF'
+import collections, csv, json, sys
+
+truth_path, out_path, t2_path = sys.argv[1], sys.argv[2], sys.argv[3]
+want = {}
+with open(truth_path) as f:
+    rows = [l for l in f if not l.startswith("#")]
+for r in csv.DictReader(rows, delimiter="\t"):
+    want[int(r["port"])] = (r["verdict"], int(r["connections"]), r["scenario"])
+
+def read(path):
+    flows, summary = [], None
+    with open(path) as f:
+        for line in f:
+            o = json.loads(line)
+            if "summary" in o:
+                summary = o["summary"]
+            else:
+                flows.append(o)
+    return flows, summary
+
+flows, summary = read(out_path)
+got = collections.Counter((f["server"]["port"], f["verdict"]) for f in flows)
+bad = []
+for port, (verdict, n, scen) in sorted(want.items()):
+    have = got.get((port, verdict), 0)
+    if have != n:
+        bad.append(f"port {port} ({scen}): {have} of {n} connections are '{verdict}'")
+for (port, verdict), n in sorted(got.items()):
+    if port not in want:
+        bad.append(f"port {port}: {n} '{verdict}' connections not in the ground truth")
+    elif verdict != want[port][0]:
+        bad.append(f"port {port} ({want[port][2]}): {n} connections are '{verdict}', expected '{want[port][0]}'")
+if summary is None:
+    bad.append("no summary line in mtlscope's output")
+else:
+    if summary.get("errors"):
+        bad.append(f"mtlscope reported input errors: {summary['errors']}")
+    if summary.get("connections") != sum(n for _, n, _ in want.values()):
+        bad.append(f"summary: {summary.get('connections')} connections, truth has {sum(n for _, n, _ in want.values())}")
+
+print("| port | scenario | expected | mtlscope |")
+print("|---:|---|---|---|")
+for port, (verdict, n, scen) in sorted(want.items()):
+    seen = ", ".join(f"{c} {v}" for (p, v), c in sorted(got.items()) if p == port) or "none"
+    print(f"| {port} | {scen} | {n} {verdict} | {seen} |")
+print()
+
+if t2_path:
+    flows2, _ = read(t2_path)
+    key = lambda f: (f["client"]["ip"], f["client"]["port"], f["server"]["ip"], f["server"]["port"], f["first_seen"], f["verdict"], f["confidence"])
+    a, b = [key(f) for f in flows], [key(f) for f in flows2]
+    if a != b:
+        first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        bad.append(f"--threads 2: verdicts differ from 1 thread ({len(a)} vs {len(b)} connections; first difference at line {first + 1})")
+    else:
+        print(f"--threads 2: same {len(b)} verdicts in the same order as 1 thread")
+
+if bad:
+    print("VERDICT MISMATCHES:")
+    for b in bad:
+        print("- " + b)
+    sys.exit(1)
+print(f"verdicts match the ground truth: {len(flows)} connections")
+EOF

@@ -1,0 +1,107 @@
+//! TLS inspection of the TLS connections in the committed captures: both directions' payloads,
+//! in capture order, fed to `mtlscope::inspect::Inspector` (protocol detection, TLS classifier,
+//! certificate parsing, outcome) and to `mtlscope::tls_classifier::Classifier` alone.
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mtlscope::decode::decode;
+use mtlscope::flows::FlowKey;
+use mtlscope::inspect::Inspector;
+use mtlscope::tls_classifier::Classifier;
+use std::collections::HashMap;
+use std::hint::black_box;
+
+/// One connection's payloads in capture order; direction 0 = the client (sent the SYN).
+struct Conn {
+    server_port: u16,
+    chunks: Vec<(usize, Vec<u8>)>,
+}
+
+fn tls_connections() -> Vec<Conn> {
+    let mut out = Vec::new();
+    for cap in common::captures() {
+        // key -> (client's dir in key terms, server port, next seq per key dir, chunks)
+        let mut flows: HashMap<FlowKey, (Option<usize>, u16, [Option<u32>; 2], Vec<(usize, Vec<u8>)>)> = HashMap::new();
+        let mut order = Vec::new();
+        for f in &cap.frames {
+            let Ok(seg) = decode(f.link, &f.data) else { continue };
+            let (key, dir) = FlowKey::of(&seg);
+            let e = flows.entry(key).or_insert_with(|| {
+                order.push(key);
+                (None, 0, [None, None], Vec::new())
+            });
+            if seg.flags.syn() {
+                if !seg.flags.ack() {
+                    e.0 = Some(dir);
+                    e.1 = seg.dport;
+                }
+                e.2[dir] = Some(seg.seq.wrapping_add(1));
+                continue;
+            }
+            if seg.payload.is_empty() {
+                continue;
+            }
+            // in-order segments only (the committed captures have next to no retransmissions)
+            if e.2[dir] != Some(seg.seq) {
+                continue;
+            }
+            e.2[dir] = Some(seg.seq.wrapping_add(seg.payload.len() as u32));
+            e.3.push((dir, seg.payload.to_vec()));
+        }
+        for key in order {
+            let (client, port, _, chunks) = flows.remove(&key).expect("flow");
+            let Some(client) = client else { continue };
+            // TLS from the client's first byte (a handshake record)
+            if chunks
+                .iter()
+                .find(|(d, _)| *d == client)
+                .is_none_or(|(_, b)| b.first() != Some(&0x16))
+            {
+                continue;
+            }
+            out.push(Conn {
+                server_port: port,
+                chunks: chunks.into_iter().map(|(d, b)| (usize::from(d != client), b)).collect(),
+            });
+        }
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let conns = tls_connections();
+    let bytes: u64 = conns
+        .iter()
+        .flat_map(|c| c.chunks.iter())
+        .map(|(_, b)| b.len() as u64)
+        .sum();
+    let mut g = c.benchmark_group("tls_inspect");
+    g.throughput(Throughput::Bytes(bytes));
+    g.bench_function(format!("inspector/{}_connections", conns.len()), |b| {
+        b.iter(|| {
+            for conn in &conns {
+                let mut insp = Inspector::new(0, false, conn.server_port);
+                for (dir, data) in &conn.chunks {
+                    insp.data(*dir, black_box(data));
+                }
+                black_box(insp.is_final());
+                black_box(insp.outcome());
+            }
+        })
+    });
+    g.bench_function(format!("classifier/{}_connections", conns.len()), |b| {
+        b.iter(|| {
+            for conn in &conns {
+                let mut cl = Classifier::new();
+                for (dir, data) in &conn.chunks {
+                    cl.data(*dir, black_box(data));
+                }
+                black_box(&cl.facts);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
