@@ -25,16 +25,18 @@ pub enum NetnsError {
     NoSuchNetns { name: String, path: String },
     #[error("no process {pid} (/proc/{pid} does not exist)")]
     NoSuchPid { pid: u32 },
-    #[error("cannot open {path}: {source}{hint}")]
+    // The causes are named `cause`, not `source`: the message already says them, and a
+    // `source` would be printed a second time in the error chain.
+    #[error("cannot open {path}: {cause}{hint}")]
     Open {
         path: String,
-        source: std::io::Error,
+        cause: std::io::Error,
         hint: &'static str,
     },
-    #[error("cannot enter the network namespace {path}: {source}{hint}")]
+    #[error("cannot enter the network namespace {path}: {cause}{hint}")]
     Enter {
         path: String,
-        source: nix::Error,
+        cause: nix::Error,
         hint: &'static str,
     },
 }
@@ -68,28 +70,24 @@ impl NetnsTarget {
             }
             _ => {}
         }
-        File::open(&path).map_err(|source| NetnsError::Open {
-            hint: if source.kind() == std::io::ErrorKind::PermissionDenied {
+        File::open(&path).map_err(|cause| NetnsError::Open {
+            hint: if cause.kind() == std::io::ErrorKind::PermissionDenied {
                 PRIVILEGE_HINT
             } else {
                 ""
             },
             path: shown,
-            source,
+            cause,
         })
     }
 }
 
 /// Move the calling thread into the namespace of `file` (from [`NetnsTarget::open`]).
 pub fn enter(file: &File, path: &Path) -> Result<(), NetnsError> {
-    setns(file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+    setns(file, CloneFlags::CLONE_NEWNET).map_err(|cause| NetnsError::Enter {
         path: path.display().to_string(),
-        hint: if source == nix::Error::EPERM {
-            PRIVILEGE_HINT
-        } else {
-            ""
-        },
-        source,
+        hint: if cause == nix::Error::EPERM { PRIVILEGE_HINT } else { "" },
+        cause,
     })
 }
 

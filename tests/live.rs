@@ -359,3 +359,27 @@ fn errors_name_what_is_missing() {
         assert!(e.contains("CAP_NET_RAW"), "{e}");
     }
 }
+
+#[test]
+fn least_privilege_capabilities() {
+    if !can_run() || !sh("command -v setpriv").status.success() {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_mtlscope");
+    let as_nobody = |caps: &str, args: &str| {
+        sh(&format!(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps={caps} --ambient-caps={caps} {bin} {args} 2>&1"
+        ))
+    };
+    // CAP_NET_RAW alone captures in the current namespace.
+    let o = as_nobody("+net_raw", "capture -i lo --duration 1s");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    // Entering another namespace needs CAP_SYS_ADMIN too, and the error says so.
+    let lab = Lab::new("e", 5);
+    let args = format!("capture --netns {} -i lo --duration 1s", lab.server_ns());
+    let o = as_nobody("+net_raw", &args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("needs CAP_SYS_ADMIN"));
+    let o = as_nobody("+net_raw,+sys_admin", &args);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+}
