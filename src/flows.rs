@@ -191,6 +191,9 @@ pub struct FlowTable {
     index: FxHashMap<FlowKey, usize>,
     slots: Vec<Option<Flow>>,
     free: Vec<usize>,
+    /// The last flow found: consecutive packets mostly belong to the same connection (bulk
+    /// transfers), and this skips hashing for them.
+    last: std::cell::Cell<Option<(FlowKey, usize)>>,
 }
 
 impl FlowTable {
@@ -203,7 +206,16 @@ impl FlowTable {
     }
 
     pub fn find(&self, key: &FlowKey) -> Option<usize> {
-        self.index.get(key).copied()
+        if let Some((k, slot)) = self.last.get() {
+            if k == *key {
+                return Some(slot);
+            }
+        }
+        let slot = self.index.get(key).copied();
+        if let Some(s) = slot {
+            self.last.set(Some((*key, s)));
+        }
+        slot
     }
 
     pub fn get(&self, slot: usize) -> &Flow {
@@ -233,6 +245,9 @@ impl FlowTable {
     pub fn remove(&mut self, slot: usize) -> Flow {
         let flow = self.slots[slot].take().expect("slot in index is occupied");
         self.index.remove(&flow.key);
+        if self.last.get().is_some_and(|(_, s)| s == slot) {
+            self.last.set(None);
+        }
         self.free.push(slot);
         flow
     }
