@@ -38,6 +38,37 @@ pub enum Command {
     /// Istio PeerAuthentication, computed as Istio does.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run on a node (by the kubectl plugin's helper pod): find a container's process by its
+    /// container ID, capture in its network namespace, stream verdicts as JSON lines.
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The target container, as in the pod's status.containerStatuses[].containerID
+    /// (e.g. containerd://3f1c...); all containers of a pod share its network namespace.
+    #[arg(long, value_name = "ID")]
+    pub container_id: String,
+    /// Where the node's processes are visible (the helper runs with hostPID: true).
+    #[arg(long, default_value = "/proc", value_name = "DIR")]
+    pub proc_root: std::path::PathBuf,
+    /// Interface inside the pod: eth0 for sidecar-to-sidecar traffic, lo for the app <-> sidecar leg, any for both.
+    #[arg(short = 'i', long = "interface", default_value = "eth0", value_name = "IFACE")]
+    pub interface: String,
+    /// Only packets matching this BPF expression (tcpdump syntax).
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Stop after this long.
+    #[arg(long, value_parser = crate::capture::parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+    /// Stop after this many packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Also write the packets to this pcap file.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub limits: Limits,
 }
 
 #[derive(Subcommand, Debug)]
@@ -299,6 +330,7 @@ pub fn main() -> i32 {
         Command::Capture(args) => capture(&args),
         Command::Check(args) => check(&args),
         Command::Policy(PolicyCommand::Explain(args)) => explain(&args),
+        Command::Agent(args) => agent(&args),
     };
     match result {
         Ok(code) => code,
@@ -576,6 +608,34 @@ fn report_capture(s: &CaptureStats) {
             u64::from(s.dropped) + u64::from(s.if_dropped)
         );
     }
+}
+
+/// `mtlscope agent`: `capture -o jsonl` in the network namespace of a container's process.
+pub fn agent(args: &AgentArgs) -> Result<i32> {
+    let pid = crate::agent::find_container_pid(&args.proc_root, &args.container_id)?;
+    let ns = args.proc_root.join(pid.to_string()).join("ns/net");
+    let capture_args = CaptureArgs {
+        live: LiveArgs {
+            interface: Some(args.interface.clone()),
+            netns: Some(ns.display().to_string()),
+            pid: None,
+            snaplen: 262_144,
+            promisc: false,
+            duration: args.duration,
+            count: args.count,
+            write: args.write.clone(),
+            buffer_size: 32 << 20,
+        },
+        filter: args.filter.clone(),
+        format: Format::Jsonl,
+        limits: args.limits.clone(),
+        policy: PolicyArgs {
+            policy_from: Vec::new(),
+            root_namespace: None,
+        },
+    };
+    eprintln!("mtlscope agent: container {} is process {pid}", args.container_id);
+    capture(&capture_args)
 }
 
 /// `mtlscope policy explain`.

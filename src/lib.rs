@@ -8,6 +8,7 @@
 //! [`verdict`] -> [`report`]. [`analyzer`] drives them; [`app`] is the command line.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod analyzer;
 pub mod app;
 pub mod capture;

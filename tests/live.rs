@@ -383,3 +383,46 @@ fn least_privilege_capabilities() {
     let o = as_nobody("+net_raw,+sys_admin", &args);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+/// The helper pod's `agent`: a "container" made of a real cgroup (as the cgroupfs driver names
+/// it: kubepods/<qos>/pod<uid>/<container id>) holding the OpenSSL server in its namespace.
+#[test]
+fn agent_finds_the_container_by_cgroup_and_captures_in_its_netns() {
+    let cg_root = Path::new("/sys/fs/cgroup/pids");
+    if !can_run() || !cg_root.join("cgroup.procs").exists() {
+        eprintln!("SKIP: agent test needs root and a writable cgroup v1 pids hierarchy");
+        return;
+    }
+    let mut lab = Lab::new("f", 6);
+    let server_pid = lab.servers();
+    let id = format!("{:064x}", 0x6d746c73636f7065u64 + u64::from(std::process::id()));
+    let pod_dir = cg_root.join(format!("kubepods/besteffort/pod-mtlscope-{}", std::process::id()));
+    let cg = pod_dir.join(&id);
+    std::fs::create_dir_all(&cg).unwrap();
+    std::fs::write(cg.join("cgroup.procs"), server_pid.to_string()).unwrap();
+    let agent = bin()
+        .args([
+            "agent",
+            "--container-id",
+            &format!("containerd://{id}"),
+            "-i",
+            &lab.server_if(),
+            "--duration",
+            "5s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    lab.traffic(6);
+    let o = agent.wait_with_output().unwrap();
+    // Move the process back and remove the cgroups before asserting.
+    let _ = std::fs::write(cg_root.join("cgroup.procs"), server_pid.to_string());
+    let _ = std::fs::remove_dir(&cg);
+    let _ = std::fs::remove_dir(&pod_dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("is process {server_pid}")), "{err}");
+    assert_eq!(verdicts_by_port(&String::from_utf8_lossy(&o.stdout)), expected());
+}
