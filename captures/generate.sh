@@ -319,7 +319,7 @@ for line in open(conns_file):
     verdict = s("verdict")
     assert verdict in ("mtls", "tls", "plaintext", "encrypted", "no-data"), verdict
     conf = s("conf")
-    assert conf in ("certain", "inferred"), conf
+    assert conf in ("certain", "inferred", "uncertain"), conf
     hs = s("hs")
     assert hs in ("complete", "failed", "not-seen", "none"), hs
     conns.append({
@@ -920,6 +920,246 @@ s.close()
     expect port=4431 verdict=no-data conf=certain hs=none req=null
     expect port=4432 verdict=no-data conf=certain hs=none req=null
     finish "no payload: SYN to a closed port answered by RST, then a TCP connection opened and closed without data"
+}
+
+# ---- node-level captures: pod traffic between two "nodes" inside an overlay tunnel ----
+# The two namespaces play the nodes and their veth pair the underlay (node IPs 10.99.0.1/2);
+# pod addresses sit on the tunnel device, one /24 per node as flannel and Calico allocate them:
+# client pod 10.244.1.5 on node 1, server pod 10.244.2.7 on node 2. tcpdump runs on the underlay
+# veth, so the capture holds only encapsulated packets. Neighbours are static: no ARP inside.
+# The kernel that made the committed captures has VXLAN but no Geneve, IPIP or WireGuard; those
+# tunnels run in userspace: Geneve and IP-in-IP endpoints in python ($WORK/tunnel.py, below),
+# WireGuard with wireguard-go (Debian packages wireguard-go, wireguard-tools).
+NODE_CLI_IP=$CLI_IP
+NODE_SRV_IP=$SRV_IP
+POD_CLI_IP=10.244.1.5
+POD_SRV_IP=10.244.2.7
+POD_CLI_MAC=02:00:0a:f4:01:05
+POD_SRV_MAC=02:00:0a:f4:02:07
+TUN_PIDS=()
+
+pod_addrs() { # dev l2(yes|no): pod address, route to the other node's pod subnet, static neighbour
+    local dev=$1 l2=$2
+    ip -n "$CLI_NS" addr add "$POD_CLI_IP/32" dev "$dev"
+    ip -n "$SRV_NS" addr add "$POD_SRV_IP/32" dev "$dev"
+    ip -n "$CLI_NS" link set "$dev" up
+    ip -n "$SRV_NS" link set "$dev" up
+    ip -n "$CLI_NS" route add 10.244.2.0/24 dev "$dev" src "$POD_CLI_IP"
+    ip -n "$SRV_NS" route add 10.244.1.0/24 dev "$dev" src "$POD_SRV_IP"
+    if [ "$l2" = yes ]; then
+        ip -n "$CLI_NS" neigh replace "$POD_SRV_IP" lladdr "$POD_SRV_MAC" dev "$dev" nud permanent
+        ip -n "$SRV_NS" neigh replace "$POD_CLI_IP" lladdr "$POD_CLI_MAC" dev "$dev" nud permanent
+    fi
+    # wire-sized inner segments (as on the underlay veth)
+    ip netns exec "$CLI_NS" ethtool -K "$dev" tso off gso off gro off tx off >/dev/null 2>&1 || true
+    ip netns exec "$SRV_NS" ethtool -K "$dev" tso off gso off gro off tx off >/dev/null 2>&1 || true
+}
+
+vxlan_up() { # dstport : kernel VXLAN, VNI 42, point to point over the underlay veth
+    local port=$1
+    ip -n "$CLI_NS" link add vxlan42 address "$POD_CLI_MAC" mtu 1450 type vxlan id 42 dstport "$port" \
+        local "$NODE_CLI_IP" remote "$NODE_SRV_IP" dev "$CLI_IF"
+    ip -n "$SRV_NS" link add vxlan42 address "$POD_SRV_MAC" mtu 1450 type vxlan id 42 dstport "$port" \
+        local "$NODE_SRV_IP" remote "$NODE_CLI_IP" dev "$SRV_IF"
+    pod_addrs vxlan42 yes
+}
+vxlan_down() { ip -n "$CLI_NS" link del vxlan42; ip -n "$SRV_NS" link del vxlan42; }
+
+# A userspace tunnel endpoint for encapsulations the kernel lacks: a TAP (geneve) or TUN (ipip)
+# device whose packets go to the other node over the underlay, and back.
+#   geneve: UDP 6081, RFC 8926 header (version 0, protocol 0x6558 = Ethernet, VNI) with one
+#           OVN-Kubernetes-style option (class 0x0102, type 0x80, 4 bytes of logical port keys),
+#           source port hashed from the inner addresses/ports as kernel tunnels do
+#   ipip:   raw IP sockets, protocol 4 (IPv4 in IPv4) / 41 (IPv6 in IPv4); the kernel adds the
+#           outer IPv4 header
+write_tunnel_py() {
+    cat >"$WORK/tunnel.py" <<'PY'
+import fcntl, os, select, socket, struct, sys, zlib
+mode, ifname, local, remote = sys.argv[1:5]
+TUNSETIFF, IFF_TUN, IFF_TAP, IFF_NO_PI = 0x400454CA, 0x0001, 0x0002, 0x1000
+dev = os.open("/dev/net/tun", os.O_RDWR)
+flags = (IFF_TAP if mode == "geneve" else IFF_TUN) | IFF_NO_PI
+fcntl.ioctl(dev, TUNSETIFF, struct.pack("16sH", ifname.encode(), flags))
+if mode == "geneve":
+    vni = int(sys.argv[5])
+    opt = struct.pack("!HBBHH", 0x0102, 0x80, 1, 1, 2)
+    hdr = struct.pack("!BBHI", len(opt) // 4, 0, 0x6558, vni << 8) + opt
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind((local, 6081))
+    tx = {}
+    def send(frame):
+        # source port from the inner flow (IPv4: addresses + ports), like the kernel's udp_flow_src_port
+        key = frame[26:38] if frame[12:14] == b"\x08\x00" else frame[:12]
+        sport = 49152 + zlib.crc32(key) % 16384
+        s = tx.get(sport)
+        if s is None:
+            s = tx[sport] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((local, sport))
+        s.sendto(hdr + frame, (remote, 6081))
+    def recv(s):
+        data, (src, _) = s.recvfrom(65535)
+        if src != remote or len(data) < 8 or data[0] >> 6 != 0:
+            return None
+        return data[8 + (data[0] & 0x3F) * 4:]
+    socks = [rx]
+else:
+    raw = {4: socket.socket(socket.AF_INET, socket.SOCK_RAW, 4), 6: socket.socket(socket.AF_INET, socket.SOCK_RAW, 41)}
+    for s in raw.values():
+        s.bind((local, 0))
+    def send(pkt):
+        s = raw.get(pkt[0] >> 4)
+        if s is not None:
+            s.sendto(pkt, (remote, 0))
+    def recv(s):
+        data = s.recv(65535)
+        if socket.inet_ntoa(data[12:16]) != remote:
+            return None
+        return data[(data[0] & 0x0F) * 4:]
+    socks = list(raw.values())
+print("ready", flush=True)
+while True:
+    ready, _, _ = select.select([dev] + socks, [], [])
+    for r in ready:
+        if r == dev:
+            send(os.read(dev, 65535))
+        else:
+            inner = recv(r)
+            if inner:
+                os.write(dev, inner)
+PY
+}
+
+userspace_tunnel_up() { # mode(geneve|ipip) dev
+    local mode=$1 dev=$2 ns lip rip out pid i
+    write_tunnel_py
+    for ns in "$CLI_NS" "$SRV_NS"; do
+        if [ "$ns" = "$CLI_NS" ]; then lip=$NODE_CLI_IP rip=$NODE_SRV_IP; else lip=$NODE_SRV_IP rip=$NODE_CLI_IP; fi
+        out=$WORK/tunnel.$mode.$ns.out
+        ip netns exec "$ns" python3 "$WORK/tunnel.py" "$mode" "$dev" "$lip" "$rip" 42 </dev/null >"$out" 2>&1 7>&- 8>&- &
+        pid=$!; BG_PIDS+=("$pid"); TUN_PIDS+=("$pid")
+        for i in $(seq 50); do grep -q ready "$out" && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        grep -q ready "$out" || { cat "$out" >&2; die "$mode tunnel endpoint did not start in $ns"; }
+    done
+    if [ "$mode" = geneve ]; then
+        # 1500 - outer IPv4 20 - UDP 8 - Geneve 8 - option 8 - inner Ethernet 14
+        ip -n "$CLI_NS" link set "$dev" address "$POD_CLI_MAC" mtu 1442
+        ip -n "$SRV_NS" link set "$dev" address "$POD_SRV_MAC" mtu 1442
+        pod_addrs "$dev" yes
+    else
+        ip -n "$CLI_NS" link set "$dev" mtu 1480
+        ip -n "$SRV_NS" link set "$dev" mtu 1480
+        pod_addrs "$dev" no
+    fi
+}
+tunnels_down() { # stop the userspace endpoints; their TUN/TAP devices go with them
+    local p
+    for p in "${TUN_PIDS[@]}"; do kill_pid "$p"; wait "$p" 2>/dev/null || true; done
+    TUN_PIDS=()
+}
+
+wireguard_up() { # wireguard-go on both nodes, UDP 51820, pods routed through wg-cli / wg-srv
+    local ns dev lip rip out pid i peer
+    need wireguard-go; need wg
+    (umask 077; for n in cli srv; do wg genkey >"$WORK/wg-$n.key"; wg pubkey <"$WORK/wg-$n.key" >"$WORK/wg-$n.pub"; done)
+    for ns in "$CLI_NS" "$SRV_NS"; do
+        if [ "$ns" = "$CLI_NS" ]; then dev=wg-cli peer=srv rip=$NODE_SRV_IP; else dev=wg-srv peer=cli rip=$NODE_CLI_IP; fi
+        out=$WORK/$dev.out
+        ip netns exec "$ns" wireguard-go -f "$dev" </dev/null >"$out" 2>&1 7>&- 8>&- &
+        pid=$!; BG_PIDS+=("$pid"); TUN_PIDS+=("$pid")
+        for i in $(seq 50); do [ -S "/var/run/wireguard/$dev.sock" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        [ -S "/var/run/wireguard/$dev.sock" ] || { cat "$out" >&2; die "wireguard-go did not start in $ns"; }
+        ip netns exec "$ns" wg set "$dev" private-key "$WORK/wg-${dev#wg-}.key" listen-port 51820 \
+            peer "$(cat "$WORK/wg-$peer.pub")" allowed-ips 10.244.0.0/16 endpoint "$rip:51820"
+    done
+    ip -n "$CLI_NS" link set wg-cli mtu 1420
+    ip -n "$SRV_NS" link set wg-srv mtu 1420
+    ip -n "$CLI_NS" addr add "$POD_CLI_IP/32" dev wg-cli
+    ip -n "$SRV_NS" addr add "$POD_SRV_IP/32" dev wg-srv
+    ip -n "$CLI_NS" link set wg-cli up
+    ip -n "$SRV_NS" link set wg-srv up
+    ip -n "$CLI_NS" route add 10.244.2.0/24 dev wg-cli src "$POD_CLI_IP"
+    ip -n "$SRV_NS" route add 10.244.1.0/24 dev wg-srv src "$POD_SRV_IP"
+}
+
+overlay_http() { # port : plaintext HTTP GET, python3 http.server <- curl, over CLI_IP/SRV_IP
+    local port=$1 d=$WORK/www code
+    mkdir -p "$d"
+    printf '<html><body>hello</body></html>\n' >"$d/index.html"
+    srv_bg "http.$port" python3 -m http.server "$port" --bind "$SRV_IP" --directory "$d"
+    local hpid=$SRV_PID
+    wait_listen "$port"
+    code=$(in_cli curl -sS -o /dev/null -w '%{http_code}' "http://$SRV_IP:$port/index.html") || true
+    [ "$code" = 200 ] || die "plaintext GET over the overlay: HTTP $code"
+    sleep 0.2
+    kill_pid "$hpid"; wait "$hpid" 2>/dev/null || true
+}
+
+scenario node-vxlan-tls13-mtls-http
+sc_node_vxlan_tls13_mtls_http() {
+    vxlan_up 4789
+    # the helpers (s_client, curl, expected file) use CLI_IP/SRV_IP: here the pod addresses
+    local CLI_IP=$POD_CLI_IP SRV_IP=$POD_SRV_IP
+    begin node-vxlan-tls13-mtls-http pcap
+    ossl_single 4440 1.3 rsa mtls-rsa "${SNI[@]}"
+    overlay_http 8080
+    expect port=4440 verdict=mtls conf=inferred "ver=TLS 1.3" sni=server.test req=true hs=complete
+    expect port=8080 verdict=plaintext conf=certain hs=none req=null proto=http
+    finish "node-level capture, kernel VXLAN (VNI 42, UDP 4789) between two nodes, on the underlay: pod 10.244.1.5 -> pod 10.244.2.7, OpenSSL TLS 1.3 mTLS (RSA), then plaintext HTTP (curl -> python3 http.server)"
+    vxlan_down
+}
+
+scenario node-vxlan-flannel-tls12-mtls
+sc_node_vxlan_flannel_tls12_mtls() {
+    vxlan_up 8472
+    local CLI_IP=$POD_CLI_IP SRV_IP=$POD_SRV_IP
+    begin node-vxlan-flannel-tls12-mtls pcap
+    ossl_single 4441 1.2 ec mtls-ec "${SNI[@]}"
+    expect port=4441 verdict=mtls conf=certain "ver=TLS 1.2" sni=server.test req=true hs=complete cid=$CID_EC sid=$SID_EC
+    finish "node-level capture, kernel VXLAN on the Linux/flannel port (VNI 42, UDP 8472), on the underlay: pod 10.244.1.5 -> pod 10.244.2.7, OpenSSL TLS 1.2 mTLS (ECDSA, certificates visible inside the tunnel)"
+    vxlan_down
+}
+
+scenario node-geneve-istio-tls12-mtls-http
+sc_node_geneve_istio_tls12_mtls_http() {
+    userspace_tunnel_up geneve genev42
+    local CLI_IP=$POD_CLI_IP SRV_IP=$POD_SRV_IP
+    begin node-geneve-istio-tls12-mtls-http pcap
+    s_server_start 9080 1 -tls1_2 "${SRV_SPIFFE[@]}" "${REQUIRE_CERT[@]}" -alpn istio-peer-exchange,istio
+    s_client_get 9080 -tls1_2 "${CLI_SPIFFE[@]}" -servername "$ISTIO_SNI" -alpn istio-peer-exchange,istio
+    s_server_wait
+    client_ok
+    server_saw_client_cert yes
+    overlay_http 8080
+    expect port=9080 verdict=mtls conf=certain "ver=TLS 1.2" sni=$ISTIO_SNI alpn=istio-peer-exchange req=true hs=complete \
+        cid=$SPIFFE_PRODUCTPAGE sid=$SPIFFE_REVIEWS
+    expect port=8080 verdict=plaintext conf=certain hs=none req=null proto=http
+    finish "node-level capture, Geneve as OVN-Kubernetes sends it (UDP 6081, VNI 42, one 8-byte OVN option; userspace endpoint, the kernel here has no geneve module), on the underlay: Istio-like TLS 1.2 mTLS with SPIFFE certs (productpage -> reviews:9080), then plaintext HTTP"
+    tunnels_down
+}
+
+scenario node-ipip-tls13-http
+sc_node_ipip_tls13_http() {
+    userspace_tunnel_up ipip ipip42
+    local CLI_IP=$POD_CLI_IP SRV_IP=$POD_SRV_IP
+    begin node-ipip-tls13-http pcap
+    ossl_single 4442 1.3 rsa none "${SNI[@]}"
+    overlay_http 8080
+    expect port=4442 verdict=tls conf=inferred "ver=TLS 1.3" sni=server.test req=false hs=complete
+    expect port=8080 verdict=plaintext conf=certain hs=none req=null proto=http
+    finish "node-level capture, IP-in-IP as Calico's IPIP mode sends it (IPv4 in IPv4, protocol 4; userspace endpoint, the kernel here has no ipip module), on the underlay: OpenSSL TLS 1.3 server-only, then plaintext HTTP"
+    tunnels_down
+}
+
+scenario node-wireguard
+sc_node_wireguard() {
+    wireguard_up
+    local CLI_IP=$POD_CLI_IP SRV_IP=$POD_SRV_IP
+    begin node-wireguard pcap
+    ossl_single 4443 1.3 rsa mtls-rsa "${SNI[@]}"
+    overlay_http 8080
+    # Nothing of the TLS or HTTP connection is visible: only WireGuard messages between the nodes.
+    finish "node-level capture, WireGuard between two nodes (wireguard-go, UDP 51820), on the underlay: inside it a TLS 1.3 mTLS connection and a plaintext HTTP one, neither visible (no TCP connection in the capture)"
+    tunnels_down
 }
 
 # ==============================================================================================

@@ -68,7 +68,7 @@ def cert_identity(hexcolon):
 
 
 def load_frames(path, tls_ports):
-    cmd = ["tshark", "-r", path, "-T", "json", "--no-duplicate-keys", "-J", "frame ip tcp tls http"]
+    cmd = ["tshark", "-r", path, "-T", "json", "--no-duplicate-keys", "-J", "frame ip tcp tls http", "-d", "udp.port==8472,vxlan"]
     for p in sorted(tls_ports):
         cmd += ["-d", f"tcp.port=={p},tls"]
     res = subprocess.run(cmd, capture_output=True, check=True)
@@ -97,7 +97,7 @@ def build_conns(frames):
             continue
         ip = L.get("ip")
         if isinstance(ip, list):
-            ip = ip[0]
+            ip = ip[-1]  # the innermost IP header: node captures carry pod traffic in tunnels
         src = (ip["ip.src"], int(tcp["tcp.srcport"]))
         dst = (ip["ip.dst"], int(tcp["tcp.dstport"]))
         st = int(tcp["tcp.stream"])

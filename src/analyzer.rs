@@ -3,9 +3,9 @@
 //! capture files), so a connection can continue from one file into the next.
 
 use crate::decode::{self, Skip, TcpSegment};
-use crate::flows::{Active, Flow, FlowKey, RolesFrom, State};
+use crate::flows::{Active, Endpoint, Flow, FlowKey, RolesFrom, State};
 use crate::inspect::{Inspector, Outcome};
-use crate::report::{FlowReport, Output, Summary};
+use crate::report::{FlowReport, NodeEncryptedReport, Output, Summary};
 use crate::source::LinkType;
 use crate::tcp_reassembly::{StreamSink, DEFAULT_DIR_CAP};
 use crate::verdict::{self, Resumption, SessionOrigin};
@@ -43,6 +43,9 @@ impl Default for Config {
         }
     }
 }
+
+/// Pairs of nodes reported as encrypted at node level (WireGuard, IPsec); more are not listed.
+const MAX_NODE_ENCRYPTED: usize = 1024;
 
 /// How long a closed connection's key is kept to absorb its last ACKs and retransmissions.
 const CLOSED_LINGER_NS: u64 = 30 * 1_000_000_000;
@@ -140,10 +143,14 @@ impl<O: Output> Engine<O> {
     /// One captured frame.
     pub fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]) -> Result<(), Skip> {
         self.summary.packets += 1;
-        match decode::decode(link, data) {
-            Ok(seg) => {
+        match decode::decode_packet(link, data) {
+            Ok(decode::Packet::Tcp(seg)) => {
                 self.summary.tcp_packets += 1;
                 self.segment(ts_ns, &seg);
+                Ok(())
+            }
+            Ok(decode::Packet::NodeEncrypted(e)) => {
+                self.node_encrypted(ts_ns, &e);
                 Ok(())
             }
             Err(skip) => {
@@ -376,6 +383,41 @@ impl<O: Output> Engine<O> {
         for slot in stale {
             self.close(slot);
             self.table.remove(slot);
+        }
+    }
+
+    /// WireGuard / IPsec between nodes: pod traffic inside is not visible, but that it is
+    /// encrypted at node level is worth saying. One entry per kind and pair of endpoints.
+    fn node_encrypted(&mut self, ts: u64, e: &crate::tunnel::NodeEncrypted) {
+        let a = Endpoint {
+            ip: e.src,
+            port: e.sport,
+        };
+        let b = Endpoint {
+            ip: e.dst,
+            port: e.dport,
+        };
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let list = &mut self.summary.node_encrypted;
+        let known = list
+            .iter()
+            .position(|n| n.kind == e.kind.name() && n.endpoints == [lo, hi]);
+        match known {
+            Some(i) => {
+                let n = &mut list[i];
+                n.packets += 1;
+                n.bytes += u64::from(e.wire_len);
+                n.last_seen_ns = ts;
+            }
+            None if list.len() < MAX_NODE_ENCRYPTED => list.push(NodeEncryptedReport {
+                kind: e.kind.name(),
+                endpoints: [lo, hi],
+                packets: 1,
+                bytes: u64::from(e.wire_len),
+                first_seen_ns: ts,
+                last_seen_ns: ts,
+            }),
+            None => {}
         }
     }
 

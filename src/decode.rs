@@ -436,4 +436,389 @@ mod tests {
             Skip::UnsupportedLink(LinkType(147))
         );
     }
+
+    // ---- node-level captures: tunnels and node encryption ----
+
+    use etherparse::PacketBuilder;
+
+    const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const NODE_A: [u8; 4] = [10, 98, 0, 1];
+    const NODE_B: [u8; 4] = [10, 98, 0, 2];
+    const POD_A: [u8; 4] = [10, 244, 1, 5];
+    const POD_B: [u8; 4] = [10, 244, 2, 7];
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A pod-to-pod TCP segment as an Ethernet frame (what VXLAN and Geneve carry).
+    fn pod_frame(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(POD_A, POD_B, 63)
+            .tcp(43210, 8443, 1000, 64240)
+            .ack(1)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    /// The same segment as a bare IPv4 packet (what IP-in-IP carries).
+    fn pod_ipv4(payload: &[u8]) -> Vec<u8> {
+        pod_frame(payload)[14..].to_vec()
+    }
+
+    fn pod_ipv6(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 63)
+            .tcp(43210, 8443, 1000, 64240)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn node_udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(NODE_A, NODE_B, 64)
+            .udp(sport, dport)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn node_ip(proto: IpNumber, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(NODE_A, NODE_B, 64)
+            .write(&mut v, proto, payload)
+            .unwrap();
+        v
+    }
+
+    fn node6_ip(proto: IpNumber, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(
+                [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
+            .write(&mut v, proto, payload)
+            .unwrap();
+        v
+    }
+
+    fn vxlan_hdr(vni: u32) -> Vec<u8> {
+        let v = vni.to_be_bytes();
+        vec![0x08, 0, 0, 0, v[1], v[2], v[3], 0]
+    }
+
+    fn geneve_hdr(vni: u32, protocol: u16, options: &[u8]) -> Vec<u8> {
+        assert_eq!(options.len() % 4, 0);
+        let v = vni.to_be_bytes();
+        let p = protocol.to_be_bytes();
+        let mut h = vec![(options.len() / 4) as u8, 0, p[0], p[1], v[1], v[2], v[3], 0];
+        h.extend_from_slice(options);
+        h
+    }
+
+    fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
+        [a, b].concat()
+    }
+
+    fn tcp_of(p: Result<Packet<'_>, Skip>) -> TcpSegment<'_> {
+        match p {
+            Ok(Packet::Tcp(s)) => s,
+            other => panic!("expected a TCP segment, got {other:?}"),
+        }
+    }
+
+    fn node_encrypted(p: Result<Packet<'_>, Skip>) -> NodeEncrypted {
+        match p {
+            Ok(Packet::NodeEncrypted(n)) => n,
+            other => panic!("expected node-level encryption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn vxlan_on_both_ports_gives_the_inner_connection() {
+        for port in [4789, 8472] {
+            let frame = node_udp(50000, port, &cat(&vxlan_hdr(42), &pod_frame(b"hello")));
+            let s = tcp_of(decode_packet(LinkType::ETHERNET, &frame));
+            assert_eq!((s.src, s.dst), (ip("10.244.1.5"), ip("10.244.2.7")));
+            assert_eq!((s.sport, s.dport, s.seq), (43210, 8443, 1000));
+            assert_eq!((s.payload, s.wire_len), (&b"hello"[..], 5));
+            assert_eq!(
+                s.tunnel,
+                Some(Tunnel {
+                    kind: TunnelKind::Vxlan,
+                    outer_src: ip("10.98.0.1"),
+                    outer_dst: ip("10.98.0.2"),
+                    vni: Some(42)
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn udp_to_a_tunnel_port_without_a_tunnel_header_is_just_udp() {
+        let mut hdr = vxlan_hdr(42);
+        hdr[0] = 0; // no I flag
+        let frame = node_udp(50000, 4789, &cat(&hdr, &pod_frame(b"x")));
+        assert_eq!(decode(LinkType::ETHERNET, &frame).unwrap_err(), Skip::NotTcp);
+        let frame = node_udp(50000, 6081, &[0xc0, 0, 0x65, 0x58, 0, 0, 1, 0]); // Geneve version 3
+        assert_eq!(decode(LinkType::ETHERNET, &frame).unwrap_err(), Skip::NotTcp);
+        // VXLAN from the tunnel port (a reply would go *to* it): not opened
+        let frame = node_udp(4789, 50000, &cat(&vxlan_hdr(1), &pod_frame(b"x")));
+        assert_eq!(decode(LinkType::ETHERNET, &frame).unwrap_err(), Skip::NotTcp);
+    }
+
+    #[test]
+    fn vxlan_over_ipv6_and_a_cooked_capture() {
+        let mut udp = Vec::new();
+        let inner = cat(&vxlan_hdr(7), &pod_frame(b"GET /"));
+        PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64)
+            .udp(1234, 4789)
+            .write(&mut udp, &inner)
+            .unwrap();
+        let mut sll2 = vec![0x86, 0xdd];
+        sll2.resize(20, 0);
+        sll2.extend_from_slice(&udp);
+        let s = decode(LinkType::LINUX_SLL2, &sll2).unwrap();
+        assert_eq!(s.payload, b"GET /");
+        assert_eq!(s.src, ip("10.244.1.5"));
+        let t = s.tunnel.unwrap();
+        assert!(t.outer_src.is_ipv6());
+        assert_eq!(t.vni, Some(7));
+    }
+
+    #[test]
+    fn geneve_with_options_ethernet_and_ip_payloads() {
+        let opts = [0x01, 0x02, 0x80, 0x01, 0xde, 0xad, 0xbe, 0xef]; // one OVN-style option
+        let frame = node_udp(
+            50000,
+            6081,
+            &cat(&geneve_hdr(0x0a0b0c, 0x6558, &opts), &pod_frame(b"hi")),
+        );
+        let s = decode(LinkType::ETHERNET, &frame).unwrap();
+        assert_eq!((s.src, s.dport, s.payload), (ip("10.244.1.5"), 8443, &b"hi"[..]));
+        let t = s.tunnel.unwrap();
+        assert_eq!((t.kind, t.vni), (TunnelKind::Geneve, Some(0x0a0b0c)));
+
+        let frame = node_udp(50000, 6081, &cat(&geneve_hdr(5, 0x86dd, &[]), &pod_ipv6(b"v6")));
+        let s = decode(LinkType::ETHERNET, &frame).unwrap();
+        assert_eq!(s.payload, b"v6");
+        assert!(s.src.is_ipv6());
+        assert_eq!(s.tunnel.unwrap().kind, TunnelKind::Geneve);
+
+        let frame = node_udp(50000, 6081, &cat(&geneve_hdr(5, 0x0800, &[]), &pod_ipv4(b"v4")));
+        assert_eq!(decode(LinkType::ETHERNET, &frame).unwrap().payload, b"v4");
+    }
+
+    #[test]
+    fn ip_in_ip_all_four_combinations() {
+        let cases = [
+            (node_ip(IpNumber::IPV4, &pod_ipv4(b"44")), &b"44"[..], false),
+            (node_ip(IpNumber::IPV6, &pod_ipv6(b"64")), &b"64"[..], true),
+            (node6_ip(IpNumber::IPV4, &pod_ipv4(b"46")), &b"46"[..], false),
+            (node6_ip(IpNumber::IPV6, &pod_ipv6(b"66")), &b"66"[..], true),
+        ];
+        for (frame, payload, inner_v6) in &cases {
+            let s = decode(LinkType::ETHERNET, frame).unwrap();
+            assert_eq!(s.payload, *payload);
+            assert_eq!(s.src.is_ipv6(), *inner_v6);
+            let t = s.tunnel.unwrap();
+            assert_eq!((t.kind, t.vni), (TunnelKind::IpInIp, None));
+        }
+        assert_eq!(cases[0].0.len(), 14 + 20 + 20 + 20 + 2);
+    }
+
+    #[test]
+    fn nested_tunnels_keep_the_outermost_and_are_bounded() {
+        // VXLAN inside IP-in-IP: the node-level tunnel is the IP-in-IP one
+        let vx = node_udp(50000, 4789, &cat(&vxlan_hdr(42), &pod_frame(b"deep")));
+        let frame = node_ip(IpNumber::IPV4, &vx[14..]);
+        let s = decode(LinkType::ETHERNET, &frame).unwrap();
+        assert_eq!(s.payload, b"deep");
+        assert_eq!(s.tunnel.unwrap().kind, TunnelKind::IpInIp);
+
+        let mut pkt = pod_ipv4(b"x");
+        for _ in 0..MAX_TUNNEL_DEPTH {
+            pkt = node_ip(IpNumber::IPV4, &pkt)[14..].to_vec();
+        }
+        assert_eq!(decode(LinkType::RAW, &pkt).unwrap().payload, b"x");
+        pkt = node_ip(IpNumber::IPV4, &pkt)[14..].to_vec();
+        assert_eq!(decode(LinkType::RAW, &pkt).unwrap_err(), Skip::Malformed);
+    }
+
+    #[test]
+    fn snaplen_cut_inside_the_tunnel_keeps_the_inner_wire_length() {
+        let frame = node_udp(50000, 4789, &cat(&vxlan_hdr(42), &pod_frame(b"hello world")));
+        let s = decode(LinkType::ETHERNET, &frame[..frame.len() - 6]).unwrap();
+        assert_eq!((s.payload, s.wire_len), (&b"hello"[..], 11));
+    }
+
+    #[test]
+    fn non_tcp_inside_a_tunnel_is_not_tcp() {
+        let mut udp = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(POD_A, POD_B, 64)
+            .udp(5353, 53)
+            .write(&mut udp, b"dns")
+            .unwrap();
+        let frame = node_udp(50000, 4789, &cat(&vxlan_hdr(42), &udp));
+        assert_eq!(decode(LinkType::ETHERNET, &frame).unwrap_err(), Skip::NotTcp);
+        // ARP inside VXLAN
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&MAC_A);
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        arp.extend_from_slice(&[0; 20]);
+        let frame = node_udp(50000, 4789, &cat(&vxlan_hdr(42), &arp));
+        assert_eq!(decode(LinkType::ETHERNET, &frame).unwrap_err(), Skip::NotTcp);
+    }
+
+    #[test]
+    fn outer_fragments_are_not_opened() {
+        let mut v = Vec::new();
+        let mut h = etherparse::Ipv4Header::new(0, 64, IpNumber::UDP, NODE_A, NODE_B).unwrap();
+        h.more_fragments = true;
+        let body = cat(
+            &[0xc3, 0x50, 0x12, 0xb5, 0, 100, 0, 0],
+            &cat(&vxlan_hdr(1), &pod_frame(b"frag")),
+        );
+        h.set_payload_len(body.len()).unwrap();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
+            .write(&mut v, IpNumber::UDP, &body)
+            .unwrap();
+        assert_eq!(decode(LinkType::ETHERNET, &v).unwrap_err(), Skip::Fragment);
+    }
+
+    fn wireguard_msg(message: u8, len: usize) -> Vec<u8> {
+        let mut m = vec![message, 0, 0, 0];
+        m.extend((4..len).map(|i| (i * 7) as u8));
+        m
+    }
+
+    #[test]
+    fn wireguard_is_node_level_encryption() {
+        let frame = node_udp(51820, 51820, &wireguard_msg(4, 96));
+        let n = node_encrypted(decode_packet(LinkType::ETHERNET, &frame));
+        assert_eq!(n.kind, NodeEncryption::WireGuard { message: 4 });
+        assert_eq!(n.kind.name(), "wireguard");
+        assert_eq!((n.src, n.dst), (ip("10.98.0.1"), ip("10.98.0.2")));
+        assert_eq!((n.sport, n.dport, n.wire_len, n.tunnel), (51820, 51820, 96, None));
+        // decode() stays TCP-only
+        assert_eq!(decode(LinkType::ETHERNET, &frame).unwrap_err(), Skip::NotTcp);
+
+        // a handshake initiation on a port of its own
+        let frame = node_udp(40000, 31000, &wireguard_msg(1, 148));
+        let n = node_encrypted(decode_packet(LinkType::ETHERNET, &frame));
+        assert_eq!(n.kind, NodeEncryption::WireGuard { message: 1 });
+        // transport data on an unknown port is too weak a signal
+        let frame = node_udp(40000, 31000, &wireguard_msg(4, 96));
+        assert_eq!(decode_packet(LinkType::ETHERNET, &frame).unwrap_err(), Skip::NotTcp);
+        // cut by the snap length: still recognised from the UDP length
+        let frame = node_udp(51820, 51820, &wireguard_msg(4, 1440));
+        let n = node_encrypted(decode_packet(LinkType::ETHERNET, &frame[..96]));
+        assert_eq!(n.wire_len, 1440);
+        // WireGuard inside VXLAN keeps the tunnel
+        let mut wg = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(POD_A, POD_B, 64)
+            .udp(51820, 51820)
+            .write(&mut wg, &wireguard_msg(2, 92))
+            .unwrap();
+        let frame = node_udp(50000, 4789, &cat(&vxlan_hdr(3), &wg));
+        let n = node_encrypted(decode_packet(LinkType::ETHERNET, &frame));
+        assert_eq!(n.src, ip("10.244.1.5"));
+        assert_eq!(n.tunnel.unwrap().kind, TunnelKind::Vxlan);
+    }
+
+    #[test]
+    fn esp_in_ip_and_in_udp_is_node_level_encryption() {
+        let esp = cat(&[0xc0, 0x01, 0x02, 0x03, 0, 0, 0, 9], &[0x5a; 40]);
+        let n = node_encrypted(decode_packet(
+            LinkType::ETHERNET,
+            &node_ip(IpNumber::ENCAPSULATING_SECURITY_PAYLOAD, &esp),
+        ));
+        assert_eq!(
+            n.kind,
+            NodeEncryption::Esp {
+                spi: 0xc0010203,
+                udp: false
+            }
+        );
+        assert_eq!(n.kind.name(), "ipsec-esp");
+        assert_eq!((n.sport, n.dport, n.wire_len), (0, 0, 48));
+
+        let n = node_encrypted(decode_packet(
+            LinkType::ETHERNET,
+            &node6_ip(IpNumber::ENCAPSULATING_SECURITY_PAYLOAD, &esp),
+        ));
+        assert!(n.src.is_ipv6());
+
+        let n = node_encrypted(decode_packet(LinkType::ETHERNET, &node_udp(4500, 4500, &esp)));
+        assert_eq!(
+            n.kind,
+            NodeEncryption::Esp {
+                spi: 0xc0010203,
+                udp: true
+            }
+        );
+        assert_eq!((n.sport, n.dport), (4500, 4500));
+        // IKE on 4500 (non-ESP marker) is not ESP
+        let ike = cat(&[0; 4], &esp);
+        assert_eq!(
+            decode_packet(LinkType::ETHERNET, &node_udp(4500, 4500, &ike)).unwrap_err(),
+            Skip::NotTcp
+        );
+        // an ESP header cut short
+        assert_eq!(
+            decode_packet(
+                LinkType::ETHERNET,
+                &node_ip(IpNumber::ENCAPSULATING_SECURITY_PAYLOAD, &esp[..5])
+            )
+            .unwrap_err(),
+            Skip::Malformed
+        );
+    }
+
+    #[test]
+    fn truncated_and_garbage_tunnel_payloads_are_not_a_panic() {
+        let junk: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let mut frames = vec![
+            node_udp(50000, 4789, &cat(&vxlan_hdr(42), &pod_frame(b"hello"))),
+            node_udp(50000, 6081, &cat(&geneve_hdr(1, 0x6558, &[0; 8]), &pod_frame(b"hello"))),
+            node_udp(50000, 6081, &cat(&geneve_hdr(1, 0x0800, &[]), &pod_ipv4(b"hello"))),
+            node_ip(IpNumber::IPV4, &pod_ipv4(b"hello")),
+            node6_ip(IpNumber::IPV6, &pod_ipv6(b"hello")),
+            node_udp(51820, 51820, &wireguard_msg(1, 148)),
+            node_ip(IpNumber::ENCAPSULATING_SECURITY_PAYLOAD, &[1; 40]),
+        ];
+        for n in 0..junk.len() {
+            frames.push(node_udp(50000, 4789, &cat(&vxlan_hdr(1), &junk[..n])));
+            frames.push(node_udp(50000, 6081, &cat(&geneve_hdr(1, 0x6558, &[]), &junk[..n])));
+            frames.push(node_udp(50000, 6081, &cat(&geneve_hdr(1, 0x86dd, &[]), &junk[..n])));
+            frames.push(node_udp(50000, 6081, &junk[..n]));
+            frames.push(node_ip(IpNumber::IPV4, &junk[..n]));
+            frames.push(node_ip(IpNumber::IPV6, &junk[..n]));
+            frames.push(node_ip(IpNumber::ENCAPSULATING_SECURITY_PAYLOAD, &junk[..n]));
+            frames.push(node_udp(51820, 51820, &junk[..n]));
+        }
+        for frame in &frames {
+            for cut in 0..=frame.len() {
+                let _ = decode_packet(LinkType::ETHERNET, &frame[..cut]);
+            }
+            // a lying outer length: inner headers say more than the outer packet holds
+            let mut lie = frame.clone();
+            if lie.len() > 17 {
+                lie[16] = 0xff;
+                lie[17] = 0xff;
+                let _ = decode_packet(LinkType::ETHERNET, &lie);
+            }
+        }
+    }
 }

@@ -116,6 +116,8 @@ pub struct Flow {
     pub stream_stats: [StreamStats; 2],
     /// Bytes buffered as last accounted in the engine's total.
     pub buffered: usize,
+    /// The overlay tunnel of the first packet (node-level captures).
+    pub tunnel: Option<crate::tunnel::Tunnel>,
     pub state: State,
 }
 
@@ -145,6 +147,7 @@ impl Flow {
             rst: false,
             stream_stats: [StreamStats::default(); 2],
             buffered: 0,
+            tunnel: seg.tunnel,
             state: State::Active(Box::new(Active {
                 streams: [Reassembler::new(dir_cap), Reassembler::new(dir_cap)],
                 inspector: Inspector::new(client_dir, midstream, key.sender(1 - client_dir).port),

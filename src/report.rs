@@ -38,6 +38,18 @@ pub struct FlowReport {
     /// Pods and the expected PeerAuthentication mode, when a cluster dump was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<crate::enrich::Kubernetes>,
+    /// The overlay tunnel the connection was captured in (node-level captures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TunnelReport {
+    /// `vxlan`, `geneve` or `ipip`.
+    pub kind: &'static str,
+    pub outer_src: std::net::IpAddr,
+    pub outer_dst: std::net::IpAddr,
+    pub vni: Option<u32>,
 }
 
 impl FlowReport {
@@ -63,6 +75,12 @@ impl FlowReport {
                 server: flow.stream_stats[1 - c],
             },
             kubernetes: None,
+            tunnel: flow.tunnel.map(|t| TunnelReport {
+                kind: t.kind.name(),
+                outer_src: t.outer_src,
+                outer_dst: t.outer_dst,
+                vni: t.vni,
+            }),
         }
     }
 }
@@ -70,6 +88,20 @@ impl FlowReport {
 /// Traffic that never leaves the host (or the pod's network namespace).
 pub fn is_loopback(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
     a.is_loopback() || b.is_loopback() || a == b
+}
+
+/// A pair of nodes talking WireGuard or IPsec.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeEncryptedReport {
+    /// `wireguard` or `ipsec-esp`.
+    pub kind: &'static str,
+    pub endpoints: [Endpoint; 2],
+    pub packets: u64,
+    pub bytes: u64,
+    #[serde(skip)]
+    pub first_seen_ns: u64,
+    #[serde(skip)]
+    pub last_seen_ns: u64,
 }
 
 /// Counts for the summary line and the JSON summary object.
@@ -89,6 +121,10 @@ pub struct Summary {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub findings: BTreeMap<&'static str, u64>,
     pub errors: Vec<String>,
+    /// Traffic encrypted between nodes (WireGuard, IPsec ESP): the pod connections inside it
+    /// are not visible, so they get no verdict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_encrypted: Vec<NodeEncryptedReport>,
     /// Live capture only: what the kernel reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<crate::capture::CaptureStats>,
@@ -145,6 +181,12 @@ impl Summary {
         }
         if !notes.is_empty() {
             s.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        for n in &self.node_encrypted {
+            s.push_str(&format!(
+                "; encrypted at node level ({}): {} <-> {}, {} packets",
+                n.kind, n.endpoints[0], n.endpoints[1], n.packets
+            ));
         }
         if !self.findings.is_empty() {
             let f: Vec<String> = self

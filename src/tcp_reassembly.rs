@@ -143,7 +143,9 @@ impl Reassembler {
         if skip > 0 {
             self.stats.overlaps += 1;
         }
-        let start = start as u64 + skip;
+        // start + skip >= next_off >= 0, even when start itself is negative (a segment from
+        // before the point a mid-stream capture picked the stream up).
+        let start = (start + skip as i64) as u64;
         let captured = payload.get(skip.min(payload.len() as u64) as usize..).unwrap_or(&[]);
         let cut = (end as u64 - start) - captured.len() as u64;
         if start == self.next_off {

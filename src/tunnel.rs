@@ -126,7 +126,9 @@ pub fn geneve(payload: &[u8]) -> Option<(u32, Inner<'_>)> {
 }
 
 /// A WireGuard message: type 1-4, then three reserved zero bytes, and the size its type fixes
-/// (148, 92, 64 bytes; transport data: a 16-byte header, data padded to 16, a 16-byte tag).
+/// (148, 92, 64 bytes; transport data: a 16-byte header, the data and a 16-byte tag, at least
+/// 32 bytes). Transport data is padded to a multiple of 16 only up to the tunnel MTU, so an
+/// MTU-sized packet can have any length (measured: 1452 bytes with wireguard-go's MTU 1420).
 /// `len` is the UDP payload length announced on the wire. On the [`WIREGUARD_PORTS`] every
 /// type is accepted; on other ports only the fixed-size handshake messages, which nothing else
 /// plausibly mimics (a transport-data packet alone is too weak a signal there).
@@ -140,7 +142,7 @@ pub fn wireguard(sport: u16, dport: u16, len: usize, payload: &[u8]) -> Option<u
         1 => len == 148,
         2 => len == 92,
         3 => len == 64,
-        4 => known_port && len >= 32 && len % 16 == 0,
+        4 => known_port && len >= 32,
         _ => false,
     };
     fits.then_some(h[0])
@@ -208,7 +210,16 @@ mod tests {
         assert_eq!(wireguard(40000, 51820, 64, &[3, 0, 0, 0]), Some(3));
         assert_eq!(wireguard(51820, 40000, 32, &[4, 0, 0, 0]), Some(4), "keepalive");
         assert_eq!(wireguard(51820, 40000, 1456, &[4, 0, 0, 0]), Some(4));
-        assert_eq!(wireguard(51820, 40000, 1450, &[4, 0, 0, 0]), None, "not padded to 16");
+        assert_eq!(
+            wireguard(51820, 40000, 1452, &[4, 0, 0, 0]),
+            Some(4),
+            "MTU-sized: padding capped"
+        );
+        assert_eq!(
+            wireguard(51820, 40000, 31, &[4, 0, 0, 0]),
+            None,
+            "shorter than header + tag"
+        );
         assert_eq!(
             wireguard(40000, 9999, 1456, &[4, 0, 0, 0]),
             None,
