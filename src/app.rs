@@ -58,15 +58,8 @@ pub struct AgentArgs {
     /// Only packets matching this BPF expression (tcpdump syntax).
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
-    /// Stop after this long.
-    #[arg(long, value_parser = crate::capture::parse_duration, value_name = "DURATION")]
-    pub duration: Option<std::time::Duration>,
-    /// Stop after this many packets.
-    #[arg(short = 'c', long, value_name = "N")]
-    pub count: Option<u64>,
-    /// Also write the packets to this pcap file.
-    #[arg(short = 'w', long = "write", value_name = "FILE")]
-    pub write: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub stop: StopArgs,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -101,6 +94,21 @@ pub struct ExplainArgs {
     pub format: CheckFormat,
 }
 
+/// When a live capture stops, and whether it keeps the packets: shared by `capture`, `check`
+/// and `agent`.
+#[derive(Args, Debug, Clone)]
+pub struct StopArgs {
+    /// Stop after this long (e.g. 30s, 2m).
+    #[arg(long, value_parser = crate::capture::parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+    /// Stop after this many packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Also write the captured packets to this pcap file.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+}
+
 /// Live capture options, shared by `capture` and `check`.
 #[derive(Args, Debug, Clone)]
 pub struct LiveArgs {
@@ -120,15 +128,8 @@ pub struct LiveArgs {
     /// Put the interface in promiscuous mode (off by default, as `tcpdump -p`).
     #[arg(long)]
     pub promisc: bool,
-    /// Stop after this long (e.g. 30s, 2m).
-    #[arg(long, value_parser = crate::capture::parse_duration, value_name = "DURATION")]
-    pub duration: Option<std::time::Duration>,
-    /// Stop after this many packets.
-    #[arg(short = 'c', long, value_name = "N")]
-    pub count: Option<u64>,
-    /// Also write the captured packets to this pcap file.
-    #[arg(short = 'w', long = "write", value_name = "FILE")]
-    pub write: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub stop: StopArgs,
     /// Kernel capture buffer; a larger one survives bursts without drops.
     #[arg(long, default_value_t = 32 << 20, value_name = "BYTES")]
     pub buffer_size: i32,
@@ -148,9 +149,9 @@ impl LiveArgs {
             filter,
             snaplen: self.snaplen,
             promisc: self.promisc,
-            duration: self.duration,
-            count: self.count,
-            write: self.write.clone(),
+            duration: self.stop.duration,
+            count: self.stop.count,
+            write: self.stop.write.clone(),
             buffer_size: self.buffer_size,
         })
     }
@@ -621,9 +622,7 @@ pub fn agent(args: &AgentArgs) -> Result<i32> {
             pid: None,
             snaplen: 262_144,
             promisc: false,
-            duration: args.duration,
-            count: args.count,
-            write: args.write.clone(),
+            stop: args.stop.clone(),
             buffer_size: 32 << 20,
         },
         filter: args.filter.clone(),

@@ -1287,16 +1287,8 @@ fn parse_pod(obj: &Map<String, Value>, meta: &Meta, source: Option<&Path>) -> Re
         }
     }
 
-    let mut ips: Vec<IpAddr> = Vec::new();
     let listed = status.pod_ips.iter().flatten().filter_map(|p| p.ip.as_deref());
-    for text in status.pod_ip.as_deref().into_iter().chain(listed) {
-        // An unparsable address cannot match any packet; drop it rather than the pod.
-        if let Ok(ip) = text.parse::<IpAddr>() {
-            if !ips.contains(&ip) {
-                ips.push(ip);
-            }
-        }
-    }
+    let ips = unique_ips(status.pod_ip.as_deref().into_iter().chain(listed));
 
     Ok(Pod {
         namespace,
@@ -1356,16 +1348,8 @@ fn parse_service(obj: &Map<String, Value>, meta: &Meta, source: Option<&Path>) -
             target_port,
         });
     }
-    let mut cluster_ips = Vec::new();
     let listed = spec.cluster_ips.iter().flatten().map(String::as_str);
-    for text in spec.cluster_ip.as_deref().into_iter().chain(listed) {
-        // "None" (headless) and "" parse as nothing.
-        if let Ok(ip) = text.parse::<IpAddr>() {
-            if !cluster_ips.contains(&ip) {
-                cluster_ips.push(ip);
-            }
-        }
-    }
+    let cluster_ips = unique_ips(spec.cluster_ip.as_deref().into_iter().chain(listed));
     Ok(Service {
         namespace,
         name,
@@ -1724,6 +1708,18 @@ fn oldest<'a>(
         });
     }
     Some(winner)
+}
+
+/// The addresses among `texts`, each once, in order. An unparsable one ("None" for a headless
+/// Service, "") cannot match any packet: it is dropped, not the object that listed it.
+fn unique_ips<'a>(texts: impl Iterator<Item = &'a str>) -> Vec<IpAddr> {
+    let mut ips = Vec::new();
+    for ip in texts.filter_map(|t| t.parse::<IpAddr>().ok()) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
 }
 
 #[cfg(test)]
