@@ -2,7 +2,7 @@
 # compare.sh - time mtlscope against cat, tcpdump and tshark on one capture, in one run, and
 # check mtlscope's verdicts against the generator's ground truth.
 #
-#   benches/compare.sh [FILE] [--truth FILE.truth.tsv] [--no-build] [--runs N]
+#   benches/compare.sh [FILE] [--truth FILE.truth.tsv] [--no-build] [--runs N] [--tshark-runs N]
 #
 # FILE defaults to benches/out/capture.pcap (made by benches/gen-capture.sh); the ground truth
 # defaults to FILE with .pcap replaced by .truth.tsv. Builds target/release/mtlscope first
@@ -10,7 +10,8 @@
 #
 # Each tool runs under /usr/bin/time -v (peak RSS = "Maximum resident set size"); wall time is
 # measured around it with bash's EPOCHREALTIME. `cat FILE` runs once first to warm the page
-# cache. cat, tcpdump and mtlscope: best of N runs (default 3); tshark: one run. When
+# cache. cat, tcpdump and mtlscope: best of N runs (default 3); tshark: best of --tshark-runs
+# (default 1: it takes seconds to minutes). When
 # `mtlscope analyze --help` lists --threads, mtlscope also runs with --threads 2 and its
 # verdicts must equal the single-threaded ones, in the same order.
 #
@@ -21,13 +22,14 @@ set -Eeuo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
-FILE="" TRUTH="" BUILD=1 RUNS=3
+FILE="" TRUTH="" BUILD=1 RUNS=3 TSHARK_RUNS=1
 while [ $# -gt 0 ]; do
     case $1 in
         --truth) TRUTH=${2:?}; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --runs) RUNS=${2:?}; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --tshark-runs) TSHARK_RUNS=${2:?}; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) FILE=$1; shift ;;
     esac
@@ -84,6 +86,7 @@ run() {
 }
 
 log "file: $FILE ($MB MB), truth: $TRUTH"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log "warming the page cache: cat"
 cat "$FILE" >/dev/null
 
@@ -92,7 +95,7 @@ M1="mtlscope analyze -o jsonl"
 M2="mtlscope analyze -o jsonl --threads 2"
 run "cat" "$RUNS" /dev/null cat "$FILE"
 run "tcpdump -r -nn -q" "$RUNS" /dev/null tcpdump -r "$FILE" -nn -q
-run "$TS" 1 /dev/null \
+run "$TS" "$TSHARK_RUNS" /dev/null \
     tshark -r "$FILE" -Y 'tls.handshake.type == 11' -T fields -e tcp.stream
 run "$M1" "$RUNS" "$OUTDIR/compare.jsonl" "$MTLSCOPE" analyze "$FILE" -o jsonl
 if [ "$THREADS" = 1 ]; then
@@ -116,7 +119,7 @@ for name in "${ORDER[@]}"; do
     }'
 done
 echo
-echo "Best of $RUNS runs (tshark: 1 run). Targets (issue 7), as measured:"
+echo "Best of $RUNS runs (tshark: $TSHARK_RUNS); load average before the runs: $LOAD0. Targets (issue 7), as measured:"
 awk -v ts="${WALL[$TS]}" -v c="${WALL[cat]}" -v m="${WALL[$M1]}" -v r="${RSS[$M1]}" 'BEGIN {
     printf "- tshark / mtlscope: %.1fx (target >= 50x)\n", ts / m
     printf "- mtlscope / cat: %.2fx (target <= 3x)\n", m / c

@@ -4,8 +4,9 @@
 #   sudo benches/gen-capture.sh [OUT.pcap] [--scale N]
 #
 # OUT.pcap defaults to benches/out/capture.pcap (scale 1) or benches/out/capture-xN.pcap.
-# At scale 1: about 620 MB, 12,004 TCP connections, ~650,000 packets, in about 40 s on 2 cores; --scale N multiplies every
-# connection count and the number of bulk transfers by N (so the capture grows N times).
+# At scale 1: about 620 MB, 12,004 TCP connections, ~650,000 packets, in about 30 s on 2 cores.
+# --scale N multiplies every connection count and the number of bulk transfers by N (the capture
+# grows N times; a fraction such as 0.05 makes a quick smoke run).
 # Next to the capture it writes OUT.truth.tsv: per server port, the scenario, the verdict each
 # connection must get and how many connections there are (counted by the clients and servers
 # and cross-checked against the SYNs in the capture -- never by mtlscope).
@@ -21,12 +22,14 @@
 #   4433  TLS 1.2, client certificate required (mTLS)  nginx, RSA certs
 #   4434  TLS 1.2, server-only                         nginx, RSA cert
 #   8080  plaintext HTTP/1.1                           nginx
-#   9000  bulk TLS 1.3 mTLS downloads (64 MB each)      openssl s_server -WWW -Verify 1
+#   9000  bulk TLS 1.3 mTLS downloads (64 MiB each)    openssl s_server -WWW -Verify 1
 # Small connections fetch one file of 1, 4, 16 or 64 KiB each (nginx keepalive_timeout 0: one
 # request per connection); session caches and tickets are off, so every handshake is a full one.
 # Every client, server and transfer is checked (HTTP 200 and the expected byte count per
 # request, TLS version and client-certificate status in nginx's log), and tcpdump must report
 # 0 packets dropped.
+# Environment: BULK_MB (MiB per bulk download, 64), PARALLEL (connections in flight per curl, 16),
+# KEEP_WORK=1 (keep the temporary directory with certificates and logs).
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,12 +40,12 @@ while [ $# -gt 0 ]; do
     case $1 in
         --scale) SCALE=${2:?--scale needs a number}; shift 2 ;;
         --scale=*) SCALE=${1#--scale=}; shift ;;
-        -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) [ -z "$OUT" ] || { echo "one output file only" >&2; exit 2; }; OUT=$1; shift ;;
     esac
 done
-[[ $SCALE =~ ^[0-9]*\.?[0-9]+$ ]] && [ "$(echo "$SCALE > 0" | bc)" = 1 ] ||
+[[ $SCALE =~ ^[0-9]*\.?[0-9]+$ ]] && awk -v s="$SCALE" 'BEGIN { exit !(s > 0) }' ||
     { echo "--scale must be a positive number" >&2; exit 2; }
 if [ -z "$OUT" ]; then
     mkdir -p "$HERE/out"
@@ -76,9 +79,10 @@ SRV_MAC=02:00:0a:4d:00:02
 WORK=""
 TCPDUMP_PID=""
 BG_PIDS=()
-T0=$(date +%s.%N)
+T0=$EPOCHREALTIME
+elapsed() { awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
-log() { printf '[gen-capture %6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*" >&2; }
+log() { printf '[gen-capture %6ss] %s\n' "$(elapsed)" "$*" >&2; }
 die() { printf '[gen-capture] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ----------------------------------------------------------------------------------------------
@@ -120,9 +124,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
-need() { command -v "$1" >/dev/null 2>&1 || die "missing tool '$1' (Debian: openssl nginx curl tcpdump iproute2 ethtool bc)"; }
+need() { command -v "$1" >/dev/null 2>&1 || die "missing tool '$1' (Debian: openssl nginx curl tcpdump iproute2 ethtool; or .ci/install-deps --test)"; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces, tcpdump)"
-for t in ip ss openssl tcpdump nginx curl ethtool timeout bc awk; do need "$t"; done
+for t in ip ss openssl tcpdump nginx curl ethtool timeout awk; do need "$t"; done
 
 WORK=$(mktemp -d /tmp/mtlscope-bench.XXXXXX)
 chmod 755 "$WORK"   # nginx workers run as nobody
@@ -433,7 +437,7 @@ printf '# total\t%s connections\t%s packets\t%s bytes\n' "$TOTAL" "$PACKETS" "$B
 printf '# %s connections reuse the 4-tuple of an earlier connection (the server closed first, so the client port was free again)\n' "$REUSED" >>"$TRUTH.tmp"
 mv "$TRUTH.tmp" "$TRUTH"
 
-ELAPSED=$(echo "$(date +%s.%N) - $T0" | bc)
+ELAPSED=$(elapsed)
 log "done in ${ELAPSED%.*} s: $OUT ($((BYTES / 1000000)) MB, $PACKETS packets, $TOTAL connections, $REUSED of them on a reused 4-tuple, 0 dropped)"
 log "ground truth: $TRUTH"
-grep -v '^#' "$TRUTH" | column -t -s $'\t' >&2
+if command -v column >/dev/null; then grep -v '^#' "$TRUTH" | column -t -s $'\t' >&2; else grep -v '^#' "$TRUTH" >&2; fi

@@ -17,42 +17,48 @@ struct Conn {
     chunks: Vec<(usize, Vec<u8>)>,
 }
 
+/// A connection being collected, directions in `FlowKey` terms.
+#[derive(Default)]
+struct Collecting {
+    /// The direction that sent the SYN.
+    client: Option<usize>,
+    server_port: u16,
+    next_seq: [Option<u32>; 2],
+    chunks: Vec<(usize, Vec<u8>)>,
+}
+
 fn tls_connections() -> Vec<Conn> {
     let mut out = Vec::new();
     for cap in common::captures() {
-        // key -> (client's dir in key terms, server port, next seq per key dir, chunks)
-        let mut flows: HashMap<FlowKey, (Option<usize>, u16, [Option<u32>; 2], Vec<(usize, Vec<u8>)>)> = HashMap::new();
+        let mut flows: HashMap<FlowKey, Collecting> = HashMap::new();
         let mut order = Vec::new();
         for f in &cap.frames {
             let Ok(seg) = decode(f.link, &f.data) else { continue };
             let (key, dir) = FlowKey::of(&seg);
             let e = flows.entry(key).or_insert_with(|| {
                 order.push(key);
-                (None, 0, [None, None], Vec::new())
+                Collecting::default()
             });
             if seg.flags.syn() {
                 if !seg.flags.ack() {
-                    e.0 = Some(dir);
-                    e.1 = seg.dport;
+                    e.client = Some(dir);
+                    e.server_port = seg.dport;
                 }
-                e.2[dir] = Some(seg.seq.wrapping_add(1));
-                continue;
-            }
-            if seg.payload.is_empty() {
+                e.next_seq[dir] = Some(seg.seq.wrapping_add(1));
                 continue;
             }
             // in-order segments only (the committed captures have next to no retransmissions)
-            if e.2[dir] != Some(seg.seq) {
+            if seg.payload.is_empty() || e.next_seq[dir] != Some(seg.seq) {
                 continue;
             }
-            e.2[dir] = Some(seg.seq.wrapping_add(seg.payload.len() as u32));
-            e.3.push((dir, seg.payload.to_vec()));
+            e.next_seq[dir] = Some(seg.seq.wrapping_add(seg.payload.len() as u32));
+            e.chunks.push((dir, seg.payload.to_vec()));
         }
         for key in order {
-            let (client, port, _, chunks) = flows.remove(&key).expect("flow");
-            let Some(client) = client else { continue };
+            let c = flows.remove(&key).expect("flow");
+            let Some(client) = c.client else { continue };
             // TLS from the client's first byte (a handshake record)
-            if chunks
+            if c.chunks
                 .iter()
                 .find(|(d, _)| *d == client)
                 .is_none_or(|(_, b)| b.first() != Some(&0x16))
@@ -60,8 +66,12 @@ fn tls_connections() -> Vec<Conn> {
                 continue;
             }
             out.push(Conn {
-                server_port: port,
-                chunks: chunks.into_iter().map(|(d, b)| (usize::from(d != client), b)).collect(),
+                server_port: c.server_port,
+                chunks: c
+                    .chunks
+                    .into_iter()
+                    .map(|(d, b)| (usize::from(d != client), b))
+                    .collect(),
             });
         }
     }

@@ -264,3 +264,26 @@ impl FlowTable {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod memory_budget {
+    /// A decided connection keeps a `Flow` (plus its index entry): issue 7 allows 512 bytes.
+    /// An undecided one also holds `Active` and the classifier. These bounds catch a field that
+    /// silently makes a million connections cost another gigabyte.
+    #[test]
+    fn per_connection_state_stays_small() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<super::Flow>() <= 320,
+            "Flow is {} bytes",
+            size_of::<super::Flow>()
+        );
+        assert!(
+            size_of::<super::Active>() <= 400,
+            "Active is {} bytes",
+            size_of::<super::Active>()
+        );
+        let c = size_of::<crate::tls_classifier::Classifier>();
+        assert!(c <= 640, "Classifier is {c} bytes");
+    }
+}

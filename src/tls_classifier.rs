@@ -132,9 +132,10 @@ pub struct TlsFacts {
     pub client_dir: Option<usize>,
     pub client_hello: Option<ClientHelloFacts>,
     pub hello_retry: bool,
+    // Boxed: a certificate is large and most connections waiting in mid-handshake have none.
     pub server_hello: Option<ServerHelloFacts>,
-    pub server_chain: Option<Chain>,
-    pub client_chain: Option<Chain>,
+    pub server_chain: Option<Box<Chain>>,
+    pub client_chain: Option<Box<Chain>>,
     pub certificate_requested: bool,
     /// A NewSessionTicket in clear (TLS <= 1.2): hash of the ticket.
     pub new_ticket: Option<u64>,
@@ -303,13 +304,10 @@ impl Classifier {
                 bytes = &bytes[n..];
                 if d.need == 0 && d.keep {
                     d.keep = false;
+                    // The body buffer is dropped after each record: a connection waiting in
+                    // mid-handshake then holds nothing, which is what a million of them cost.
                     let body = std::mem::take(&mut self.dirs[dir].body);
                     self.on_record_body(dir, &body);
-                    let d = &mut self.dirs[dir];
-                    if d.body.capacity() == 0 {
-                        d.body = body;
-                        d.body.clear();
-                    }
                 }
                 continue;
             }
@@ -467,7 +465,8 @@ impl Classifier {
         }
         let mut hs = hs;
         hs.drain(..consumed.min(hs.len()));
-        self.dirs[dir].hs = hs;
+        // Between messages nothing needs keeping; release the allocation.
+        self.dirs[dir].hs = if hs.is_empty() { Vec::new() } else { hs };
     }
 
     fn on_handshake(&mut self, dir: usize, ty: u8, body: &[u8]) {
@@ -602,9 +601,9 @@ impl Classifier {
             }
         };
         if self.facts.server_dir() == Some(dir) {
-            self.facts.server_chain = Some(chain);
+            self.facts.server_chain = Some(Box::new(chain));
         } else {
-            self.facts.client_chain = Some(chain);
+            self.facts.client_chain = Some(Box::new(chain));
         }
     }
 }

@@ -314,7 +314,7 @@ fn plaintext_evidence(info: &PlaintextInfo) -> String {
     }
 }
 
-fn identity(chain: &Option<Chain>) -> Option<String> {
+fn identity(chain: &Option<Box<Chain>>) -> Option<String> {
     chain.as_ref().and_then(|c| c.leaf.as_ref()).map(|l| l.identity())
 }
 
