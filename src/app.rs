@@ -75,8 +75,10 @@ pub enum PolicyCommand {
 pub struct ExplainArgs {
     /// Files or folders of YAML/JSON with the pods, services, PeerAuthentications and the
     /// `istio` ConfigMap (`kubectl get ... -A -o yaml`).
-    #[arg(long = "from", value_name = "PATH", required = true)]
+    #[arg(long = "from", value_name = "PATH", required_unless_present = "cluster")]
     pub from: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// The pod's namespace.
     #[arg(short = 'n', long, value_name = "NS")]
     pub namespace: String,
@@ -202,24 +204,73 @@ pub struct PolicyArgs {
     /// shows pod names and the PeerAuthentication mode Istio expects for each connection.
     #[arg(long = "policy-from", value_name = "PATH")]
     pub policy_from: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// Istio's root namespace (default: the mesh config's rootNamespace, else istio-system).
     #[arg(long, value_name = "NS")]
     pub root_namespace: Option<String>,
 }
 
+/// Reading the cluster itself instead of a dump.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KubeArgs {
+    /// Read pods, services, PeerAuthentications (security.istio.io v1, else v1beta1) and the
+    /// `istio` mesh config from the cluster of the current kubeconfig context.
+    #[arg(long)]
+    pub cluster: bool,
+    /// The kubeconfig context to use (as kubectl --context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Path to the kubeconfig file (as kubectl --kubeconfig; default: KUBECONFIG, ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+impl KubeArgs {
+    /// The cluster's objects, read through the Kubernetes API (`namespace`: only that one and
+    /// the root namespace). Notes (no Istio installed, v1beta1 fallback) go to standard error.
+    fn read(&self, namespace: Option<&str>) -> Result<Cluster> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let target = crate::kube_client::KubeTarget {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        };
+        let objects = rt.block_on(async {
+            let client = crate::kube_client::client(&target).await?;
+            crate::kube_client::cluster_objects(&client, namespace).await
+        })?;
+        for n in &objects.notes {
+            eprintln!("mtlscope: {n}");
+        }
+        objects.into_cluster().context("--cluster")
+    }
+}
+
+/// A cluster from dump files and/or the live cluster, with the root namespace override.
+fn load_cluster(
+    paths: &[std::path::PathBuf],
+    kube: &KubeArgs,
+    root_namespace: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<Option<Cluster>> {
+    let mut c = match (paths.is_empty(), kube.cluster) {
+        (true, false) => return Ok(None),
+        (false, false) => Cluster::load_paths(paths).context("--policy-from")?,
+        (true, true) => kube.read(namespace)?,
+        (false, true) => anyhow::bail!("give a cluster dump (--policy-from/--from) or --cluster, not both"),
+    };
+    if let Some(ns) = root_namespace {
+        c.set_root_namespace(ns);
+    }
+    for w in c.warnings() {
+        eprintln!("mtlscope: warning: {w}");
+    }
+    Ok(Some(c))
+}
+
 impl PolicyArgs {
     fn load(&self) -> Result<Option<Arc<Cluster>>> {
-        if self.policy_from.is_empty() {
-            return Ok(None);
-        }
-        let mut c = Cluster::load_paths(&self.policy_from).context("--policy-from")?;
-        if let Some(ns) = &self.root_namespace {
-            c.set_root_namespace(ns);
-        }
-        for w in c.warnings() {
-            eprintln!("mtlscope: warning: {w}");
-        }
-        Ok(Some(Arc::new(c)))
+        Ok(load_cluster(&self.policy_from, &self.kube, self.root_namespace.as_deref(), None)?.map(Arc::new))
     }
 }
 
@@ -630,6 +681,7 @@ pub fn agent(args: &AgentArgs) -> Result<i32> {
         limits: args.limits.clone(),
         policy: PolicyArgs {
             policy_from: Vec::new(),
+            kube: KubeArgs::default(),
             root_namespace: None,
         },
     };
@@ -639,10 +691,13 @@ pub fn agent(args: &AgentArgs) -> Result<i32> {
 
 /// `mtlscope policy explain`.
 pub fn explain(args: &ExplainArgs) -> Result<i32> {
-    let mut c = Cluster::load_paths(&args.from).context("--from")?;
-    if let Some(ns) = &args.root_namespace {
-        c.set_root_namespace(ns);
-    }
+    let c = load_cluster(
+        &args.from,
+        &args.kube,
+        args.root_namespace.as_deref(),
+        Some(&args.namespace),
+    )?
+    .context("--from or --cluster is required")?;
     let pod = c.find_pod(&args.namespace, &args.pod)?;
     let (port, d) = match (args.port, args.service_port) {
         (Some(p), _) => (p, c.effective(pod, p)),

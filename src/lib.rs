@@ -19,6 +19,7 @@ pub mod enrich;
 pub mod filter;
 pub mod flows;
 pub mod inspect;
+pub mod kube_client;
 pub mod mesh;
 pub mod netns;
 pub mod peer_authentication;

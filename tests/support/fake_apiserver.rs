@@ -1,0 +1,1113 @@
+//! An in-process fake Kubernetes API server: real HTTP/1.1 on 127.0.0.1, real paths, and JSON
+//! shaped as kube-apiserver shapes it, so the code under test runs its real client (kube, hyper,
+//! serde) without a cluster.
+//!
+//! What it serves, from the objects it was given:
+//! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}`, `/apis/{group}/{version}`;
+//!   whether `security.istio.io` is served, and in which versions, is chosen with [`IstioApi`];
+//! - `GET` of collections (all namespaces or one) with `labelSelector` (`=`, `==`, `!=`, `in`,
+//!   `notin`, `key`, `!key`), `fieldSelector` (the fields the real server supports for that kind),
+//!   `limit` and `continue`; answers are `<Kind>List` objects whose items, for built-in kinds, carry
+//!   no `apiVersion`/`kind` (as the real server sends them), while custom resources' items do;
+//! - `GET` of one object, `POST` to a collection (create, with `generateName`) and `DELETE` of
+//!   one object, enough for the plugin's helper pod;
+//! - errors as `Status` objects: 404 `NotFound`, 403 `Forbidden` for resources made forbidden with
+//!   [`Builder::forbid`], 409 `AlreadyExists`, 400 `BadRequest`, 405 `MethodNotAllowed`.
+//!
+//! Every request is recorded ([`FakeApiServer::requests`]) so a test can assert what was asked.
+//!
+//! Extension points, for what it does not do yet:
+//! - [`Builder::handler`]: a function that sees each request first and may answer it (a watch
+//!   stream, a pod's status changing after creation, a failure injected on the n-th call);
+//! - exec/attach (`POST .../pods/{name}/exec`, a WebSocket upgrade): connections are served with
+//!   upgrades enabled; an upgrade-aware route belongs in `handle`, before the request is
+//!   turned into a [`RecordedRequest`], using `hyper::upgrade::on`.
+#![allow(dead_code)] // Each test binary that includes this module uses a different part of it.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Which versions of `security.istio.io` the fake serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IstioApi {
+    /// Istio 1.22 and later.
+    V1AndV1beta1,
+    /// Istio before 1.22.
+    V1beta1Only,
+    /// No Istio CRDs: `/apis/security.istio.io` is a 404.
+    Absent,
+}
+
+impl IstioApi {
+    fn versions(self) -> &'static [&'static str] {
+        match self {
+            IstioApi::V1AndV1beta1 => &["v1", "v1beta1"],
+            IstioApi::V1beta1Only => &["v1beta1"],
+            IstioApi::Absent => &[],
+        }
+    }
+}
+
+/// One request as the server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    /// Decoded query parameters, in order.
+    pub query: Vec<(String, String)>,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+impl std::fmt::Display for RecordedRequest {
+    /// `GET /api/v1/pods?limit=500`, query decoded.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)?;
+        for (i, (k, v)) in self.query.iter().enumerate() {
+            write!(f, "{}{k}={v}", if i == 0 { '?' } else { '&' })?;
+        }
+        Ok(())
+    }
+}
+
+/// An answer: an HTTP status and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(body: Value) -> Reply {
+        Reply { status: 200, body }
+    }
+
+    /// A `Status` object as kube-apiserver sends it for a failure.
+    pub fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Reply {
+        let mut body = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        });
+        if let Some(d) = details {
+            body["details"] = d;
+        }
+        Reply { status: code, body }
+    }
+
+    fn not_found_path() -> Reply {
+        Reply::status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            Some(json!({})),
+        )
+    }
+
+    fn bad_request(message: &str) -> Reply {
+        Reply::status(400, "BadRequest", message, None)
+    }
+}
+
+/// A function that sees every request before the built-in routes and may answer it.
+pub type Handler = Arc<dyn Fn(&RecordedRequest, &mut Store) -> Option<Reply> + Send + Sync>;
+
+/// A resource the fake knows how to serve.
+#[derive(Debug)]
+pub struct ResourceType {
+    pub group: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    /// Field selectors the real server accepts besides `metadata.name` and `metadata.namespace`.
+    pub fields: &'static [&'static str],
+}
+
+pub const RESOURCE_TYPES: &[ResourceType] = &[
+    ResourceType {
+        group: "",
+        plural: "pods",
+        kind: "Pod",
+        namespaced: true,
+        fields: &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+    },
+    ResourceType {
+        group: "",
+        plural: "services",
+        kind: "Service",
+        namespaced: true,
+        fields: &[],
+    },
+    ResourceType {
+        group: "",
+        plural: "configmaps",
+        kind: "ConfigMap",
+        namespaced: true,
+        fields: &[],
+    },
+    ResourceType {
+        group: "",
+        plural: "namespaces",
+        kind: "Namespace",
+        namespaced: false,
+        fields: &["status.phase"],
+    },
+    ResourceType {
+        group: "",
+        plural: "nodes",
+        kind: "Node",
+        namespaced: false,
+        fields: &["spec.unschedulable"],
+    },
+    ResourceType {
+        group: "",
+        plural: "serviceaccounts",
+        kind: "ServiceAccount",
+        namespaced: true,
+        fields: &[],
+    },
+    ResourceType {
+        group: "apps",
+        plural: "deployments",
+        kind: "Deployment",
+        namespaced: true,
+        fields: &[],
+    },
+    ResourceType {
+        group: "apps",
+        plural: "statefulsets",
+        kind: "StatefulSet",
+        namespaced: true,
+        fields: &[],
+    },
+    ResourceType {
+        group: "apps",
+        plural: "daemonsets",
+        kind: "DaemonSet",
+        namespaced: true,
+        fields: &[],
+    },
+    ResourceType {
+        group: "apps",
+        plural: "replicasets",
+        kind: "ReplicaSet",
+        namespaced: true,
+        fields: &[],
+    },
+    ResourceType {
+        group: "security.istio.io",
+        plural: "peerauthentications",
+        kind: "PeerAuthentication",
+        namespaced: true,
+        fields: &[],
+    },
+];
+
+const BUILT_IN_GROUPS: &[&str] = &["", "apps"];
+
+/// A resource made forbidden: every verb on it is answered 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forbidden {
+    pub group: String,
+    pub plural: String,
+    /// `None`: in every namespace and at the cluster scope; `Some(ns)`: only in `ns`.
+    pub namespace: Option<String>,
+}
+
+/// (group, kind, namespace, name): what makes an object unique; the version is not part of it
+/// (the real server stores one object and serves it in every version of its group).
+type Key = (String, String, Option<String>, String);
+
+/// The objects the server holds, each with its own `apiVersion` and `kind`, in key order, which
+/// is also the order lists are served in (by namespace, then name).
+#[derive(Debug, Default)]
+pub struct Store {
+    objects: BTreeMap<Key, Value>,
+    resource_version: u64,
+    uids: u64,
+}
+
+impl Store {
+    pub fn objects(&self) -> impl Iterator<Item = &Value> {
+        self.objects.values()
+    }
+
+    /// Adds an object (a `List` is unpacked), or replaces the one with the same key. Objects
+    /// without a `resourceVersion` get one.
+    pub fn insert(&mut self, object: Value) {
+        if object.get("kind").and_then(Value::as_str) == Some("List") {
+            if let Some(items) = object.get("items").and_then(Value::as_array) {
+                for item in items.clone() {
+                    self.insert(item);
+                }
+            }
+            return;
+        }
+        let mut object = object;
+        self.resource_version += 1;
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.entry("resourceVersion")
+                .or_insert_with(|| Value::from(self.resource_version.to_string()));
+        }
+        self.objects.insert(key_of(&object), object);
+    }
+
+    pub fn get(&self, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<&Value> {
+        self.objects.get(&key(group, kind, namespace, name))
+    }
+
+    pub fn remove(&mut self, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        self.objects.remove(&key(group, kind, namespace, name))
+    }
+
+    /// Objects of one group and kind, in namespace/name order.
+    fn of_kind<'a>(&'a self, group: &'a str, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        let from = (group.to_owned(), kind.to_owned(), None, String::new());
+        self.objects
+            .range(from..)
+            .take_while(move |(k, _)| k.0 == group && k.1 == kind)
+            .map(|(_, v)| v)
+    }
+
+    fn next_uid(&mut self) -> String {
+        self.uids += 1;
+        format!("00000000-0000-4000-8000-{:012x}", self.uids)
+    }
+}
+
+fn key(group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Key {
+    (
+        group.to_owned(),
+        kind.to_owned(),
+        namespace.map(str::to_owned),
+        name.to_owned(),
+    )
+}
+
+fn key_of(o: &Value) -> Key {
+    key(
+        group_of(str_at(o, "/apiVersion").unwrap_or_default()),
+        str_at(o, "/kind").unwrap_or_default(),
+        str_at(o, "/metadata/namespace"),
+        str_at(o, "/metadata/name").unwrap_or_default(),
+    )
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+struct State {
+    store: Store,
+    istio: IstioApi,
+    forbidden: Vec<Forbidden>,
+    handlers: Vec<Handler>,
+    requests: Vec<RecordedRequest>,
+    addr: SocketAddr,
+}
+
+/// Sets up a [`FakeApiServer`].
+pub struct Builder {
+    objects: Vec<Value>,
+    istio: IstioApi,
+    forbidden: Vec<Forbidden>,
+    handlers: Vec<Handler>,
+}
+
+impl Builder {
+    /// Objects to serve; `List`s are unpacked.
+    pub fn objects(mut self, objects: impl IntoIterator<Item = Value>) -> Builder {
+        self.objects.extend(objects);
+        self
+    }
+
+    pub fn istio(mut self, istio: IstioApi) -> Builder {
+        self.istio = istio;
+        self
+    }
+
+    /// Answers 403 to every request for `plural` in `group` (in `namespace`, or everywhere).
+    pub fn forbid(mut self, group: &str, plural: &str, namespace: Option<&str>) -> Builder {
+        self.forbidden.push(Forbidden {
+            group: group.to_owned(),
+            plural: plural.to_owned(),
+            namespace: namespace.map(str::to_owned),
+        });
+        self
+    }
+
+    /// See the module documentation: consulted, in the order added, before the built-in routes.
+    pub fn handler(
+        mut self,
+        f: impl Fn(&RecordedRequest, &mut Store) -> Option<Reply> + Send + Sync + 'static,
+    ) -> Builder {
+        self.handlers.push(Arc::new(f));
+        self
+    }
+
+    /// Binds 127.0.0.1 on a free port and serves until the [`FakeApiServer`] is dropped. Must be
+    /// called inside a Tokio runtime (`#[tokio::test]`).
+    pub async fn start(self) -> FakeApiServer {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let mut store = Store::default();
+        for o in self.objects {
+            store.insert(o);
+        }
+        let state = Arc::new(Mutex::new(State {
+            store,
+            istio: self.istio,
+            forbidden: self.forbidden,
+            handlers: self.handlers,
+            requests: Vec::new(),
+            addr,
+        }));
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let serving = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => break,
+                    },
+                };
+                let state = serving.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(state.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        FakeApiServer {
+            addr,
+            state,
+            _stop: stop,
+        }
+    }
+}
+
+/// See the module documentation.
+pub struct FakeApiServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    /// Dropping it stops the accept loop.
+    _stop: oneshot::Sender<()>,
+}
+
+impl FakeApiServer {
+    pub fn builder() -> Builder {
+        Builder {
+            objects: Vec::new(),
+            istio: IstioApi::V1AndV1beta1,
+            forbidden: Vec::new(),
+            handlers: Vec::new(),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kube client for this server, plain HTTP, default namespace `default`.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url().parse().expect("server URL"));
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state().requests.clone()
+    }
+
+    /// The requests as `METHOD /path?query` lines, for assertions and failure messages.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.state().requests.iter().map(ToString::to_string).collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
+    }
+
+    /// Reads or changes the objects while the server runs.
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        f(&mut self.state().store)
+    }
+
+    pub fn set_istio(&self, istio: IstioApi) {
+        self.state().istio = istio;
+    }
+}
+
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    // An exec/attach upgrade route would go here, while `parts` still holds the connection.
+    let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    let recorded = RecordedRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(parse_query).unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    };
+    let reply = {
+        let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.requests.push(recorded.clone());
+        route(&mut state, &recorded)
+    };
+    let body = serde_json::to_vec(&reply.body).unwrap_or_default();
+    let response = Response::builder()
+        .status(reply.status)
+        .header("content-type", "application/json")
+        .header("audit-id", "00000000-0000-4000-8000-000000000000")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------------------------
+
+fn route(state: &mut State, req: &RecordedRequest) -> Reply {
+    let handlers = state.handlers.clone();
+    for h in &handlers {
+        if let Some(reply) = h(req, &mut state.store) {
+            return reply;
+        }
+    }
+    route_builtin(state, req)
+}
+
+fn route_builtin(state: &mut State, req: &RecordedRequest) -> Reply {
+    let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    let get = req.method == "GET";
+    match segments.as_slice() {
+        ["version"] if get => Reply::ok(json!({
+            "major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "gitCommit": "0000000",
+            "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2",
+            "compiler": "gc", "platform": "linux/amd64"
+        })),
+        ["api"] if get => Reply::ok(json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": state.addr.to_string()}],
+        })),
+        ["apis"] if get => {
+            let groups: Vec<Value> = served_groups(state.istio)
+                .into_iter()
+                .filter(|(g, _)| !g.is_empty())
+                .map(|(g, versions)| group_document(g, versions))
+                .collect();
+            Reply::ok(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+        }
+        ["apis", group] if get => match served_versions(state.istio, group) {
+            Some(versions) => Reply::ok(group_document(group, versions)),
+            None => Reply::not_found_path(),
+        },
+        ["api", version, rest @ ..] => resource_request(state, req, "", version, rest),
+        ["apis", group, version, rest @ ..] => resource_request(state, req, group, version, rest),
+        _ => Reply::not_found_path(),
+    }
+}
+
+fn served_groups(istio: IstioApi) -> Vec<(&'static str, &'static [&'static str])> {
+    let mut out: Vec<(&'static str, &'static [&'static str])> = vec![("", &["v1"]), ("apps", &["v1"])];
+    if istio != IstioApi::Absent {
+        out.push(("security.istio.io", istio.versions()));
+    }
+    out
+}
+
+fn served_versions(istio: IstioApi, group: &str) -> Option<&'static [&'static str]> {
+    served_groups(istio)
+        .into_iter()
+        .find(|(g, _)| *g == group)
+        .map(|(_, v)| v)
+}
+
+fn group_document(group: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    json!({
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": group,
+        "versions": versions,
+        "preferredVersion": versions.first().cloned().unwrap_or(Value::Null),
+    })
+}
+
+fn api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    }
+}
+
+/// `/api/v1/...` and `/apis/{group}/{version}/...` after the version.
+fn resource_request(state: &mut State, req: &RecordedRequest, group: &str, version: &str, rest: &[&str]) -> Reply {
+    let served = served_versions(state.istio, group).is_some_and(|vs| vs.contains(&version));
+    if !served {
+        return Reply::not_found_path();
+    }
+    let types = || RESOURCE_TYPES.iter().filter(move |t| t.group == group);
+    let find = |plural: &str| types().find(|t| t.plural == plural);
+    // (type, namespace, name, subresource)
+    let parsed = match rest {
+        [] if req.method == "GET" => {
+            let resources: Vec<Value> = types()
+                .map(|t| {
+                    json!({"name": t.plural, "singularName": t.kind.to_ascii_lowercase(), "namespaced": t.namespaced,
+                           "kind": t.kind, "verbs": ["create", "delete", "get", "list", "watch"]})
+                })
+                .collect();
+            return Reply::ok(json!({
+                "kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": api_version(group, version), "resources": resources,
+            }));
+        }
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|t| t.namespaced) => (
+            find(plural),
+            Some(*ns),
+            tail.first().copied(),
+            tail.get(1).copied(),
+            tail.len() > 2,
+        ),
+        [plural, tail @ ..] => (
+            find(plural),
+            None,
+            tail.first().copied(),
+            tail.get(1).copied(),
+            tail.len() > 2,
+        ),
+        [] => (None, None, None, None, false),
+    };
+    let (Some(ty), namespace, name, subresource, too_long) = parsed else {
+        return Reply::not_found_path();
+    };
+    if too_long || (ty.namespaced && namespace.is_none() && name.is_some()) {
+        return Reply::not_found_path();
+    }
+    let verb = match (req.method.as_str(), name) {
+        ("GET", None) if req.query("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
+        ("GET", None) => "list",
+        ("GET", Some(_)) => "get",
+        ("POST", None) => "create",
+        ("DELETE", Some(_)) => "delete",
+        ("DELETE", None) => "deletecollection",
+        ("PUT", Some(_)) => "update",
+        ("PATCH", Some(_)) => "patch",
+        _ => "",
+    };
+    if let Some(reply) = forbidden(state, ty, namespace, verb) {
+        return reply;
+    }
+    if let Some(sub) = subresource {
+        return Reply::status(
+            404,
+            "NotFound",
+            &format!("fake apiserver: subresource '{sub}' is not implemented (add a handler)"),
+            None,
+        );
+    }
+    let av = api_version(group, version);
+    match verb {
+        "list" => list(state, req, ty, &av, namespace),
+        "watch" => Reply::status(
+            405,
+            "MethodNotAllowed",
+            "fake apiserver: watch is not implemented (add a handler)",
+            None,
+        ),
+        "get" => {
+            let name = name.unwrap_or_default();
+            match state.store.get(group, ty.kind, namespace, name) {
+                Some(o) => Reply::ok(served_object(o, &av)),
+                None => not_found(ty, name),
+            }
+        }
+        "create" => create(state, req, ty, &av, namespace),
+        "delete" => {
+            let name = name.unwrap_or_default();
+            match state.store.remove(group, ty.kind, namespace, name) {
+                Some(o) => Reply::ok(served_object(&o, &av)),
+                None => not_found(ty, name),
+            }
+        }
+        _ => Reply::status(
+            405,
+            "MethodNotAllowed",
+            &format!("fake apiserver: {} is not implemented (add a handler)", req.method),
+            None,
+        ),
+    }
+}
+
+fn qualified(ty: &ResourceType) -> String {
+    if ty.group.is_empty() {
+        ty.plural.to_owned()
+    } else {
+        format!("{}.{}", ty.plural, ty.group)
+    }
+}
+
+fn forbidden(state: &State, ty: &ResourceType, namespace: Option<&str>, verb: &str) -> Option<Reply> {
+    let hit = state.forbidden.iter().any(|f| {
+        f.group == ty.group && f.plural == ty.plural && (f.namespace.is_none() || f.namespace.as_deref() == namespace)
+    });
+    if !hit {
+        return None;
+    }
+    let scope = match namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_owned(),
+    };
+    let message = format!(
+        "{} is forbidden: User \"system:serviceaccount:default:mtlscope\" cannot {verb} resource \"{}\" \
+         in API group \"{}\" {scope}",
+        qualified(ty),
+        ty.plural,
+        ty.group
+    );
+    Some(Reply::status(
+        403,
+        "Forbidden",
+        &message,
+        Some(json!({"group": ty.group, "kind": ty.plural})),
+    ))
+}
+
+fn not_found(ty: &ResourceType, name: &str) -> Reply {
+    Reply::status(
+        404,
+        "NotFound",
+        &format!("{} \"{name}\" not found", qualified(ty)),
+        Some(json!({"name": name, "group": ty.group, "kind": ty.plural})),
+    )
+}
+
+/// An object as served at `api_version` (the real server converts between versions; for the
+/// resources here the schemas are the same).
+fn served_object(o: &Value, api_version: &str) -> Value {
+    let mut o = o.clone();
+    o["apiVersion"] = Value::from(api_version);
+    o
+}
+
+fn list(state: &State, req: &RecordedRequest, ty: &ResourceType, av: &str, namespace: Option<&str>) -> Reply {
+    let labels = match parse_label_selector(req.query("labelSelector").unwrap_or_default()) {
+        Ok(l) => l,
+        Err(e) => return Reply::bad_request(&format!("unable to parse requirement: {e}")),
+    };
+    let fields = match parse_field_selector(req.query("fieldSelector").unwrap_or_default(), ty) {
+        Ok(f) => f,
+        Err(e) => return Reply::bad_request(&e),
+    };
+    let items: Vec<&Value> = state
+        .store
+        .of_kind(ty.group, ty.kind)
+        .filter(|o| namespace.is_none() || str_at(o, "/metadata/namespace") == namespace)
+        .filter(|o| labels.iter().all(|r| r.matches(o)))
+        .filter(|o| fields.iter().all(|f| f.matches(o)))
+        .collect();
+
+    let start = match req.query("continue") {
+        None | Some("") => 0,
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if n <= items.len() => n,
+            _ => return Reply::bad_request(&format!("continue key is not valid: {t}")),
+        },
+    };
+    let limit = req
+        .query("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|&l| l > 0);
+    let end = limit.map_or(items.len(), |l| (start + l).min(items.len()));
+    let built_in = BUILT_IN_GROUPS.contains(&ty.group);
+    let page: Vec<Value> = items[start..end]
+        .iter()
+        .map(|o| {
+            let mut o = served_object(o, av);
+            if built_in {
+                // Typed lists from the real server leave these to the list.
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("apiVersion");
+                    m.remove("kind");
+                }
+            }
+            o
+        })
+        .collect();
+    let mut metadata = Map::new();
+    metadata.insert(
+        "resourceVersion".into(),
+        state.store.resource_version.to_string().into(),
+    );
+    if end < items.len() {
+        metadata.insert("continue".into(), end.to_string().into());
+        metadata.insert("remainingItemCount".into(), (items.len() - end).into());
+    }
+    Reply::ok(json!({
+        "kind": format!("{}List", ty.kind),
+        "apiVersion": av,
+        "metadata": metadata,
+        "items": page,
+    }))
+}
+
+fn create(state: &mut State, req: &RecordedRequest, ty: &ResourceType, av: &str, namespace: Option<&str>) -> Reply {
+    let Some(Value::Object(mut object)) = req.json() else {
+        return Reply::bad_request("the body of the request is not a JSON object");
+    };
+    let mut meta = match object.remove("metadata") {
+        Some(Value::Object(m)) => m,
+        None => Map::new(),
+        Some(_) => return Reply::bad_request("metadata is not an object"),
+    };
+    if let (Some(ns), Some(body_ns)) = (namespace, meta.get("namespace").and_then(Value::as_str)) {
+        if ns != body_ns {
+            return Reply::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            );
+        }
+    }
+    let name = match (
+        meta.get("name").and_then(Value::as_str),
+        meta.get("generateName").and_then(Value::as_str),
+    ) {
+        (Some(n), _) if !n.is_empty() => n.to_owned(),
+        (_, Some(prefix)) => format!("{prefix}{}", suffix(state.store.uids + 1)),
+        _ => {
+            return Reply::status(
+                422,
+                "Invalid",
+                &format!(
+                    "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                    ty.kind
+                ),
+                None,
+            )
+        }
+    };
+    if state.store.get(ty.group, ty.kind, namespace, &name).is_some() {
+        return Reply::status(
+            409,
+            "AlreadyExists",
+            &format!("{} \"{name}\" already exists", qualified(ty)),
+            Some(json!({"name": name, "group": ty.group, "kind": ty.plural})),
+        );
+    }
+    let uid = state.store.next_uid();
+    meta.insert("name".into(), name.into());
+    if let Some(ns) = namespace {
+        meta.insert("namespace".into(), ns.into());
+    }
+    meta.insert("uid".into(), uid.into());
+    meta.insert("creationTimestamp".into(), rfc3339_now().into());
+    meta.remove("resourceVersion");
+    object.insert("apiVersion".into(), av.into());
+    object.insert("kind".into(), ty.kind.into());
+    object.insert("metadata".into(), Value::Object(meta));
+    if ty.kind == "Pod" && !object.contains_key("status") {
+        object.insert("status".into(), json!({"phase": "Pending", "qosClass": "BestEffort"}));
+    }
+    let object = Value::Object(object);
+    state.store.insert(object.clone());
+    let stored = state
+        .store
+        .objects
+        .get(&key_of(&object))
+        .cloned()
+        .unwrap_or_else(|| object.clone());
+    Reply {
+        status: 201,
+        body: stored,
+    }
+}
+
+/// `generateName` suffixes use five characters from this alphabet (no vowels, no look-alikes).
+fn suffix(n: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = n.wrapping_mul(2_654_435_761);
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
+            n /= ALPHABET.len() as u64;
+            c
+        })
+        .collect()
+}
+
+fn rfc3339_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selectors
+// ---------------------------------------------------------------------------------------------
+
+/// One requirement of a label selector, with Kubernetes' semantics (`!=` and `notin` match
+/// objects that lack the label).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelRequirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, BTreeSet<String>),
+    NotIn(String, BTreeSet<String>),
+    Exists(String),
+    DoesNotExist(String),
+}
+
+impl LabelRequirement {
+    fn matches(&self, o: &Value) -> bool {
+        let label = |k: &str| {
+            o.get("metadata")
+                .and_then(|m| m.get("labels"))
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+        };
+        match self {
+            LabelRequirement::Equals(k, v) => label(k) == Some(v.as_str()),
+            LabelRequirement::NotEquals(k, v) => label(k) != Some(v.as_str()),
+            LabelRequirement::In(k, vs) => label(k).is_some_and(|l| vs.contains(l)),
+            LabelRequirement::NotIn(k, vs) => !label(k).is_some_and(|l| vs.contains(l)),
+            LabelRequirement::Exists(k) => label(k).is_some(),
+            LabelRequirement::DoesNotExist(k) => label(k).is_none(),
+        }
+    }
+}
+
+/// `app=reviews,version in (v1,v2),!canary`.
+pub fn parse_label_selector(s: &str) -> Result<Vec<LabelRequirement>, String> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                terms.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&s[start..]);
+    let valid_key = |k: &str| !k.is_empty() && !k.contains(char::is_whitespace) && !k.contains(['=', '!', '(', ')']);
+    let mut out = Vec::new();
+    for term in terms.into_iter().map(str::trim) {
+        if term.is_empty() {
+            if s.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("empty requirement in {s:?}"));
+        }
+        let requirement = if let Some(key) = term.strip_prefix('!') {
+            LabelRequirement::DoesNotExist(key.trim().to_owned())
+        } else if let Some((lhs, set)) = term.split_once('(') {
+            let set = set
+                .strip_suffix(')')
+                .ok_or_else(|| format!("{term:?}: expected ')' at the end"))?;
+            let values: BTreeSet<String> = set.split(',').map(|v| v.trim().to_owned()).collect();
+            let mut words = lhs.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(k), Some("in"), None) => LabelRequirement::In(k.to_owned(), values),
+                (Some(k), Some("notin"), None) => LabelRequirement::NotIn(k.to_owned(), values),
+                _ => return Err(format!("{term:?}: expected KEY in (...) or KEY notin (...)")),
+            }
+        } else if let Some((k, v)) = term.split_once("!=") {
+            LabelRequirement::NotEquals(k.trim().to_owned(), v.trim().to_owned())
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            LabelRequirement::Equals(k.trim().to_owned(), v.trim().to_owned())
+        } else {
+            LabelRequirement::Exists(term.to_owned())
+        };
+        let key = match &requirement {
+            LabelRequirement::Equals(k, _)
+            | LabelRequirement::NotEquals(k, _)
+            | LabelRequirement::In(k, _)
+            | LabelRequirement::NotIn(k, _)
+            | LabelRequirement::Exists(k)
+            | LabelRequirement::DoesNotExist(k) => k,
+        };
+        if !valid_key(key) {
+            return Err(format!("{term:?}: invalid label key {key:?}"));
+        }
+        out.push(requirement);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldRequirement {
+    /// JSON pointer into the object.
+    pointer: String,
+    value: String,
+    equal: bool,
+}
+
+impl FieldRequirement {
+    fn matches(&self, o: &Value) -> bool {
+        let actual = match o.pointer(&self.pointer) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        };
+        (actual == self.value) == self.equal
+    }
+}
+
+/// `metadata.name=istio,metadata.namespace!=kube-system`; only the fields the real server
+/// supports for the kind, so a client relying on an unsupported one fails here as it would there.
+fn parse_field_selector(s: &str, ty: &ResourceType) -> Result<Vec<FieldRequirement>, String> {
+    let mut out = Vec::new();
+    for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (field, value, equal) = if let Some((f, v)) = term.split_once("!=") {
+            (f, v, false)
+        } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            (f, v, true)
+        } else {
+            return Err(format!("invalid selector: '{s}'; can't understand '{term}'"));
+        };
+        let field = field.trim();
+        if !matches!(field, "metadata.name" | "metadata.namespace") && !ty.fields.contains(&field) {
+            return Err(format!(
+                "field label not supported: {field} (for {} the fake, like the real server, supports \
+                 metadata.name, metadata.namespace{})",
+                qualified(ty),
+                ty.fields.iter().map(|f| format!(", {f}")).collect::<String>()
+            ));
+        }
+        out.push(FieldRequirement {
+            pointer: format!("/{}", field.replace('.', "/")),
+            value: value.trim().to_owned(),
+            equal,
+        });
+    }
+    Ok(out)
+}
+
+/// `a=1&b=x%3Dy` -> [("a","1"),("b","x=y")]; `+` is a space, as in form encoding.
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
