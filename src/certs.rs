@@ -38,6 +38,9 @@ pub struct CertInfo {
     pub san_email: Vec<String>,
     /// First URI SAN starting with "spiffe://".
     pub spiffe_id: Option<String>,
+    /// That SPIFFE ID split into trust domain, path, and (Istio form) namespace and service
+    /// account.
+    pub spiffe: Option<SpiffeId>,
     /// Lowercase hex SHA-256 over the certificate's DER, no separators (what
     /// `openssl x509 -fingerprint -sha256` shows, minus colons and case).
     pub sha256: String,
@@ -126,6 +129,7 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertInfo, CertError> {
         san_uri: Vec::new(),
         san_email: Vec::new(),
         spiffe_id: None,
+        spiffe: None,
         sha256: sha256_hex(cert_der),
         public_key: public_key_name(&tbs.subject_pki),
         signature_algorithm: signature_algorithm_name(&cert.signature_algorithm),
@@ -145,6 +149,7 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertInfo, CertError> {
         }
     }
     info.spiffe_id = info.san_uri.iter().find(|uri| uri.starts_with("spiffe://")).cloned();
+    info.spiffe = info.spiffe_id.as_deref().and_then(parse_spiffe_id);
     Ok(info)
 }
 
@@ -442,6 +447,7 @@ mod tests {
                 san_uri: vec![],
                 san_email: vec![],
                 spiffe_id: None,
+                spiffe: None,
                 sha256: "2997053995788fb82cd8de707685044c39486edf519a364298921ba234b1cf44".into(),
                 public_key: "RSA 2048".into(),
                 signature_algorithm: "sha256WithRSAEncryption".into(),

@@ -84,6 +84,9 @@ pub struct PlaintextInfo {
     /// Request path without query string or fragment, bytes outside printable ASCII
     /// percent-encoded, at most `MAX_PATH_CHARS` characters (cut with "…").
     pub path: Option<String>,
+    /// HTTP/1.x `Host` header: the server name the client asked for, as SNI is for TLS. Only
+    /// host-name characters (letters, digits, `.-:[]`, at most 253); anything else gives None.
+    pub host: Option<String>,
 }
 
 impl PlaintextInfo {
@@ -92,8 +95,31 @@ impl PlaintextInfo {
             protocol,
             method: None,
             path: None,
+            host: None,
         }
     }
+}
+
+/// The `Host` header of an HTTP/1.x request head, if it is a plain host name (or address) with
+/// an optional port. No other header value is read.
+fn http1_host(client: &[u8]) -> Option<String> {
+    let head = client.split(|&b| b == b'\n').skip(1);
+    for line in head {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.len() > 5 && line[..5].eq_ignore_ascii_case(b"host:") {
+            let value = line[5..].trim_ascii();
+            let ok = !value.is_empty()
+                && value.len() <= 253
+                && value
+                    .iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || b".-:[]".contains(&c));
+            return ok.then(|| String::from_utf8_lossy(value).into_owned());
+        }
+    }
+    None
 }
 
 const MAX_PATH_CHARS: usize = 200;
@@ -109,6 +135,7 @@ pub fn identify(client: &[u8], server: &[u8], server_port: u16) -> PlaintextInfo
             protocol: Protocol::Http,
             method: Some(request.method.to_string()),
             path: request.target.and_then(sanitize_path),
+            host: http1_host(client),
         };
     }
     let mut found = Vec::new();
@@ -312,6 +339,7 @@ fn http2(client: &[u8], server: &[u8]) -> Option<PlaintextInfo> {
             protocol: if request.grpc { Protocol::Grpc } else { Protocol::Http2 },
             method: request.method.map(str::to_string),
             path: request.path,
+            host: None,
         });
     }
     if cut_preface {
@@ -1269,9 +1297,11 @@ mod tests {
                 protocol: Protocol::Http,
                 method: Some("GET".into()),
                 path: Some("/api/v1/items".into()),
+                // The Host names the server, as SNI does (issue 9 asks for it); no other header.
+                host: Some("internal.example".into()),
             }
         );
-        assert_no_leak(&info, &["token", "secret", "frag", "hunter2", "internal"]);
+        assert_no_leak(&info, &["token", "secret", "frag", "hunter2", "Bearer"]);
     }
 
     #[test]
@@ -1346,6 +1376,7 @@ mod tests {
                 protocol: Protocol::Grpc,
                 method: Some("POST".into()),
                 path: Some("/helloworld.Greeter/SayHello".into()),
+                host: None,
             }
         );
         assert_no_leak(&info, &["localhost", "secret", "Bearer", "trailers"]);
@@ -1663,5 +1694,26 @@ mod tests {
         no_ssl[5] &= !0x08;
         assert_eq!(upgrade_request(&no_ssl), None);
         assert_eq!(upgrade_request(b""), None);
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn host_is_a_plain_name_or_nothing() {
+        let info = identify(
+            b"GET /a?b=c HTTP/1.1\r\nUser-Agent: x\r\nHOST: Reviews.bookinfo:9080\r\n\r\n",
+            b"",
+            9080,
+        );
+        assert_eq!(info.host.as_deref(), Some("Reviews.bookinfo:9080"));
+        let info = identify(b"GET / HTTP/1.1\r\nHost: evil\x01name\r\n\r\n", b"", 80);
+        assert_eq!(info.host, None);
+        let info = identify(b"GET / HTTP/1.1\r\nX: y\r\n\r\nHost: body\r\n", b"", 80);
+        assert_eq!(info.host, None, "only the request head is read");
+        let info = identify(b"GET / HTTP/1.1\r\nHost: [fd00::1]:8080\r\n\r\n", b"", 80);
+        assert_eq!(info.host.as_deref(), Some("[fd00::1]:8080"));
     }
 }

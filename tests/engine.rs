@@ -228,3 +228,29 @@ fn syn_only_is_no_data() {
     assert_eq!(flows[0].verdict.verdict, Kind::NoData);
     assert!(flows[0].tcp.rst);
 }
+
+#[test]
+fn refused_starttls_stays_plaintext() {
+    let mut c = Conn::new(40006, 25, 1, 1);
+    let mut frames = vec![c.syn(), c.synack()];
+    frames.push(c.server(b"220 mx.test ESMTP\r\n"));
+    frames.push(c.client(b"EHLO client.test\r\n"));
+    frames.push(c.server(b"250-mx.test\r\n250 STARTTLS\r\n"));
+    frames.push(c.client(b"STARTTLS\r\n"));
+    frames.push(c.server(b"454 4.7.0 TLS not available due to temporary reason\r\n"));
+    frames.push(c.client(b"MAIL FROM:<a@client.test>\r\n"));
+    frames.push(c.server(b"250 2.1.0 Ok\r\n"));
+    frames.extend(c.fins());
+    let flows = run(&frames);
+    let v = &flows[0].verdict;
+    assert_eq!(v.verdict, Kind::Plaintext);
+    let p = v.plaintext.as_ref().unwrap();
+    assert_eq!(p.info.protocol.name(), "smtp");
+    assert_eq!(p.upgrade_refused.map(|p| p.name()), Some("smtp"));
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.contains("asked to upgrade smtp to TLS, but no TLS followed")),
+        "{v:?}"
+    );
+}
