@@ -15,7 +15,7 @@ secs=${1:-60}
 [ $# -gt 0 ] && shift
 targets=${*:-capture_file decode reassembly tls_stream certificate plaintext mesh}
 export RUSTC_BOOTSTRAP=1 # cargo fuzz needs nightly flags; only stable is installed
-export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 sanitizer=${SANITIZER:-address}
 
 for t in $targets; do

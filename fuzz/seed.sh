@@ -249,5 +249,5 @@ mesh(15008, True, None, ["h2"])
 PY
 rm -f corpus/.certs.hex corpus/.hellos.tsv
 for t in capture_file decode reassembly tls_stream certificate plaintext mesh; do
-  printf '%-14s %5s seeds\n' "$t" "$(ls "corpus/$t" | wc -l)"
+  printf '%-14s %5s seeds\n' "$t" "$(find "corpus/$t" -type f | wc -l)"
 done

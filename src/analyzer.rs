@@ -217,7 +217,10 @@ impl<O: Output> Engine<O> {
                 streams[dir].syn(seg.seq);
             }
             if seg.wire_len > 0 {
-                streams[dir].segment(seg.seq, seg.payload, seg.wire_len, &mut DirSink { inspector, dir });
+                // The SYN itself takes one sequence number: data in a SYN (TCP Fast Open)
+                // starts after it.
+                let seq = if f.syn() { seg.seq.wrapping_add(1) } else { seg.seq };
+                streams[dir].segment(seq, seg.payload, seg.wire_len, &mut DirSink { inspector, dir });
             }
             if f.ack() {
                 streams[1 - dir].acked(

@@ -148,10 +148,13 @@ impl Reassembler {
         let start = (start + skip as i64) as u64;
         let captured = payload.get(skip.min(payload.len() as u64) as usize..).unwrap_or(&[]);
         let cut = (end as u64 - start) - captured.len() as u64;
-        if start == self.next_off {
+        let overlaps_buffered = self.pending.first().is_some_and(|p| p.off < end as u64);
+        if start == self.next_off && !overlaps_buffered {
             self.deliver(captured, cut, sink);
             self.drain(sink);
         } else {
+            // Out of order, or in order but reaching bytes already buffered: insert() keeps
+            // the first copy of every byte and counts differences.
             self.insert(start, captured, cut, sink);
         }
     }
@@ -384,6 +387,19 @@ mod tests {
         let st = r.stats();
         assert_eq!(st.retransmissions, 1);
         assert_eq!(st.conflicts, 1);
+    }
+
+    /// Fuzz (reassembly): an in-order segment reaching bytes already buffered replaced them;
+    /// the first copy must win and the difference be counted.
+    #[test]
+    fn in_order_segment_does_not_override_buffered_first_copy() {
+        let mut r = Reassembler::new(DEFAULT_DIR_CAP);
+        let mut s = Collect::default();
+        r.syn(0);
+        r.segment(11, b"KLMNOPQRST", 10, &mut s);
+        r.segment(1, b"abcdefghijXXXXXXXXXXuvwxyz0123", 30, &mut s);
+        assert_eq!(s.bytes, b"abcdefghijKLMNOPQRSTuvwxyz0123");
+        assert_eq!(r.stats().conflicts, 1);
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn conflicting_overlap_is_counted() {
     let evil = frame((C, 40003), (S, 80), 2 + 10, Some(2), "", b"XXXXXXXXXX");
     frames.push(late);
     frames.push(evil);
-    frames.push(c.client(b"GET /x HTTP"));
+    frames.push(c.client(b"GET /x HTT")); // exactly fills the 10-byte hole
     let flows = run(&frames);
     assert_eq!(flows[0].tcp.client.conflicts, 1);
 }

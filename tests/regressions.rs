@@ -46,3 +46,25 @@ fn reassembly_segment_before_midstream_start() {
         .join("tests/data/regressions/reassembly-segment-before-midstream-start.pcap");
     assert_eq!(replay(&p), 1);
 }
+
+/// Fuzz (capture_file): a ClientHello carried in the SYN (TCP Fast Open) lost its first byte,
+/// because the data was placed at the SYN's own sequence number; the mTLS connection came out
+/// as plaintext.
+#[test]
+fn data_in_syn_is_placed_after_it() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/capture_file-syn-with-data.bin");
+    let data = std::fs::read(&p).unwrap();
+    let mut engine = Engine::new(Config::default(), Collect::default());
+    let mut r = CaptureReader::from_read("tfo", Box::new(std::io::Cursor::new(data))).unwrap();
+    while let Ok(Some(p)) = r.next_packet() {
+        let _ = engine.packet(p.ts_ns, p.link, p.data);
+    }
+    engine.finish();
+    let flows = engine.out.sorted();
+    assert_eq!(
+        flows[0].verdict.verdict,
+        mtlscope::verdict::Kind::Mtls,
+        "{:?}",
+        flows[0].verdict.evidence
+    );
+}

@@ -8,8 +8,7 @@ use mtlscope::source::CaptureReader;
 use std::io::Cursor;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut reader) = CaptureReader::from_read("fuzz", Box::new(Cursor::new(data.to_vec())))
-    else {
+    let Ok(mut reader) = CaptureReader::from_read("fuzz", Box::new(Cursor::new(data.to_vec()))) else {
         return;
     };
     let mut engine = Engine::new(Config::default(), Collect::default());

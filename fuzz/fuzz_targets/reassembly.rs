@@ -50,10 +50,12 @@ impl Claims {
         }
     }
 
-    /// The first copy of offset `o`: `Some((captured, altered))`.
-    fn at(&self, o: u64) -> Option<(bool, bool)> {
-        let (_, &(e, captured, altered)) = self.0.range(..=o).next_back()?;
-        (o < e).then_some((captured, altered))
+    /// The claim holding offset `o`: `Ok((end, captured, altered))`, else `Err(next start)`.
+    fn at(&self, o: u64) -> Result<(u64, bool, bool), u64> {
+        match self.0.range(..=o).next_back() {
+            Some((_, &(e, captured, altered))) if o < e => Ok((e, captured, altered)),
+            _ => Err(self.0.range(o..).next().map_or(u64::MAX, |(&s, _)| s)),
+        }
     }
 
     fn forget_before(&mut self, pos: u64) {
@@ -77,21 +79,29 @@ struct Model {
 
 impl StreamSink for Model {
     fn data(&mut self, bytes: &[u8]) {
-        for (i, &b) in bytes.iter().enumerate() {
+        let mut i = 0;
+        while i < bytes.len() {
             let o = self.pos + i as u64;
-            let want = content(self.base.wrapping_add(o as u32));
-            match self.claims.at(o) {
-                // The documented rule: the first copy of a byte wins.
-                Some((true, altered)) if !cfg!(feature = "lax-first-copy") => assert_eq!(
-                    b,
-                    want ^ if altered { 0xff } else { 0 },
-                    "offset {o}: delivered a byte that is not the first copy's"
-                ),
-                // First copy was cut by the snap length: a later copy may fill it. With the
-                // feature `lax-first-copy`, any copy may win (to fuzz past that known finding).
-                Some(_) => assert!(b == want || b == !want, "offset {o}: byte from nowhere"),
-                None => panic!("offset {o}: delivered data no segment carried"),
+            let (e, captured, altered) = match self.claims.at(o) {
+                Ok(claim) => claim,
+                Err(next) => panic!("offsets {o}..{next}: delivered data no segment carried"),
+            };
+            let n = ((e - o) as usize).min(bytes.len() - i);
+            for (k, &b) in bytes[i..i + n].iter().enumerate() {
+                let o = o + k as u64;
+                let want = content(self.base.wrapping_add(o as u32));
+                if captured && !cfg!(feature = "lax-first-copy") {
+                    // The documented rule: the first copy of a byte wins.
+                    let first = want ^ if altered { 0xff } else { 0 };
+                    assert_eq!(b, first, "offset {o}: delivered a byte that is not the first copy's");
+                } else {
+                    // The first copy was cut by the snap length, so a later copy may fill it
+                    // (or, with the feature `lax-first-copy`, any copy may win: to fuzz past
+                    // that known finding).
+                    assert!(b == want || b == !want, "offset {o}: byte from no copy");
+                }
             }
+            i += n;
         }
         self.pos += bytes.len() as u64;
         self.data_bytes += bytes.len() as u64;
@@ -140,9 +150,7 @@ fuzz_target!(|data: &[u8]| {
             let altered = kind == 3;
             altered_any |= altered;
             payload.clear();
-            payload.extend((0..len).map(|i| {
-                content(seq.wrapping_add(i as u32)) ^ if altered { 0xff } else { 0 }
-            }));
+            payload.extend((0..len).map(|i| content(seq.wrapping_add(i as u32)) ^ if altered { 0xff } else { 0 }));
             if !started && wire_len > 0 {
                 started = true;
                 m.base = seq;

@@ -1,11 +1,12 @@
 //! TLS record and handshake parsing of both directions of one connection, through the
 //! classifier alone and through the inspector and the verdict, as the analyzer does it.
 //!
-//! Layout: 1 header byte (bit 0: the inspector starts mid-stream, bits 1-2: the classifier
-//! starts mid-stream in direction 0 / 1, bits 3-4: server port 443 / 8443 / 15008 / 4143), then
-//! chunks of 1 control byte + 2 bytes little-endian length: control bit 0 is the direction
-//! (0 = client), bit 7 makes the chunk a gap of that length, else that many data bytes follow
-//! (fewer at the end of the input).
+//! Layout: 1 header byte (bit 0: the inspector starts mid-stream; bits 1-2: the classifier
+//! starts mid-stream in direction 0 / 1; bits 3-4: server port 443 / 8443 / 15008 / 4143;
+//! bit 5: the verdict keeps plaintext payload bytes, `--show-payload`), then chunks of 1 control
+//! byte + 2 bytes little-endian length: control bit 0 is the direction (0 = client), bit 7 makes
+//! the chunk a gap of that length, else that many data bytes follow (fewer at the end of the
+//! input).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mtlscope::inspect::Inspector;
@@ -69,6 +70,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = verdict::session_keys(facts);
 
     let outcome = inspector.outcome();
-    let v = verdict::decide(outcome, 0, port, None);
+    let v = verdict::decide(outcome, 0, port, None, head & 0x20 != 0);
     let _ = serde_json::to_string(&v).unwrap();
 });
