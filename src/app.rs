@@ -265,6 +265,10 @@ fn load_cluster(
     for w in c.warnings() {
         eprintln!("mtlscope: warning: {w}");
     }
+    // Objects Istio's admission would refuse: said once each, then left out, as Istio does.
+    for r in c.rejected() {
+        eprintln!("mtlscope: warning: skipped {r}");
+    }
     Ok(Some(c))
 }
 

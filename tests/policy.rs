@@ -121,3 +121,19 @@ fn explain_unknown_pod_lists_the_pods_there() {
         "{e}"
     );
 }
+
+#[test]
+fn invalid_policies_are_reported_with_namespace_and_name_and_skipped() {
+    let o = run(&[
+        "analyze",
+        "--policy-from",
+        &p("tests/data/policy/invalid"),
+        &p("captures/plaintext-http.pcap"),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("warning: skipped") && e.contains("PeerAuthentication"),
+        "{e}"
+    );
+}
