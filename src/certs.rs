@@ -278,8 +278,8 @@ fn rfc3339(t: &ASN1Time) -> String {
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`);
-/// done by hand so no date library has to be a direct dependency.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+/// done by hand so no date library has to be a direct dependency. Also used for report times.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
