@@ -400,7 +400,7 @@ impl<O: Output> Engine<O> {
             ip: e.dst,
             port: e.dport,
         };
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let ([lo, hi], _) = crate::flows::canonical(a, b);
         let list = &mut self.summary.node_encrypted;
         let known = list
             .iter()

@@ -29,6 +29,16 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// Two endpoints, the smaller first, and 0 if `from` was the smaller (1 otherwise): one
+/// conversation gets one key whichever side sent the packet.
+pub fn canonical(from: Endpoint, to: Endpoint) -> ([Endpoint; 2], usize) {
+    if from <= to {
+        ([from, to], 0)
+    } else {
+        ([to, from], 1)
+    }
+}
+
 /// Canonical 5-tuple: the smaller endpoint first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -47,11 +57,8 @@ impl FlowKey {
             ip: seg.dst,
             port: seg.dport,
         };
-        if src <= dst {
-            (FlowKey { lo: src, hi: dst }, 0)
-        } else {
-            (FlowKey { lo: dst, hi: src }, 1)
-        }
+        let ([lo, hi], dir) = canonical(src, dst);
+        (FlowKey { lo, hi }, dir)
     }
 
     /// The endpoint that sends in direction `dir`.
