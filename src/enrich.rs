@@ -5,6 +5,7 @@
 use crate::peer_authentication::{self, Cluster, DecidedBy, Finding, Mode};
 use crate::report::FlowReport;
 use serde::Serialize;
+use std::net::IpAddr;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyReport {
@@ -30,27 +31,47 @@ pub struct Kubernetes {
 
 /// Add what the cluster knows to a connection report.
 pub fn enrich(cluster: &Cluster, f: &mut FlowReport) {
+    f.kubernetes = lookup(
+        cluster,
+        f.client.ip,
+        f.server.ip,
+        f.server.port,
+        f.loopback,
+        f.verdict.verdict.name(),
+    );
+}
+
+/// What the cluster knows about a connection between these addresses with this verdict (also
+/// used by the kubectl plugin on the agent's JSON lines): `None` when neither end is a pod.
+pub fn lookup(
+    cluster: &Cluster,
+    client_ip: IpAddr,
+    server_ip: IpAddr,
+    server_port: u16,
+    loopback: bool,
+    verdict: &str,
+) -> Option<Kubernetes> {
     let name = |p: &peer_authentication::Pod| format!("{}/{}", p.namespace, p.name);
-    let client = cluster.pod_by_ip(f.client.ip);
-    let server = cluster.pod_by_ip(f.server.ip);
-    let policy = server.filter(|_| !f.loopback).map(|pod| {
-        let d = cluster.effective(pod, f.server.port);
+    let client = cluster.pod_by_ip(client_ip);
+    let server = cluster.pod_by_ip(server_ip);
+    let policy = server.filter(|_| !loopback).map(|pod| {
+        let d = cluster.effective(pod, server_port);
         let not_enforced = !pod.sidecar && !pod.ambient;
         PolicyReport {
             expected_mode: d.mode,
-            finding: peer_authentication::finding(d.mode, f.verdict.verdict.name()),
+            finding: peer_authentication::finding(d.mode, verdict),
             decided_by: d.decided_by,
             not_enforced,
         }
     });
     if client.is_none() && server.is_none() {
-        return;
+        return None;
     }
-    f.kubernetes = Some(Kubernetes {
+    Some(Kubernetes {
         client_pod: client.map(name),
         server_pod: server.map(name),
         policy,
-    });
+    })
 }
 
 /// Short text for the table: `STRICT: violation`.

@@ -369,6 +369,101 @@ pub fn write_json(out: &mut impl Write, flows: &[FlowReport], summary: &Summary)
     out.write_all(b"\n")
 }
 
+/// One row of the terminal table, from a connection report (or, in the kubectl plugin, from
+/// an agent's JSON line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Row {
+    pub client: String,
+    pub server: String,
+    pub verdict: String,
+    pub tls: String,
+    pub sni: String,
+    pub identity: String,
+    /// The expected PeerAuthentication mode and finding; `None` without a cluster.
+    pub policy: Option<String>,
+    pub evidence: String,
+}
+
+impl Row {
+    pub fn from_report(f: &FlowReport) -> Row {
+        let v = &f.verdict;
+        let tls = v.tls.as_ref();
+        let k = f.kubernetes.as_ref();
+        // Pod names instead of addresses when the cluster knows them.
+        let end = |pod: Option<&String>, e: &Endpoint| match pod {
+            Some(p) => format!("{p}:{}", e.port),
+            None => e.to_string(),
+        };
+        Row {
+            client: end(k.and_then(|k| k.client_pod.as_ref()), &f.client),
+            server: end(k.and_then(|k| k.server_pod.as_ref()), &f.server),
+            verdict: verdict_text(v.verdict.name(), v.confidence.name(), v.resumed),
+            tls: tls.and_then(|t| t.version.clone()).unwrap_or_else(|| "-".into()),
+            sni: tls.and_then(|t| t.sni.clone()).unwrap_or_else(|| "-".into()),
+            identity: v.client_identity.clone().unwrap_or_else(|| "-".into()),
+            policy: k.map(crate::enrich::short),
+            evidence: short_evidence(v.evidence.first().map(String::as_str).unwrap_or("")),
+        }
+    }
+
+    /// The same row from a connection's JSON (the `-o jsonl` line of `capture` or `agent`,
+    /// with the plugin's `kubernetes` object).
+    pub fn from_json(f: &serde_json::Value) -> Row {
+        let text = |p: &str| f.pointer(p).and_then(serde_json::Value::as_str);
+        let dash = |p: &str| text(p).unwrap_or("-").to_owned();
+        let end = |side: &str| {
+            let port = f
+                .pointer(&format!("/{side}/port"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            match text(&format!("/kubernetes/{side}_pod")) {
+                Some(pod) => format!("{pod}:{port}"),
+                None => match text(&format!("/{side}/ip")) {
+                    Some(ip) if ip.contains(':') => format!("[{ip}]:{port}"),
+                    Some(ip) => format!("{ip}:{port}"),
+                    None => "-".to_owned(),
+                },
+            }
+        };
+        let policy = f.get("kubernetes").filter(|k| !k.is_null()).map(|k| {
+            match (
+                k.pointer("/policy/expected_mode").and_then(serde_json::Value::as_str),
+                k.pointer("/policy/finding/severity")
+                    .and_then(serde_json::Value::as_str),
+            ) {
+                (None, _) => "-".to_owned(),
+                (Some(mode), None) => mode.to_owned(),
+                (Some(mode), Some(sev)) => format!("{mode}: {sev}"),
+            }
+        });
+        Row {
+            client: end("client"),
+            server: end("server"),
+            verdict: verdict_text(
+                text("/verdict").unwrap_or("-"),
+                text("/confidence").unwrap_or("certain"),
+                f.get("resumed").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            ),
+            tls: dash("/tls/version"),
+            sni: dash("/tls/sni"),
+            identity: dash("/client_identity"),
+            policy,
+            evidence: short_evidence(text("/evidence/0").unwrap_or("")),
+        }
+    }
+}
+
+fn verdict_text(verdict: &str, confidence: &str, resumed: bool) -> String {
+    let mut s = match confidence {
+        "certain" => verdict.to_owned(),
+        other => format!("{verdict} ({other})"),
+    };
+    if resumed {
+        s.push_str(", resumed");
+    }
+    s
+}
+
 /// The terminal table: one row per connection, then the summary line.
 pub fn write_table(
     out: &mut impl Write,
@@ -376,61 +471,48 @@ pub fn write_table(
     summary: &Summary,
     width: Option<u16>,
 ) -> io::Result<()> {
+    let rows: Vec<Row> = flows.iter().map(Row::from_report).collect();
+    write_rows(out, &rows, &summary.line(), width)
+}
+
+/// A table of rows (none: no table), then `summary_line`.
+pub fn write_rows(out: &mut impl Write, rows: &[Row], summary_line: &str, width: Option<u16>) -> io::Result<()> {
     use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
-    if !flows.is_empty() {
+    if !rows.is_empty() {
         let mut t = Table::new();
         t.load_preset(UTF8_FULL_CONDENSED);
         t.set_content_arrangement(ContentArrangement::Dynamic);
         if let Some(w) = width {
             t.set_width(w);
         }
-        let k8s = flows.iter().any(|f| f.kubernetes.is_some());
+        let k8s = rows.iter().any(|r| r.policy.is_some());
         let mut header = vec!["client", "server", "verdict", "tls", "sni", "client identity"];
         if k8s {
             header.push("policy");
         }
         header.push("evidence");
         t.set_header(header);
-        for f in flows {
-            let v = &f.verdict;
-            let verdict = match v.confidence {
-                Confidence::Certain => v.verdict.name().to_string(),
-                Confidence::Inferred => format!("{} (inferred)", v.verdict.name()),
-                Confidence::Uncertain => format!("{} (uncertain)", v.verdict.name()),
-            };
-            let verdict = if v.resumed {
-                format!("{verdict}, resumed")
-            } else {
-                verdict
-            };
-            let tls = v.tls.as_ref();
-            let k = f.kubernetes.as_ref();
-            // Pod names instead of addresses when the cluster knows them.
-            let end = |pod: Option<&String>, e: &Endpoint| match pod {
-                Some(p) => format!("{p}:{}", e.port),
-                None => e.to_string(),
-            };
+        for r in rows {
             let mut row = vec![
-                end(k.and_then(|k| k.client_pod.as_ref()), &f.client),
-                end(k.and_then(|k| k.server_pod.as_ref()), &f.server),
-                verdict,
-                tls.and_then(|t| t.version.clone()).unwrap_or_else(|| "-".into()),
-                tls.and_then(|t| t.sni.clone()).unwrap_or_else(|| "-".into()),
-                v.client_identity.clone().unwrap_or_else(|| "-".into()),
+                r.client.clone(),
+                r.server.clone(),
+                r.verdict.clone(),
+                r.tls.clone(),
+                r.sni.clone(),
+                r.identity.clone(),
             ];
             if k8s {
-                row.push(k.map(crate::enrich::short).unwrap_or_else(|| "-".into()));
+                row.push(r.policy.clone().unwrap_or_else(|| "-".into()));
             }
-            row.push(short_evidence(v));
+            row.push(r.evidence.clone());
             t.add_row(row);
         }
         writeln!(out, "{t}")?;
     }
-    writeln!(out, "{}", summary.line())
+    writeln!(out, "{summary_line}")
 }
 
-fn short_evidence(v: &Verdict) -> String {
-    let first = v.evidence.first().map(String::as_str).unwrap_or("");
+fn short_evidence(first: &str) -> String {
     const MAX: usize = 90;
     if first.chars().count() > MAX {
         let cut: String = first.chars().take(MAX - 1).collect();

@@ -43,6 +43,17 @@ pub enum Confidence {
     Uncertain,
 }
 
+impl Confidence {
+    /// As in the JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Confidence::Certain => "certain",
+            Confidence::Inferred => "inferred",
+            Confidence::Uncertain => "uncertain",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Handshake {
