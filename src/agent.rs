@@ -8,7 +8,10 @@
 //! - systemd driver (v1 or v2): `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope`
 //! - CRI-O: `.../crio-<id>.scope`; Docker: `.../docker-<id>.scope` or `/docker/<id>`
 
+use std::io::BufRead;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -18,6 +21,23 @@ pub enum AgentError {
     NotFound { id: String, proc_root: String },
     #[error("cannot read {path}: {cause}")]
     Read { path: String, cause: std::io::Error },
+}
+
+/// Set `stop` when standard input carries a line `stop` or ends. The plugin cannot close only
+/// the stdin of an exec stream on older API servers (protocol v4 closes the whole stream), so
+/// it writes `stop`; an ended stream (v5, or the plugin gone) stops the capture too.
+pub fn stop_on_stdin(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            match line {
+                Ok(l) if l.trim() == "stop" => break,
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
 }
 
 /// The hex ID of `containerd://abc...` (or of a bare ID), lowercased.
@@ -105,7 +125,17 @@ mod tests {
             format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podab.slice/crio-{ID}.scope\n");
         let docker_systemd = format!("1:name=systemd:/system.slice/docker-{ID}.scope\n");
         let docker_v1 = format!("4:pids:/docker/{ID}\n");
-        for c in [&v1_cgroupfs, &v2_containerd, &crio, &docker_systemd, &docker_v1] {
+        // Read from inside the helper pod, which has a cgroup namespace of its own (cgroup v2
+        // with containerd/CRI-O): another pod's path is relative to the helper's cgroup.
+        let v2_from_a_cgroupns = format!("0::/../../kubepods-besteffort-pod9a_7b.slice/cri-containerd-{ID}.scope\n");
+        for c in [
+            &v1_cgroupfs,
+            &v2_containerd,
+            &crio,
+            &docker_systemd,
+            &docker_v1,
+            &v2_from_a_cgroupns,
+        ] {
             assert!(cgroup_matches(c, ID), "{c}");
             assert!(cgroup_matches(c, &ID[..12]), "short id in {c}");
         }

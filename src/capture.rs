@@ -197,6 +197,10 @@ fn capture_here(
         }
         if last_tick.elapsed() >= Duration::from_millis(POLL_MS as u64) {
             last_tick = Instant::now();
+            // The -w file may be a pipe someone reads live (the agent's pcap stream).
+            if let Some(s) = save.as_mut() {
+                let _ = s.flush();
+            }
             sink.tick();
         }
     }

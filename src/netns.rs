@@ -44,6 +44,9 @@ pub enum NetnsError {
 const PRIVILEGE_HINT: &str =
     " (entering another network namespace needs CAP_SYS_ADMIN: run as root or in a privileged helper)";
 
+const OPEN_HINT: &str = " (opening another process's namespace needs CAP_SYS_PTRACE when that process runs as \
+                         another user or with capabilities this one lacks: run as root or in the privileged helper)";
+
 impl NetnsTarget {
     /// The namespace file this target names.
     pub fn path(&self) -> PathBuf {
@@ -62,7 +65,8 @@ impl NetnsTarget {
             NetnsTarget::Pid(pid) if !Path::new(&format!("/proc/{pid}")).exists() => {
                 return Err(NetnsError::NoSuchPid { pid: *pid })
             }
-            NetnsTarget::Netns(name) if !path.exists() => {
+            // Not `exists()`: a namespace we may not look at is "permission denied", said below.
+            NetnsTarget::Netns(name) if matches!(path.try_exists(), Ok(false)) => {
                 return Err(NetnsError::NoSuchNetns {
                     name: name.clone(),
                     path: shown,
@@ -72,7 +76,11 @@ impl NetnsTarget {
         }
         File::open(&path).map_err(|cause| NetnsError::Open {
             hint: if cause.kind() == std::io::ErrorKind::PermissionDenied {
-                PRIVILEGE_HINT
+                match self {
+                    NetnsTarget::Pid(_) => OPEN_HINT,
+                    NetnsTarget::Netns(n) if n.starts_with("/proc/") => OPEN_HINT,
+                    NetnsTarget::Netns(_) => PRIVILEGE_HINT,
+                }
             } else {
                 ""
             },
