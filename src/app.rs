@@ -38,9 +38,125 @@ pub enum Command {
     /// Istio PeerAuthentication, computed as Istio does.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Capture in Kubernetes pods through a helper pod on their node (`kubectl mtlscope sniff`),
+    /// with pod names and the expected PeerAuthentication mode for every connection.
+    #[command(after_help = SNIFF_EXAMPLES)]
+    Sniff(SniffArgs),
+    /// Delete helper pods that a killed `sniff` left behind.
+    Cleanup(CleanupArgs),
     /// Run on a node (by the kubectl plugin's helper pod): find a container's process by its
     /// container ID, capture in its network namespace, stream verdicts as JSON lines.
     Agent(AgentArgs),
+}
+
+const SNIFF_EXAMPLES: &str = "Examples:
+  kubectl mtlscope sniff productpage-v1-7d9f -n bookinfo
+  kubectl mtlscope sniff deploy/productpage -n bookinfo --duration 30s
+  kubectl mtlscope sniff -l app=reviews -n bookinfo -o jsonl
+  kubectl mtlscope sniff productpage-v1-7d9f -c istio-proxy -i eth0 -f 'tcp port 9080' -w out.pcap
+  kubectl mtlscope sniff deploy/reviews -n bookinfo --dry-run -o yaml";
+
+/// Which cluster, as kubectl's flags say it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClusterFlags {
+    /// The namespace (default: the kubeconfig context's, else `default`).
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// The kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Path to the kubeconfig file (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+impl ClusterFlags {
+    fn target(&self) -> crate::kube_client::KubeTarget {
+        crate::kube_client::KubeTarget {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SniffArgs {
+    /// What to capture in: POD, pod/NAME, deploy/NAME, sts/NAME, ds/NAME, rs/NAME or svc/NAME
+    /// (every pod of a workload).
+    #[arg(value_name = "TARGET", required_unless_present = "selector")]
+    pub target: Option<String>,
+    /// Capture in every pod matching this label selector instead.
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR", conflicts_with = "target")]
+    pub selector: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+    /// The container whose process the helper enters (default: the
+    /// kubectl.kubernetes.io/default-container annotation, else the first that is not a mesh
+    /// sidecar). All containers of a pod share its network, so this rarely matters.
+    #[arg(short = 'c', long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Interface inside the pod: eth0 for pod-to-pod (sidecar-to-sidecar) traffic, lo for the
+    /// app <-> sidecar leg, any for both.
+    #[arg(short = 'i', long = "interface", default_value = "eth0", value_name = "IFACE")]
+    pub interface: String,
+    /// Only packets matching this BPF expression (tcpdump syntax).
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Stop after this long (e.g. 30s, 2m); default: until Ctrl-C.
+    #[arg(long, value_parser = crate::capture::parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+    /// Stop each pod's capture after this many packets.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Also bring the packets back and write them to this pcap file (one file per pod when
+    /// there are several: FILE-<namespace>-<pod>.pcap). Without it only verdicts leave the node.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+    /// table, json or jsonl; with --dry-run: yaml (default) or json.
+    #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
+    pub format: Option<crate::sniff::SniffFormat>,
+    /// Print the helper pods (and the agent commands) without creating anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The helper image (default: the published image of this version).
+    #[arg(long, value_name = "IMAGE", default_value_t = crate::helper_pod::default_image())]
+    pub image: String,
+    /// The helper's imagePullPolicy.
+    #[arg(long, value_name = "POLICY", default_value = "IfNotPresent")]
+    pub image_pull_policy: String,
+    /// Run the helper as a privileged container instead of with the capabilities NET_RAW,
+    /// SYS_ADMIN and SYS_PTRACE (for runtimes whose seccomp or AppArmor profile refuses setns).
+    #[arg(long)]
+    pub privileged: bool,
+    /// Create the helper pods in this namespace (default: the target's).
+    #[arg(long, value_name = "NS")]
+    pub helper_namespace: Option<String>,
+    /// How long to wait for a helper pod to run (image pull included).
+    #[arg(long, value_parser = crate::capture::parse_duration, default_value = "2m", value_name = "DURATION")]
+    pub pod_running_timeout: std::time::Duration,
+    /// Do not join the cluster's PeerAuthentications (pod names are still shown).
+    #[arg(long)]
+    pub no_policy: bool,
+    /// Istio's root namespace (default: from the mesh config, else istio-system).
+    #[arg(long, value_name = "NS")]
+    pub root_namespace: Option<String>,
+    /// The agent's command in the helper image.
+    #[arg(long, default_value = "mtlscope", value_name = "PATH", hide = true)]
+    pub agent_path: String,
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+    /// Look in every namespace.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Only list what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +178,14 @@ pub struct AgentArgs {
     pub stop: StopArgs,
     #[command(flatten)]
     pub limits: Limits,
+    /// Stream the captured packets as pcap on standard output instead of verdicts (the plugin's
+    /// `-w`); the summary goes to standard error.
+    #[arg(long, conflicts_with = "write")]
+    pub pcap: bool,
+    /// Stop (and report the connections still open) when standard input says `stop` or ends:
+    /// how the plugin stops the agent through the exec stream on Ctrl-C.
+    #[arg(long)]
+    pub stop_on_stdin: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -380,12 +504,33 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 
 /// Run the command line; returns the exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    run_cli(Cli::parse())
+}
+
+/// As [`main`], with usage and help naming the program `bin_name` (`kubectl mtlscope` when run
+/// as a kubectl plugin).
+pub fn main_as(bin_name: &'static str) -> i32 {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().bin_name(bin_name).get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => run_cli(cli),
+        Err(e) => e.exit(),
+    }
+}
+
+fn run_cli(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Analyze(args) => analyze(&args),
         Command::Capture(args) => capture(&args),
         Command::Check(args) => check(&args),
         Command::Policy(PolicyCommand::Explain(args)) => explain(&args),
+        Command::Sniff(args) => sniff(args),
+        Command::Cleanup(args) => crate::sniff::cleanup(
+            &args.cluster.target(),
+            args.cluster.namespace.clone(),
+            args.all_namespaces,
+            args.dry_run,
+        ),
         Command::Agent(args) => agent(&args),
     };
     match result {
@@ -506,7 +651,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
             if !args.input.inputs.is_empty() {
                 anyhow::bail!("give capture files or -i/--interface, not both");
             }
-            let (engine, stats) = run_live(&live, cfg, Collect::default(), &cluster)?;
+            let (engine, stats) = run_live(&live, cfg, Collect::default(), &cluster, false)?;
             report_capture(&stats);
             (engine.out.sorted(), Vec::new())
         }
@@ -567,7 +712,13 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
     };
     match args.format {
         Format::Jsonl => {
-            let (mut engine, stats) = run_live(&live, cfg, JsonLines::new(io::BufWriter::new(io::stdout())), &cluster)?;
+            let (mut engine, stats) = run_live(
+                &live,
+                cfg,
+                JsonLines::new(io::BufWriter::new(io::stdout())),
+                &cluster,
+                false,
+            )?;
             engine.summary.capture = Some(stats.clone());
             engine
                 .out
@@ -576,7 +727,7 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
             report_capture(&stats);
         }
         Format::Json => {
-            let (mut engine, stats) = run_live(&live, cfg, Collect::default(), &cluster)?;
+            let (mut engine, stats) = run_live(&live, cfg, Collect::default(), &cluster, false)?;
             let mut summary = std::mem::take(&mut engine.summary);
             summary.capture = Some(stats.clone());
             let mut out = io::BufWriter::new(io::stdout().lock());
@@ -586,7 +737,7 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
         }
         Format::Table => {
             let out = LiveTable::new(status, io::stdout().is_terminal());
-            let (mut engine, stats) = run_live(&live, cfg, out, &cluster)?;
+            let (mut engine, stats) = run_live(&live, cfg, out, &cluster, false)?;
             let summary = std::mem::take(&mut engine.summary);
             let flows = std::mem::take(&mut engine.out.collect).sorted();
             let mut out = io::BufWriter::new(io::stdout().lock());
@@ -613,12 +764,14 @@ impl<O: Output + Send> PacketSink for LiveSink<'_, O> {
     }
 }
 
-/// Capture until Ctrl-C, SIGTERM, --duration or --count; then close every connection.
+/// Capture until Ctrl-C, SIGTERM, --duration or --count (or, with `stop_on_stdin`, a `stop`
+/// line or the end of standard input); then close every connection.
 fn run_live<O: Output + Send>(
     live: &LiveOptions,
     cfg: Config,
     out: O,
     cluster: &Option<Arc<Cluster>>,
+    stop_on_stdin: bool,
 ) -> Result<(Engine<O>, CaptureStats)> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
@@ -631,6 +784,9 @@ fn run_live<O: Output + Send>(
             stop.clone(),
         )?);
         ids.push(signal_hook::flag::register(sig, stop.clone())?);
+    }
+    if stop_on_stdin {
+        crate::agent::stop_on_stdin(stop.clone());
     }
     let mut engine = engine(cfg, out, cluster);
     let result = crate::capture::run(live, &stop, &mut LiveSink { engine: &mut engine });
@@ -666,31 +822,76 @@ fn report_capture(s: &CaptureStats) {
     }
 }
 
+/// `mtlscope sniff` (`kubectl mtlscope sniff`).
+pub fn sniff(args: SniffArgs) -> Result<i32> {
+    crate::sniff::sniff(crate::sniff::SniffOptions {
+        kube: args.cluster.target(),
+        namespace: args.cluster.namespace.clone(),
+        target: args.target,
+        selector: args.selector,
+        container: args.container,
+        interface: args.interface,
+        filter: args.filter,
+        duration: args.duration,
+        count: args.count,
+        write: args.write,
+        format: args.format,
+        dry_run: args.dry_run,
+        image: args.image,
+        pull_policy: args.image_pull_policy,
+        privileged: args.privileged,
+        helper_namespace: args.helper_namespace,
+        running_timeout: args.pod_running_timeout,
+        no_policy: args.no_policy,
+        root_namespace: args.root_namespace,
+        agent: args.agent_path,
+        limits: args.limits.config(),
+    })
+}
+
 /// `mtlscope agent`: `capture -o jsonl` in the network namespace of a container's process.
 pub fn agent(args: &AgentArgs) -> Result<i32> {
     let pid = crate::agent::find_container_pid(&args.proc_root, &args.container_id)?;
     let ns = args.proc_root.join(pid.to_string()).join("ns/net");
-    let capture_args = CaptureArgs {
-        live: LiveArgs {
-            interface: Some(args.interface.clone()),
-            netns: Some(ns.display().to_string()),
-            pid: None,
-            snaplen: 262_144,
-            promisc: false,
-            stop: args.stop.clone(),
-            buffer_size: 32 << 20,
-        },
-        filter: args.filter.clone(),
-        format: Format::Jsonl,
-        limits: args.limits.clone(),
-        policy: PolicyArgs {
-            policy_from: Vec::new(),
-            kube: KubeArgs::default(),
-            root_namespace: None,
-        },
+    let mut stop = args.stop.clone();
+    if args.pcap {
+        stop.write = Some("/dev/stdout".into());
+    }
+    let live = LiveArgs {
+        interface: Some(args.interface.clone()),
+        netns: Some(ns.display().to_string()),
+        pid: None,
+        snaplen: 262_144,
+        promisc: false,
+        stop,
+        buffer_size: 32 << 20,
+    };
+    let Some(live) = live.options(args.filter.clone()) else {
+        unreachable!("the interface is set above");
     };
     eprintln!("mtlscope agent: container {} is process {pid}", args.container_id);
-    capture(&capture_args)
+    let cfg = args.limits.config();
+    if args.pcap {
+        // Packets leave the node only because -w asked for them; verdicts are made by the plugin.
+        let (engine, stats) = run_live(&live, cfg, JsonLines::new(io::sink()), &None, args.stop_on_stdin)?;
+        eprintln!("mtlscope agent: {}", engine.summary.line());
+        report_capture(&stats);
+    } else {
+        let (mut engine, stats) = run_live(
+            &live,
+            cfg,
+            JsonLines::new(io::BufWriter::new(io::stdout())),
+            &None,
+            args.stop_on_stdin,
+        )?;
+        engine.summary.capture = Some(stats.clone());
+        engine
+            .out
+            .summary(&engine.summary)
+            .context("writing to standard output")?;
+        report_capture(&stats);
+    }
+    Ok(EXIT_OK)
 }
 
 /// `mtlscope policy explain`.
@@ -758,7 +959,7 @@ pub fn explain(args: &ExplainArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn terminal_width() -> Option<u16> {
+pub fn terminal_width() -> Option<u16> {
     if io::stdout().is_terminal() {
         None // comfy-table asks the terminal
     } else {

@@ -2,168 +2,16 @@
 //! pair, addresses only inside them), with real OpenSSL servers and clients. Needs root, `ip`
 //! and `openssl`; skips with a message otherwise. CI runs it as root.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/lab.rs"]
+mod lab;
+
+use lab::{can_run, sh, Lab};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mtlscope"))
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().expect("sh runs")
-}
-
-fn ok(cmd: &str) {
-    let o = sh(cmd);
-    assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn can_run() -> bool {
-    let root = sh("id -u").stdout.starts_with(b"0\n");
-    let tools = sh("command -v ip && command -v openssl && command -v python3")
-        .status
-        .success();
-    if !root || !tools {
-        eprintln!("SKIP: live capture tests need root, ip, openssl and python3");
-    }
-    root && tools
-}
-
-/// Two namespaces `<name>-c` (10.203.N.1) and `<name>-s` (10.203.N.2), removed on drop with
-/// every process started in them.
-struct Lab {
-    name: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn new(tag: &str, n: u8) -> Lab {
-        let name = format!("mtlst{}{tag}", std::process::id() % 10000);
-        let dir = std::env::temp_dir().join(&name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (c, s) = (format!("{name}-c"), format!("{name}-s"));
-        ok(&format!(
-            "ip netns add {c} && ip netns add {s} && \
-             ip link add {name}a netns {c} type veth peer name {name}b netns {s} && \
-             ip -n {c} addr add 10.203.{n}.1/24 dev {name}a && ip -n {s} addr add 10.203.{n}.2/24 dev {name}b && \
-             ip -n {c} link set {name}a up && ip -n {s} link set {name}b up && \
-             ip -n {c} link set lo up && ip -n {s} link set lo up"
-        ));
-        let lab = Lab {
-            name,
-            dir,
-            children: Vec::new(),
-        };
-        lab.certs();
-        lab
-    }
-
-    fn client_ns(&self) -> String {
-        format!("{}-c", self.name)
-    }
-    fn server_ns(&self) -> String {
-        format!("{}-s", self.name)
-    }
-    fn server_if(&self) -> String {
-        format!("{}b", self.name)
-    }
-
-    fn certs(&self) {
-        let d = self.dir.display();
-        ok(&format!(
-            "cd {d} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -subj /CN=test-ca -days 2 2>/dev/null && \
-             for n in server client; do \
-               openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key -out $n.csr -subj /CN=$n.test 2>/dev/null && \
-               printf 'subjectAltName=URI:spiffe://cluster.local/ns/test/sa/%s\\n' $n > $n.ext && \
-               openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem -days 2 -extfile $n.ext 2>/dev/null; \
-             done"
-        ));
-    }
-
-    /// Start a long-running command in the server namespace.
-    fn serve(&mut self, cmd: &str) -> u32 {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.server_ns(),
-                "sh",
-                "-c",
-                &format!("cd {} && exec {cmd}", self.dir.display()),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
-    fn wait_listening(&self, port: u16) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            let o = sh(&format!(
-                "ip netns exec {} ss -ltnH 'sport = :{port}'",
-                self.server_ns()
-            ));
-            if !o.stdout.is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nothing listens on {port}");
-    }
-
-    /// Run a client in the client namespace to completion.
-    fn client(&self, cmd: &str) {
-        let o = sh(&format!(
-            "cd {} && timeout 10 ip netns exec {} sh -c '{cmd}'",
-            self.dir.display(),
-            self.client_ns()
-        ));
-        assert!(
-            o.status.success(),
-            "client {cmd}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-
-    /// Three connections: TLS 1.3 mTLS (4433), TLS 1.2 without client certificate (4434),
-    /// plaintext HTTP (8080).
-    fn servers(&mut self) -> u32 {
-        let pid = self.serve("openssl s_server -quiet -tls1_3 -accept 4433 -cert server.pem -key server.key -CAfile ca.pem -Verify 1 -www");
-        self.serve("openssl s_server -quiet -tls1_2 -accept 4434 -cert server.pem -key server.key -www");
-        self.serve("python3 -m http.server 8080");
-        for p in [4433, 4434, 8080] {
-            self.wait_listening(p);
-        }
-        pid
-    }
-
-    fn traffic(&self, n: u8) {
-        let host = format!("10.203.{n}.2");
-        self.client(&format!("printf \"GET / HTTP/1.0\\r\\n\\r\\n\" | openssl s_client -quiet -connect {host}:4433 -servername server.test -cert client.pem -key client.key -CAfile ca.pem >/dev/null 2>&1"));
-        self.client(&format!("printf \"GET / HTTP/1.0\\r\\n\\r\\n\" | openssl s_client -quiet -connect {host}:4434 -servername server.test -CAfile ca.pem >/dev/null 2>&1"));
-        self.client(&format!(
-            "python3 -c \"import urllib.request; urllib.request.urlopen(\\\"http://{host}:8080/\\\").read()\""
-        ));
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = sh(&format!("ip netns pids {0}-s | xargs -r kill; ip netns pids {0}-c | xargs -r kill; ip netns del {0}-c; ip netns del {0}-s", self.name));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// Start `mtlscope capture` in the background; wait until it is capturing.
@@ -388,18 +236,16 @@ fn least_privilege_capabilities() {
 /// it: kubepods/<qos>/pod<uid>/<container id>) holding the OpenSSL server in its namespace.
 #[test]
 fn agent_finds_the_container_by_cgroup_and_captures_in_its_netns() {
-    let cg_root = Path::new("/sys/fs/cgroup/pids");
-    if !can_run() || !cg_root.join("cgroup.procs").exists() {
-        eprintln!("SKIP: agent test needs root and a writable cgroup v1 pids hierarchy");
+    if !can_run() {
         return;
     }
     let mut lab = Lab::new("f", 6);
     let server_pid = lab.servers();
     let id = format!("{:064x}", 0x6d746c73636f7065u64 + u64::from(std::process::id()));
-    let pod_dir = cg_root.join(format!("kubepods/besteffort/pod-mtlscope-{}", std::process::id()));
-    let cg = pod_dir.join(&id);
-    std::fs::create_dir_all(&cg).unwrap();
-    std::fs::write(cg.join("cgroup.procs"), server_pid.to_string()).unwrap();
+    let Some(container) = lab::Container::new(server_pid, &id) else {
+        eprintln!("SKIP: agent test needs a writable cgroup v1 pids hierarchy");
+        return;
+    };
     let agent = bin()
         .args([
             "agent",
@@ -417,12 +263,46 @@ fn agent_finds_the_container_by_cgroup_and_captures_in_its_netns() {
     std::thread::sleep(Duration::from_millis(700));
     lab.traffic(6);
     let o = agent.wait_with_output().unwrap();
-    // Move the process back and remove the cgroups before asserting.
-    let _ = std::fs::write(cg_root.join("cgroup.procs"), server_pid.to_string());
-    let _ = std::fs::remove_dir(&cg);
-    let _ = std::fs::remove_dir(&pod_dir);
+    drop(container);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains(&format!("is process {server_pid}")), "{err}");
     assert_eq!(verdicts_by_port(&String::from_utf8_lossy(&o.stdout)), expected());
+}
+
+/// The helper pod's capabilities (src/helper_pod.rs): root in a container whose bounding set
+/// is NET_RAW, SYS_ADMIN and SYS_PTRACE captures in another container's namespace, and
+/// without any one of them it cannot, and says which is missing.
+#[test]
+fn helper_capabilities_are_enough_and_each_is_needed() {
+    if !can_run() || !sh("command -v setpriv").status.success() {
+        return;
+    }
+    let mut lab = Lab::new("h", 9);
+    let server_pid = lab.servers();
+    let id = format!("{:064x}", 0x68656c706572u64 + u64::from(std::process::id()));
+    let Some(_container) = lab::Container::new(server_pid, &id) else {
+        eprintln!("SKIP: needs a writable cgroup v1 pids hierarchy");
+        return;
+    };
+    let agent = |caps: &str| {
+        sh(&format!(
+            "setpriv --bounding-set=-all,{caps} --inh-caps=-all {} agent --container-id containerd://{id} -i {} \
+             --duration 1s 2>&1",
+            env!("CARGO_BIN_EXE_mtlscope"),
+            lab.server_if()
+        ))
+    };
+    let o = agent("+net_raw,+sys_admin,+sys_ptrace");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    for (caps, missing) in [
+        ("+sys_admin,+sys_ptrace", "CAP_NET_RAW"),
+        ("+net_raw,+sys_ptrace", "CAP_SYS_ADMIN"),
+        ("+net_raw,+sys_admin", "CAP_SYS_PTRACE"),
+    ] {
+        let o = agent(caps);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(2), "with {caps}: {out}");
+        assert!(out.contains(missing), "with {caps}: {out}");
+    }
 }

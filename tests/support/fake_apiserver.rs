@@ -16,12 +16,15 @@
 //!
 //! Every request is recorded ([`FakeApiServer::requests`]) so a test can assert what was asked.
 //!
-//! Extension points, for what it does not do yet:
-//! - [`Builder::handler`]: a function that sees each request first and may answer it (a watch
-//!   stream, a pod's status changing after creation, a failure injected on the n-th call);
-//! - exec/attach (`POST .../pods/{name}/exec`, a WebSocket upgrade): connections are served with
-//!   upgrades enabled; an upgrade-aware route belongs in `handle`, before the request is
-//!   turned into a [`RecordedRequest`], using `hyper::upgrade::on`.
+//! - a kubelet, when asked ([`Builder::kubelet`]): a created pod with a `nodeName` turns
+//!   `Running`, with a running status for each container, after it has been read N times;
+//! - exec (`GET .../pods/{name}/exec?command=...`, a WebSocket upgrade speaking the
+//!   `v5.channel.k8s.io` or `v4.channel.k8s.io` subprotocol, as kube-apiserver and the kubelet do):
+//!   [`Builder::exec`] decides what runs: a real local process whose stdin, stdout and stderr
+//!   travel over channels 0, 1 and 2, or a scripted answer; its end is a `Status` on channel 3.
+//!
+//! Extension point: [`Builder::handler`], a function that sees each request first and may
+//! answer it (a failure injected on the n-th call, an admission refusal).
 #![allow(dead_code)] // Each test binary that includes this module uses a different part of it.
 
 use http_body_util::{BodyExt, Full};
@@ -38,6 +41,33 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+/// An exec request as the API server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub container: Option<String>,
+    pub command: Vec<String>,
+    pub stdin: bool,
+}
+
+/// What an exec does.
+pub enum ExecAction {
+    /// Run this local process; its streams are the exec's streams.
+    Run(std::process::Command),
+    /// Write this, then end with this exit code (0: `Success`).
+    Script {
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+        exit_code: i32,
+    },
+    /// Refuse before the upgrade, as the API server refuses an exec into a pod that is not
+    /// running.
+    Refuse(Reply),
+}
+
+pub type ExecHandler = Arc<dyn Fn(&ExecRequest) -> ExecAction + Send + Sync>;
 
 /// Which versions of `security.istio.io` the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,6 +379,14 @@ struct State {
     handlers: Vec<Handler>,
     requests: Vec<RecordedRequest>,
     addr: SocketAddr,
+    exec: Option<ExecHandler>,
+    /// Offer only the v4 subprotocol (an API server older than 1.30).
+    exec_v4_only: bool,
+    /// Reads of a pending pod before the kubelet starts it; `None`: pods stay as created.
+    kubelet: Option<u32>,
+    pod_reads: BTreeMap<Key, u32>,
+    /// Exec streams that ended, and how (exit code).
+    exec_exits: Vec<(ExecRequest, Option<i32>)>,
 }
 
 /// Sets up a [`FakeApiServer`].
@@ -357,6 +395,9 @@ pub struct Builder {
     istio: IstioApi,
     forbidden: Vec<Forbidden>,
     handlers: Vec<Handler>,
+    exec: Option<ExecHandler>,
+    exec_v4_only: bool,
+    kubelet: Option<u32>,
 }
 
 impl Builder {
@@ -390,6 +431,24 @@ impl Builder {
         self
     }
 
+    /// Pods created through the API start running after they have been read `reads` times.
+    pub fn kubelet(mut self, reads: u32) -> Builder {
+        self.kubelet = Some(reads);
+        self
+    }
+
+    /// What an exec into a running pod does.
+    pub fn exec(mut self, f: impl Fn(&ExecRequest) -> ExecAction + Send + Sync + 'static) -> Builder {
+        self.exec = Some(Arc::new(f));
+        self
+    }
+
+    /// Speak only `v4.channel.k8s.io` on exec streams (no half-close of stdin).
+    pub fn exec_v4_only(mut self) -> Builder {
+        self.exec_v4_only = true;
+        self
+    }
+
     /// Binds 127.0.0.1 on a free port and serves until the [`FakeApiServer`] is dropped. Must be
     /// called inside a Tokio runtime (`#[tokio::test]`).
     pub async fn start(self) -> FakeApiServer {
@@ -406,6 +465,11 @@ impl Builder {
             handlers: self.handlers,
             requests: Vec::new(),
             addr,
+            exec: self.exec,
+            exec_v4_only: self.exec_v4_only,
+            kubelet: self.kubelet,
+            pod_reads: BTreeMap::new(),
+            exec_exits: Vec::new(),
         }));
         let (stop, mut stopped) = oneshot::channel::<()>();
         let serving = state.clone();
@@ -451,6 +515,9 @@ impl FakeApiServer {
             istio: IstioApi::V1AndV1beta1,
             forbidden: Vec::new(),
             handlers: Vec::new(),
+            exec: None,
+            exec_v4_only: false,
+            kubelet: None,
         }
     }
 
@@ -494,11 +561,34 @@ impl FakeApiServer {
     pub fn set_istio(&self, istio: IstioApi) {
         self.state().istio = istio;
     }
+
+    /// Exec streams that have ended, with the exit code of what ran (`None`: killed, or the
+    /// client went away first).
+    pub fn exec_exits(&self) -> Vec<(ExecRequest, Option<i32>)> {
+        self.state().exec_exits.clone()
+    }
+
+    /// The pods in the store, as `namespace/name`.
+    pub fn pod_names(&self) -> Vec<String> {
+        self.state()
+            .store
+            .of_kind("", "Pod")
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    str_at(p, "/metadata/namespace").unwrap_or_default(),
+                    str_at(p, "/metadata/name").unwrap_or_default()
+                )
+            })
+            .collect()
+    }
 }
 
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path().ends_with("/exec") && req.headers().contains_key(hyper::header::UPGRADE) {
+        return Ok(exec_upgrade(state, req));
+    }
     let (parts, body) = req.into_parts();
-    // An exec/attach upgrade route would go here, while `parts` still holds the connection.
     let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
     let recorded = RecordedRequest {
         method: parts.method.as_str().to_owned(),
@@ -691,6 +781,9 @@ fn resource_request(state: &mut State, req: &RecordedRequest, group: &str, versi
         ),
         "get" => {
             let name = name.unwrap_or_default();
+            if ty.kind == "Pod" {
+                kubelet(state, namespace, name);
+            }
             match state.store.get(group, ty.kind, namespace, name) {
                 Some(o) => Reply::ok(served_object(o, &av)),
                 None => not_found(ty, name),
@@ -1101,4 +1194,259 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kubelet and exec
+// ---------------------------------------------------------------------------------------------
+
+/// Count a read of a pending pod; start it once it has been read often enough.
+fn kubelet(state: &mut State, namespace: Option<&str>, name: &str) {
+    let Some(reads) = state.kubelet else {
+        return;
+    };
+    let k = key("", "Pod", namespace, name);
+    let Some(pod) = state.store.objects.get(&k) else {
+        return;
+    };
+    if str_at(pod, "/status/phase") != Some("Pending") || str_at(pod, "/spec/nodeName").is_none() {
+        return;
+    }
+    let seen = state.pod_reads.entry(k.clone()).or_insert(0);
+    *seen += 1;
+    if *seen <= reads {
+        return;
+    }
+    let mut pod = pod.clone();
+    let now = rfc3339_now();
+    let statuses: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "name": c["name"], "image": c["image"], "imageID": "", "ready": true, "restartCount": 0,
+                "started": true, "containerID": format!("containerd://{:064x}", state.store.uids * 16 + i as u64),
+                "state": {"running": {"startedAt": now}}
+            })
+        })
+        .collect();
+    pod["status"] = json!({
+        "phase": "Running", "podIP": "10.244.9.9", "podIPs": [{"ip": "10.244.9.9"}],
+        "startTime": now, "containerStatuses": statuses, "qosClass": "Burstable"
+    });
+    state.store.insert(pod);
+}
+
+/// `GET /api/v1/namespaces/{ns}/pods/{name}/exec?command=..&container=..`, upgraded to a
+/// WebSocket as the API server does.
+fn exec_upgrade(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(parse_query).unwrap_or_default();
+    let recorded = RecordedRequest {
+        method: req.method().as_str().to_owned(),
+        path: path.clone(),
+        query: query.clone(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: Vec::new(),
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let reply = |r: Reply| {
+        Response::builder()
+            .status(r.status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(&r.body).unwrap_or_default())))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    };
+    let ["api", "v1", "namespaces", ns, "pods", pod, "exec"] = segments.as_slice() else {
+        return reply(Reply::not_found_path());
+    };
+    let exec = ExecRequest {
+        namespace: (*ns).to_owned(),
+        pod: (*pod).to_owned(),
+        container: recorded.query("container").map(str::to_owned),
+        command: query
+            .iter()
+            .filter(|(k, _)| k == "command")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        stdin: recorded.query("stdin") == Some("true"),
+    };
+    let (action, v4_only) = {
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.requests.push(recorded.clone());
+        let Some(found) = st.store.get("", "Pod", Some(ns), pod).cloned() else {
+            return reply(Reply::status(
+                404,
+                "NotFound",
+                &format!("pods \"{pod}\" not found"),
+                Some(json!({"name": pod, "kind": "pods"})),
+            ));
+        };
+        if str_at(&found, "/status/phase") != Some("Running") {
+            return reply(Reply::bad_request(&format!(
+                "unable to upgrade connection: pod {pod} is not running (phase {})",
+                str_at(&found, "/status/phase").unwrap_or("unknown")
+            )));
+        }
+        let Some(handler) = st.exec.clone() else {
+            return reply(Reply::status(
+                405,
+                "MethodNotAllowed",
+                "fake apiserver: exec is not set up (Builder::exec)",
+                None,
+            ));
+        };
+        (handler(&exec), st.exec_v4_only)
+    };
+    if let ExecAction::Refuse(r) = action {
+        return reply(r);
+    }
+    let offered = recorded.header("sec-websocket-protocol").unwrap_or_default().to_owned();
+    let protocol = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+        .into_iter()
+        .filter(|p| !(v4_only && *p == "v5.channel.k8s.io"))
+        .find(|p| offered.split(',').any(|o| o.trim() == *p));
+    let (Some(protocol), Some(key)) = (protocol, recorded.header("sec-websocket-key")) else {
+        return reply(Reply::bad_request(
+            "exec needs a WebSocket upgrade with a channel.k8s.io subprotocol",
+        ));
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let v5 = protocol.starts_with("v5");
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(req).await else {
+            return;
+        };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let code = serve_exec(ws, action, v5).await;
+        state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .exec_exits
+            .push((exec, code));
+    });
+    Response::builder()
+        .status(101)
+        .header(hyper::header::UPGRADE, "websocket")
+        .header(hyper::header::CONNECTION, "Upgrade")
+        .header(hyper::header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(hyper::header::SEC_WEBSOCKET_PROTOCOL, protocol)
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// The end of an exec, on channel 3, as the kubelet reports it.
+fn exec_status(code: i32) -> Vec<u8> {
+    let status = if code == 0 {
+        json!({"metadata": {}, "status": "Success"})
+    } else {
+        json!({"metadata": {}, "status": "Failure",
+               "message": format!("command terminated with non-zero exit code: exit status {code}"),
+               "reason": "NonZeroExitCode",
+               "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
+    };
+    let mut v = vec![3u8];
+    v.extend(serde_json::to_vec(&status).unwrap_or_default());
+    v
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+async fn serve_exec(mut ws: Ws, action: ExecAction, v5: bool) -> Option<i32> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let frame = |channel: u8, data: &[u8]| {
+        let mut v = Vec::with_capacity(data.len() + 1);
+        v.push(channel);
+        v.extend_from_slice(data);
+        Message::binary(v)
+    };
+    match action {
+        ExecAction::Refuse(_) => None,
+        ExecAction::Script {
+            stdout,
+            stderr,
+            exit_code,
+        } => {
+            if !stdout.is_empty() {
+                ws.send(frame(1, &stdout)).await.ok()?;
+            }
+            if !stderr.is_empty() {
+                ws.send(frame(2, &stderr)).await.ok()?;
+            }
+            ws.send(Message::binary(exec_status(exit_code))).await.ok()?;
+            let _ = ws.close(None).await;
+            Some(exit_code)
+        }
+        ExecAction::Run(cmd) => {
+            let mut cmd = tokio::process::Command::from(cmd);
+            cmd.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = ws.send(frame(2, format!("exec failed: {e}\n").as_bytes())).await;
+                    let _ = ws.send(Message::binary(exec_status(126))).await;
+                    return Some(126);
+                }
+            };
+            let mut stdin = child.stdin.take();
+            let mut stdout = child.stdout.take()?;
+            let mut stderr = child.stderr.take()?;
+            let (mut out_buf, mut err_buf) = (vec![0u8; 32 << 10], vec![0u8; 8 << 10]);
+            let (mut out_open, mut err_open) = (true, true);
+            while out_open || err_open {
+                tokio::select! {
+                    n = stdout.read(&mut out_buf), if out_open => match n {
+                        Ok(0) | Err(_) => out_open = false,
+                        Ok(n) => if ws.send(frame(1, &out_buf[..n])).await.is_err() { return None },
+                    },
+                    n = stderr.read(&mut err_buf), if err_open => match n {
+                        Ok(0) | Err(_) => err_open = false,
+                        Ok(n) => if ws.send(frame(2, &err_buf[..n])).await.is_err() { return None },
+                    },
+                    msg = ws.next() => match msg {
+                        Some(Ok(Message::Binary(b))) if b.first() == Some(&0) => {
+                            if let Some(w) = stdin.as_mut() {
+                                let _ = w.write_all(&b[1..]).await;
+                                let _ = w.flush().await;
+                            }
+                        }
+                        // v5: "stdin is closed" is channel 255 naming channel 0.
+                        Some(Ok(Message::Binary(b))) if v5 && b.as_ref() == [255u8, 0] => stdin = None,
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                            // The client went away: the kubelet kills what runs.
+                            let _ = child.kill().await;
+                            return None;
+                        }
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+            let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(137);
+            let _ = ws.send(Message::binary(exec_status(code))).await;
+            let _ = ws.close(None).await;
+            Some(code)
+        }
+    }
 }

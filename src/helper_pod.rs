@@ -1,0 +1,367 @@
+//! The kubectl plugin's helper pod: the short-lived pod `kubectl mtlscope sniff` starts on the
+//! node of each pod it captures in. The helper itself does nothing but wait; the plugin runs
+//! `mtlscope agent` in it through the exec API (see [`crate::sniff`]).
+//!
+//! What the pod gets, and why (docs/kubernetes.md has the same list for cluster admins):
+//! - `nodeName`: pinned to the target's node, bypassing the scheduler (a cordoned node still
+//!   runs it), and tolerations for every taint (`operator: Exists`), so tainted nodes are no
+//!   obstacle.
+//! - `hostPID: true`: the agent finds the target container's process in the node's `/proc`.
+//! - Capabilities, everything else dropped: `NET_RAW` (open a packet socket), `SYS_ADMIN`
+//!   (`setns` into the target's network namespace), `SYS_PTRACE` (open `/proc/PID/ns/net` of a
+//!   process that runs as another user or with capabilities the helper lacks; the kernel checks
+//!   ptrace access). No `NET_ADMIN`: the capture is not promiscuous and sets no interface
+//!   options. `--privileged` replaces this with a privileged container, for runtimes whose
+//!   seccomp or AppArmor profile still refuses `setns`.
+//! - No service account token (`automountServiceAccountToken: false`): the helper never talks
+//!   to the API server. Read-only root filesystem: it writes nothing but its standard output.
+//! - `activeDeadlineSeconds`: the kubelet kills it after the capture's time plus a margin, even
+//!   if the plugin was killed before it could delete the pod; `kubectl mtlscope cleanup`
+//!   removes what is left.
+//! - Small requests and limits: the agent's memory does not grow with traffic (issue 7).
+//! - Labels [`LABEL_MANAGED_BY`] and [`LABEL_SESSION`] let `cleanup` and the plugin find it.
+
+use crate::kube_client::TargetPod;
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext,
+    Toleration,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `app.kubernetes.io/managed-by` of every helper pod; `cleanup` deletes pods with it.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "kubectl-mtlscope";
+/// One plugin run: the helpers it started, so it deletes exactly those.
+pub const LABEL_SESSION: &str = "mtlscope.io/session";
+/// `namespace/pod` of the pods the helper captures in, comma-separated.
+pub const ANNOTATION_TARGETS: &str = "mtlscope.io/targets";
+/// The helper's only container.
+pub const CONTAINER: &str = "agent";
+/// The capabilities the agent needs (see the module documentation), in the pod spec's order.
+pub const CAPABILITIES: &[&str] = &["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"];
+/// Added to the capture's own duration for `activeDeadlineSeconds`: image pull and start-up.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(300);
+/// `activeDeadlineSeconds` when the capture has no `--duration` (it runs until Ctrl-C).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// The published helper image with the plugin's own version.
+pub fn default_image() -> String {
+    format!("ghcr.io/mtlscope/mtlscope:v{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// How to build the helper pods of one plugin run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperOptions {
+    /// Where the helper pods are created (by default the targets' namespace).
+    pub namespace: String,
+    pub image: String,
+    /// `IfNotPresent` unless the user says otherwise.
+    pub pull_policy: String,
+    /// A privileged container instead of the three capabilities.
+    pub privileged: bool,
+    /// `activeDeadlineSeconds`; the helper's `sleep` lasts as long.
+    pub deadline: Duration,
+    /// The value of [`LABEL_SESSION`].
+    pub session: String,
+}
+
+impl HelperOptions {
+    /// The backstop for a capture that stops after `duration` (or runs until Ctrl-C).
+    pub fn deadline_for(duration: Option<Duration>) -> Duration {
+        match duration {
+            Some(d) => d + DEADLINE_MARGIN,
+            None => DEFAULT_DEADLINE,
+        }
+    }
+}
+
+/// `mtlscope-<node>-`: the node in the name makes `kubectl get pods` readable; the API server
+/// adds five random characters. Node names can be 253 characters, pod names too, but a
+/// generated name is cut to 58 before the suffix: keep the node part short.
+fn generate_name(node: &str) -> String {
+    let node: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("mtlscope-{}-", node.trim_matches('-'))
+}
+
+/// The helper pod for `node`, which captures in `targets` (all on that node).
+pub fn helper_pod(opts: &HelperOptions, node: &str, targets: &[&TargetPod]) -> Pod {
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "mtlscope".to_owned()),
+        ("app.kubernetes.io/component".to_owned(), "capture-helper".to_owned()),
+        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+        (
+            "app.kubernetes.io/version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+        (LABEL_SESSION.to_owned(), opts.session.clone()),
+    ]);
+    let target_names: Vec<String> = targets.iter().map(|t| format!("{}/{}", t.namespace, t.name)).collect();
+    let annotations = BTreeMap::from([
+        (ANNOTATION_TARGETS.to_owned(), target_names.join(",")),
+        // Not a mesh workload: never inject a sidecar into the helper.
+        ("sidecar.istio.io/inject".to_owned(), "false".to_owned()),
+        ("linkerd.io/inject".to_owned(), "disabled".to_owned()),
+    ]);
+    let deadline = opts.deadline.as_secs().max(1);
+    let security_context = if opts.privileged {
+        SecurityContext {
+            privileged: Some(true),
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        }
+    } else {
+        SecurityContext {
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: Some(CAPABILITIES.iter().map(|c| (*c).to_owned()).collect()),
+            }),
+            ..Default::default()
+        }
+    };
+    let quantity = |s: &str| Quantity(s.to_owned());
+    let container = Container {
+        name: CONTAINER.to_owned(),
+        image: Some(opts.image.clone()),
+        image_pull_policy: Some(opts.pull_policy.clone()),
+        // Wait for the plugin's `exec`; the deadline ends the pod even if nobody deletes it.
+        command: Some(vec!["sleep".to_owned(), deadline.to_string()]),
+        security_context: Some(security_context),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity("50m")),
+                ("memory".to_owned(), quantity("64Mi")),
+            ])),
+            limits: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity("1")),
+                ("memory".to_owned(), quantity("256Mi")),
+            ])),
+            ..Default::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Default::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(generate_name(node)),
+            namespace: Some(opts.namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.to_owned()),
+            host_pid: Some(true),
+            host_network: Some(false),
+            restart_policy: Some("Never".to_owned()),
+            active_deadline_seconds: Some(deadline as i64),
+            termination_grace_period_seconds: Some(0),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            tolerations: Some(vec![Toleration {
+                operator: Some("Exists".to_owned()),
+                ..Default::default()
+            }]),
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            containers: vec![container],
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Why a helper pod cannot run, read from its status: `None` while it may still start.
+pub fn failure(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    match status.phase.as_deref() {
+        Some("Failed") | Some("Succeeded") => {
+            let why = [status.reason.as_deref(), status.message.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ");
+            return Some(format!(
+                "it ended ({}){}",
+                status.phase.as_deref().unwrap_or_default(),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
+            ));
+        }
+        _ => {}
+    }
+    for cs in status.container_statuses.iter().flatten() {
+        let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        let message = waiting.message.as_deref().unwrap_or_default();
+        match reason {
+            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+                return Some(format!(
+                    "its image {} cannot be pulled ({reason}{}); pass --image with an image the node can pull (see \
+                     docs/kubernetes.md for building one)",
+                    cs.image,
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {message}")
+                    }
+                ))
+            }
+            "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" | "CrashLoopBackOff" => {
+                return Some(format!(
+                    "its container cannot start ({reason}{})",
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {message}")
+                    }
+                ))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Is the helper's container running (ready for `exec`)?
+pub fn running(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    status.phase.as_deref() == Some("Running")
+        && status
+            .container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.name == CONTAINER && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube_client::ContainerInfo;
+
+    fn target(name: &str) -> TargetPod {
+        TargetPod {
+            namespace: "bookinfo".into(),
+            name: name.into(),
+            node: Some("worker-1".into()),
+            ips: vec![],
+            phase: Some("Running".into()),
+            host_network: false,
+            containers: vec![ContainerInfo {
+                name: "app".into(),
+                id: Some("containerd://abc".into()),
+                sidecar: false,
+            }],
+            default_container: None,
+        }
+    }
+
+    fn opts(privileged: bool) -> HelperOptions {
+        HelperOptions {
+            namespace: "bookinfo".into(),
+            image: "example.org/mtlscope:test".into(),
+            pull_policy: "IfNotPresent".into(),
+            privileged,
+            deadline: HelperOptions::deadline_for(Some(Duration::from_secs(30))),
+            session: "s1".into(),
+        }
+    }
+
+    #[test]
+    fn least_privilege_spec() {
+        let (a, b) = (target("a"), target("b"));
+        let pod = helper_pod(&opts(false), "Worker_1.example", &[&a, &b]);
+        let meta = &pod.metadata;
+        assert_eq!(meta.generate_name.as_deref(), Some("mtlscope-worker-1-example-"));
+        assert_eq!(meta.namespace.as_deref(), Some("bookinfo"));
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_MANAGED_BY], MANAGED_BY);
+        assert_eq!(labels[LABEL_SESSION], "s1");
+        assert_eq!(
+            meta.annotations.as_ref().unwrap()[ANNOTATION_TARGETS],
+            "bookinfo/a,bookinfo/b"
+        );
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("Worker_1.example"));
+        assert_eq!(spec.host_pid, Some(true));
+        assert_eq!(spec.host_network, Some(false));
+        assert_eq!(spec.active_deadline_seconds, Some(330));
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        let tol = &spec.tolerations.as_ref().unwrap()[0];
+        assert_eq!(
+            (tol.operator.as_deref(), tol.key.as_deref(), tol.effect.as_deref()),
+            (Some("Exists"), None, None)
+        );
+        let c = &spec.containers[0];
+        assert_eq!(c.command.as_ref().unwrap(), &["sleep", "330"]);
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.privileged, Some(false));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        let caps = sc.capabilities.as_ref().unwrap();
+        assert_eq!(caps.drop.as_ref().unwrap(), &["ALL"]);
+        assert_eq!(caps.add.as_ref().unwrap(), &["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"]);
+        let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert_eq!(limits["memory"].0, "256Mi");
+    }
+
+    #[test]
+    fn privileged_fallback_has_no_capability_list() {
+        let a = target("a");
+        let pod = helper_pod(&opts(true), "n", &[&a]);
+        let sc = pod.spec.unwrap().containers[0].security_context.clone().unwrap();
+        assert_eq!(sc.privileged, Some(true));
+        // Kubernetes rejects privileged with allowPrivilegeEscalation: false.
+        assert_eq!(sc.allow_privilege_escalation, None);
+        assert!(sc.capabilities.is_none());
+    }
+
+    #[test]
+    fn deadline_without_duration_is_an_hour() {
+        assert_eq!(HelperOptions::deadline_for(None), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn image_pull_failure_names_the_image() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "status": {"phase": "Pending", "containerStatuses": [{
+                "name": "agent", "image": "ghcr.io/x/y:v1", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}
+        }))
+        .unwrap();
+        let why = failure(&pod).unwrap();
+        assert!(why.contains("ghcr.io/x/y:v1") && why.contains("--image"), "{why}");
+        assert!(!running(&pod));
+    }
+}

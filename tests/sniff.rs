@@ -1,0 +1,827 @@
+//! `kubectl mtlscope sniff` and `cleanup`, end to end: the plugin binary, through a kubeconfig,
+//! against the in-process fake API server (real HTTP, JSON and exec WebSockets; tests/support).
+//! The fake's exec runs the real `mtlscope agent` on this machine for the end-to-end tests
+//! (root: a network namespace with live OpenSSL traffic, the server process in a cgroup named
+//! like a container's), and scripted agents for the plugin's own paths (several pods, failures,
+//! Ctrl-C).
+
+#[path = "support/fake_apiserver.rs"]
+mod fake_apiserver;
+#[path = "support/lab.rs"]
+mod lab;
+
+use fake_apiserver::{ExecAction, ExecRequest, FakeApiServer, RecordedRequest, Reply};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const NS: &str = "shop";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mtlscope-sniff-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: c\n    user: u\n    namespace: {NS}\n\
+             users:\n- name: u\n  user:\n    token: t0ken\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn hex_id(n: u64) -> String {
+    format!(
+        "{:064x}",
+        0x6d74_6c73_636f_7065u64 ^ (n << 20) ^ u64::from(std::process::id())
+    )
+}
+
+fn pod(name: &str, node: &str, ip: &str, app: &str, id: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": app},
+                     "annotations": {"sidecar.istio.io/status": "{}"},
+                     "creationTimestamp": "2026-11-01T10:00:00Z"},
+        "spec": {"nodeName": node, "containers": [
+            {"name": "app", "image": "example/app:1", "ports": [{"containerPort": 4433}]},
+            {"name": "istio-proxy", "image": "istio/proxyv2:1.24"}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "containerStatuses": [
+            {"name": "app", "containerID": format!("containerd://{id}"), "image": "example/app:1", "imageID": "",
+             "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-11-01T10:00:05Z"}}},
+            {"name": "istio-proxy", "containerID": format!("containerd://{}", "e".repeat(64)), "image": "istio/proxyv2:1.24",
+             "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-11-01T10:00:05Z"}}}]}
+    })
+}
+
+fn strict_policy() -> Value {
+    json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+           "metadata": {"name": "default", "namespace": NS, "creationTimestamp": "2026-11-01T09:00:00Z"},
+           "spec": {"mtls": {"mode": "STRICT"}}})
+}
+
+fn deployment() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "web", "namespace": NS},
+           "spec": {"selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app"}]}}}})
+}
+
+/// The plugin binary, as kubectl runs it, with a kubeconfig for the fake.
+async fn plugin(kubeconfig: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn created_pods(server: &FakeApiServer) -> Vec<Value> {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == format!("/api/v1/namespaces/{NS}/pods"))
+        .filter_map(RecordedRequest::json)
+        .collect()
+}
+
+fn deleted(server: &FakeApiServer) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn helpers_left(server: &FakeApiServer) -> Vec<String> {
+    server
+        .pod_names()
+        .into_iter()
+        .filter(|p| p.contains("/mtlscope-"))
+        .collect()
+}
+
+fn execs(server: &FakeApiServer) -> Vec<RecordedRequest> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/exec"))
+        .collect()
+}
+
+fn exec_command(r: &RecordedRequest) -> Vec<String> {
+    r.query
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// A scripted agent: one connection between the two given addresses, then the summary.
+fn scripted_agent(req: &ExecRequest, server_ip: &str) -> ExecAction {
+    let flow = json!({"id": 1, "client": {"ip": "10.1.0.5", "port": 40000}, "server": {"ip": server_ip, "port": 4433},
+                      "loopback": false, "verdict": "plaintext", "confidence": "certain", "evidence": ["http request GET / in clear"]});
+    let summary = json!({"summary": {"connections": 1, "packets": 10, "tcp_packets": 10, "errors": [],
+                                      "capture": {"interface": "eth0", "packets": 10, "received": 10, "dropped": 0}}});
+    let id = req
+        .command
+        .iter()
+        .skip_while(|a| *a != "--container-id")
+        .nth(1)
+        .cloned()
+        .unwrap_or_default();
+    ExecAction::Script {
+        stdout: format!("{flow}\n{summary}\n").into_bytes(),
+        stderr: format!("mtlscope agent: container {id} is process 4242\n").into_bytes(),
+        exit_code: 0,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// --dry-run
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dry_run_prints_the_helper_pod_and_creates_nothing() {
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .start()
+        .await;
+    let dir = temp_dir("dry-run");
+    let kc = kubeconfig(&dir, &server.url());
+    let o = plugin(
+        &kc,
+        &[
+            "sniff",
+            "web-0",
+            "--dry-run",
+            "-o",
+            "yaml",
+            "-f",
+            "tcp port 4433",
+            "--duration",
+            "30s",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let yaml = text(&o.stdout);
+    assert!(
+        yaml.contains(&format!(
+            "#   {NS}/web-0: mtlscope agent --container-id containerd://{} -i eth0 --stop-on-stdin -f 'tcp port 4433' --duration 30000ms",
+            hex_id(1)
+        )),
+        "{yaml}"
+    );
+    let pod: Value = serde_norway::from_str(&yaml).unwrap();
+    assert_eq!(pod["apiVersion"], "v1");
+    assert_eq!(pod["kind"], "Pod");
+    assert_eq!(pod["metadata"]["generateName"], "mtlscope-node-1-");
+    assert_eq!(pod["metadata"]["namespace"], NS);
+    assert_eq!(
+        pod["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubectl-mtlscope"
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["mtlscope.io/targets"],
+        format!("{NS}/web-0")
+    );
+    let spec = &pod["spec"];
+    assert_eq!(spec["nodeName"], "node-1");
+    assert_eq!(spec["hostPID"], true);
+    assert_eq!(spec["activeDeadlineSeconds"], 330);
+    assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
+    let c = &spec["containers"][0];
+    assert_eq!(
+        c["image"],
+        format!("ghcr.io/mtlscope/mtlscope:v{}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        c["securityContext"]["capabilities"]["add"],
+        json!(["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"])
+    );
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(c["resources"]["limits"], json!({"cpu": "1", "memory": "256Mi"}));
+    // Read only: nothing was created, nothing was exec'd.
+    assert!(
+        server.requests().iter().all(|r| r.method == "GET"),
+        "{:?}",
+        server.request_lines()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several pods, scripted agents
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_deployment_gets_one_helper_per_node_and_one_agent_per_pod() {
+    let server = FakeApiServer::builder()
+        .objects([
+            pod("web-a", "node-1", "10.1.0.2", "web", &hex_id(1)),
+            pod("web-b", "node-2", "10.1.0.3", "web", &hex_id(2)),
+            pod("web-c", "node-1", "10.1.0.4", "web", &hex_id(3)),
+            pod("client", "node-3", "10.1.0.5", "client", &hex_id(4)),
+            deployment(),
+            strict_policy(),
+        ])
+        .kubelet(1)
+        .exec(|req| {
+            let ip = match req.command.iter().skip_while(|a| *a != "--container-id").nth(1) {
+                Some(id) if id.ends_with(&hex_id(1)) => "10.1.0.2",
+                Some(id) if id.ends_with(&hex_id(2)) => "10.1.0.3",
+                _ => "10.1.0.4",
+            };
+            scripted_agent(req, ip)
+        })
+        .start()
+        .await;
+    let dir = temp_dir("deploy");
+    let kc = kubeconfig(&dir, &server.url());
+    let o = plugin(
+        &kc,
+        &[
+            "sniff",
+            "deploy/web",
+            "-o",
+            "json",
+            "--image",
+            "registry.test/mtlscope:dev",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let created = created_pods(&server);
+    let nodes: Vec<&str> = created
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["node-1", "node-2"]);
+    assert_eq!(
+        created[0]["metadata"]["annotations"]["mtlscope.io/targets"],
+        format!("{NS}/web-a,{NS}/web-c")
+    );
+    assert!(created
+        .iter()
+        .all(|p| p["spec"]["containers"][0]["image"] == "registry.test/mtlscope:dev"));
+    let execs = execs(&server);
+    assert_eq!(execs.len(), 3);
+    assert!(execs.iter().all(|e| e.query("container") == Some("agent")));
+    let mut ids: Vec<String> = execs.iter().map(|e| exec_command(e)[3].clone()).collect();
+    ids.sort();
+    let mut want: Vec<String> = (1..=3).map(|n| format!("containerd://{}", hex_id(n))).collect();
+    want.sort();
+    assert_eq!(ids, want);
+
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let flows = doc["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 3);
+    let mut pods: Vec<&str> = flows
+        .iter()
+        .map(|f| f["captured_in"]["pod"].as_str().unwrap())
+        .collect();
+    pods.sort();
+    assert_eq!(
+        pods,
+        [format!("{NS}/web-a"), format!("{NS}/web-b"), format!("{NS}/web-c")]
+    );
+    for f in flows {
+        assert_eq!(f["kubernetes"]["client_pod"], format!("{NS}/client"));
+        assert_eq!(f["kubernetes"]["policy"]["expected_mode"], "STRICT");
+        assert_eq!(f["kubernetes"]["policy"]["finding"]["severity"], "violation");
+    }
+    assert_eq!(doc["summary"]["connections"], 3);
+    assert_eq!(doc["summary"]["packets"], 30);
+    assert_eq!(doc["summary"]["findings"]["violation"], 3);
+    assert_eq!(doc["summary"]["captures"].as_array().unwrap().len(), 3);
+    // Both helpers deleted, nothing left.
+    assert_eq!(deleted(&server).len(), 2);
+    assert!(helpers_left(&server).is_empty(), "{:?}", server.pod_names());
+    assert!(text(&o.stderr).contains(&format!(
+        "[{NS}/web-b] mtlscope agent: container containerd://{}",
+        hex_id(2)
+    )));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures and cancellation: the helper is always deleted
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn agent_failure_is_reported_and_the_helper_deleted() {
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .kubelet(0)
+        .exec(|_| ExecAction::Script {
+            stdout: Vec::new(),
+            stderr: b"mtlscope: no process of container containerd://abc under /proc (is this the container's node?)\n"
+                .to_vec(),
+            exit_code: 2,
+        })
+        .start()
+        .await;
+    let dir = temp_dir("agent-fails");
+    let kc = kubeconfig(&dir, &server.url());
+    let o = plugin(&kc, &["sniff", "web-0"]).await;
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "agent for {NS}/web-0 failed: command terminated with non-zero exit code"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("no process of container"), "{err}");
+    assert_eq!(deleted(&server).len(), 1);
+    assert!(helpers_left(&server).is_empty());
+}
+
+/// An agent that runs until it reads `stop`, then reports its summary, as `mtlscope agent
+/// --stop-on-stdin` does.
+fn stoppable_agent() -> ExecAction {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"echo "agent waiting" >&2; read line; [ "$line" = stop ] && echo '{"summary":{"connections":0,"packets":7,"errors":[]}}'"#,
+    ]);
+    ExecAction::Run(cmd)
+}
+
+async fn wait_for_exec(server: &FakeApiServer) {
+    let start = Instant::now();
+    while execs(server).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exec: {:?}",
+            server.request_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the agent start and the plugin settle into its loop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+async fn interrupted_capture(server: FakeApiServer, signal: &str, name: &str) {
+    let dir = temp_dir(name);
+    let kc = kubeconfig(&dir, &server.url());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
+        .args(["sniff", "web-0", "-o", "json"])
+        .env("KUBECONFIG", &kc)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_exec(&server).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the plugin stops after one signal")
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("stopping the capture"), "{err}");
+    // The agent was told to stop (it exits 0 only after reading `stop`) and its summary arrived.
+    let start = Instant::now();
+    while server.exec_exits().is_empty() && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.exec_exits().iter().map(|e| e.1).collect::<Vec<_>>(), [Some(0)]);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["summary"]["packets"], 7);
+    assert_eq!(doc["summary"]["captures"][0]["finished"], true);
+    assert_eq!(deleted(&server).len(), 1);
+    assert!(helpers_left(&server).is_empty());
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_the_agents_then_deletes_the_helper() {
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .kubelet(0)
+        .exec(|_| stoppable_agent())
+        .start()
+        .await;
+    interrupted_capture(server, "-INT", "ctrl-c").await;
+}
+
+/// API servers before 1.30 speak only v4, which cannot half-close stdin: `stop` still works.
+#[tokio::test]
+async fn sigterm_with_an_old_api_server_stops_and_deletes_too() {
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .kubelet(0)
+        .exec(|_| stoppable_agent())
+        .exec_v4_only()
+        .start()
+        .await;
+    interrupted_capture(server, "-TERM", "sigterm").await;
+}
+
+#[tokio::test]
+async fn ctrl_c_while_the_helper_starts_deletes_it() {
+    // No kubelet: the helper stays Pending.
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .start()
+        .await;
+    let dir = temp_dir("ctrl-c-pending");
+    let kc = kubeconfig(&dir, &server.url());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
+        .args(["sniff", "web-0"])
+        .env("KUBECONFIG", &kc)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while created_pods(&server).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(deleted(&server).len(), 1);
+    assert!(helpers_left(&server).is_empty());
+}
+
+#[tokio::test]
+async fn image_that_cannot_be_pulled_is_named_and_the_helper_deleted() {
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .handler(|req, store| {
+            // The kubelet cannot pull the image: the pod stays Pending with ImagePullBackOff.
+            let name = req
+                .path
+                .strip_prefix(&format!("/api/v1/namespaces/{NS}/pods/mtlscope-"))?;
+            if req.method != "GET" {
+                return None;
+            }
+            let full = format!("mtlscope-{name}");
+            let mut p = store.get("", "Pod", Some(NS), &full)?.clone();
+            p["status"] = json!({"phase": "Pending", "containerStatuses": [{
+                "name": "agent", "image": p["spec"]["containers"][0]["image"], "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+                "message": "Back-off pulling image"}}}]});
+            store.insert(p.clone());
+            Some(Reply::ok(p))
+        })
+        .start()
+        .await;
+    let dir = temp_dir("image");
+    let kc = kubeconfig(&dir, &server.url());
+    let o = plugin(&kc, &["sniff", "web-0", "--image", "registry.invalid/nope:1"]).await;
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("its image registry.invalid/nope:1 cannot be pulled (ImagePullBackOff"),
+        "{err}"
+    );
+    assert!(err.contains("pass --image"), "{err}");
+    assert_eq!(deleted(&server).len(), 1);
+    assert!(helpers_left(&server).is_empty());
+}
+
+#[tokio::test]
+async fn pod_security_refusal_says_which_policy_and_what_to_grant() {
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .handler(|req, _| {
+            (req.method == "POST" && req.path.ends_with("/pods")).then(|| {
+                Reply::status(
+                    403,
+                    "Forbidden",
+                    "pods \"mtlscope-node-1-bcdfg\" is forbidden: violates PodSecurity \"baseline:latest\": host \
+                     namespaces (hostPID=true), non-default capabilities (container \"agent\" must not include \
+                     \"SYS_ADMIN\", \"SYS_PTRACE\" in securityContext.capabilities.add)",
+                    None,
+                )
+            })
+        })
+        .start()
+        .await;
+    let dir = temp_dir("psa");
+    let kc = kubeconfig(&dir, &server.url());
+    let o = plugin(&kc, &["sniff", "web-0"]).await;
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("refused in namespace 'shop' by Pod Security admission"),
+        "{err}"
+    );
+    assert!(
+        err.contains("kubectl label namespace shop pod-security.kubernetes.io/enforce=privileged"),
+        "{err}"
+    );
+    assert!(deleted(&server).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// cleanup
+// ---------------------------------------------------------------------------------------------
+
+fn helper(namespace: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": namespace,
+                        "labels": {"app.kubernetes.io/managed-by": "kubectl-mtlscope"},
+                        "annotations": {"mtlscope.io/targets": format!("{namespace}/web-0")}},
+           "spec": {"nodeName": "node-1", "containers": [{"name": "agent"}]},
+           "status": {"phase": "Running"}})
+}
+
+#[tokio::test]
+async fn cleanup_deletes_only_helpers() {
+    let server = FakeApiServer::builder()
+        .objects([
+            helper(NS, "mtlscope-node-1-aaaaa"),
+            helper("other", "mtlscope-node-2-bbbbb"),
+            pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1)),
+        ])
+        .start()
+        .await;
+    let dir = temp_dir("cleanup");
+    let kc = kubeconfig(&dir, &server.url());
+    let o = plugin(&kc, &["cleanup"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        format!("pod/mtlscope-node-1-aaaaa deleted from {NS} (captured in: {NS}/web-0)\n")
+    );
+    let o = plugin(&kc, &["cleanup", "-A", "--dry-run"]).await;
+    assert_eq!(
+        text(&o.stdout),
+        "pod/mtlscope-node-2-bbbbb in other would be deleted (captured in: other/web-0)\n"
+    );
+    let o = plugin(&kc, &["cleanup", "-A"]).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(server.pod_names(), [format!("{NS}/web-0")]);
+    let o = plugin(&kc, &["cleanup", "-A"]).await;
+    assert_eq!(text(&o.stdout), "No mtlscope helper pods found.\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// kubectl plugin discovery
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn kubectl_finds_the_plugin() {
+    if !lab::sh("command -v kubectl").status.success() {
+        eprintln!("SKIP: kubectl is not installed");
+        return;
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let o = std::process::Command::new("kubectl")
+        .args(["mtlscope", "--help"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.contains("Usage: kubectl mtlscope <COMMAND>"), "{out}");
+    assert!(out.contains("sniff") && out.contains("cleanup"), "{out}");
+    let o = std::process::Command::new("kubectl")
+        .args(["mtlscope", "sniff", "--help"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(text(&o.stdout).contains("kubectl mtlscope sniff deploy/productpage -n bookinfo --duration 30s"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end with the real agent (root)
+// ---------------------------------------------------------------------------------------------
+
+/// The exec runs what the helper image would: the real `mtlscope` binary, as root on this
+/// machine (the node), with the agent's arguments as the plugin sent them.
+fn real_agent(req: &ExecRequest) -> ExecAction {
+    if req.container.as_deref() != Some("agent") || req.command.first().map(String::as_str) != Some("mtlscope") {
+        return ExecAction::Script {
+            stdout: Vec::new(),
+            stderr: format!("unexpected exec {:?} in container {:?}\n", req.command, req.container).into_bytes(),
+            exit_code: 127,
+        };
+    }
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mtlscope"));
+    cmd.args(&req.command[1..]);
+    ExecAction::Run(cmd)
+}
+
+#[tokio::test]
+async fn end_to_end_plugin_helper_pod_real_agent_stream_table() {
+    if !lab::can_run() {
+        return;
+    }
+    let mut lab = lab::Lab::new("k", 7);
+    let server_pid = lab.servers();
+    let id = hex_id(7);
+    let Some(_container) = lab::Container::new(server_pid, &id) else {
+        eprintln!("SKIP: needs a writable cgroup v1 pids hierarchy");
+        return;
+    };
+    let server = FakeApiServer::builder()
+        .objects([
+            pod("web-0", "node-1", "10.203.7.2", "web", &id),
+            pod("client-0", "node-2", "10.203.7.1", "client", &hex_id(8)),
+            strict_policy(),
+        ])
+        .kubelet(1)
+        .exec(real_agent)
+        .start()
+        .await;
+    let dir = temp_dir("e2e");
+    let kc = kubeconfig(&dir, &server.url());
+    let iface = lab.server_if();
+
+    // 1. JSON lines.
+    let args = [
+        "sniff",
+        "web-0",
+        "-i",
+        &iface,
+        "--duration",
+        "6s",
+        "-o",
+        "jsonl",
+        "--image",
+        "mtlscope:e2e",
+    ];
+    let run = plugin(&kc, &args);
+    let server_ref = &server;
+    let traffic = async move {
+        wait_for_exec(server_ref).await;
+        tokio::task::spawn_blocking(move || {
+            lab.traffic(7);
+            lab
+        })
+        .await
+        .unwrap()
+    };
+    let (o, lab) = tokio::join!(run, traffic);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let lines: Vec<Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut flows: Vec<(u64, String, String, Value)> = lines
+        .iter()
+        .filter(|l| l.get("summary").is_none())
+        .map(|f| {
+            (
+                f["server"]["port"].as_u64().unwrap(),
+                f["verdict"].as_str().unwrap().to_owned(),
+                f["captured_in"]["pod"].as_str().unwrap().to_owned(),
+                f["kubernetes"].clone(),
+            )
+        })
+        .collect();
+    flows.sort_by_key(|f| f.0);
+    let got: Vec<(u64, &str, &str)> = flows.iter().map(|f| (f.0, f.1.as_str(), f.2.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (4433, "mtls", "shop/web-0"),
+            (4434, "tls", "shop/web-0"),
+            (8080, "plaintext", "shop/web-0")
+        ],
+        "{err}"
+    );
+    for (port, _, _, k) in &flows {
+        assert_eq!(k["client_pod"], "shop/client-0");
+        assert_eq!(k["server_pod"], "shop/web-0");
+        assert_eq!(k["policy"]["expected_mode"], "STRICT");
+        let severity = k["policy"]["finding"]["severity"].as_str();
+        assert_eq!(
+            severity,
+            if *port == 4433 { None } else { Some("violation") },
+            "port {port}"
+        );
+    }
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["connections"], 3);
+    assert_eq!(summary["captures"][0]["capture"]["dropped"], 0);
+    assert!(
+        err.contains(&format!(
+            "[shop/web-0] mtlscope agent: container containerd://{id} is process {server_pid}"
+        )),
+        "{err}"
+    );
+
+    // The helper pod as created, field by field.
+    let created = created_pods(&server);
+    assert_eq!(created.len(), 1);
+    let spec = &created[0]["spec"];
+    assert_eq!(spec["nodeName"], "node-1");
+    assert_eq!(spec["hostPID"], true);
+    assert_eq!(spec["activeDeadlineSeconds"], 306);
+    assert_eq!(spec["restartPolicy"], "Never");
+    assert_eq!(spec["automountServiceAccountToken"], false);
+    assert_eq!(spec["containers"][0]["image"], "mtlscope:e2e");
+    assert_eq!(
+        spec["containers"][0]["securityContext"]["capabilities"]["add"],
+        json!(["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"])
+    );
+    let exec = &execs(&server)[0];
+    assert_eq!(
+        exec_command(exec),
+        [
+            "mtlscope",
+            "agent",
+            "--container-id",
+            &format!("containerd://{id}"),
+            "-i",
+            &iface,
+            "--stop-on-stdin",
+            "--duration",
+            "6000ms",
+            "--max-flows",
+            "1000000",
+            "--idle-timeout",
+            "600"
+        ]
+    );
+    assert_eq!(deleted(&server).len(), 1);
+    assert!(helpers_left(&server).is_empty());
+
+    // 2. The table, with -w: packets come back as pcap and are analysed here.
+    server.clear_requests();
+    let pcap = dir.join("web.pcap");
+    let pcap_arg = pcap.display().to_string();
+    let args = ["sniff", "web-0", "-i", &iface, "--duration", "6s", "-w", &pcap_arg];
+    let run = plugin(&kc, &args);
+    let server_ref = &server;
+    let traffic = async move {
+        wait_for_exec(server_ref).await;
+        tokio::task::spawn_blocking(move || {
+            lab.traffic(7);
+            lab
+        })
+        .await
+        .unwrap()
+    };
+    let (o, _lab) = tokio::join!(run, traffic);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let table = text(&o.stdout);
+    eprintln!("{table}");
+    assert!(exec_command(&execs(&server)[0]).contains(&"--pcap".to_owned()));
+    for row in [
+        "shop/client-0:",
+        "shop/web-0:4433",
+        "shop/web-0:8080",
+        "STRICT: violation",
+    ] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    assert!(table.contains("3 connections: 1 mtls, 1 tls, 1 plaintext"), "{table}");
+    assert!(table.contains("PeerAuthentication: 2 violations"), "{table}");
+    // The file is a capture `analyze` reads to the same verdicts.
+    let a = std::process::Command::new(env!("CARGO_BIN_EXE_mtlscope"))
+        .args(["analyze", &pcap_arg, "-o", "jsonl"])
+        .output()
+        .unwrap();
+    let verdicts: Vec<String> = text(&a.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["verdict"].as_str().map(str::to_owned))
+        .collect();
+    let mut verdicts = verdicts;
+    verdicts.sort();
+    assert_eq!(verdicts, ["mtls", "plaintext", "tls"]);
+    assert!(helpers_left(&server).is_empty());
+}
