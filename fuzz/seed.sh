@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
 if [ "${1:-}" = "--clean" ]; then rm -rf corpus; fi
-for t in capture_file decode reassembly tls_stream certificate plaintext mesh; do
+for t in capture_file decode reassembly tls_stream certificate plaintext mesh rules policy; do
   mkdir -p "corpus/$t"
 done
 
@@ -248,6 +248,17 @@ mesh(20000, True, "web.default.part1.dc1.internal-v1.11111111-2222-3333-4444-555
 mesh(15008, True, None, ["h2"])
 PY
 rm -f corpus/.certs.hex corpus/.hellos.tsv
-for t in capture_file decode reassembly tls_stream certificate plaintext mesh; do
+
+# rules: the rules examples in docs/ci.md and a few edge cases; policy: the policy dumps the
+# tests use (single objects, multi-document YAML, JSON, List objects, invalid and broken ones).
+awk '/^```yaml/{on=1; n++; next} /^```/{on=0} on{print > ("corpus/rules/docs-ci-" n ".yaml")}' \
+  "$root/docs/ci.md"
+printf 'rules:\n  - name: all\n    require: mtls\n' > corpus/rules/minimal.yaml
+printf '{"rules":[{"name":"j","match":{"cidrs":["10.0.0.0/8","fd00::/8"],"sni":"*.svc"},"require":"tls"}]}' \
+  > corpus/rules/json.json
+for f in "$root"/tests/data/policy/*/*; do
+  cp "$f" "corpus/policy/$(basename "$(dirname "$f")")-$(basename "$f")"
+done
+for t in capture_file decode reassembly tls_stream certificate plaintext mesh rules policy; do
   printf '%-14s %5s seeds\n' "$t" "$(find "corpus/$t" -type f | wc -l)"
 done
