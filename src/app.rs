@@ -712,19 +712,7 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
     };
     match args.format {
         Format::Jsonl => {
-            let (mut engine, stats) = run_live(
-                &live,
-                cfg,
-                JsonLines::new(io::BufWriter::new(io::stdout())),
-                &cluster,
-                false,
-            )?;
-            engine.summary.capture = Some(stats.clone());
-            engine
-                .out
-                .summary(&engine.summary)
-                .context("writing to standard output")?;
-            report_capture(&stats);
+            stream_jsonl(&live, cfg, &cluster, false)?;
         }
         Format::Json => {
             let (mut engine, stats) = run_live(&live, cfg, Collect::default(), &cluster, false)?;
@@ -877,21 +865,23 @@ pub fn agent(args: &AgentArgs) -> Result<i32> {
         eprintln!("mtlscope agent: {}", engine.summary.line());
         report_capture(&stats);
     } else {
-        let (mut engine, stats) = run_live(
-            &live,
-            cfg,
-            JsonLines::new(io::BufWriter::new(io::stdout())),
-            &None,
-            args.stop_on_stdin,
-        )?;
-        engine.summary.capture = Some(stats.clone());
-        engine
-            .out
-            .summary(&engine.summary)
-            .context("writing to standard output")?;
-        report_capture(&stats);
+        stream_jsonl(&live, cfg, &None, args.stop_on_stdin)?;
     }
     Ok(EXIT_OK)
+}
+
+/// JSON lines on standard output as verdicts are made, then the summary with the kernel's
+/// counters; the counters on standard error too.
+fn stream_jsonl(live: &LiveOptions, cfg: Config, cluster: &Option<Arc<Cluster>>, stop_on_stdin: bool) -> Result<()> {
+    let out = JsonLines::new(io::BufWriter::new(io::stdout()));
+    let (mut engine, stats) = run_live(live, cfg, out, cluster, stop_on_stdin)?;
+    engine.summary.capture = Some(stats.clone());
+    engine
+        .out
+        .summary(&engine.summary)
+        .context("writing to standard output")?;
+    report_capture(&stats);
+    Ok(())
 }
 
 /// `mtlscope policy explain`.

@@ -182,6 +182,7 @@ async fn dry_run_prints_the_helper_pod_and_creates_nothing() {
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let yaml = text(&o.stdout);
+    eprintln!("{yaml}");
     assert!(
         yaml.contains(&format!(
             "#   {NS}/web-0: mtlscope agent --container-id containerd://{} -i eth0 --stop-on-stdin -f 'tcp port 4433' --duration 30000ms",
@@ -414,28 +415,22 @@ async fn interrupted_capture(server: FakeApiServer, signal: &str, name: &str) {
     assert!(helpers_left(&server).is_empty());
 }
 
-#[tokio::test]
-async fn ctrl_c_stops_the_agents_then_deletes_the_helper() {
-    let server = FakeApiServer::builder()
+fn one_stoppable_pod() -> fake_apiserver::Builder {
+    FakeApiServer::builder()
         .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
         .kubelet(0)
         .exec(|_| stoppable_agent())
-        .start()
-        .await;
-    interrupted_capture(server, "-INT", "ctrl-c").await;
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_the_agents_then_deletes_the_helper() {
+    interrupted_capture(one_stoppable_pod().start().await, "-INT", "ctrl-c").await;
 }
 
 /// API servers before 1.30 speak only v4, which cannot half-close stdin: `stop` still works.
 #[tokio::test]
 async fn sigterm_with_an_old_api_server_stops_and_deletes_too() {
-    let server = FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
-        .kubelet(0)
-        .exec(|_| stoppable_agent())
-        .exec_v4_only()
-        .start()
-        .await;
-    interrupted_capture(server, "-TERM", "sigterm").await;
+    interrupted_capture(one_stoppable_pod().exec_v4_only().start().await, "-TERM", "sigterm").await;
 }
 
 #[tokio::test]
