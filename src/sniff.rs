@@ -490,7 +490,7 @@ async fn run(
         ))
         .with_context(|| format!("starting the agent for {} in helper pod {helper}", c.label()))?;
         stdins.push(attached.stdin());
-        spawn_streams(i, &mut attached, c, opts, tx.clone())?;
+        let output = spawn_streams(i, &mut attached, c, opts, tx.clone())?;
         let status = attached.take_status();
         let done = tx.clone();
         tokio::spawn(async move {
@@ -502,8 +502,10 @@ async fn run(
                 },
                 None => Ok(()),
             };
-            // Keep the process (and its stream) alive until the status has arrived.
+            // Keep the process (and its stream) alive until the status has arrived, and report
+            // the end only after everything the agent wrote has been handed on.
             let _ = attached.join().await;
+            let _ = output.await;
             let _ = done.send(Event::Done(i, outcome));
         });
     }
@@ -526,8 +528,19 @@ async fn run(
                     Some(Event::Stderr(i, line)) => out.agent_said(i, &line, captures),
                     Some(Event::Done(i, r)) => {
                         running -= 1;
-                        if let Err(e) = r {
-                            failures.push(format!("agent for {} failed: {e}{}", captures[i].label(), out.last_words(i)));
+                        match r {
+                            Err(e) => failures.push(format!(
+                                "agent for {} failed: {e}{}",
+                                captures[i].label(),
+                                out.last_words(i)
+                            )),
+                            Ok(()) if out.summaries[i].is_none() => eprintln!(
+                                "mtlscope: warning: the stream from the agent for {} ended before its summary (the \
+                                 connection to the API server or the helper pod was lost): connections still open \
+                                 there are not reported",
+                                captures[i].label()
+                            ),
+                            Ok(()) => {}
                         }
                     }
                 }
@@ -588,14 +601,15 @@ async fn wait_running(client: &kube::Client, namespace: &str, name: &str, timeou
     }
 }
 
-/// Read an agent's stdout (JSON lines, or pcap with -w) and stderr into events.
+/// Read an agent's stdout (JSON lines, or pcap with -w) and stderr into events. The handle
+/// ends when the last event from stdout has been sent.
 fn spawn_streams(
     i: usize,
     attached: &mut kube::api::AttachedProcess,
     c: &Capture,
     opts: &SniffOptions,
     tx: mpsc::UnboundedSender<Event>,
-) -> Result<()> {
+) -> Result<tokio::task::JoinHandle<()>> {
     if let Some(stderr) = attached.stderr() {
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -608,7 +622,7 @@ fn spawn_streams(
     let Some(stdout) = attached.stdout() else {
         bail!("the exec stream of {} has no standard output", c.label());
     };
-    match &c.write {
+    let handle = match &c.write {
         None => {
             let label = c.label();
             tokio::spawn(async move {
@@ -629,7 +643,7 @@ fn spawn_streams(
                         }
                     }
                 }
-            });
+            })
         }
         Some(path) => {
             let path = path.clone();
@@ -638,38 +652,41 @@ fn spawn_streams(
             // The pcap stream: to the file, and to a local engine on a thread of its own.
             let analysis_tx = tx.clone();
             let name = path.display().to_string();
-            std::thread::spawn(move || analyse_stream(i, &name, cfg, chunks_rx, analysis_tx));
+            let analysis = std::thread::spawn(move || analyse_stream(i, &name, cfg, chunks_rx, analysis_tx));
             tokio::spawn(async move {
-                let mut file = match tokio::fs::File::create(&path).await {
-                    Ok(f) => f,
+                match tokio::fs::File::create(&path).await {
+                    Ok(mut file) => {
+                        let mut stdout = stdout;
+                        let mut buf = vec![0u8; 64 << 10];
+                        loop {
+                            let n = match stdout.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if let Err(e) = file.write_all(&buf[..n]).await {
+                                let _ = tx.send(Event::Stderr(i, format!("-w {}: {e}", path.display())));
+                                break;
+                            }
+                            if chunks_tx.send(buf[..n].to_vec()).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = file.flush().await;
+                    }
                     Err(e) => {
                         let _ = tx.send(Event::Stderr(
                             i,
                             format!("-w {}: cannot create it: {e}", path.display()),
                         ));
-                        return;
-                    }
-                };
-                let mut stdout = stdout;
-                let mut buf = vec![0u8; 64 << 10];
-                loop {
-                    let n = match stdout.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if let Err(e) = file.write_all(&buf[..n]).await {
-                        let _ = tx.send(Event::Stderr(i, format!("-w {}: {e}", path.display())));
-                        break;
-                    }
-                    if chunks_tx.send(buf[..n].to_vec()).is_err() {
-                        break;
                     }
                 }
-                let _ = file.flush().await;
-            });
+                // The end of the stream ends the local analysis, which sends the summary.
+                drop(chunks_tx);
+                let _ = tokio::task::spawn_blocking(move || analysis.join()).await;
+            })
         }
-    }
-    Ok(())
+    };
+    Ok(handle)
 }
 
 /// A `Read` over chunks handed over from the async side.
