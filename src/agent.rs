@@ -6,7 +6,8 @@
 //! ID in a runtime-specific form, for example:
 //! - cgroup v1, cgroupfs driver: `12:memory:/kubepods/burstable/pod<uid>/<id>`
 //! - systemd driver (v1 or v2): `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope`
-//! - CRI-O: `.../crio-<id>.scope`; Docker: `.../docker-<id>.scope` or `/docker/<id>`
+//! - CRI-O: `.../crio-<id>.scope` (not `crio-conmon-<id>.scope`: the monitor process, which
+//!   lives in the node's network namespace); Docker: `.../docker-<id>.scope` or `/docker/<id>`
 
 use std::io::BufRead;
 use std::path::Path;
@@ -56,6 +57,11 @@ pub fn cgroup_matches(cgroup: &str, hex: &str) -> bool {
         let path = line.splitn(3, ':').nth(2).unwrap_or("");
         path.split('/').any(|seg| {
             let seg = seg.strip_suffix(".scope").unwrap_or(seg);
+            // CRI-O's (and podman's) container monitor, `crio-conmon-<id>.scope`, carries the
+            // container's ID but runs in the node's network namespace, and starts first.
+            if seg.contains("-conmon-") || seg.starts_with("conmon-") {
+                return false;
+            }
             let id = seg.rsplit('-').next().unwrap_or(seg);
             // A full ID, or a prefix of at least 12 characters as `docker ps` prints them.
             !id.is_empty() && (id == hex || (hex.len() < id.len() && id.starts_with(hex)))
@@ -153,6 +159,21 @@ mod tests {
             (900, "0::/kubepods.slice/cri-containerd-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.scope\n".into()),
         ]);
         assert_eq!(find_container_pid(&dir, &format!("containerd://{ID}")).unwrap(), 517);
+        // CRI-O: conmon starts before the container, with the container's ID in its cgroup.
+        let crio = fake_proc(&[
+            (
+                300,
+                format!("0::/kubepods.slice/kubepods-besteffort.slice/crio-conmon-{ID}.scope\n"),
+            ),
+            (
+                310,
+                format!("0::/kubepods.slice/kubepods-besteffort.slice/crio-{ID}.scope\n"),
+            ),
+            (320, "0::/system.slice/crio.service\n".into()),
+            (330, "0::/system.slice/crio.service\n".into()),
+            (340, "0::/user.slice\n".into()),
+        ]);
+        assert_eq!(find_container_pid(&crio, &format!("cri-o://{ID}")).unwrap(), 310);
         let e = find_container_pid(&dir, "containerd://cccccccccccccccccccccccc").unwrap_err();
         assert!(e.to_string().contains("hostPID"), "{e}");
     }

@@ -143,8 +143,24 @@ pub struct SniffArgs {
     /// The agent's command in the helper image.
     #[arg(long, default_value = "mtlscope", value_name = "PATH", hide = true)]
     pub agent_path: String,
-    #[command(flatten)]
-    pub limits: Limits,
+    /// Without --duration, stop anyway after this long (the helper pod's deadline follows).
+    #[arg(long, value_parser = crate::capture::parse_duration, default_value = "1h", value_name = "DURATION")]
+    pub max_duration: std::time::Duration,
+    /// Most connections each agent tracks at once (sized for the helper's 512 MiB limit).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_flows: usize,
+    /// Out-of-order bytes buffered per direction of a connection.
+    #[arg(long, default_value_t = crate::tcp_reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
+    pub stream_buffer: usize,
+    /// Close a connection after this many seconds without packets.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub idle_timeout: u64,
+    /// Bytes all connections of one agent may buffer (sized for the helper's 512 MiB limit).
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    pub total_buffer: usize,
+    /// Include the first bytes of plaintext connections (they leave the node with the verdicts).
+    #[arg(long)]
+    pub show_payload: bool,
 }
 
 #[derive(Args, Debug)]
@@ -761,6 +777,18 @@ fn run_live<O: Output + Send>(
     cluster: &Option<Arc<Cluster>>,
     stop_on_stdin: bool,
 ) -> Result<(Engine<O>, CaptureStats)> {
+    let mut engine = engine(cfg, out, cluster);
+    let stats = capture_until_stopped(live, &mut LiveSink { engine: &mut engine }, stop_on_stdin)?;
+    engine.finish();
+    if let Some(e) = engine.out_error.take() {
+        return Err(e).context("writing to standard output");
+    }
+    Ok((engine, stats))
+}
+
+/// Capture into `sink` until Ctrl-C, SIGTERM, --duration or --count (or, with
+/// `stop_on_stdin`, a `stop` line or the end of standard input).
+fn capture_until_stopped(live: &LiveOptions, sink: &mut dyn PacketSink, stop_on_stdin: bool) -> Result<CaptureStats> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     let mut ids = Vec::new();
@@ -776,17 +804,18 @@ fn run_live<O: Output + Send>(
     if stop_on_stdin {
         crate::agent::stop_on_stdin(stop.clone());
     }
-    let mut engine = engine(cfg, out, cluster);
-    let result = crate::capture::run(live, &stop, &mut LiveSink { engine: &mut engine });
+    let result = crate::capture::run(live, &stop, sink);
     for id in ids {
         signal_hook::low_level::unregister(id);
     }
-    let stats = result?;
-    engine.finish();
-    if let Some(e) = engine.out_error.take() {
-        return Err(e).context("writing to standard output");
-    }
-    Ok((engine, stats))
+    Ok(result?)
+}
+
+/// Packets that only go to the `-w` file.
+struct WriteOnly;
+
+impl PacketSink for WriteOnly {
+    fn packet(&mut self, _ts_ns: u64, _link: crate::source::LinkType, _data: &[u8]) {}
 }
 
 /// The kernel's counters on standard error, with a warning when packets were dropped.
@@ -821,6 +850,7 @@ pub fn sniff(args: SniffArgs) -> Result<i32> {
         interface: args.interface,
         filter: args.filter,
         duration: args.duration,
+        max_duration: args.max_duration,
         count: args.count,
         write: args.write,
         format: args.format,
@@ -833,7 +863,14 @@ pub fn sniff(args: SniffArgs) -> Result<i32> {
         no_policy: args.no_policy,
         root_namespace: args.root_namespace,
         agent: args.agent_path,
-        limits: args.limits.config(),
+        limits: Limits {
+            max_flows: args.max_flows,
+            stream_buffer: args.stream_buffer,
+            idle_timeout: args.idle_timeout,
+            total_buffer: args.total_buffer,
+            show_payload: args.show_payload,
+        }
+        .config(),
     })
 }
 
@@ -858,14 +895,14 @@ pub fn agent(args: &AgentArgs) -> Result<i32> {
         unreachable!("the interface is set above");
     };
     eprintln!("mtlscope agent: container {} is process {pid}", args.container_id);
-    let cfg = args.limits.config();
     if args.pcap {
-        // Packets leave the node only because -w asked for them; verdicts are made by the plugin.
-        let (engine, stats) = run_live(&live, cfg, JsonLines::new(io::sink()), &None, args.stop_on_stdin)?;
-        eprintln!("mtlscope agent: {}", engine.summary.line());
+        // Packets leave the node only because -w asked for them; the plugin makes the verdicts.
+        // The kernel's counters go to standard error, as one JSON line the plugin reads.
+        let stats = capture_until_stopped(&live, &mut WriteOnly, args.stop_on_stdin)?;
+        eprintln!("{}", serde_json::json!({ "capture": stats }));
         report_capture(&stats);
     } else {
-        stream_jsonl(&live, cfg, &None, args.stop_on_stdin)?;
+        stream_jsonl(&live, args.limits.config(), &None, args.stop_on_stdin)?;
     }
     Ok(EXIT_OK)
 }

@@ -18,7 +18,9 @@
 //! - `activeDeadlineSeconds`: the kubelet kills it after the capture's time plus a margin, even
 //!   if the plugin was killed before it could delete the pod; `kubectl mtlscope cleanup`
 //!   removes what is left.
-//! - Small requests and limits: the agent's memory does not grow with traffic (issue 7).
+//! - Small requests and limits: the agent's memory does not grow with traffic (issue 7); the
+//!   plugin's own defaults for the agent's limits (`--max-flows 100000`, `--total-buffer 64MiB`)
+//!   keep it well under the 512 MiB limit with the 32 MiB kernel buffer.
 //! - Labels [`LABEL_MANAGED_BY`] and [`LABEL_SESSION`] let `cleanup` and the plugin find it.
 
 use crate::kube_client::TargetPod;
@@ -42,10 +44,9 @@ pub const ANNOTATION_TARGETS: &str = "mtlscope.io/targets";
 pub const CONTAINER: &str = "agent";
 /// The capabilities the agent needs (see the module documentation), in the pod spec's order.
 pub const CAPABILITIES: &[&str] = &["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"];
-/// Added to the capture's own duration for `activeDeadlineSeconds`: image pull and start-up.
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(300);
-/// `activeDeadlineSeconds` when the capture has no `--duration` (it runs until Ctrl-C).
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
+/// Added to the capture's time and the wait for the helper to run, for `activeDeadlineSeconds`:
+/// the agent's own end (it stops at the capture's time) and the plugin's cleanup come first.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
 
 /// The published helper image with the plugin's own version.
 pub fn default_image() -> String {
@@ -69,12 +70,10 @@ pub struct HelperOptions {
 }
 
 impl HelperOptions {
-    /// The backstop for a capture that stops after `duration` (or runs until Ctrl-C).
-    pub fn deadline_for(duration: Option<Duration>) -> Duration {
-        match duration {
-            Some(d) => d + DEADLINE_MARGIN,
-            None => DEFAULT_DEADLINE,
-        }
+    /// The backstop for a capture that lasts at most `capture` (`--duration`, else
+    /// `--max-duration`) in a helper that may take `start` to run.
+    pub fn deadline_for(capture: Duration, start: Duration) -> Duration {
+        capture + start + DEADLINE_MARGIN
     }
 }
 
@@ -153,7 +152,7 @@ pub fn helper_pod(opts: &HelperOptions, node: &str, targets: &[&TargetPod]) -> P
             ])),
             limits: Some(BTreeMap::from([
                 ("cpu".to_owned(), quantity("1")),
-                ("memory".to_owned(), quantity("256Mi")),
+                ("memory".to_owned(), quantity("512Mi")),
             ])),
             ..Default::default()
         }),
@@ -293,7 +292,7 @@ mod tests {
             image: "example.org/mtlscope:test".into(),
             pull_policy: "IfNotPresent".into(),
             privileged,
-            deadline: HelperOptions::deadline_for(Some(Duration::from_secs(30))),
+            deadline: HelperOptions::deadline_for(Duration::from_secs(30), Duration::from_secs(120)),
             session: "s1".into(),
         }
     }
@@ -316,7 +315,7 @@ mod tests {
         assert_eq!(spec.node_name.as_deref(), Some("Worker_1.example"));
         assert_eq!(spec.host_pid, Some(true));
         assert_eq!(spec.host_network, Some(false));
-        assert_eq!(spec.active_deadline_seconds, Some(330));
+        assert_eq!(spec.active_deadline_seconds, Some(210));
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.automount_service_account_token, Some(false));
         let tol = &spec.tolerations.as_ref().unwrap()[0];
@@ -325,7 +324,7 @@ mod tests {
             (Some("Exists"), None, None)
         );
         let c = &spec.containers[0];
-        assert_eq!(c.command.as_ref().unwrap(), &["sleep", "330"]);
+        assert_eq!(c.command.as_ref().unwrap(), &["sleep", "210"]);
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.privileged, Some(false));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
@@ -333,7 +332,7 @@ mod tests {
         assert_eq!(caps.drop.as_ref().unwrap(), &["ALL"]);
         assert_eq!(caps.add.as_ref().unwrap(), &["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"]);
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
-        assert_eq!(limits["memory"].0, "256Mi");
+        assert_eq!(limits["memory"].0, "512Mi");
     }
 
     #[test]
@@ -348,8 +347,9 @@ mod tests {
     }
 
     #[test]
-    fn deadline_without_duration_is_an_hour() {
-        assert_eq!(HelperOptions::deadline_for(None), Duration::from_secs(3600));
+    fn deadline_covers_start_capture_and_cleanup() {
+        let d = HelperOptions::deadline_for(Duration::from_secs(3600), Duration::from_secs(120));
+        assert_eq!(d, Duration::from_secs(3600 + 120 + 60));
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct SniffOptions {
     pub interface: String,
     pub filter: Option<String>,
     pub duration: Option<Duration>,
+    /// Without --duration, the capture still ends after this (the helper's backstop).
+    pub max_duration: Duration,
     pub count: Option<u64>,
     pub write: Option<PathBuf>,
     pub format: Option<SniffFormat>,
@@ -127,7 +129,7 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
         image: opts.image.clone(),
         pull_policy: opts.pull_policy.clone(),
         privileged: opts.privileged,
-        deadline: HelperOptions::deadline_for(opts.duration),
+        deadline: HelperOptions::deadline_for(opts.duration.unwrap_or(opts.max_duration), opts.running_timeout),
         session: session_id(),
     };
     let nodes: BTreeMap<String, Vec<usize>> = captures.iter().enumerate().fold(BTreeMap::new(), |mut m, (i, c)| {
@@ -151,17 +153,32 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
     let mut session = Session {
         client: client.clone(),
         namespace: helper_ns,
+        id: helper_opts.session.clone(),
         created: Vec::new(),
+        tasks: Vec::new(),
     };
     let result = run(&mut session, &helpers, &mut captures, &opts, format, cluster.as_ref()).await;
     let cleanup = session.delete_all().await;
+    session.drain().await;
     match (result, cleanup) {
         (Ok(code), Ok(())) => Ok(code),
+        (Err(e), Ok(())) if e.is::<Interrupted>() => {
+            eprintln!("mtlscope: {e}; helper pods deleted");
+            Ok(EXIT_INTERRUPTED)
+        }
         (Ok(_), Err(e)) => Err(e),
         (Err(e), Ok(())) => Err(e),
         (Err(e), Err(c)) => Err(e.context(format!("and cleaning up failed too: {c:#}"))),
     }
 }
+
+/// A signal arrived before the capture started.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Interrupted(&'static str);
+
+/// As a shell reports a process ended by Ctrl-C.
+const EXIT_INTERRUPTED: i32 = 130;
 
 /// The pods to capture in, with their container and node; pods that cannot be captured in are
 /// skipped with a warning when others remain, and are an error when none does.
@@ -181,7 +198,13 @@ fn plan(pods: &[TargetPod], container: Option<&str>) -> Result<Vec<Capture>> {
             ));
             continue;
         }
-        let c = p.container(container)?;
+        let c = match p.container(container) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
         let Some(id) = c.id.clone() else {
             problems.push(format!(
                 "container '{}' of pod {name} has no container ID (not started yet?)",
@@ -249,21 +272,28 @@ fn agent_command(c: &Capture, opts: &SniffOptions) -> Vec<String> {
     if let Some(f) = &opts.filter {
         cmd.extend(["-f".into(), f.clone()]);
     }
-    if let Some(d) = opts.duration {
-        cmd.extend(["--duration".into(), format!("{}ms", d.as_millis())]);
-    }
+    let d = opts.duration.unwrap_or(opts.max_duration);
+    cmd.extend(["--duration".into(), format!("{}ms", d.as_millis())]);
     if let Some(n) = opts.count {
         cmd.extend(["--count".into(), n.to_string()]);
     }
     if c.write.is_some() {
         cmd.push("--pcap".into());
     }
+    let l = &opts.limits;
     cmd.extend([
         "--max-flows".into(),
-        opts.limits.max_flows.to_string(),
+        l.max_flows.to_string(),
+        "--stream-buffer".into(),
+        l.dir_cap.to_string(),
+        "--total-buffer".into(),
+        l.total_buffer_cap.to_string(),
         "--idle-timeout".into(),
-        (opts.limits.idle_timeout_ns / 1_000_000_000).to_string(),
+        (l.idle_timeout_ns / 1_000_000_000).to_string(),
     ]);
+    if l.show_payload {
+        cmd.push("--show-payload".into());
+    }
     cmd
 }
 
@@ -389,28 +419,64 @@ struct Known {
     policy: bool,
 }
 
-/// The helper pods created so far, to delete on every way out.
+/// The helper pods created so far, to delete on every way out, and the tasks that read the
+/// agents' streams, to let them finish (a `-w` file complete) once the helpers are gone.
 struct Session {
     client: kube::Client,
     namespace: String,
+    /// The value of the session label on this run's helpers.
+    id: String,
     created: Vec<String>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// How long one delete may take before the helper is reported as left behind.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(20);
+
 impl Session {
+    /// Delete the helpers this run created: by name, and by the session label too, which also
+    /// finds a helper whose create was sent but whose answer never arrived.
     async fn delete_all(&mut self) -> Result<()> {
+        let mut names = std::mem::take(&mut self.created);
+        let selector = format!("{}={}", helper_pod::LABEL_SESSION, self.id);
+        let listed = tokio::time::timeout(
+            DELETE_TIMEOUT,
+            kube_client::list_pods_labelled(&self.client, Some(&self.namespace), &selector),
+        )
+        .await;
+        if let Ok(Ok(pods)) = listed {
+            names.extend(pods.into_iter().filter_map(|p| p.metadata.name));
+        }
+        names.sort();
+        names.dedup();
         let mut failed = Vec::new();
-        for name in std::mem::take(&mut self.created) {
-            if let Err(e) = kube_client::delete_pod(&self.client, &self.namespace, &name).await {
-                failed.push(format!(
-                    "{name}: {e} (delete it with `kubectl delete pod -n {} {name}` or `kubectl mtlscope cleanup -n {}`)",
-                    self.namespace, self.namespace
-                ));
-            }
+        for name in names {
+            let why = match tokio::time::timeout(
+                DELETE_TIMEOUT,
+                kube_client::delete_pod(&self.client, &self.namespace, &name),
+            )
+            .await
+            {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer from the API server in {}s", DELETE_TIMEOUT.as_secs()),
+            };
+            failed.push(format!(
+                "{name}: {why} (delete it with `kubectl delete pod -n {} {name}` or `kubectl mtlscope cleanup -n {}`)",
+                self.namespace, self.namespace
+            ));
         }
         if failed.is_empty() {
             Ok(())
         } else {
             bail!("helper pods left behind: {}", failed.join("; "))
+        }
+    }
+
+    /// Wait (briefly) for the stream readers: with the helpers deleted their streams end.
+    async fn drain(&mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
     }
 }
@@ -421,6 +487,8 @@ enum Event {
     Flow(usize, Value),
     /// The agent's final summary object.
     Summary(usize, Value),
+    /// The kernel's counters, from an agent streaming pcap (on its stderr).
+    Capture(usize, Value),
     /// A line the agent wrote on standard error.
     Stderr(usize, String),
     /// The exec stream ended: `Err` says why the agent failed.
@@ -450,16 +518,19 @@ async fn run(
         ($fut:expr) => {
             tokio::select! {
                 r = $fut => r,
-                _ = sigint.recv() => bail!("interrupted"),
-                _ = sigterm.recv() => bail!("terminated"),
-                _ = sighup.recv() => bail!("hung up"),
+                _ = sigint.recv() => return Err(Interrupted("interrupted").into()),
+                _ = sigterm.recv() => return Err(Interrupted("terminated").into()),
+                _ = sighup.recv() => return Err(Interrupted("hung up").into()),
             }
         };
     }
 
-    // Create the helpers, then wait until each one runs.
+    // Create the helpers, then wait until each one runs. A create is never abandoned half way
+    // (the pod could exist without this run knowing its name): a signal that arrives meanwhile
+    // is seen by the next interruptible step.
     for (node, pod) in helpers {
-        let created = interruptible!(kube_client::create_pod(&session.client, &session.namespace, pod))
+        let created = kube_client::create_pod(&session.client, &session.namespace, pod)
+            .await
             .with_context(|| format!("creating the helper pod for node {node}"))?;
         let name = created.metadata.name.clone().unwrap_or_default();
         session.created.push(name.clone());
@@ -490,10 +561,10 @@ async fn run(
         ))
         .with_context(|| format!("starting the agent for {} in helper pod {helper}", c.label()))?;
         stdins.push(attached.stdin());
-        let output = spawn_streams(i, &mut attached, c, opts, tx.clone())?;
+        let outputs = spawn_streams(i, &mut attached, c, opts, tx.clone())?;
         let status = attached.take_status();
         let done = tx.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let outcome = match status {
                 Some(s) => match s.await {
                     Some(st) if st.status.as_deref() == Some("Success") => Ok(()),
@@ -505,9 +576,12 @@ async fn run(
             // Keep the process (and its stream) alive until the status has arrived, and report
             // the end only after everything the agent wrote has been handed on.
             let _ = attached.join().await;
-            let _ = output.await;
+            for o in outputs {
+                let _ = o.await;
+            }
             let _ = done.send(Event::Done(i, outcome));
         });
+        session.tasks.push(task);
     }
     drop(tx);
 
@@ -525,6 +599,7 @@ async fn run(
                     None => break,
                     Some(Event::Flow(i, v)) => out.flow(i, v, captures, cluster)?,
                     Some(Event::Summary(i, v)) => out.summary(i, v),
+                    Some(Event::Capture(i, v)) => out.kernel[i] = Some(v),
                     Some(Event::Stderr(i, line)) => out.agent_said(i, &line, captures),
                     Some(Event::Done(i, r)) => {
                         running -= 1;
@@ -609,15 +684,24 @@ fn spawn_streams(
     c: &Capture,
     opts: &SniffOptions,
     tx: mpsc::UnboundedSender<Event>,
-) -> Result<tokio::task::JoinHandle<()>> {
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut handles = Vec::new();
     if let Some(stderr) = attached.stderr() {
         let tx = tx.clone();
-        tokio::spawn(async move {
+        handles.push(tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let _ = tx.send(Event::Stderr(i, line));
+                // An agent streaming pcap reports the kernel's counters as one JSON line here.
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) if v.get("capture").is_some() => {
+                        let _ = tx.send(Event::Capture(i, v["capture"].clone()));
+                    }
+                    _ => {
+                        let _ = tx.send(Event::Stderr(i, line));
+                    }
+                }
             }
-        });
+        }));
     }
     let Some(stdout) = attached.stdout() else {
         bail!("the exec stream of {} has no standard output", c.label());
@@ -648,7 +732,9 @@ fn spawn_streams(
         Some(path) => {
             let path = path.clone();
             let cfg = opts.limits.clone();
-            let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+            // Bounded: a local analysis slower than the stream holds this task back (not the
+            // runtime), and the -w file is written whatever the analysis does.
+            let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<u8>>(64);
             // The pcap stream: to the file, and to a local engine on a thread of its own.
             let analysis_tx = tx.clone();
             let name = path.display().to_string();
@@ -667,9 +753,8 @@ fn spawn_streams(
                                 let _ = tx.send(Event::Stderr(i, format!("-w {}: {e}", path.display())));
                                 break;
                             }
-                            if chunks_tx.send(buf[..n].to_vec()).is_err() {
-                                break;
-                            }
+                            // The analysis may have stopped (a broken stream): keep the file going.
+                            let _ = chunks_tx.send(buf[..n].to_vec()).await;
                         }
                         let _ = file.flush().await;
                     }
@@ -686,12 +771,13 @@ fn spawn_streams(
             })
         }
     };
-    Ok(handle)
+    handles.push(handle);
+    Ok(handles)
 }
 
 /// A `Read` over chunks handed over from the async side.
 struct ChunkReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
 }
@@ -699,12 +785,12 @@ struct ChunkReader {
 impl io::Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(c) => {
+            match self.rx.blocking_recv() {
+                Some(c) => {
                     self.chunk = c;
                     self.pos = 0;
                 }
-                Err(_) => return Ok(0),
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.chunk.len() - self.pos);
@@ -735,13 +821,7 @@ impl Output for ToEvents {
 }
 
 /// `-w`: verdicts from the pcap stream, made here by the same engine the agent runs.
-fn analyse_stream(
-    i: usize,
-    name: &str,
-    cfg: Config,
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    tx: mpsc::UnboundedSender<Event>,
-) {
+fn analyse_stream(i: usize, name: &str, cfg: Config, rx: mpsc::Receiver<Vec<u8>>, tx: mpsc::UnboundedSender<Event>) {
     let reader = ChunkReader {
         rx,
         chunk: Vec::new(),
@@ -776,6 +856,8 @@ struct Results {
     flows: Vec<Value>,
     counts: Summary,
     summaries: Vec<Option<Value>>,
+    /// Kernel counters reported apart from the summary (agents streaming pcap).
+    kernel: Vec<Option<Value>>,
     /// The agents' last lines on stderr, for an error message.
     stderr: Vec<Vec<String>>,
     live_status: bool,
@@ -790,6 +872,7 @@ impl Results {
             flows: Vec::new(),
             counts: Summary::default(),
             summaries: vec![None; captures.len()],
+            kernel: vec![None; captures.len()],
             stderr: vec![Vec::new(); captures.len()],
             live_status: format == SniffFormat::Table && io::stderr().is_terminal(),
             last_status: Instant::now(),
@@ -904,7 +987,12 @@ impl Results {
                 "container": c.container,
                 "node": c.node,
                 "helper": c.helper,
-                "capture": agent.and_then(|a| a.get("capture")).cloned().unwrap_or(Value::Null),
+                "capture": agent
+                    .and_then(|a| a.get("capture"))
+                    .filter(|c| !c.is_null())
+                    .or(self.kernel[i].as_ref())
+                    .cloned()
+                    .unwrap_or(Value::Null),
                 "written": c.write.as_ref().map(|w| w.display().to_string()),
                 "finished": agent.is_some(),
             }));

@@ -206,7 +206,8 @@ async fn dry_run_prints_the_helper_pod_and_creates_nothing() {
     let spec = &pod["spec"];
     assert_eq!(spec["nodeName"], "node-1");
     assert_eq!(spec["hostPID"], true);
-    assert_eq!(spec["activeDeadlineSeconds"], 330);
+    // 30 s of capture + 2 min to start + 1 min for the agent's end and cleanup.
+    assert_eq!(spec["activeDeadlineSeconds"], 210);
     assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
     let c = &spec["containers"][0];
     assert_eq!(
@@ -218,7 +219,7 @@ async fn dry_run_prints_the_helper_pod_and_creates_nothing() {
         json!(["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"])
     );
     assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
-    assert_eq!(c["resources"]["limits"], json!({"cpu": "1", "memory": "256Mi"}));
+    assert_eq!(c["resources"]["limits"], json!({"cpu": "1", "memory": "512Mi"}));
     // Read only: nothing was created, nothing was exec'd.
     assert!(
         server.requests().iter().all(|r| r.method == "GET"),
@@ -465,8 +466,8 @@ async fn ctrl_c_while_the_helper_starts_deletes_it() {
         .unwrap()
         .unwrap();
     let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted; helper pods deleted"), "{err}");
     assert_eq!(deleted(&server).len(), 1);
     assert!(helpers_left(&server).is_empty());
 }
@@ -540,6 +541,109 @@ async fn pod_security_refusal_says_which_policy_and_what_to_grant() {
         "{err}"
     );
     assert!(deleted(&server).is_empty());
+}
+
+/// A signal while the create request is in flight: the create is not abandoned (the pod would
+/// exist under a name this run never learns); the helper is deleted once it is known.
+#[tokio::test]
+async fn ctrl_c_during_the_create_still_deletes_the_helper() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let posting = Arc::new(AtomicBool::new(false));
+    let flag = posting.clone();
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .handler(move |req, _| {
+            if req.method == "POST" && !flag.swap(true, Ordering::SeqCst) {
+                // A slow API server: the signal arrives while this create is being served.
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            None
+        })
+        .start()
+        .await;
+    let dir = temp_dir("ctrl-c-create");
+    let kc = kubeconfig(&dir, &server.url());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
+        .args(["sniff", "web-0"])
+        .env("KUBECONFIG", &kc)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    let signaller = std::thread::spawn(move || {
+        while !posting.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+    });
+    let o = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    signaller.join().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert_eq!(created_pods(&server).len(), 1);
+    assert_eq!(deleted(&server).len(), 1, "{:?}", server.request_lines());
+    assert!(helpers_left(&server).is_empty());
+}
+
+/// -w: the agent streams pcap (a real capture from captures/ here), the plugin writes it to
+/// the file unchanged and makes the verdicts locally; the kernel's counters come on stderr.
+#[tokio::test]
+async fn write_brings_the_packets_back_and_the_verdicts_are_made_locally() {
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/openssl-tls12-mtls-rsa.pcap");
+    let bytes = std::fs::read(&capture).unwrap();
+    let streamed = bytes.clone();
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .kubelet(0)
+        .exec(move |req| {
+            if !req.command.iter().any(|a| a == "--pcap") {
+                return ExecAction::Script {
+                    stdout: Vec::new(),
+                    stderr: b"no --pcap\n".to_vec(),
+                    exit_code: 2,
+                };
+            }
+            let stats =
+                json!({"capture": {"interface": "eth0", "packets": 17, "received": 17, "dropped": 0, "if_dropped": 0}});
+            ExecAction::Script {
+                stdout: streamed.clone(),
+                stderr: format!("{stats}\n").into_bytes(),
+                exit_code: 0,
+            }
+        })
+        .start()
+        .await;
+    let dir = temp_dir("write");
+    let kc = kubeconfig(&dir, &server.url());
+    let out = dir.join("web.pcap");
+    let o = plugin(&kc, &["sniff", "web-0", "-w", out.to_str().unwrap(), "-o", "json"]).await;
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        bytes,
+        "the -w file is the stream, byte for byte"
+    );
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let flows = doc["flows"].as_array().unwrap();
+    let verdicts: Vec<&str> = flows.iter().map(|f| f["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["mtls"]);
+    assert_eq!(flows[0]["captured_in"]["pod"], format!("{NS}/web-0"));
+    assert_eq!(doc["summary"]["captures"][0]["capture"]["received"], 17);
+    assert!(
+        err.contains(&format!("packets of {NS}/web-0 written to {}", out.display())),
+        "{err}"
+    );
+    assert!(helpers_left(&server).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -743,7 +847,7 @@ async fn end_to_end_plugin_helper_pod_real_agent_stream_table() {
     let spec = &created[0]["spec"];
     assert_eq!(spec["nodeName"], "node-1");
     assert_eq!(spec["hostPID"], true);
-    assert_eq!(spec["activeDeadlineSeconds"], 306);
+    assert_eq!(spec["activeDeadlineSeconds"], 186);
     assert_eq!(spec["restartPolicy"], "Never");
     assert_eq!(spec["automountServiceAccountToken"], false);
     assert_eq!(spec["containers"][0]["image"], "mtlscope:e2e");
@@ -751,25 +855,15 @@ async fn end_to_end_plugin_helper_pod_real_agent_stream_table() {
         spec["containers"][0]["securityContext"]["capabilities"]["add"],
         json!(["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"])
     );
-    let exec = &execs(&server)[0];
-    assert_eq!(
-        exec_command(exec),
-        [
-            "mtlscope",
-            "agent",
-            "--container-id",
-            &format!("containerd://{id}"),
-            "-i",
-            &iface,
-            "--stop-on-stdin",
-            "--duration",
-            "6000ms",
-            "--max-flows",
-            "1000000",
-            "--idle-timeout",
-            "600"
-        ]
+    let cmd = exec_command(&execs(&server)[0]).join(" ");
+    assert!(
+        cmd.starts_with(&format!(
+            "mtlscope agent --container-id containerd://{id} -i {iface} --stop-on-stdin --duration 6000ms \
+             --max-flows 100000 --stream-buffer "
+        )),
+        "{cmd}"
     );
+    assert!(cmd.ends_with(" --total-buffer 67108864 --idle-timeout 600"), "{cmd}");
     assert_eq!(deleted(&server).len(), 1);
     assert!(helpers_left(&server).is_empty());
 

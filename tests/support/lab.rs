@@ -164,40 +164,68 @@ impl Drop for Lab {
     }
 }
 
-/// A "container": the lab's server process in a cgroup named as the cgroupfs driver names a
-/// container's (cgroup v1, kubepods/<qos>/pod<uid>/<id>). Removed on drop.
+/// A "container": the lab's server process in a cgroup named as a kubelet names a container's:
+/// on cgroup v1 (a `pids` hierarchy) as the cgroupfs driver does, `kubepods/<qos>/pod<uid>/<id>`;
+/// on cgroup v2 as the systemd driver with containerd does,
+/// `kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope`.
+/// The process goes back to the root cgroup and the directories are removed on drop.
 pub struct Container {
     root: PathBuf,
-    pod_dir: PathBuf,
+    /// Created directories, outermost first.
+    dirs: Vec<PathBuf>,
     pid: u32,
 }
 
 impl Container {
     pub fn new(pid: u32, id: &str) -> Option<Container> {
-        let root = PathBuf::from("/sys/fs/cgroup/pids");
-        if !root.join("cgroup.procs").exists() {
-            return None;
+        let tag = format!("{}x{}", std::process::id(), &id[id.len() - 8..]);
+        let v1 = PathBuf::from("/sys/fs/cgroup/pids");
+        let (root, parts) = if v1.join("cgroup.procs").exists() {
+            (
+                v1,
+                vec![
+                    "kubepods".to_owned(),
+                    "besteffort".to_owned(),
+                    format!("pod-mtlscope-{tag}"),
+                    id.to_owned(),
+                ],
+            )
+        } else {
+            let v2 = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.join("cgroup.controllers").exists())?;
+            let pod = format!("kubepods-besteffort-podmtlscope{tag}.slice");
+            (
+                v2,
+                vec![
+                    "kubepods.slice".to_owned(),
+                    "kubepods-besteffort.slice".to_owned(),
+                    pod,
+                    format!("cri-containerd-{id}.scope"),
+                ],
+            )
+        };
+        let mut dirs = Vec::new();
+        let mut dir = root.clone();
+        for part in parts {
+            dir = dir.join(part);
+            if !dir.exists() {
+                std::fs::create_dir(&dir).ok()?;
+                dirs.push(dir.clone());
+            }
         }
-        let pod_dir = root.join(format!(
-            "kubepods/besteffort/pod-mtlscope-{}-{}",
-            std::process::id(),
-            &id[..8]
-        ));
-        let cg = pod_dir.join(id);
-        std::fs::create_dir_all(&cg).ok()?;
-        std::fs::write(cg.join("cgroup.procs"), pid.to_string()).ok()?;
-        Some(Container { root, pod_dir, pid })
+        let c = Container { root, dirs, pid };
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string()).ok()?;
+        Some(c)
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
         let _ = std::fs::write(self.root.join("cgroup.procs"), self.pid.to_string());
-        if let Ok(entries) = std::fs::read_dir(&self.pod_dir) {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_dir(e.path());
-            }
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
         }
-        let _ = std::fs::remove_dir(&self.pod_dir);
     }
 }
