@@ -740,6 +740,20 @@ fn real_agent(req: &ExecRequest) -> ExecAction {
     ExecAction::Run(cmd)
 }
 
+/// Run the plugin; once its agent runs, send the lab's three connections.
+async fn sniff_during_traffic(kc: &Path, server: &FakeApiServer, lab: lab::Lab, args: &[&str]) -> (Output, lab::Lab) {
+    let traffic = async move {
+        wait_for_exec(server).await;
+        tokio::task::spawn_blocking(move || {
+            lab.traffic(7);
+            lab
+        })
+        .await
+        .unwrap()
+    };
+    tokio::join!(plugin(kc, args), traffic)
+}
+
 #[tokio::test]
 async fn end_to_end_plugin_helper_pod_real_agent_stream_table() {
     if !lab::can_run() {
@@ -779,18 +793,7 @@ async fn end_to_end_plugin_helper_pod_real_agent_stream_table() {
         "--image",
         "mtlscope:e2e",
     ];
-    let run = plugin(&kc, &args);
-    let server_ref = &server;
-    let traffic = async move {
-        wait_for_exec(server_ref).await;
-        tokio::task::spawn_blocking(move || {
-            lab.traffic(7);
-            lab
-        })
-        .await
-        .unwrap()
-    };
-    let (o, lab) = tokio::join!(run, traffic);
+    let (o, lab) = sniff_during_traffic(&kc, &server, lab, &args).await;
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let lines: Vec<Value> = text(&o.stdout)
@@ -872,18 +875,7 @@ async fn end_to_end_plugin_helper_pod_real_agent_stream_table() {
     let pcap = dir.join("web.pcap");
     let pcap_arg = pcap.display().to_string();
     let args = ["sniff", "web-0", "-i", &iface, "--duration", "6s", "-w", &pcap_arg];
-    let run = plugin(&kc, &args);
-    let server_ref = &server;
-    let traffic = async move {
-        wait_for_exec(server_ref).await;
-        tokio::task::spawn_blocking(move || {
-            lab.traffic(7);
-            lab
-        })
-        .await
-        .unwrap()
-    };
-    let (o, _lab) = tokio::join!(run, traffic);
+    let (o, _lab) = sniff_during_traffic(&kc, &server, lab, &args).await;
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let table = text(&o.stdout);
