@@ -170,10 +170,53 @@ impl Flow {
         self.key.sender(1 - self.client_dir)
     }
 
+    /// What a report says about the connection itself (everything but the verdict), as it
+    /// stands now.
+    pub fn facts(&self) -> FlowFacts {
+        FlowFacts {
+            id: self.id,
+            client: self.client(),
+            server: self.server(),
+            client_dir: self.client_dir,
+            roles_from: self.roles_from,
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+            packets: self.packets,
+            bytes: self.bytes,
+            syn_seen: self.syn_seen,
+            fin: self.fin,
+            rst: self.rst,
+            stream_stats: self.stream_stats,
+            tunnel: self.tunnel,
+        }
+    }
+
     /// Both sides said goodbye: no more data can come.
     pub fn closed(&self) -> bool {
         self.rst || (self.fin[0] && self.fin[1])
     }
+}
+
+/// A copy of a flow's counters and roles, detached from the table: what the verdict and the
+/// report need. With `--threads N` it travels from a worker to the thread that writes reports.
+#[derive(Debug, Clone)]
+pub struct FlowFacts {
+    pub id: u64,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    /// Direction index (flow key order) the client sends in.
+    pub client_dir: usize,
+    pub roles_from: RolesFrom,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    /// Per direction, in flow key order.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub syn_seen: bool,
+    pub fin: [bool; 2],
+    pub rst: bool,
+    pub stream_stats: [StreamStats; 2],
+    pub tunnel: Option<crate::tunnel::Tunnel>,
 }
 
 /// With no SYN and no TLS handshake to go by: the server is the side with the well-known (or

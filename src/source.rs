@@ -15,11 +15,15 @@
 //!
 //! Memory: one buffer of `BUF_SIZE` bytes, grown only while a record larger than that arrives
 //! and never beyond `MAX_RECORD`. Nothing is allocated per packet; a packet's bytes are
-//! borrowed from the buffer until the next call.
+//! borrowed from the buffer until the next call. The buffer is reference-counted so that
+//! `--threads N` can hand whole buffers of packets to its workers without copying them
+//! ([`Packet::buffer`]): while a worker still holds the buffer, the next read goes into another
+//! one (a retired buffer nobody holds any more, or a new one).
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use pcap_parser::pcapng::{
@@ -39,6 +43,10 @@ const BUF_SIZE: usize = 1 << 20;
 const MAX_RECORD: usize = 256 << 20;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// Buffers kept for reuse after they were handed out with packets (`--threads N` holds a few
+/// per worker).
+const MAX_RETIRED: usize = 32;
 
 /// libpcap `LINKTYPE_` value. A newtype rather than an enum so that values this crate does not
 /// know survive into reports (the decoder says which link types it does not handle).
@@ -134,6 +142,10 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// Length of the packet on the wire.
     pub orig_len: u32,
+    /// The reader's buffer `data` lies in, at `at`: a reference to it keeps the bytes (and
+    /// every other packet read into it) without a copy.
+    pub buffer: &'a Arc<Vec<u8>>,
+    pub at: usize,
 }
 
 /// Where in the input an error applies. For gzip input the offset counts decompressed bytes,
@@ -378,7 +390,9 @@ pub struct CaptureReader {
     gzip: bool,
     len_hint: Option<u64>,
     /// `buf[start..end]` is read but not yet consumed.
-    buf: Vec<u8>,
+    buf: Arc<Vec<u8>>,
+    /// Buffers handed out with packets earlier; reused once nobody else holds them.
+    retired: Vec<Arc<Vec<u8>>>,
     start: usize,
     end: usize,
     /// Capture offset of `buf[0]`.
@@ -444,7 +458,8 @@ impl CaptureReader {
             input,
             gzip: false,
             len_hint,
-            buf: vec![0; BUF_SIZE],
+            buf: Arc::new(vec![0; BUF_SIZE]),
+            retired: Vec::new(),
             start: 0,
             end: 0,
             base: 0,
@@ -540,6 +555,8 @@ impl CaptureReader {
                 link: f.link,
                 data: self.buf.get(f.lo..f.hi).unwrap_or_default(),
                 orig_len: f.orig_len,
+                buffer: &self.buf,
+                at: f.lo,
             })),
             Ok(None) => {
                 self.done = true;
@@ -850,11 +867,39 @@ impl CaptureReader {
         self.fill_slow(need)
     }
 
+    /// The buffer, to write into: if packets read into it are still held elsewhere, the
+    /// unconsumed tail moves to another buffer first.
+    fn writable(&mut self) -> &mut Vec<u8> {
+        if Arc::get_mut(&mut self.buf).is_none() {
+            let fresh = match self.retired.iter().position(|b| Arc::strong_count(b) == 1) {
+                Some(i) => self.retired.swap_remove(i),
+                None => Arc::new(vec![0; self.buf.len().max(BUF_SIZE)]),
+            };
+            let old = std::mem::replace(&mut self.buf, fresh);
+            let tail = old.get(self.start..self.end).unwrap_or_default();
+            let buf = Arc::make_mut(&mut self.buf);
+            if buf.len() < tail.len() {
+                buf.resize(tail.len(), 0);
+            }
+            buf[..tail.len()].copy_from_slice(tail);
+            self.base += self.start as u64;
+            self.end -= self.start;
+            self.start = 0;
+            // Buffers that grew for a huge record are not kept.
+            if old.len() == BUF_SIZE && self.retired.len() < MAX_RETIRED {
+                self.retired.push(old);
+            }
+        }
+        Arc::make_mut(&mut self.buf)
+    }
+
     fn fill_slow(&mut self, need: usize) -> Result<bool, SourceError> {
         // Keep the unconsumed tail (less than one record) at the front so each read can use
         // the whole buffer.
+        self.writable();
         if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
+            let (start, end) = (self.start, self.end);
+            self.writable().copy_within(start..end, 0);
             self.base += self.start as u64;
             self.end -= self.start;
             self.start = 0;
@@ -867,9 +912,10 @@ impl CaptureReader {
                 // Grow only as data arrives, so a corrupt length field in a short file costs
                 // nothing; doubling keeps the copies of a huge record few.
                 let grown = need.min(self.buf.len().saturating_mul(2)).max(self.end + 1);
-                self.buf.resize(grown, 0);
+                self.writable().resize(grown, 0);
             }
-            let space = self.buf.get_mut(self.end..).unwrap_or_default();
+            self.writable();
+            let space = Arc::make_mut(&mut self.buf).get_mut(self.end..).unwrap_or_default();
             match self.input.read(space) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
