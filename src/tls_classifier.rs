@@ -655,7 +655,7 @@ fn parse_chain(body: &[u8]) -> Option<Chain> {
         ..Default::default()
     };
     if let Some(der) = certs.first() {
-        match certs::parse_certificate(der) {
+        match certs::parse_certificate_cached(der) {
             Ok(c) => chain.leaf = Some(c),
             Err(e) => {
                 chain.leaf_sha256 = Some(certs::sha256_hex(der));
