@@ -427,7 +427,7 @@ impl<O: Output> Engine<O> {
         let Active { streams, inspector } = *a;
         self.buffered -= flow.buffered;
         flow.buffered = 0;
-        flow.stream_stats = [streams[0].stats(), streams[1].stats()];
+        flow.stream_stats = Some(Box::new([streams[0].stats(), streams[1].stats()]));
         drop(streams);
         let outcome = inspector.outcome();
         let mut resumption = None;
