@@ -1,23 +1,24 @@
 //! `--threads N`: the engine spread over N worker threads, with exactly the output of one.
 //!
 //! ```text
-//! calling thread                   workers 1..N                    calling thread, in between
-//! read, filter, frame records ->   decode every frame, keep  ->    flow ids, resumed sessions,
-//! (chunks of the read buffer)      own connections: Engine         merge in input order, write
+//! calling thread                       workers 1..N                 calling thread, in between
+//! read, filter, decode, shard, clock -> Engine for own connections -> flow ids, resumed sessions,
+//! (chunks of the read buffer)          (flows, inspect, verdict)     merge in input order, write
 //! ```
 //!
-//! - **Chunks, not copies.** The calling thread only reads and frames records (and applies
-//!   the BPF filter). The frames of one read buffer go to every worker as one chunk that
-//!   shares the buffer ([`crate::source::Packet::buffer`]): no packet byte is copied, and there
-//!   is one channel operation per chunk and worker, none per frame.
-//! - **Sharding.** Every worker decodes every frame (through tunnels: the inner connection's
-//!   addresses, as the flow table keys it) and keeps the TCP segments [`shard_of`] gives it: a
-//!   symmetric hash of the two endpoints, so both directions of a connection meet on one
-//!   worker. Worker 0 also counts what one engine counts per frame (frames, TCP segments,
-//!   skipped frames, node-level encryption such as WireGuard and ESP, in input order).
+//! - **Chunks, not copies.** The calling thread reads, applies the BPF filter and decodes each
+//!   frame's headers (through tunnels: the inner connection's addresses, as the flow table keys
+//!   it). The decoded segments of one read buffer go out as one chunk that shares the buffer
+//!   ([`crate::source::Packet::buffer`]): payload bytes are never copied, and there is one
+//!   channel operation per chunk and worker, none per frame.
+//! - **Sharding.** Each segment is for the worker [`shard_of`] picks from a symmetric hash of
+//!   the two endpoints, so both directions of a connection meet on one worker. What one engine
+//!   counts per frame (frames, TCP segments, skipped frames, node-level encryption such as
+//!   WireGuard and ESP, in input order) the calling thread counts itself.
 //! - **The clock.** One engine sweeps idle connections when the capture clock (the latest TCP
-//!   timestamp) passes a sweep time ([`crate::analyzer::sweep_due`]). Each worker sees every
-//!   segment, so each runs that same clock and sweeps its own connections before the same frame.
+//!   timestamp) passes a sweep time ([`crate::analyzer::sweep_due`]). The calling thread runs
+//!   that clock over all segments and puts the sweep into every worker's items before the same
+//!   frame.
 //! - **Order.** Everything a worker would have written is an [`Event`] keyed by the input frame
 //!   it happened at ([`EventKey`]): a sweep's events come before that frame's own, and within a
 //!   sweep (and at the end of input) connections go oldest first, as in one engine. The writer
@@ -35,12 +36,12 @@
 //! byte for byte (tests/threads.rs).
 
 use crate::analyzer::{self, Config, Engine, Packets, Sessions};
-use crate::decode::{self, Skip, TcpSegment};
+use crate::decode::{self, Skip, TcpFlags, TcpSegment};
 use crate::flows::FlowFacts;
 use crate::inspect::Outcome;
 use crate::peer_authentication::Cluster;
 use crate::report::{Collect, FlowReport, Output, Summary};
-use crate::source::{LinkType, Packet};
+use crate::source::Packet;
 use crate::verdict::{self, Kind, Resumption, SessionOrigin};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -93,8 +94,8 @@ pub type EventKey = (u64, u8, u64);
 pub enum Event {
     /// A connection was created; the writer gives it the next flow id.
     Created,
-    /// The verdict is final. `line`: the JSON line for `-o jsonl`, without its leading
-    /// `{"id":N,`. `session`: keys a later resumed session may use.
+    /// The verdict is final. `line`: the JSON line for `-o jsonl`, written with id 0
+    /// ([`line_without_id`]). `session`: keys a later resumed session may use.
     Decided {
         line: Option<Vec<u8>>,
         session: Option<(Vec<Resumption>, Kind, Option<String>)>,
@@ -158,34 +159,56 @@ impl ShardLog {
     }
 }
 
-/// `report` as a JSON line (newline included) without its leading `{"id":N,`, which the writer
-/// adds once the id is known. `id` is the first field of [`FlowReport`].
+/// `report` as a JSON line (newline included) with id 0: the writer replaces the leading
+/// `{"id":0,` ([`ID_PREFIX`]) once the id is known. `id` is the first field of [`FlowReport`].
 pub(crate) fn line_without_id(report: &mut FlowReport) -> Vec<u8> {
     report.id = 0;
-    let mut line = serde_json::to_vec(report).unwrap_or_default();
+    // Room for a typical line, so that serializing does not grow the vector step by step.
+    let mut line = Vec::with_capacity(2048);
+    if serde_json::to_writer(&mut line, report).is_err() {
+        line.clear();
+    }
     line.push(b'\n');
     debug_assert!(line.starts_with(ID_PREFIX));
-    line.split_off(ID_PREFIX.len().min(line.len()))
+    line
 }
 
-const ID_PREFIX: &[u8] = b"{\"id\":0,";
+/// How a line from [`line_without_id`] starts.
+pub(crate) const ID_PREFIX: &[u8] = b"{\"id\":0,";
 
-/// Where a frame is in the buffer its chunk shares.
-struct FrameRef {
-    at: usize,
-    len: usize,
+/// A TCP segment as the calling thread decoded it; its payload stays in the chunk's buffer.
+struct Segment {
+    index: u64,
     ts: u64,
-    link: LinkType,
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: TcpFlags,
+    wire_len: u32,
+    tunnel: Option<crate::tunnel::Tunnel>,
+    payload: std::ops::Range<usize>,
+}
+
+enum Item {
+    Segment(Segment),
+    /// The capture clock passed a sweep time before frame `index`.
+    Sweep {
+        index: u64,
+        now: u64,
+    },
 }
 
 /// Consecutive frames of the input, all in one of the reader's buffers, which the chunk keeps
-/// alive: every worker gets the same chunk, and nothing is copied.
+/// alive; every worker gets the same chunk and reads its own items. No payload is copied.
 #[derive(Default)]
 struct Chunk {
     buffer: Option<Arc<Vec<u8>>>,
-    /// Index of `frames[0]` in the input (1 for the first frame).
-    first: u64,
-    frames: Vec<FrameRef>,
+    /// Per worker: its segments and every sweep, in input order.
+    items: Vec<Vec<Item>>,
+    frames: usize,
     /// Every frame up to this index is in this chunk or an earlier one.
     upto: u64,
     /// The last chunk: close everything.
@@ -227,6 +250,11 @@ pub struct Sharded<W: Write> {
     writer: Writer<W>,
     chunk: Chunk,
     index: u64,
+    /// The capture clock, as one engine runs it.
+    now: u64,
+    last_sweep: u64,
+    /// What one engine counts per frame: frames, TCP segments, skips, node-level encryption.
+    summary: Summary,
     finished: bool,
 }
 
@@ -249,13 +277,7 @@ impl<W: Write> Sharded<W> {
             if let Some(c) = &cluster {
                 engine = engine.with_cluster(c.clone());
             }
-            let worker = Worker {
-                me,
-                n,
-                engine,
-                now: 0,
-                last_sweep: 0,
-            };
+            let worker = Worker { me, engine };
             let report_tx = report_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("mtlscope-worker-{me}"))
@@ -287,6 +309,9 @@ impl<W: Write> Sharded<W> {
             writer,
             chunk: Chunk::default(),
             index: 0,
+            now: 0,
+            last_sweep: 0,
+            summary: Summary::default(),
             finished: false,
         }
     }
@@ -322,36 +347,66 @@ impl<W: Write> Sharded<W> {
                 std::panic::resume_unwind(panic);
             }
         }
-        self.writer.finish()
+        let mut done = self.writer.finish();
+        let mut summary = std::mem::take(&mut self.summary);
+        summary.absorb(done.summary);
+        done.summary = summary;
+        done
     }
 }
 
 impl<W: Write> Packets for Sharded<W> {
     fn frame(&mut self, p: &Packet<'_>) -> Result<(), Skip> {
         self.index += 1;
+        self.summary.packets += 1;
         if self.chunk.buffer.as_ref().is_some_and(|b| !Arc::ptr_eq(b, p.buffer)) {
             self.send(false);
         }
+        let seg = match decode::decode_packet(p.link, p.data) {
+            Ok(decode::Packet::Tcp(seg)) => seg,
+            Ok(decode::Packet::NodeEncrypted(e)) => {
+                self.summary.node_encrypted(p.ts_ns, &e);
+                return Ok(());
+            }
+            Err(skip) => {
+                self.summary.skipped(skip);
+                return Err(skip);
+            }
+        };
+        self.summary.tcp_packets += 1;
+        let n = self.workers.len();
         if self.chunk.buffer.is_none() {
             self.chunk.buffer = Some(p.buffer.clone());
-            self.chunk.first = self.index;
-            self.chunk.frames.reserve(BATCH_FRAMES);
+            self.chunk
+                .items
+                .resize_with(n, || Vec::with_capacity(2 * BATCH_FRAMES / n));
         }
-        self.chunk.frames.push(FrameRef {
-            at: p.at,
-            len: p.data.len(),
+        if let Some(now) = analyzer::sweep_due(&mut self.now, &mut self.last_sweep, p.ts_ns) {
+            for items in &mut self.chunk.items {
+                items.push(Item::Sweep { index: self.index, now });
+            }
+        }
+        // Where the payload is in the shared buffer (`data` is `buffer[at..]`).
+        let start = p.at + (seg.payload.as_ptr() as usize - p.data.as_ptr() as usize);
+        self.chunk.items[shard_of(&seg, n)].push(Item::Segment(Segment {
+            index: self.index,
             ts: p.ts_ns,
-            link: p.link,
-        });
-        if self.chunk.frames.len() >= BATCH_FRAMES {
+            src: seg.src,
+            dst: seg.dst,
+            sport: seg.sport,
+            dport: seg.dport,
+            seq: seg.seq,
+            ack: seg.ack,
+            flags: seg.flags,
+            wire_len: seg.wire_len,
+            tunnel: seg.tunnel,
+            payload: start..start + seg.payload.len(),
+        }));
+        self.chunk.frames += 1;
+        if self.chunk.frames >= BATCH_FRAMES {
             self.send(false);
         }
-        // The workers count these; the caller wants to say so once per file.
-        if decode::supports(p.link) {
-            Ok(())
-        } else {
-            Err(Skip::UnsupportedLink(p.link))
-        }
+        Ok(())
     }
 
     fn stopped(&self) -> bool {
@@ -385,20 +440,16 @@ impl Output for NoOutput {
     }
 }
 
-/// One worker: decodes every frame (to run the capture clock as one engine would) and tracks
-/// the connections that hash to it. Worker 0 also counts what one engine counts per frame.
+/// One worker: the engine for the connections that hash to it.
 struct Worker {
     me: usize,
-    n: usize,
     engine: Engine<NoOutput>,
-    now: u64,
-    last_sweep: u64,
 }
 
 impl Worker {
     fn run(mut self, rx: Receiver<Arc<Chunk>>, out: Sender<Report>) {
         for chunk in rx {
-            self.frames(&chunk);
+            self.items(&chunk);
             let (upto, finish) = (chunk.upto, chunk.finish);
             // Let the reader reuse the buffer as soon as every worker is through with it.
             drop(chunk);
@@ -417,31 +468,28 @@ impl Worker {
         }
     }
 
-    fn frames(&mut self, chunk: &Chunk) {
-        let Some(buffer) = &chunk.buffer else { return };
-        let counts = self.me == 0;
-        for (i, f) in chunk.frames.iter().enumerate() {
-            let index = chunk.first + i as u64;
-            let data = buffer.get(f.at..f.at + f.len).unwrap_or_default();
-            let summary = &mut self.engine.summary;
-            if counts {
-                summary.packets += 1;
-            }
-            match decode::decode_packet(f.link, data) {
-                Ok(decode::Packet::Tcp(seg)) => {
-                    if counts {
-                        summary.tcp_packets += 1;
-                    }
-                    if let Some(now) = analyzer::sweep_due(&mut self.now, &mut self.last_sweep, f.ts) {
-                        self.engine.shard_sweep(index, now);
-                    }
-                    if shard_of(&seg, self.n) == self.me {
-                        self.engine.shard_segment(index, f.ts, &seg);
-                    }
+    fn items(&mut self, chunk: &Chunk) {
+        let (Some(buffer), Some(items)) = (&chunk.buffer, chunk.items.get(self.me)) else {
+            return;
+        };
+        for item in items {
+            match item {
+                Item::Segment(s) => {
+                    let seg = TcpSegment {
+                        src: s.src,
+                        dst: s.dst,
+                        sport: s.sport,
+                        dport: s.dport,
+                        seq: s.seq,
+                        ack: s.ack,
+                        flags: s.flags,
+                        payload: buffer.get(s.payload.clone()).unwrap_or_default(),
+                        wire_len: s.wire_len,
+                        tunnel: s.tunnel,
+                    };
+                    self.engine.shard_segment(s.index, s.ts, &seg);
                 }
-                Ok(decode::Packet::NodeEncrypted(e)) if counts => summary.node_encrypted(f.ts, &e),
-                Err(skip) if counts => summary.skipped(skip),
-                _ => {}
+                Item::Sweep { index, now } => self.engine.shard_sweep(*index, *now),
             }
         }
     }
@@ -481,7 +529,6 @@ impl<W: Write> Writer<W> {
     }
 
     fn finish(mut self) -> Finished<W> {
-        // Worker 0 counted frames and node-level encryption: its summary goes first.
         self.summaries.sort_by_key(|(w, _)| *w);
         let mut summary = Summary::default();
         for (_, s) in self.summaries.drain(..) {
@@ -550,7 +597,7 @@ impl<W: Write> Writer<W> {
                     Some(rest) => {
                         self.write_line(|w| {
                             write!(w, "{{\"id\":{id},")?;
-                            w.write_all(&rest)
+                            w.write_all(rest.get(ID_PREFIX.len()..).unwrap_or_default())
                         });
                         true
                     }
@@ -643,7 +690,6 @@ impl<W: Write> Writer<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::TcpFlags;
 
     fn seg(src: &str, sport: u16, dst: &str, dport: u16) -> TcpSegment<'static> {
         TcpSegment {
@@ -717,7 +763,9 @@ mod tests {
         };
         let mut report = FlowReport::build(&facts, v);
         let whole = serde_json::to_string(&report).unwrap() + "\n";
-        let rest = line_without_id(&mut report);
-        assert_eq!(format!("{{\"id\":77,{}", String::from_utf8(rest).unwrap()), whole);
+        let line = line_without_id(&mut report);
+        assert!(line.starts_with(ID_PREFIX));
+        let rest = String::from_utf8(line[ID_PREFIX.len()..].to_vec()).unwrap();
+        assert_eq!(format!("{{\"id\":77,{rest}"), whole);
     }
 }
