@@ -249,6 +249,8 @@ pub struct Sharded<W: Write> {
     reports: Receiver<Report>,
     writer: Writer<W>,
     chunk: Chunk,
+    /// Chunks sent earlier, to reuse once the workers are done with them.
+    spare: Vec<Arc<Chunk>>,
     index: u64,
     /// The capture clock, as one engine runs it.
     now: u64,
@@ -308,6 +310,7 @@ impl<W: Write> Sharded<W> {
             reports,
             writer,
             chunk: Chunk::default(),
+            spare: Vec::new(),
             index: 0,
             now: 0,
             last_sweep: 0,
@@ -318,7 +321,8 @@ impl<W: Write> Sharded<W> {
 
     /// Send the chunk so far to every worker, then write what the workers have reported.
     fn send(&mut self, finish: bool) {
-        let mut chunk = std::mem::take(&mut self.chunk);
+        let next = self.recycled();
+        let mut chunk = std::mem::replace(&mut self.chunk, next);
         chunk.upto = self.index;
         chunk.finish = finish;
         let chunk = Arc::new(chunk);
@@ -326,9 +330,37 @@ impl<W: Write> Sharded<W> {
             // A worker only goes away when it panicked; its join reports that.
             let _ = tx.send(chunk.clone());
         }
-        drop(chunk);
+        if self.spare.len() < 2 * QUEUE + 2 {
+            self.spare.push(chunk);
+        }
         while let Ok(r) = self.reports.try_recv() {
             self.writer.report(r);
+        }
+    }
+
+    /// An empty chunk, reusing the item lists of one every worker is done with (lists of a
+    /// few hundred kilobytes, which the allocator would otherwise map and unmap each time).
+    /// Chunks still in the spare list let go of their read buffer as soon as the workers are
+    /// done, so the reader can read into it again.
+    fn recycled(&mut self) -> Chunk {
+        let mut reuse = None;
+        for (i, c) in self.spare.iter_mut().enumerate() {
+            if let Some(c) = Arc::get_mut(c) {
+                c.buffer = None;
+                reuse.get_or_insert(i);
+            }
+        }
+        let Some(i) = reuse else {
+            return Chunk::default();
+        };
+        let mut c = self.spare.swap_remove(i);
+        let mut items = Arc::get_mut(&mut c)
+            .map(|c| std::mem::take(&mut c.items))
+            .unwrap_or_default();
+        items.iter_mut().for_each(Vec::clear);
+        Chunk {
+            items,
+            ..Chunk::default()
         }
     }
 
