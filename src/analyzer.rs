@@ -114,6 +114,10 @@ pub trait Packets {
     fn open_flows(&self) -> Option<usize>;
     /// End of all input: close every connection.
     fn finish(&mut self);
+    /// Read files ahead on a thread of their own ([`crate::source::CaptureReader::open_read_ahead`]).
+    fn read_ahead(&self) -> bool {
+        false
+    }
 }
 
 impl<O: Output> Packets for Engine<O> {

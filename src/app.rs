@@ -847,7 +847,12 @@ fn read_one<P: Packets>(
     engine: &mut P,
     progress: bool,
 ) -> Result<(), String> {
-    let mut reader = CaptureReader::open(input).map_err(|e| e.to_string())?;
+    let open = if engine.read_ahead() {
+        CaptureReader::open_read_ahead
+    } else {
+        CaptureReader::open
+    };
+    let mut reader = open(input).map_err(|e| e.to_string())?;
     let bar = progress.then(|| progress_bar(&reader));
     let mut unsupported: BTreeSet<i32> = BTreeSet::new();
     let mut first_error = None;

@@ -449,6 +449,10 @@ impl<W: Write> Packets for Sharded<W> {
         None
     }
 
+    fn read_ahead(&self) -> bool {
+        true
+    }
+
     fn finish(&mut self) {
         if !self.finished {
             self.finished = true;

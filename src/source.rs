@@ -447,6 +447,16 @@ impl CaptureReader {
         CaptureReader::with_hint(path, Box::new(file), len_hint)
     }
 
+    /// [`CaptureReader::open`], with the reading (the kernel's copy, or gzip decompression)
+    /// done ahead on a thread of its own: for `--threads N`, where the thread that frames
+    /// and decodes packets would otherwise also pay for every read.
+    pub fn open_read_ahead(path: &str) -> Result<CaptureReader, SourceError> {
+        let mut r = CaptureReader::open(path)?;
+        let input = std::mem::replace(&mut r.input, Box::new(io::empty()));
+        r.input = Box::new(ReadAhead::new(input));
+        Ok(r)
+    }
+
     /// Reads a capture from any byte stream; `name` is used in error messages.
     pub fn from_read(name: &str, r: Box<dyn Read + Send>) -> Result<CaptureReader, SourceError> {
         CaptureReader::with_hint(name, r, None)
@@ -938,6 +948,107 @@ impl CaptureReader {
     }
 }
 
+/// A reader that reads ahead on its own thread, in blocks of `BUF_SIZE`, a few blocks ahead.
+/// Read errors arrive in order, after the bytes read before them.
+struct ReadAhead {
+    /// Blocks and how much of each was read.
+    blocks: std::sync::mpsc::Receiver<io::Result<(Vec<u8>, usize)>>,
+    /// Blocks read out go back to the reading thread.
+    spent: std::sync::mpsc::Sender<Vec<u8>>,
+    block: Vec<u8>,
+    at: usize,
+    filled: usize,
+    done: bool,
+}
+
+/// Blocks read ahead.
+const READ_AHEAD: usize = 4;
+
+impl ReadAhead {
+    fn new(mut input: Box<dyn Read + Send>) -> ReadAhead {
+        let (tx, blocks) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let (spent, free) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reading = move || loop {
+            let mut block = free.try_recv().unwrap_or_default();
+            // Blocks come back at their full length: zeroed once, never again.
+            if block.len() != BUF_SIZE {
+                block = vec![0; BUF_SIZE];
+            }
+            let mut filled = 0;
+            let result = loop {
+                match input.read(&mut block[filled..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == block.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let end = filled == 0 || result.is_err();
+            if filled > 0 && tx.send(Ok((block, filled))).is_err() {
+                return;
+            }
+            if let Err(e) = result {
+                let _ = tx.send(Err(e));
+            }
+            if end {
+                return;
+            }
+        };
+        let (blocks, spent) = match std::thread::Builder::new().name("mtlscope-read".into()).spawn(reading) {
+            Ok(_) => (blocks, spent),
+            Err(e) => {
+                // No thread: the first read reports why.
+                let (tx, blocks) = std::sync::mpsc::sync_channel(1);
+                let _ = tx.send(Err(e));
+                (blocks, spent)
+            }
+        };
+        ReadAhead {
+            blocks,
+            spent,
+            block: Vec::new(),
+            at: 0,
+            filled: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.filled {
+            if self.done {
+                return Ok(0);
+            }
+            match self.blocks.recv() {
+                Ok(Ok((block, filled))) => {
+                    let old = std::mem::replace(&mut self.block, block);
+                    let _ = self.spent.send(old);
+                    self.at = 0;
+                    self.filled = filled;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = out.len().min(self.filled - self.at);
+        out[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 fn describe_interface(idb: &InterfaceDescriptionBlock<'_>, be: bool) -> Result<Interface, String> {
     let mut tsresol = 6u8;
     let mut tsoffset = 0i64;
@@ -1002,6 +1113,32 @@ fn read_u16(b: &[u8], at: usize, big_endian: bool) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_ahead_gives_the_same_bytes_then_the_error() {
+        let data: Vec<u8> = (0..3 * BUF_SIZE + 12345).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut out = Vec::new();
+        ReadAhead::new(Box::new(Cursor::new(data.clone())))
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+
+        // Bytes before a failure arrive, then the failure itself.
+        struct Failing(Cursor<Vec<u8>>);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => Err(io::Error::other("disk on fire")),
+                    n => Ok(n),
+                }
+            }
+        }
+        let mut r = ReadAhead::new(Box::new(Failing(Cursor::new(data[..BUF_SIZE + 10].to_vec()))));
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+        assert_eq!(out, &data[..BUF_SIZE + 10]);
+    }
     use flate2::write::GzEncoder;
     use flate2::Compression;
     use std::io::Write;

@@ -72,6 +72,17 @@ fn all_captures_in_one_run_give_the_same_output() {
     same_with_threads(&captures(), &[]);
 }
 
+/// A cut capture: the connections before the cut and the same error, with any thread count.
+#[test]
+fn a_truncated_capture_gives_the_same_output_and_error() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    let bytes = std::fs::read(dir.join("nginx-curl-tls13.pcap")).expect("capture");
+    let path = std::env::temp_dir().join(format!("mtlscope-threads-cut-{}.pcap", std::process::id()));
+    std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).expect("writing the cut capture");
+    same_with_threads(&[path.to_string_lossy().into_owned()], &[]);
+    let _ = std::fs::remove_file(path);
+}
+
 #[test]
 fn check_gives_the_same_result_with_threads() {
     let files = captures();
