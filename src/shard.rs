@@ -6,8 +6,9 @@
 //! (chunks of the read buffer)          (flows, inspect, verdict)     merge in input order, write
 //! ```
 //!
-//! - **Chunks, not copies.** The calling thread reads, applies the BPF filter and decodes each
-//!   frame's headers (through tunnels: the inner connection's addresses, as the flow table keys
+//! - **Chunks, not copies.** A read-ahead thread does the `read(2)` calls (or gzip
+//!   decompression: [`crate::source::CaptureReader::open_read_ahead`]); the calling thread
+//!   frames records, applies the BPF filter and decodes each frame's headers (through tunnels: the inner connection's addresses, as the flow table keys
 //!   it). The decoded segments of one read buffer go out as one chunk that shares the buffer
 //!   ([`crate::source::Packet::buffer`]): payload bytes are never copied, and there is one
 //!   channel operation per chunk and worker, none per frame.
