@@ -17,7 +17,7 @@
 //!   counts per frame (frames, TCP segments, skipped frames, node-level encryption such as
 //!   WireGuard and ESP, in input order) the calling thread counts itself.
 //! - **The clock.** One engine sweeps idle connections when the capture clock (the latest TCP
-//!   timestamp) passes a sweep time ([`crate::analyzer::sweep_due`]). The calling thread runs
+//!   timestamp) passes a sweep time (`analyzer::sweep_due`). The calling thread runs
 //!   that clock over all segments and puts the sweep into every worker's items before the same
 //!   frame.
 //! - **Order.** Everything a worker would have written is an [`Event`] keyed by the input frame
@@ -96,7 +96,7 @@ pub enum Event {
     /// A connection was created; the writer gives it the next flow id.
     Created,
     /// The verdict is final. `line`: the JSON line for `-o jsonl`, written with id 0
-    /// ([`line_without_id`]). `session`: keys a later resumed session may use.
+    /// (`line_without_id`). `session`: keys a later resumed session may use.
     Decided {
         line: Option<Vec<u8>>,
         session: Option<(Vec<Resumption>, Kind, Option<String>)>,
