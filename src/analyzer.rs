@@ -3,9 +3,10 @@
 //! capture files), so a connection can continue from one file into the next.
 
 use crate::decode::{self, Skip, TcpSegment};
-use crate::flows::{Active, Endpoint, Flow, FlowKey, RolesFrom, State};
+use crate::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State};
 use crate::inspect::{Inspector, Outcome};
-use crate::report::{FlowReport, NodeEncryptedReport, Output, Summary};
+use crate::report::{FlowReport, Output, Summary};
+use crate::shard::{Event, ShardLog};
 use crate::source::LinkType;
 use crate::tcp_reassembly::{StreamSink, DEFAULT_DIR_CAP};
 use crate::verdict::{self, Resumption, SessionOrigin};
@@ -44,13 +45,24 @@ impl Default for Config {
     }
 }
 
-/// Pairs of nodes reported as encrypted at node level (WireGuard, IPsec); more are not listed.
-const MAX_NODE_ENCRYPTED: usize = 1024;
-
 /// How long a closed connection's key is kept to absorb its last ACKs and retransmissions.
 const CLOSED_LINGER_NS: u64 = 30 * 1_000_000_000;
 /// How often (capture time) idle connections are looked for.
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
+
+/// The capture clock: `now` follows the latest timestamp, and every `SWEEP_EVERY_NS` of capture
+/// time idle connections are looked for. Returns the time to sweep at, if one is due. The
+/// sharded reader runs the same clock so that sweeps happen before the same frame.
+pub(crate) fn sweep_due(now: &mut u64, last_sweep: &mut u64, ts: u64) -> Option<u64> {
+    if ts > *now {
+        *now = ts;
+        if *now >= *last_sweep + SWEEP_EVERY_NS {
+            *last_sweep = *now;
+            return Some(*now);
+        }
+    }
+    None
+}
 
 /// The reassembler's sink for one direction: the flow's inspector.
 struct DirSink<'a> {
@@ -69,13 +81,17 @@ impl StreamSink for DirSink<'_> {
 
 /// Earlier full handshakes by session ID / ticket, oldest forgotten first.
 #[derive(Default)]
-struct Sessions {
+pub(crate) struct Sessions {
     map: FxHashMap<Resumption, SessionOrigin>,
     order: VecDeque<Resumption>,
 }
 
 impl Sessions {
-    fn insert(&mut self, key: Resumption, origin: SessionOrigin, cap: usize) {
+    pub(crate) fn get(&self, key: &Resumption) -> Option<&SessionOrigin> {
+        self.map.get(key)
+    }
+
+    pub(crate) fn insert(&mut self, key: Resumption, origin: SessionOrigin, cap: usize) {
         if self.map.insert(key, origin).is_none() {
             self.order.push_back(key);
         }
@@ -84,6 +100,38 @@ impl Sessions {
                 self.map.remove(&old);
             }
         }
+    }
+}
+
+/// Takes captured frames one by one: an [`Engine`], or the reader of `--threads N`
+/// ([`crate::shard::Sharded`]).
+pub trait Packets {
+    /// One captured frame; the error says why it carries nothing usable.
+    fn frame(&mut self, p: &crate::source::Packet<'_>) -> Result<(), Skip>;
+    /// The output is gone (a closed pipe): stop reading.
+    fn stopped(&self) -> bool;
+    /// Connections open now, when known (for the progress bar).
+    fn open_flows(&self) -> Option<usize>;
+    /// End of all input: close every connection.
+    fn finish(&mut self);
+    /// Read files ahead on a thread of their own ([`crate::source::CaptureReader::open_read_ahead`]).
+    fn read_ahead(&self) -> bool {
+        false
+    }
+}
+
+impl<O: Output> Packets for Engine<O> {
+    fn frame(&mut self, p: &crate::source::Packet<'_>) -> Result<(), Skip> {
+        self.packet(p.ts_ns, p.link, p.data)
+    }
+    fn stopped(&self) -> bool {
+        self.out_error.is_some()
+    }
+    fn open_flows(&self) -> Option<usize> {
+        Some(self.active_flows())
+    }
+    fn finish(&mut self) {
+        Engine::finish(self)
     }
 }
 
@@ -102,6 +150,44 @@ pub struct Engine<O: Output> {
     buffered: usize,
     /// The enrich stage (pods, PeerAuthentication), applied to every report.
     cluster: Option<std::sync::Arc<crate::peer_authentication::Cluster>>,
+    /// A worker of `--threads N` ([`crate::shard`]): the clock and flow ids come from the
+    /// reader, and what would go to `out` becomes events for the thread that writes reports.
+    log: Option<ShardLog>,
+}
+
+/// The verdict of a connection whose inspection is over, with the evidence the flow's own
+/// counters add. `origin` is the earlier handshake a resumed session continues, if known.
+pub(crate) fn judge(
+    outcome: Outcome,
+    flow: &FlowFacts,
+    origin: Option<&SessionOrigin>,
+    show_payload: bool,
+) -> crate::verdict::Verdict {
+    let mut v = verdict::decide(outcome, flow.client_dir, flow.server.port, origin, show_payload);
+    let conflicts = flow.stream_stats[0].conflicts + flow.stream_stats[1].conflicts;
+    if conflicts > 0 {
+        v.evidence.push(format!(
+            "{conflicts} overlapping segment(s) carried different bytes than the first copy: possible evasion"
+        ));
+    }
+    if v.verdict == verdict::Kind::Plaintext && crate::report::is_loopback(flow.client.ip, flow.server.ip) {
+        v.evidence
+            .push("loopback traffic (inside a pod: the app <-> sidecar leg, plaintext by design)".into());
+    }
+    v
+}
+
+/// A report for a connection, joined to the cluster dump when there is one.
+pub(crate) fn report(
+    cluster: Option<&crate::peer_authentication::Cluster>,
+    flow: &FlowFacts,
+    v: crate::verdict::Verdict,
+) -> FlowReport {
+    let mut r = FlowReport::build(flow, v);
+    if let Some(c) = cluster {
+        crate::enrich::enrich(c, &mut r);
+    }
+    r
 }
 
 impl<O: Output> Engine<O> {
@@ -118,6 +204,27 @@ impl<O: Output> Engine<O> {
             out_error: None,
             buffered: 0,
             cluster: None,
+            log: None,
+        }
+    }
+
+    /// A worker engine of `--threads N`: see [`crate::shard`].
+    pub(crate) fn sharded(cfg: Config, out: O, log: ShardLog) -> Self {
+        let mut e = Engine::new(cfg, out);
+        e.log = Some(log);
+        e
+    }
+
+    /// The events a sharded engine produced since the last call.
+    pub(crate) fn take_events(&mut self) -> Vec<(crate::shard::EventKey, u64, Event)> {
+        self.log.as_mut().map(ShardLog::take).unwrap_or_default()
+    }
+
+    /// Does the output need the verdict again when the connection closes?
+    fn keep(&self) -> bool {
+        match &self.log {
+            Some(l) => l.keep,
+            None => self.out.wants_closed(),
         }
     }
 
@@ -127,12 +234,8 @@ impl<O: Output> Engine<O> {
         self
     }
 
-    fn report(&self, flow: &Flow, v: crate::verdict::Verdict) -> FlowReport {
-        let mut r = FlowReport::build(flow, v);
-        if let Some(c) = &self.cluster {
-            crate::enrich::enrich(c, &mut r);
-        }
-        r
+    fn report(&self, flow: &FlowFacts, v: crate::verdict::Verdict) -> FlowReport {
+        report(self.cluster.as_deref(), flow, v)
     }
 
     /// Connections currently tracked.
@@ -154,28 +257,38 @@ impl<O: Output> Engine<O> {
                 Ok(())
             }
             Err(skip) => {
-                let what = match skip {
-                    Skip::NotTcp => "not TCP".to_string(),
-                    Skip::Fragment => "IP fragment".to_string(),
-                    Skip::Malformed => "malformed or cut headers".to_string(),
-                    Skip::UnsupportedLink(l) => {
-                        format!("unsupported link type {} ({})", l.0, l.name())
-                    }
-                };
-                *self.summary.skipped.entry(what).or_default() += 1;
+                self.summary.skipped(skip);
                 Err(skip)
             }
         }
     }
 
     pub fn segment(&mut self, ts: u64, seg: &TcpSegment<'_>) {
-        if ts > self.now {
-            self.now = ts;
-            if self.now >= self.last_sweep + SWEEP_EVERY_NS {
-                self.last_sweep = self.now;
-                self.sweep();
-            }
+        if let Some(now) = sweep_due(&mut self.now, &mut self.last_sweep, ts) {
+            self.sweep(now);
         }
+        self.track(ts, seg);
+    }
+
+    /// Sharded: the segment that is frame `index` of the input (the reader decided sweeps).
+    pub(crate) fn shard_segment(&mut self, index: u64, ts: u64, seg: &TcpSegment<'_>) {
+        if let Some(l) = &mut self.log {
+            l.at(index, 1);
+        }
+        self.track(ts, seg);
+    }
+
+    /// Sharded: the reader saw the capture clock pass a sweep time before frame `index`.
+    pub(crate) fn shard_sweep(&mut self, index: u64, now: u64) {
+        if let Some(l) = &mut self.log {
+            l.at(index, 0);
+        }
+        self.now = now;
+        self.last_sweep = now;
+        self.sweep(now);
+    }
+
+    fn track(&mut self, ts: u64, seg: &TcpSegment<'_>) {
         let (key, dir) = FlowKey::of(seg);
         let f = seg.flags;
         let new_syn = f.syn() && !f.ack();
@@ -292,14 +405,25 @@ impl<O: Output> Engine<O> {
         if self.table.len() >= self.cfg.max_flows {
             self.evict();
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = match &mut self.log {
+            // Sharded: the frame index stands for the id until the writer numbers the flows
+            // of all workers in the order they were created.
+            Some(l) => {
+                let id = l.index();
+                l.push(id, Event::Created);
+                id
+            }
+            None => {
+                self.next_id += 1;
+                self.next_id - 1
+            }
+        };
         self.table.insert(Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap))
     }
 
     /// Final verdict for an active flow: free its buffers, remember session keys, stream it.
     fn decide(&mut self, slot: usize) {
-        let keep = self.out.wants_closed();
+        let keep = self.keep();
         let flow = self.table.get_mut(slot);
         let State::Active(a) = std::mem::replace(&mut flow.state, State::Decided(None)) else {
             return;
@@ -307,10 +431,10 @@ impl<O: Output> Engine<O> {
         let Active { streams, inspector } = *a;
         self.buffered -= flow.buffered;
         flow.buffered = 0;
-        flow.stream_stats = [streams[0].stats(), streams[1].stats()];
+        flow.stream_stats = Some(Box::new([streams[0].stats(), streams[1].stats()]));
         drop(streams);
         let outcome = inspector.outcome();
-        let mut origin = None;
+        let mut resumption = None;
         let mut keys = Vec::new();
         if let Outcome::Tls { facts, .. } = &outcome {
             if let Some(c) = facts.client_dir {
@@ -319,39 +443,51 @@ impl<O: Output> Engine<O> {
                     flow.roles_from = RolesFrom::Tls;
                 }
             }
-            origin = verdict::resumption(facts).and_then(|r| self.sessions.map.get(&r).cloned());
+            resumption = verdict::resumption(facts);
             keys = verdict::session_keys(facts);
         }
-        let mut v = verdict::decide(
-            outcome,
-            flow.client_dir,
-            flow.server().port,
-            origin.as_ref(),
-            self.cfg.show_payload,
-        );
-        let conflicts = flow.stream_stats[0].conflicts + flow.stream_stats[1].conflicts;
-        if conflicts > 0 {
-            v.evidence.push(format!(
-                "{conflicts} overlapping segment(s) carried different bytes than the first copy: possible evasion"
-            ));
+        let facts = flow.facts();
+        if let Some(log) = &mut self.log {
+            if resumption.is_some() {
+                // The earlier handshake may be another worker's: the writer, which sees every
+                // connection in order, decides this one.
+                log.push(
+                    facts.id,
+                    Event::Pending {
+                        facts: Box::new(facts),
+                        outcome,
+                        keys,
+                    },
+                );
+                return;
+            }
         }
-        if v.verdict == verdict::Kind::Plaintext && crate::report::is_loopback(flow.client().ip, flow.server().ip) {
-            v.evidence
-                .push("loopback traffic (inside a pod: the app <-> sidecar leg, plaintext by design)".into());
-        }
-        for k in keys {
-            let o = SessionOrigin {
-                flow_id: flow.id,
-                kind: v.verdict,
-                client_identity: v.client_identity.clone(),
-            };
-            self.sessions.insert(k, o, self.cfg.max_sessions);
-        }
+        let origin = resumption.and_then(|r| self.sessions.get(&r).cloned());
+        let v = judge(outcome, &facts, origin.as_ref(), self.cfg.show_payload);
+        let session = (!keys.is_empty()).then(|| (keys, v.verdict, v.client_identity.clone()));
         self.summary.count(&v);
-        let report = self.report(self.table.get(slot), v);
+        let mut report = self.report(&facts, v);
         self.summary.count_finding(&report.kubernetes);
-        if let Err(e) = self.out.decided(&report) {
-            self.out_error.get_or_insert(e);
+        match &mut self.log {
+            None => {
+                if let Some((keys, kind, client_identity)) = session {
+                    for k in keys {
+                        let o = SessionOrigin {
+                            flow_id: facts.id,
+                            kind,
+                            client_identity: client_identity.clone(),
+                        };
+                        self.sessions.insert(k, o, self.cfg.max_sessions);
+                    }
+                }
+                if let Err(e) = self.out.decided(&report) {
+                    self.out_error.get_or_insert(e);
+                }
+            }
+            Some(log) => {
+                let line = (!keep).then(|| crate::shard::line_without_id(&mut report));
+                log.push(facts.id, Event::Decided { line, session });
+            }
         }
         self.table.get_mut(slot).state = State::Decided(keep.then(|| Box::new(report.verdict)));
     }
@@ -366,62 +502,54 @@ impl<O: Output> Engine<O> {
             }
             self.decide(slot);
         }
+        let keep = self.keep();
         let flow = self.table.get_mut(slot);
-        if let State::Decided(Some(v)) = std::mem::replace(&mut flow.state, State::Closed) {
-            let report = self.report(self.table.get(slot), *v);
-            if let Err(e) = self.out.closed(report) {
-                self.out_error.get_or_insert(e);
+        match std::mem::replace(&mut flow.state, State::Closed) {
+            State::Decided(Some(v)) => {
+                let report = self.report(&self.table.get(slot).facts(), *v);
+                match &mut self.log {
+                    None => {
+                        if let Err(e) = self.out.closed(report) {
+                            self.out_error.get_or_insert(e);
+                        }
+                    }
+                    Some(log) => log.push(report.id, Event::Closed(Box::new(report))),
+                }
             }
+            // Sharded, and the writer decided this one (a resumed session): it has the verdict.
+            State::Decided(None) if keep => {
+                let facts = self.table.get(slot).facts();
+                if let Some(log) = &mut self.log {
+                    log.push(facts.id, Event::ClosedPending(Box::new(facts)));
+                }
+            }
+            _ => {}
         }
     }
 
-    /// Close idle connections and forget closed ones after their linger time.
-    fn sweep(&mut self) {
-        let now = self.now;
+    /// Close idle connections and forget closed ones after their linger time, oldest first
+    /// (the order is the same however the connections are spread over workers).
+    fn sweep(&mut self, now: u64) {
         let idle = self.cfg.idle_timeout_ns;
-        let stale = self.table.slots_where(|f| match f.state {
-            State::Closed => f.last_ts + CLOSED_LINGER_NS < now,
-            _ => f.last_ts + idle < now,
-        });
-        for slot in stale {
+        let mut stale: Vec<(u64, usize)> = self
+            .table
+            .slots_where(|f| match f.state {
+                State::Closed => f.last_ts + CLOSED_LINGER_NS < now,
+                _ => f.last_ts + idle < now,
+            })
+            .into_iter()
+            .map(|s| (self.table.get(s).id, s))
+            .collect();
+        stale.sort_unstable();
+        for (_, slot) in stale {
             self.close(slot);
             self.table.remove(slot);
         }
     }
 
-    /// WireGuard / IPsec between nodes: pod traffic inside is not visible, but that it is
-    /// encrypted at node level is worth saying. One entry per kind and pair of endpoints.
+    /// WireGuard / IPsec between nodes: counted in the summary.
     fn node_encrypted(&mut self, ts: u64, e: &crate::tunnel::NodeEncrypted) {
-        let a = Endpoint {
-            ip: e.src,
-            port: e.sport,
-        };
-        let b = Endpoint {
-            ip: e.dst,
-            port: e.dport,
-        };
-        let ([lo, hi], _) = crate::flows::canonical(a, b);
-        let list = &mut self.summary.node_encrypted;
-        let known = list
-            .iter()
-            .position(|n| n.kind == e.kind.name() && n.endpoints == [lo, hi]);
-        match known {
-            Some(i) => {
-                let n = &mut list[i];
-                n.packets += 1;
-                n.bytes += u64::from(e.wire_len);
-                n.last_seen_ns = ts;
-            }
-            None if list.len() < MAX_NODE_ENCRYPTED => list.push(NodeEncryptedReport {
-                kind: e.kind.name(),
-                endpoints: [lo, hi],
-                packets: 1,
-                bytes: u64::from(e.wire_len),
-                first_seen_ns: ts,
-                last_seen_ns: ts,
-            }),
-            None => {}
-        }
+        self.summary.node_encrypted(ts, e);
     }
 
     /// At the flow cap: close the least recently active tenth of the connections.
@@ -446,6 +574,9 @@ impl<O: Output> Engine<O> {
 
     /// End of all input: every connection still open is closed and reported, oldest first.
     pub fn finish(&mut self) {
+        if let Some(l) = &mut self.log {
+            l.at(u64::MAX, 0);
+        }
         let mut slots: Vec<(u64, usize)> = self
             .table
             .slots_where(|_| true)

@@ -1,7 +1,7 @@
 //! The command line: flags are parsed and checked here, then turned into the objects that do the
 //! work (reader, filter, engine, output). `main.rs` only calls [`main`].
 
-use crate::analyzer::{Config, Engine};
+use crate::analyzer::{Config, Engine, Packets};
 use crate::capture::{CaptureStats, LiveOptions, PacketSink};
 use crate::check::{self, CheckOptions, EvidenceLevel, Requirement, Rule};
 use crate::decode::Skip;
@@ -9,6 +9,7 @@ use crate::filter::PacketFilter;
 use crate::netns::NetnsTarget;
 use crate::peer_authentication::{Cluster, Explanation};
 use crate::report::{self, Collect, Format, JsonLines, LiveTable, Output, Summary};
+use crate::shard::{Sharded, Sink};
 use crate::source::CaptureReader;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -331,6 +332,10 @@ pub struct InputArgs {
     /// Never show progress.
     #[arg(long)]
     pub no_progress: bool,
+    /// Worker threads: connections are spread over them by their endpoints, and the output is
+    /// the same as with one. --max-flows and --total-buffer are divided among the workers.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
     #[command(flatten)]
     pub limits: Limits,
     #[command(flatten)]
@@ -590,6 +595,28 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         anyhow::bail!("no capture file given (name one or more files, or `-` for standard input; `mtlscope capture -i IFACE` captures live)");
     }
     let stdout = io::stdout();
+    let threads = usize::from(args.input.threads);
+    if threads > 1 {
+        let sink = match args.format {
+            Format::Jsonl => Sink::Lines(io::BufWriter::new(stdout)),
+            Format::Json | Format::Table => Sink::Collect(Collect::default()),
+        };
+        let mut sharded = Sharded::start(&cfg, threads, sink, cluster);
+        let errors = read_all(inputs, &mut filter, &mut sharded, progress);
+        let done = sharded.finish();
+        if let Some(e) = done.out_error {
+            return Err(e).context("writing to standard output");
+        }
+        let mut summary = done.summary;
+        summary.errors = errors.clone();
+        match done.sink {
+            Sink::Lines(out) => JsonLines::new(out)
+                .summary(&summary)
+                .context("writing to standard output")?,
+            Sink::Collect(c) => write_collected(args.format, &c.sorted(), &summary)?,
+        }
+        return Ok(report_errors(&errors));
+    }
     match args.format {
         Format::Jsonl => {
             let mut engine = engine(cfg, JsonLines::new(io::BufWriter::new(stdout.lock())), &cluster);
@@ -609,19 +636,23 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             let errors = read_all(inputs, &mut filter, &mut engine, progress);
             let mut summary = std::mem::take(&mut engine.summary);
             summary.errors = errors.clone();
-            let flows = engine.out.sorted();
-            let mut out = io::BufWriter::new(stdout.lock());
-            if args.format == Format::Json {
-                report::write_json(&mut out, &flows, &summary)
-            } else {
-                let width = terminal_width();
-                report::write_table(&mut out, &flows, &summary, width)
-            }
-            .and_then(|()| out.flush())
-            .context("writing to standard output")?;
+            write_collected(args.format, &engine.out.sorted(), &summary)?;
             Ok(report_errors(&errors))
         }
     }
+}
+
+/// The table or the JSON document, at the end of the run.
+fn write_collected(format: Format, flows: &[report::FlowReport], summary: &Summary) -> Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if format == Format::Json {
+        report::write_json(&mut out, flows, summary)
+    } else {
+        let width = terminal_width();
+        report::write_table(&mut out, flows, summary, width)
+    }
+    .and_then(|()| out.flush())
+    .context("writing to standard output")
 }
 
 /// `mtlscope check`.
@@ -677,9 +708,20 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
                     "no capture file given (name files, `-` for standard input, or -i IFACE to capture live)"
                 );
             }
-            let mut engine = engine(cfg, Collect::default(), &cluster);
-            let errors = read_all(&args.input.inputs, &mut filter, &mut engine, show_progress(&args.input));
-            (engine.out.sorted(), errors)
+            let progress = show_progress(&args.input);
+            if args.input.threads > 1 {
+                let sink: Sink<io::Sink> = Sink::Collect(Collect::default());
+                let mut sharded = Sharded::start(&cfg, usize::from(args.input.threads), sink, cluster.clone());
+                let errors = read_all(&args.input.inputs, &mut filter, &mut sharded, progress);
+                match sharded.finish().sink {
+                    Sink::Collect(c) => (c.sorted(), errors),
+                    Sink::Lines(_) => unreachable!("check collects reports"),
+                }
+            } else {
+                let mut engine = engine(cfg, Collect::default(), &cluster);
+                let errors = read_all(&args.input.inputs, &mut filter, &mut engine, progress);
+                (engine.out.sorted(), errors)
+            }
         }
     };
     let opts = CheckOptions {
@@ -1008,10 +1050,10 @@ fn report_errors(errors: &[String]) -> i32 {
 
 /// Read every input through the engine, then close all connections. Returns the input errors;
 /// the connections read before an error are still reported.
-pub fn read_all<O: Output>(
+pub fn read_all<P: Packets>(
     inputs: &[String],
     filter: &mut Option<PacketFilter>,
-    engine: &mut Engine<O>,
+    engine: &mut P,
     progress: bool,
 ) -> Vec<String> {
     let mut errors = Vec::new();
@@ -1019,7 +1061,7 @@ pub fn read_all<O: Output>(
         if let Err(e) = read_one(input, filter, engine, progress) {
             errors.push(e);
         }
-        if engine.out_error.is_some() {
+        if engine.stopped() {
             break;
         }
     }
@@ -1027,13 +1069,18 @@ pub fn read_all<O: Output>(
     errors
 }
 
-fn read_one<O: Output>(
+fn read_one<P: Packets>(
     input: &str,
     filter: &mut Option<PacketFilter>,
-    engine: &mut Engine<O>,
+    engine: &mut P,
     progress: bool,
 ) -> Result<(), String> {
-    let mut reader = CaptureReader::open(input).map_err(|e| e.to_string())?;
+    let open = if engine.read_ahead() {
+        CaptureReader::open_read_ahead
+    } else {
+        CaptureReader::open
+    };
+    let mut reader = open(input).map_err(|e| e.to_string())?;
     let bar = progress.then(|| progress_bar(&reader));
     let mut unsupported: BTreeSet<i32> = BTreeSet::new();
     let mut first_error = None;
@@ -1061,7 +1108,7 @@ fn read_one<O: Output>(
                 }
             }
         }
-        if let Err(Skip::UnsupportedLink(l)) = engine.packet(packet.ts_ns, packet.link, packet.data) {
+        if let Err(Skip::UnsupportedLink(l)) = engine.frame(&packet) {
             if unsupported.insert(l.0) && first_error.is_none() {
                 first_error = Some(format!(
                     "{input}: link type {} ({}) at byte {offset} is not supported; its packets were skipped \
@@ -1071,13 +1118,15 @@ fn read_one<O: Output>(
                 ));
             }
         }
-        if engine.out_error.is_some() {
+        if engine.stopped() {
             break;
         }
         if let Some(b) = &bar {
             if n.is_multiple_of(4096) {
                 b.set_position(reader.offset());
-                b.set_message(format!("{} connections open", engine.active_flows()));
+                if let Some(open) = engine.open_flows() {
+                    b.set_message(format!("{open} connections open"));
+                }
             }
         }
     }

@@ -94,6 +94,24 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
     }
 }
 
+/// Does [`decode_packet`] read frames of this link type? (Otherwise every one of them is
+/// `Skip::UnsupportedLink`.)
+pub fn supports(link: LinkType) -> bool {
+    matches!(
+        link,
+        LinkType::ETHERNET
+            | LinkType::RAW
+            | LinkType(12)
+            | LinkType(14)
+            | LinkType::IPV4
+            | LinkType::IPV6
+            | LinkType::NULL
+            | LinkType::LOOP
+            | LinkType::LINUX_SLL
+            | LinkType::LINUX_SLL2
+    )
+}
+
 /// Decode one captured frame: a TCP segment (through any overlay tunnels), or a packet of
 /// node-level encryption.
 pub fn decode_packet(link: LinkType, data: &[u8]) -> Result<Packet<'_>, Skip> {
@@ -186,6 +204,7 @@ fn decode_packet_sliced(link: LinkType, data: &[u8]) -> Result<Packet<'_>, Skip>
             let ether_type = EtherType(u16::from_be_bytes([proto[0], proto[1]]));
             LaxSlicedPacket::from_ether_type(ether_type, &data[20..])
         }
+        // Keep in step with `supports`.
         other => return Err(Skip::UnsupportedLink(other)),
     };
     ip_packet(sliced.net, None, 0)

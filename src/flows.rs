@@ -120,11 +120,15 @@ pub struct Flow {
     pub syn_seen: bool,
     pub fin: [bool; 2],
     pub rst: bool,
-    pub stream_stats: [StreamStats; 2],
+    /// The reassemblers' counters once they are gone (after the verdict); while the flow is
+    /// active they are the reassemblers' own. Boxed so that an open handshake does not carry
+    /// a second copy.
+    pub stream_stats: Option<Box<[StreamStats; 2]>>,
     /// Bytes buffered as last accounted in the engine's total.
     pub buffered: usize,
-    /// The overlay tunnel of the first packet (node-level captures).
-    pub tunnel: Option<crate::tunnel::Tunnel>,
+    /// The overlay tunnel of the first packet (node-level captures). Boxed: most captures
+    /// have none, and it would be a sixth of every connection's state.
+    pub tunnel: Option<Box<crate::tunnel::Tunnel>>,
     pub state: State,
 }
 
@@ -152,9 +156,9 @@ impl Flow {
             syn_seen: f.syn(),
             fin: [false, false],
             rst: false,
-            stream_stats: [StreamStats::default(); 2],
+            stream_stats: None,
             buffered: 0,
-            tunnel: seg.tunnel,
+            tunnel: seg.tunnel.map(Box::new),
             state: State::Active(Box::new(Active {
                 streams: [Reassembler::new(dir_cap), Reassembler::new(dir_cap)],
                 inspector: Inspector::new(client_dir, midstream, key.sender(1 - client_dir).port),
@@ -170,10 +174,62 @@ impl Flow {
         self.key.sender(1 - self.client_dir)
     }
 
+    /// Per direction: what the reassembler counted.
+    pub fn stream_stats(&self) -> [StreamStats; 2] {
+        match (&self.state, &self.stream_stats) {
+            (State::Active(a), _) => [a.streams[0].stats(), a.streams[1].stats()],
+            (_, Some(s)) => **s,
+            (_, None) => Default::default(),
+        }
+    }
+
+    /// What a report says about the connection itself (everything but the verdict), as it
+    /// stands now.
+    pub fn facts(&self) -> FlowFacts {
+        FlowFacts {
+            id: self.id,
+            client: self.client(),
+            server: self.server(),
+            client_dir: self.client_dir,
+            roles_from: self.roles_from,
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+            packets: self.packets,
+            bytes: self.bytes,
+            syn_seen: self.syn_seen,
+            fin: self.fin,
+            rst: self.rst,
+            stream_stats: self.stream_stats(),
+            tunnel: self.tunnel.as_deref().copied(),
+        }
+    }
+
     /// Both sides said goodbye: no more data can come.
     pub fn closed(&self) -> bool {
         self.rst || (self.fin[0] && self.fin[1])
     }
+}
+
+/// A copy of a flow's counters and roles, detached from the table: what the verdict and the
+/// report need. With `--threads N` it travels from a worker to the thread that writes reports.
+#[derive(Debug, Clone)]
+pub struct FlowFacts {
+    pub id: u64,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    /// Direction index (flow key order) the client sends in.
+    pub client_dir: usize,
+    pub roles_from: RolesFrom,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    /// Per direction, in flow key order.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub syn_seen: bool,
+    pub fin: [bool; 2],
+    pub rst: bool,
+    pub stream_stats: [StreamStats; 2],
+    pub tunnel: Option<crate::tunnel::Tunnel>,
 }
 
 /// With no SYN and no TLS handshake to go by: the server is the side with the well-known (or
@@ -281,16 +337,16 @@ mod memory_budget {
     fn per_connection_state_stays_small() {
         use std::mem::size_of;
         assert!(
-            size_of::<super::Flow>() <= 320,
+            size_of::<super::Flow>() <= 160,
             "Flow is {} bytes",
             size_of::<super::Flow>()
         );
         assert!(
-            size_of::<super::Active>() <= 400,
+            size_of::<super::Active>() <= 264,
             "Active is {} bytes",
             size_of::<super::Active>()
         );
         let c = size_of::<crate::tls_classifier::Classifier>();
-        assert!(c <= 640, "Classifier is {c} bytes");
+        assert!(c <= 528, "Classifier is {c} bytes");
     }
 }

@@ -54,6 +54,14 @@ pub enum Outcome {
     },
 }
 
+#[derive(Default)]
+struct FirstBytes {
+    /// The first bytes of each direction of a plaintext (or mid-stream) connection.
+    head: [Vec<u8>; 2],
+    /// First bytes held while the mode is undecided.
+    probe: [Vec<u8>; 2],
+}
+
 pub struct Inspector {
     mode: Mode,
     midstream: bool,
@@ -63,9 +71,9 @@ pub struct Inspector {
     /// The server's port under that belief; a tie-breaker for naming plaintext protocols.
     server_port: u16,
     tls: Option<Box<Classifier>>,
-    head: [Vec<u8>; 2],
-    /// First bytes held while the mode is undecided.
-    probe: [Vec<u8>; 2],
+    /// Boxed and only while there is something in it: a TLS connection needs none of it, and
+    /// a million open handshakes would otherwise carry four empty vectors each.
+    first: Option<Box<FirstBytes>>,
     upgrade: Option<Protocol>,
     upgrade_requested: Option<Protocol>,
     /// TLS carried in FTP ADAT lines (RFC 2228 security exchange, as GridFTP's GSI does).
@@ -83,8 +91,7 @@ impl Inspector {
             client_hint,
             server_port,
             tls: None,
-            head: [Vec::new(), Vec::new()],
-            probe: [Vec::new(), Vec::new()],
+            first: None,
             upgrade: None,
             upgrade_requested: None,
             adat: None,
@@ -96,7 +103,10 @@ impl Inspector {
 
     /// Bytes held in buffers: first bytes, and the TLS classifier's partial records.
     pub fn buffered(&self) -> usize {
-        let own: usize = self.head.iter().chain(&self.probe).map(Vec::capacity).sum();
+        let own: usize = self
+            .first
+            .as_ref()
+            .map_or(0, |f| f.head.iter().chain(&f.probe).map(Vec::capacity).sum());
         own + self.tls.as_ref().map_or(0, |c| c.buffered()) + self.adat.as_ref().map_or(0, |a| a.buffered())
     }
 
@@ -115,18 +125,47 @@ impl Inspector {
         }
         // A handshake record header plus the message type is 6 bytes; a peer may send them one
         // at a time, so hold the first bytes until they can tell a hello from anything else.
-        let probe = &mut self.probe[dir];
+        let nothing_held = self.first.as_ref().is_none_or(|f| f.probe[dir].is_empty());
+        if nothing_held && (bytes.len() >= HELLO_PROBE || bytes[0] != 0x16) {
+            // The usual case: this segment alone tells.
+            return self.start(dir, bytes);
+        }
+        let probe = &mut self.first.get_or_insert_with(Box::default).probe[dir];
         probe.extend_from_slice(bytes);
         if probe.len() < HELLO_PROBE && probe[0] == 0x16 {
             return;
         }
         let held = std::mem::take(probe);
-        self.choose_mode(dir, &held);
-        let other = std::mem::take(&mut self.probe[1 - dir]);
+        self.start(dir, &held);
+    }
+
+    /// The first bytes of `dir` decide the mode; then they and whatever the other direction
+    /// held are inspected.
+    fn start(&mut self, dir: usize, first: &[u8]) {
+        self.choose_mode(dir, first);
+        let other = self.take_probe(1 - dir);
         if !other.is_empty() {
             self.route(1 - dir, &other);
         }
-        self.route(dir, &held);
+        self.route(dir, first);
+        if self
+            .first
+            .as_ref()
+            .is_some_and(|f| f.head.iter().chain(&f.probe).all(|v| v.capacity() == 0))
+        {
+            self.first = None;
+        }
+    }
+
+    fn take_probe(&mut self, dir: usize) -> Vec<u8> {
+        self.first
+            .as_mut()
+            .map(|f| std::mem::take(&mut f.probe[dir]))
+            .unwrap_or_default()
+    }
+
+    fn head(&self, dir: usize) -> &[u8] {
+        self.first.as_ref().map_or(&[][..], |f| &f.head[dir])
     }
 
     fn choose_mode(&mut self, dir: usize, first: &[u8]) {
@@ -151,7 +190,7 @@ impl Inspector {
 
     fn route(&mut self, dir: usize, bytes: &[u8]) {
         if matches!(self.mode, Mode::Plaintext | Mode::Midstream) {
-            let head = &mut self.head[dir];
+            let head = &mut self.first.get_or_insert_with(Box::default).head[dir];
             if head.len() < HEAD {
                 let n = (HEAD - head.len()).min(bytes.len());
                 head.extend_from_slice(&bytes[..n]);
@@ -219,7 +258,7 @@ impl Inspector {
 
     fn plaintext_info(&self) -> PlaintextInfo {
         let c = self.client_hint;
-        plaintext::identify(&self.head[c], &self.head[1 - c], self.server_port)
+        plaintext::identify(self.head(c), self.head(1 - c), self.server_port)
     }
 
     /// True once the outcome can no longer change: the flow stops buffering and reassembling.
@@ -251,7 +290,7 @@ impl Inspector {
         if self.mode == Mode::Waiting {
             // The connection ended while its first bytes were still undecided.
             for dir in 0..2 {
-                let held = std::mem::take(&mut self.probe[dir]);
+                let held = self.take_probe(dir);
                 if !held.is_empty() {
                     if self.mode == Mode::Waiting {
                         self.choose_mode(dir, &held);
@@ -271,7 +310,7 @@ impl Inspector {
                 _ => Outcome::Plaintext {
                     info: self.plaintext_info(),
                     upgrade_refused: self.upgrade_requested,
-                    first_bytes: self.head,
+                    first_bytes: self.first.take().map(|f| f.head).unwrap_or_default(),
                 },
             },
             Mode::Tls => Outcome::Tls {
@@ -290,10 +329,11 @@ impl Inspector {
                     }
                 } else {
                     let cl = self.client_hint;
+                    let heads = self.first.take().map(|f| f.head).unwrap_or_default();
                     Outcome::Plaintext {
-                        info: plaintext::identify(&self.head[cl], &self.head[1 - cl], self.server_port),
+                        info: plaintext::identify(&heads[cl], &heads[1 - cl], self.server_port),
                         upgrade_refused: None,
-                        first_bytes: self.head,
+                        first_bytes: heads,
                     }
                 }
             }

@@ -15,11 +15,15 @@
 //!
 //! Memory: one buffer of `BUF_SIZE` bytes, grown only while a record larger than that arrives
 //! and never beyond `MAX_RECORD`. Nothing is allocated per packet; a packet's bytes are
-//! borrowed from the buffer until the next call.
+//! borrowed from the buffer until the next call. The buffer is reference-counted so that
+//! `--threads N` can hand whole buffers of packets to its workers without copying them
+//! ([`Packet::buffer`]): while a worker still holds the buffer, the next read goes into another
+//! one (a retired buffer nobody holds any more, or a new one).
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use pcap_parser::pcapng::{
@@ -39,6 +43,10 @@ const BUF_SIZE: usize = 1 << 20;
 const MAX_RECORD: usize = 256 << 20;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// Buffers kept for reuse after they were handed out with packets (`--threads N` holds a few
+/// per worker).
+const MAX_RETIRED: usize = 32;
 
 /// libpcap `LINKTYPE_` value. A newtype rather than an enum so that values this crate does not
 /// know survive into reports (the decoder says which link types it does not handle).
@@ -134,6 +142,10 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// Length of the packet on the wire.
     pub orig_len: u32,
+    /// The reader's buffer `data` lies in, at `at`: a reference to it keeps the bytes (and
+    /// every other packet read into it) without a copy.
+    pub buffer: &'a Arc<Vec<u8>>,
+    pub at: usize,
 }
 
 /// Where in the input an error applies. For gzip input the offset counts decompressed bytes,
@@ -378,7 +390,9 @@ pub struct CaptureReader {
     gzip: bool,
     len_hint: Option<u64>,
     /// `buf[start..end]` is read but not yet consumed.
-    buf: Vec<u8>,
+    buf: Arc<Vec<u8>>,
+    /// Buffers handed out with packets earlier; reused once nobody else holds them.
+    retired: Vec<Arc<Vec<u8>>>,
     start: usize,
     end: usize,
     /// Capture offset of `buf[0]`.
@@ -433,6 +447,16 @@ impl CaptureReader {
         CaptureReader::with_hint(path, Box::new(file), len_hint)
     }
 
+    /// [`CaptureReader::open`], with the reading (the kernel's copy, or gzip decompression)
+    /// done ahead on a thread of its own: for `--threads N`, where the thread that frames
+    /// and decodes packets would otherwise also pay for every read.
+    pub fn open_read_ahead(path: &str) -> Result<CaptureReader, SourceError> {
+        let mut r = CaptureReader::open(path)?;
+        let input = std::mem::replace(&mut r.input, Box::new(io::empty()));
+        r.input = Box::new(ReadAhead::new(input));
+        Ok(r)
+    }
+
     /// Reads a capture from any byte stream; `name` is used in error messages.
     pub fn from_read(name: &str, r: Box<dyn Read + Send>) -> Result<CaptureReader, SourceError> {
         CaptureReader::with_hint(name, r, None)
@@ -444,7 +468,8 @@ impl CaptureReader {
             input,
             gzip: false,
             len_hint,
-            buf: vec![0; BUF_SIZE],
+            buf: Arc::new(vec![0; BUF_SIZE]),
+            retired: Vec::new(),
             start: 0,
             end: 0,
             base: 0,
@@ -540,6 +565,8 @@ impl CaptureReader {
                 link: f.link,
                 data: self.buf.get(f.lo..f.hi).unwrap_or_default(),
                 orig_len: f.orig_len,
+                buffer: &self.buf,
+                at: f.lo,
             })),
             Ok(None) => {
                 self.done = true;
@@ -850,11 +877,39 @@ impl CaptureReader {
         self.fill_slow(need)
     }
 
+    /// The buffer, to write into: if packets read into it are still held elsewhere, the
+    /// unconsumed tail moves to another buffer first.
+    fn writable(&mut self) -> &mut Vec<u8> {
+        if Arc::get_mut(&mut self.buf).is_none() {
+            let fresh = match self.retired.iter().position(|b| Arc::strong_count(b) == 1) {
+                Some(i) => self.retired.swap_remove(i),
+                None => Arc::new(vec![0; self.buf.len().max(BUF_SIZE)]),
+            };
+            let old = std::mem::replace(&mut self.buf, fresh);
+            let tail = old.get(self.start..self.end).unwrap_or_default();
+            let buf = Arc::make_mut(&mut self.buf);
+            if buf.len() < tail.len() {
+                buf.resize(tail.len(), 0);
+            }
+            buf[..tail.len()].copy_from_slice(tail);
+            self.base += self.start as u64;
+            self.end -= self.start;
+            self.start = 0;
+            // Buffers that grew for a huge record are not kept.
+            if old.len() == BUF_SIZE && self.retired.len() < MAX_RETIRED {
+                self.retired.push(old);
+            }
+        }
+        Arc::make_mut(&mut self.buf)
+    }
+
     fn fill_slow(&mut self, need: usize) -> Result<bool, SourceError> {
         // Keep the unconsumed tail (less than one record) at the front so each read can use
         // the whole buffer.
+        self.writable();
         if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
+            let (start, end) = (self.start, self.end);
+            self.writable().copy_within(start..end, 0);
             self.base += self.start as u64;
             self.end -= self.start;
             self.start = 0;
@@ -867,9 +922,10 @@ impl CaptureReader {
                 // Grow only as data arrives, so a corrupt length field in a short file costs
                 // nothing; doubling keeps the copies of a huge record few.
                 let grown = need.min(self.buf.len().saturating_mul(2)).max(self.end + 1);
-                self.buf.resize(grown, 0);
+                self.writable().resize(grown, 0);
             }
-            let space = self.buf.get_mut(self.end..).unwrap_or_default();
+            self.writable();
+            let space = Arc::make_mut(&mut self.buf).get_mut(self.end..).unwrap_or_default();
             match self.input.read(space) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
@@ -889,6 +945,107 @@ impl CaptureReader {
             }
         }
         Ok(true)
+    }
+}
+
+/// A reader that reads ahead on its own thread, in blocks of `BUF_SIZE`, a few blocks ahead.
+/// Read errors arrive in order, after the bytes read before them.
+struct ReadAhead {
+    /// Blocks and how much of each was read.
+    blocks: std::sync::mpsc::Receiver<io::Result<(Vec<u8>, usize)>>,
+    /// Blocks read out go back to the reading thread.
+    spent: std::sync::mpsc::Sender<Vec<u8>>,
+    block: Vec<u8>,
+    at: usize,
+    filled: usize,
+    done: bool,
+}
+
+/// Blocks read ahead.
+const READ_AHEAD: usize = 4;
+
+impl ReadAhead {
+    fn new(mut input: Box<dyn Read + Send>) -> ReadAhead {
+        let (tx, blocks) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let (spent, free) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reading = move || loop {
+            let mut block = free.try_recv().unwrap_or_default();
+            // Blocks come back at their full length: zeroed once, never again.
+            if block.len() != BUF_SIZE {
+                block = vec![0; BUF_SIZE];
+            }
+            let mut filled = 0;
+            let result = loop {
+                match input.read(&mut block[filled..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == block.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let end = filled == 0 || result.is_err();
+            if filled > 0 && tx.send(Ok((block, filled))).is_err() {
+                return;
+            }
+            if let Err(e) = result {
+                let _ = tx.send(Err(e));
+            }
+            if end {
+                return;
+            }
+        };
+        let (blocks, spent) = match std::thread::Builder::new().name("mtlscope-read".into()).spawn(reading) {
+            Ok(_) => (blocks, spent),
+            Err(e) => {
+                // No thread: the first read reports why.
+                let (tx, blocks) = std::sync::mpsc::sync_channel(1);
+                let _ = tx.send(Err(e));
+                (blocks, spent)
+            }
+        };
+        ReadAhead {
+            blocks,
+            spent,
+            block: Vec::new(),
+            at: 0,
+            filled: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.filled {
+            if self.done {
+                return Ok(0);
+            }
+            match self.blocks.recv() {
+                Ok(Ok((block, filled))) => {
+                    let old = std::mem::replace(&mut self.block, block);
+                    let _ = self.spent.send(old);
+                    self.at = 0;
+                    self.filled = filled;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = out.len().min(self.filled - self.at);
+        out[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -956,6 +1113,32 @@ fn read_u16(b: &[u8], at: usize, big_endian: bool) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_ahead_gives_the_same_bytes_then_the_error() {
+        let data: Vec<u8> = (0..3 * BUF_SIZE + 12345).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut out = Vec::new();
+        ReadAhead::new(Box::new(Cursor::new(data.clone())))
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+
+        // Bytes before a failure arrive, then the failure itself.
+        struct Failing(Cursor<Vec<u8>>);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => Err(io::Error::other("disk on fire")),
+                    n => Ok(n),
+                }
+            }
+        }
+        let mut r = ReadAhead::new(Box::new(Failing(Cursor::new(data[..BUF_SIZE + 10].to_vec()))));
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+        assert_eq!(out, &data[..BUF_SIZE + 10]);
+    }
     use flate2::write::GzEncoder;
     use flate2::Compression;
     use std::io::Write;

@@ -105,7 +105,7 @@ pub fn resumption(f: &TlsFacts) -> Option<Resumption> {
     let certificate_sent = f
         .messages
         .iter()
-        .any(|&(d, t)| d == server && (t == 11 || t == 12 || t == 14));
+        .any(|&(d, t)| usize::from(d) == server && (t == 11 || t == 12 || t == 14));
     if certificate_sent || !f.ccs[server] {
         return None;
     }
@@ -376,7 +376,11 @@ fn decide_tls(
         .map(|&(d, t)| {
             format!(
                 "{}:{}",
-                if Some(d) == server { "server" } else { "client" },
+                if Some(usize::from(d)) == server {
+                    "server"
+                } else {
+                    "client"
+                },
                 handshake_name(t)
             )
         })
@@ -492,7 +496,10 @@ fn decide_tls(
             }
             None => {
                 kind = Kind::Tls;
-                if f.messages.iter().any(|&(d, t)| Some(d) == server && t == 14) {
+                if f.messages
+                    .iter()
+                    .any(|&(d, t)| Some(usize::from(d)) == server && t == 14)
+                {
                     evidence.push("no client certificate requested".into());
                 } else {
                     confidence = Confidence::Uncertain;

@@ -1,0 +1,808 @@
+//! `--threads N`: the engine spread over N worker threads, with exactly the output of one.
+//!
+//! ```text
+//! calling thread                       workers 1..N                 calling thread, in between
+//! read, filter, decode, shard, clock -> Engine for own connections -> flow ids, resumed sessions,
+//! (chunks of the read buffer)          (flows, inspect, verdict)     merge in input order, write
+//! ```
+//!
+//! - **Chunks, not copies.** A read-ahead thread does the `read(2)` calls (or gzip
+//!   decompression: [`crate::source::CaptureReader::open_read_ahead`]); the calling thread
+//!   frames records, applies the BPF filter and decodes each frame's headers (through tunnels: the inner connection's addresses, as the flow table keys
+//!   it). The decoded segments of one read buffer go out as one chunk that shares the buffer
+//!   ([`crate::source::Packet::buffer`]): payload bytes are never copied, and there is one
+//!   channel operation per chunk and worker, none per frame.
+//! - **Sharding.** Each segment is for the worker [`shard_of`] picks from a symmetric hash of
+//!   the two endpoints, so both directions of a connection meet on one worker. What one engine
+//!   counts per frame (frames, TCP segments, skipped frames, node-level encryption such as
+//!   WireGuard and ESP, in input order) the calling thread counts itself.
+//! - **The clock.** One engine sweeps idle connections when the capture clock (the latest TCP
+//!   timestamp) passes a sweep time (`analyzer::sweep_due`). The calling thread runs
+//!   that clock over all segments and puts the sweep into every worker's items before the same
+//!   frame.
+//! - **Order.** Everything a worker would have written is an [`Event`] keyed by the input frame
+//!   it happened at ([`EventKey`]): a sweep's events come before that frame's own, and within a
+//!   sweep (and at the end of input) connections go oldest first, as in one engine. The writer
+//!   merges the workers' event streams by key, which gives the single-threaded order. Flow ids
+//!   are assigned there, in order of creation; a worker uses the creating frame's index until
+//!   then (JSON lines are serialized by the worker without the id, and the writer puts it in
+//!   front).
+//! - **Resumed sessions** are linked to an earlier handshake that may be on another worker, so
+//!   the worker hands such a connection's inspection outcome to the writer, which keeps the
+//!   session table and decides it in order ([`Event::Pending`]).
+//!
+//! Limits are per worker: `--max-flows` and `--total-buffer` are divided by N (rounded up), so
+//! the memory bound of the whole run stays what the flags say. A capture that reaches them can
+//! therefore see different evictions than with one thread; below them the output is the same
+//! byte for byte (tests/threads.rs).
+
+use crate::analyzer::{self, Config, Engine, Packets, Sessions};
+use crate::decode::{self, Skip, TcpFlags, TcpSegment};
+use crate::flows::FlowFacts;
+use crate::inspect::Outcome;
+use crate::peer_authentication::Cluster;
+use crate::report::{Collect, FlowReport, Output, Summary};
+use crate::source::Packet;
+use crate::verdict::{self, Kind, Resumption, SessionOrigin};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Most frames in one chunk; a chunk also ends with the reader's buffer (1 MiB of input).
+pub const BATCH_FRAMES: usize = 2048;
+/// Chunks in flight per worker before the reader waits.
+const QUEUE: usize = 4;
+
+/// The worker for a segment: a hash of its two endpoints that is the same in both directions.
+/// Tunnelled segments carry their inner addresses, so this is the pod-to-pod connection.
+pub fn shard_of(seg: &TcpSegment<'_>, workers: usize) -> usize {
+    let h = endpoint_hash(seg.src, seg.sport) ^ endpoint_hash(seg.dst, seg.dport);
+    // Multiply-shift onto 0..workers: uses the high bits, which the mixing made uniform.
+    ((u128::from(fmix64(h)) * workers as u128) >> 64) as usize
+}
+
+fn endpoint_hash(ip: IpAddr, port: u16) -> u64 {
+    let x = match ip {
+        IpAddr::V4(a) => u64::from(u32::from(a)) | 1 << 32,
+        IpAddr::V6(a) => {
+            let b = u128::from(a);
+            (b as u64) ^ ((b >> 64) as u64).rotate_left(29) ^ 2 << 32
+        }
+    };
+    fmix64(x ^ (u64::from(port) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// MurmurHash3's 64-bit finalizer.
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Where an event belongs in the single-threaded order: the input frame it happened at (1 for
+/// the first frame, `u64::MAX` at the end of input), 0 for a sweep before that frame or 1 for
+/// the frame's own segment, and then the flow id (sweeps, end of input: oldest first) or the
+/// order in which the one worker that owns the frame produced them.
+pub type EventKey = (u64, u8, u64);
+
+/// What a worker engine did that one engine would have written or remembered.
+pub enum Event {
+    /// A connection was created; the writer gives it the next flow id.
+    Created,
+    /// The verdict is final. `line`: the JSON line for `-o jsonl`, written with id 0
+    /// (`line_without_id`). `session`: keys a later resumed session may use.
+    Decided {
+        line: Option<Vec<u8>>,
+        session: Option<(Vec<Resumption>, Kind, Option<String>)>,
+    },
+    /// A resumed session: the writer decides it (its origin may be on another worker).
+    Pending {
+        facts: Box<FlowFacts>,
+        outcome: Outcome,
+        keys: Vec<Resumption>,
+    },
+    /// Closed, for outputs that collect reports (table, JSON); the id is the provisional one.
+    Closed(Box<FlowReport>),
+    /// Closed, and the verdict is the writer's (it was [`Event::Pending`]).
+    ClosedPending(Box<FlowFacts>),
+}
+
+/// The events of one worker engine, in the order it produced them (which is key order).
+pub(crate) struct ShardLog {
+    /// The output collects reports at close (table, JSON) rather than streaming JSON lines.
+    pub(crate) keep: bool,
+    index: u64,
+    phase: u8,
+    seq: u64,
+    events: Vec<(EventKey, u64, Event)>,
+}
+
+impl ShardLog {
+    pub(crate) fn new(keep: bool) -> Self {
+        ShardLog {
+            keep,
+            index: 0,
+            phase: 0,
+            seq: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// Events from now on happen at frame `index`, in a sweep (0) or its segment (1).
+    pub(crate) fn at(&mut self, index: u64, phase: u8) {
+        self.index = index;
+        self.phase = phase;
+    }
+
+    /// The current frame index: a new flow's provisional id.
+    pub(crate) fn index(&self) -> u64 {
+        self.index
+    }
+
+    pub(crate) fn push(&mut self, flow_id: u64, e: Event) {
+        let sub = if self.phase == 0 {
+            flow_id
+        } else {
+            self.seq += 1;
+            self.seq
+        };
+        self.events.push(((self.index, self.phase, sub), flow_id, e));
+    }
+
+    pub(crate) fn take(&mut self) -> Vec<(EventKey, u64, Event)> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+/// `report` as a JSON line (newline included) with id 0: the writer replaces the leading
+/// `{"id":0,` ([`ID_PREFIX`]) once the id is known. `id` is the first field of [`FlowReport`].
+pub(crate) fn line_without_id(report: &mut FlowReport) -> Vec<u8> {
+    report.id = 0;
+    // Room for a typical line, so that serializing does not grow the vector step by step.
+    let mut line = Vec::with_capacity(2048);
+    if serde_json::to_writer(&mut line, report).is_err() {
+        line.clear();
+    }
+    line.push(b'\n');
+    debug_assert!(line.starts_with(ID_PREFIX));
+    line
+}
+
+/// How a line from [`line_without_id`] starts.
+pub(crate) const ID_PREFIX: &[u8] = b"{\"id\":0,";
+
+/// A TCP segment as the calling thread decoded it; its payload stays in the chunk's buffer.
+struct Segment {
+    index: u64,
+    ts: u64,
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: TcpFlags,
+    wire_len: u32,
+    tunnel: Option<crate::tunnel::Tunnel>,
+    payload: std::ops::Range<usize>,
+}
+
+enum Item {
+    Segment(Segment),
+    /// The capture clock passed a sweep time before frame `index`.
+    Sweep {
+        index: u64,
+        now: u64,
+    },
+}
+
+/// Consecutive frames of the input, all in one of the reader's buffers, which the chunk keeps
+/// alive; every worker gets the same chunk and reads its own items. No payload is copied.
+#[derive(Default)]
+struct Chunk {
+    buffer: Option<Arc<Vec<u8>>>,
+    /// Per worker: its segments and every sweep, in input order.
+    items: Vec<Vec<Item>>,
+    frames: usize,
+    /// Every frame up to this index is in this chunk or an earlier one.
+    upto: u64,
+    /// The last chunk: close everything.
+    finish: bool,
+}
+
+/// What a worker sends the writer.
+struct Report {
+    worker: usize,
+    events: Vec<(EventKey, u64, Event)>,
+    upto: u64,
+    /// With the last report.
+    summary: Option<Summary>,
+}
+
+/// Where the writer puts connections.
+pub enum Sink<W: Write> {
+    /// `-o jsonl`: a line as soon as the verdict is final.
+    Lines(W),
+    /// Table and JSON: reports collected at close, sorted at the end.
+    Collect(Collect),
+}
+
+/// The result of a sharded run: the sink, the summary of all threads, and the first write
+/// error of the output, if any.
+pub struct Finished<W: Write> {
+    pub sink: Sink<W>,
+    pub summary: Summary,
+    pub out_error: Option<io::Error>,
+}
+
+/// The calling thread's side of a sharded run: it reads, hands chunks of frames to the
+/// workers, and writes what they report in between. Give it frames ([`Packets`]), then
+/// [`Sharded::finish`].
+pub struct Sharded<W: Write> {
+    workers: Vec<SyncSender<Arc<Chunk>>>,
+    handles: Vec<JoinHandle<()>>,
+    reports: Receiver<Report>,
+    writer: Writer<W>,
+    chunk: Chunk,
+    /// Chunks sent earlier, to reuse once the workers are done with them.
+    spare: Vec<Arc<Chunk>>,
+    index: u64,
+    /// The capture clock, as one engine runs it.
+    now: u64,
+    last_sweep: u64,
+    /// What one engine counts per frame: frames, TCP segments, skips, node-level encryption.
+    summary: Summary,
+    finished: bool,
+}
+
+impl<W: Write> Sharded<W> {
+    /// Start `n` workers (at least 2).
+    pub fn start(cfg: &Config, n: usize, sink: Sink<W>, cluster: Option<Arc<Cluster>>) -> Self {
+        let n = n.max(2);
+        let keep = matches!(sink, Sink::Collect(_));
+        let per_worker = Config {
+            max_flows: cfg.max_flows.div_ceil(n).max(1),
+            total_buffer_cap: cfg.total_buffer_cap.div_ceil(n),
+            ..cfg.clone()
+        };
+        let (report_tx, reports) = mpsc::channel::<Report>();
+        let mut workers = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for me in 0..n {
+            let (tx, rx) = mpsc::sync_channel::<Arc<Chunk>>(QUEUE);
+            let mut engine = Engine::sharded(per_worker.clone(), NoOutput, ShardLog::new(keep));
+            if let Some(c) = &cluster {
+                engine = engine.with_cluster(c.clone());
+            }
+            let worker = Worker { me, engine };
+            let report_tx = report_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("mtlscope-worker-{me}"))
+                .spawn(move || worker.run(rx, report_tx))
+                .expect("spawning a worker thread");
+            workers.push(tx);
+            handles.push(handle);
+        }
+        let writer = Writer {
+            sink,
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
+            upto: vec![0; n],
+            done: 0,
+            summaries: Vec::new(),
+            ids: FxHashMap::default(),
+            next_id: 1,
+            verdicts: FxHashMap::default(),
+            sessions: Sessions::default(),
+            max_sessions: cfg.max_sessions,
+            show_payload: cfg.show_payload,
+            cluster,
+            summary: Summary::default(),
+            out_error: None,
+        };
+        Sharded {
+            workers,
+            handles,
+            reports,
+            writer,
+            chunk: Chunk::default(),
+            spare: Vec::new(),
+            index: 0,
+            now: 0,
+            last_sweep: 0,
+            summary: Summary::default(),
+            finished: false,
+        }
+    }
+
+    /// Send the chunk so far to every worker, then write what the workers have reported.
+    fn send(&mut self, finish: bool) {
+        let next = self.recycled();
+        let mut chunk = std::mem::replace(&mut self.chunk, next);
+        chunk.upto = self.index;
+        chunk.finish = finish;
+        let chunk = Arc::new(chunk);
+        for tx in &self.workers {
+            // A worker only goes away when it panicked; its join reports that.
+            let _ = tx.send(chunk.clone());
+        }
+        if self.spare.len() < 2 * QUEUE + 2 {
+            self.spare.push(chunk);
+        }
+        while let Ok(r) = self.reports.try_recv() {
+            self.writer.report(r);
+        }
+    }
+
+    /// An empty chunk, reusing the item lists of one every worker is done with (lists of a
+    /// few hundred kilobytes, which the allocator would otherwise map and unmap each time).
+    /// Chunks still in the spare list let go of their read buffer as soon as the workers are
+    /// done, so the reader can read into it again.
+    fn recycled(&mut self) -> Chunk {
+        let mut reuse = None;
+        for (i, c) in self.spare.iter_mut().enumerate() {
+            if let Some(c) = Arc::get_mut(c) {
+                c.buffer = None;
+                reuse.get_or_insert(i);
+            }
+        }
+        let Some(i) = reuse else {
+            return Chunk::default();
+        };
+        let mut c = self.spare.swap_remove(i);
+        let mut items = Arc::get_mut(&mut c)
+            .map(|c| std::mem::take(&mut c.items))
+            .unwrap_or_default();
+        items.iter_mut().for_each(Vec::clear);
+        Chunk {
+            items,
+            ..Chunk::default()
+        }
+    }
+
+    /// Close every connection, wait for the workers, and return the output and the summary.
+    pub fn finish(mut self) -> Finished<W> {
+        Packets::finish(&mut self);
+        self.workers.clear();
+        while self.writer.done < self.handles.len() {
+            match self.reports.recv() {
+                Ok(r) => self.writer.report(r),
+                Err(_) => break,
+            }
+        }
+        for h in self.handles.drain(..) {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        let mut done = self.writer.finish();
+        let mut summary = std::mem::take(&mut self.summary);
+        summary.absorb(done.summary);
+        done.summary = summary;
+        done
+    }
+}
+
+impl<W: Write> Packets for Sharded<W> {
+    fn frame(&mut self, p: &Packet<'_>) -> Result<(), Skip> {
+        self.index += 1;
+        self.summary.packets += 1;
+        if self.chunk.buffer.as_ref().is_some_and(|b| !Arc::ptr_eq(b, p.buffer)) {
+            self.send(false);
+        }
+        let seg = match decode::decode_packet(p.link, p.data) {
+            Ok(decode::Packet::Tcp(seg)) => seg,
+            Ok(decode::Packet::NodeEncrypted(e)) => {
+                self.summary.node_encrypted(p.ts_ns, &e);
+                return Ok(());
+            }
+            Err(skip) => {
+                self.summary.skipped(skip);
+                return Err(skip);
+            }
+        };
+        self.summary.tcp_packets += 1;
+        let n = self.workers.len();
+        if self.chunk.buffer.is_none() {
+            self.chunk.buffer = Some(p.buffer.clone());
+            self.chunk
+                .items
+                .resize_with(n, || Vec::with_capacity(2 * BATCH_FRAMES / n));
+        }
+        if let Some(now) = analyzer::sweep_due(&mut self.now, &mut self.last_sweep, p.ts_ns) {
+            for items in &mut self.chunk.items {
+                items.push(Item::Sweep { index: self.index, now });
+            }
+        }
+        // Where the payload is in the shared buffer (`data` is `buffer[at..]`).
+        let start = p.at + (seg.payload.as_ptr() as usize - p.data.as_ptr() as usize);
+        self.chunk.items[shard_of(&seg, n)].push(Item::Segment(Segment {
+            index: self.index,
+            ts: p.ts_ns,
+            src: seg.src,
+            dst: seg.dst,
+            sport: seg.sport,
+            dport: seg.dport,
+            seq: seg.seq,
+            ack: seg.ack,
+            flags: seg.flags,
+            wire_len: seg.wire_len,
+            tunnel: seg.tunnel,
+            payload: start..start + seg.payload.len(),
+        }));
+        self.chunk.frames += 1;
+        if self.chunk.frames >= BATCH_FRAMES {
+            self.send(false);
+        }
+        Ok(())
+    }
+
+    fn stopped(&self) -> bool {
+        self.writer.out_error.is_some()
+    }
+
+    fn open_flows(&self) -> Option<usize> {
+        None
+    }
+
+    fn read_ahead(&self) -> bool {
+        true
+    }
+
+    fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.send(true);
+        }
+    }
+}
+
+/// Workers write nothing themselves: their engine's log has the events.
+struct NoOutput;
+
+impl Output for NoOutput {
+    fn wants_closed(&self) -> bool {
+        false
+    }
+    fn decided(&mut self, _report: &FlowReport) -> io::Result<()> {
+        Ok(())
+    }
+    fn closed(&mut self, _report: FlowReport) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One worker: the engine for the connections that hash to it.
+struct Worker {
+    me: usize,
+    engine: Engine<NoOutput>,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Arc<Chunk>>, out: Sender<Report>) {
+        for chunk in rx {
+            self.items(&chunk);
+            let (upto, finish) = (chunk.upto, chunk.finish);
+            // Let the reader reuse the buffer as soon as every worker is through with it.
+            drop(chunk);
+            if finish {
+                self.engine.finish();
+            }
+            let report = Report {
+                worker: self.me,
+                events: self.engine.take_events(),
+                upto: if finish { u64::MAX } else { upto },
+                summary: finish.then(|| std::mem::take(&mut self.engine.summary)),
+            };
+            if out.send(report).is_err() || finish {
+                return;
+            }
+        }
+    }
+
+    fn items(&mut self, chunk: &Chunk) {
+        let (Some(buffer), Some(items)) = (&chunk.buffer, chunk.items.get(self.me)) else {
+            return;
+        };
+        for item in items {
+            match item {
+                Item::Segment(s) => {
+                    let seg = TcpSegment {
+                        src: s.src,
+                        dst: s.dst,
+                        sport: s.sport,
+                        dport: s.dport,
+                        seq: s.seq,
+                        ack: s.ack,
+                        flags: s.flags,
+                        payload: buffer.get(s.payload.clone()).unwrap_or_default(),
+                        wire_len: s.wire_len,
+                        tunnel: s.tunnel,
+                    };
+                    self.engine.shard_segment(s.index, s.ts, &seg);
+                }
+                Item::Sweep { index, now } => self.engine.shard_sweep(*index, *now),
+            }
+        }
+    }
+}
+
+/// Merges the workers' events in input order and writes them as one engine would.
+struct Writer<W: Write> {
+    sink: Sink<W>,
+    queues: Vec<VecDeque<(EventKey, u64, Event)>>,
+    /// Per worker: every event at a frame up to this index has arrived.
+    upto: Vec<u64>,
+    /// Workers that sent their last report, and their summaries.
+    done: usize,
+    summaries: Vec<(usize, Summary)>,
+    /// Provisional id (creating frame) -> flow id, for connections not yet fully reported.
+    ids: FxHashMap<u64, u64>,
+    next_id: u64,
+    /// Verdicts the writer decided ([`Event::Pending`]), until their connection closes.
+    verdicts: FxHashMap<u64, verdict::Verdict>,
+    sessions: Sessions,
+    max_sessions: usize,
+    show_payload: bool,
+    cluster: Option<Arc<Cluster>>,
+    summary: Summary,
+    out_error: Option<io::Error>,
+}
+
+impl<W: Write> Writer<W> {
+    fn report(&mut self, r: Report) {
+        self.queues[r.worker].extend(r.events);
+        self.upto[r.worker] = r.upto;
+        if let Some(s) = r.summary {
+            self.summaries.push((r.worker, s));
+            self.done += 1;
+        }
+        self.drain();
+    }
+
+    fn finish(mut self) -> Finished<W> {
+        self.summaries.sort_by_key(|(w, _)| *w);
+        let mut summary = Summary::default();
+        for (_, s) in self.summaries.drain(..) {
+            summary.absorb(s);
+        }
+        summary.absorb(std::mem::take(&mut self.summary));
+        if let Sink::Lines(w) = &mut self.sink {
+            if let Err(e) = w.flush() {
+                self.out_error.get_or_insert(e);
+            }
+        }
+        Finished {
+            sink: self.sink,
+            summary,
+            out_error: self.out_error,
+        }
+    }
+
+    /// Handle, in key order, every event no worker can still precede.
+    fn drain(&mut self) {
+        let safe = self.upto.iter().copied().min().unwrap_or(0);
+        let mut wrote = false;
+        loop {
+            let next = self
+                .queues
+                .iter()
+                .enumerate()
+                .filter_map(|(w, q)| q.front().map(|e| (e.0, w)))
+                .filter(|(k, _)| k.0 <= safe)
+                .min();
+            let Some((_, w)) = next else { break };
+            let Some((_, pid, event)) = self.queues[w].pop_front() else {
+                break;
+            };
+            wrote |= self.event(pid, event);
+        }
+        if wrote {
+            if let Sink::Lines(w) = &mut self.sink {
+                // Someone may be tailing this: what was decided shows up now.
+                if let Err(e) = w.flush() {
+                    self.fail(e);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        self.out_error.get_or_insert(e);
+    }
+
+    /// One event; true when a line was written.
+    fn event(&mut self, pid: u64, event: Event) -> bool {
+        let keep = matches!(self.sink, Sink::Collect(_));
+        match event {
+            Event::Created => {
+                self.ids.insert(pid, self.next_id);
+                self.next_id += 1;
+                false
+            }
+            Event::Decided { line, session } => {
+                let id = self.id(pid, !keep);
+                if let Some((keys, kind, client_identity)) = session {
+                    self.remember(keys, id, kind, &client_identity);
+                }
+                match line {
+                    Some(rest) => {
+                        self.write_line(|w| {
+                            write!(w, "{{\"id\":{id},")?;
+                            w.write_all(rest.get(ID_PREFIX.len()..).unwrap_or_default())
+                        });
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Event::Pending {
+                mut facts,
+                outcome,
+                keys,
+            } => {
+                facts.id = self.id(pid, !keep);
+                let origin = match &outcome {
+                    Outcome::Tls { facts, .. } => {
+                        verdict::resumption(facts).and_then(|r| self.sessions.get(&r).cloned())
+                    }
+                    _ => None,
+                };
+                let v = analyzer::judge(outcome, &facts, origin.as_ref(), self.show_payload);
+                self.remember(keys, facts.id, v.verdict, &v.client_identity);
+                self.summary.count(&v);
+                let report = analyzer::report(self.cluster.as_deref(), &facts, v);
+                self.summary.count_finding(&report.kubernetes);
+                if keep {
+                    self.verdicts.insert(pid, report.verdict);
+                    false
+                } else {
+                    self.write_line(|w| {
+                        serde_json::to_writer(&mut *w, &report)?;
+                        w.write_all(b"\n")
+                    });
+                    true
+                }
+            }
+            Event::Closed(mut report) => {
+                report.id = self.id(pid, true);
+                self.collect(*report);
+                false
+            }
+            Event::ClosedPending(mut facts) => {
+                facts.id = self.id(pid, true);
+                if let Some(v) = self.verdicts.remove(&pid) {
+                    let report = analyzer::report(self.cluster.as_deref(), &facts, v);
+                    self.collect(report);
+                }
+                false
+            }
+        }
+    }
+
+    /// The flow id for a provisional one; `last`: nothing more will be reported for it.
+    fn id(&mut self, pid: u64, last: bool) -> u64 {
+        let id = if last {
+            self.ids.remove(&pid)
+        } else {
+            self.ids.get(&pid).copied()
+        };
+        id.expect("every connection is created before it is reported")
+    }
+
+    fn remember(&mut self, keys: Vec<Resumption>, flow_id: u64, kind: Kind, client_identity: &Option<String>) {
+        for k in keys {
+            let o = SessionOrigin {
+                flow_id,
+                kind,
+                client_identity: client_identity.clone(),
+            };
+            self.sessions.insert(k, o, self.max_sessions);
+        }
+    }
+
+    fn write_line(&mut self, f: impl FnOnce(&mut W) -> io::Result<()>) {
+        if self.out_error.is_some() {
+            return;
+        }
+        if let Sink::Lines(w) = &mut self.sink {
+            if let Err(e) = f(w) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn collect(&mut self, report: FlowReport) {
+        if let Sink::Collect(c) = &mut self.sink {
+            let _ = c.closed(report);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(src: &str, sport: u16, dst: &str, dport: u16) -> TcpSegment<'static> {
+        TcpSegment {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport,
+            dport,
+            seq: 0,
+            ack: 0,
+            flags: TcpFlags(TcpFlags::ACK),
+            payload: &[],
+            wire_len: 0,
+            tunnel: None,
+        }
+    }
+
+    #[test]
+    fn both_directions_of_a_connection_go_to_one_worker() {
+        for n in 2..=8 {
+            for port in 30000..31000u16 {
+                let a = shard_of(&seg("10.77.0.1", port, "10.77.0.2", 4431), n);
+                let b = shard_of(&seg("10.77.0.2", 4431, "10.77.0.1", port), n);
+                assert_eq!(a, b, "port {port}, {n} workers");
+                assert!(a < n);
+                let a6 = shard_of(&seg("fd00::1", port, "fd00::2:1", 443), n);
+                let b6 = shard_of(&seg("fd00::2:1", 443, "fd00::1", port), n);
+                assert_eq!(a6, b6);
+            }
+        }
+    }
+
+    #[test]
+    fn connections_between_two_hosts_spread_evenly() {
+        // The benchmark capture: one client address, one server address, ephemeral ports.
+        for n in [2, 3, 4] {
+            let mut count = vec![0usize; n];
+            for port in 20000..40000u16 {
+                count[shard_of(&seg("10.77.0.1", port, "10.77.0.2", 4431), n)] += 1;
+            }
+            let even = 20000 / n;
+            for c in &count {
+                assert!(c.abs_diff(even) < even / 20, "{n} workers: {count:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_without_its_id_starts_right_after_it() {
+        let v = crate::verdict::decide(Outcome::NoData, 0, 80, None, false);
+        let facts = FlowFacts {
+            id: 77,
+            client: crate::flows::Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 40000,
+            },
+            server: crate::flows::Endpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 80,
+            },
+            client_dir: 0,
+            roles_from: crate::flows::RolesFrom::Syn,
+            first_ts: 0,
+            last_ts: 0,
+            packets: [1, 0],
+            bytes: [0, 0],
+            syn_seen: true,
+            fin: [false; 2],
+            rst: false,
+            stream_stats: Default::default(),
+            tunnel: None,
+        };
+        let mut report = FlowReport::build(&facts, v);
+        let whole = serde_json::to_string(&report).unwrap() + "\n";
+        let line = line_without_id(&mut report);
+        assert!(line.starts_with(ID_PREFIX));
+        let rest = String::from_utf8(line[ID_PREFIX.len()..].to_vec()).unwrap();
+        assert_eq!(format!("{{\"id\":77,{rest}"), whole);
+    }
+}
