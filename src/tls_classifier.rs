@@ -238,6 +238,8 @@ struct Dir {
 /// A list that is empty for most connections (alerts, problems, encrypted flight lengths):
 /// one pointer instead of a vector's three words until the first element arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Boxed on purpose: one pointer instead of a vector's three words while empty.
+#[allow(clippy::box_collection)]
 pub struct RareList<T>(Option<Box<Vec<T>>>);
 
 impl<T> Default for RareList<T> {
