@@ -934,6 +934,25 @@ mod tests {
     }
 
     #[test]
+    fn messages_spill_past_the_inline_ones_in_order() {
+        let mut m = Messages::default();
+        let want: Vec<(u8, u8)> = (0..10).map(|i| (i % 2, i)).collect();
+        for (i, &x) in want.iter().enumerate() {
+            m.push(x);
+            assert_eq!(&m[..], &want[..=i]);
+        }
+    }
+
+    #[test]
+    fn client_hello_offer_packs_versions_and_alpn() {
+        let mut f = ClientHelloFacts::default();
+        assert_eq!(f.versions().count() + f.alpn().count(), 0);
+        f.pack_offered(&[0x0304, 0x0303], &["h2".into(), String::new(), "http/1.1".into()]);
+        assert_eq!(f.versions().collect::<Vec<_>>(), [0x0304, 0x0303]);
+        assert_eq!(f.alpn().collect::<Vec<_>>(), ["h2", "", "http/1.1"]);
+    }
+
+    #[test]
     fn hash_is_stable() {
         assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
         assert_ne!(hash(b"a"), hash(b"b"));
