@@ -72,14 +72,46 @@ impl Pending {
     }
 }
 
+/// Out-of-order segments, sorted by offset. Boxed and only while there are some: most streams
+/// arrive in order, and a million open connections would otherwise carry two empty vectors each.
+#[derive(Default)]
+// Boxed on purpose: one pointer instead of a vector's three words while empty.
+#[allow(clippy::box_collection)]
+struct PendingList(Option<Box<Vec<Pending>>>);
+
+impl std::ops::Deref for PendingList {
+    type Target = [Pending];
+
+    fn deref(&self) -> &[Pending] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl PendingList {
+    fn insert(&mut self, at: usize, p: Pending) {
+        self.0.get_or_insert_with(Box::default).insert(at, p);
+    }
+
+    fn remove_first(&mut self) -> Pending {
+        let v = self.0.as_mut().expect("remove_first on an empty list");
+        let p = v.remove(0);
+        if v.is_empty() {
+            self.0 = None;
+        }
+        p
+    }
+}
+
 /// One direction of a TCP connection.
 pub struct Reassembler {
     started: bool,
     next_seq: u32,
+    /// Bytes held in `pending`; at most `cap`.
+    pending_bytes: u32,
+    /// At most 4 GiB buffered per direction (a larger cap is clamped).
+    cap: u32,
     next_off: u64,
-    pending: Vec<Pending>,
-    pending_bytes: usize,
-    cap: usize,
+    pending: PendingList,
     stats: StreamStats,
 }
 
@@ -89,9 +121,9 @@ impl Reassembler {
             started: false,
             next_seq: 0,
             next_off: 0,
-            pending: Vec::new(),
+            pending: PendingList::default(),
             pending_bytes: 0,
-            cap,
+            cap: u32::try_from(cap).unwrap_or(u32::MAX),
             stats: StreamStats::default(),
         }
     }
@@ -102,7 +134,7 @@ impl Reassembler {
 
     /// Bytes currently held for out-of-order segments.
     pub fn buffered(&self) -> usize {
-        self.pending_bytes
+        self.pending_bytes as usize
     }
 
     /// A SYN (or SYN-ACK) from this direction fixes the initial sequence number.
@@ -225,8 +257,8 @@ impl Reassembler {
             if first.off > self.next_off {
                 break;
             }
-            let p = self.pending.remove(0);
-            self.pending_bytes -= p.data.len();
+            let p = self.pending.remove_first();
+            self.pending_bytes -= p.data.len() as u32;
             if p.end() <= self.next_off {
                 continue;
             }
@@ -248,7 +280,7 @@ impl Reassembler {
         let mut pieces: Vec<(u64, u64)> = Vec::new(); // [from, to) in stream offsets
         let mut cursor = start;
         let mut overlapped = false;
-        for p in &self.pending {
+        for p in self.pending.iter() {
             if p.end() <= cursor {
                 continue;
             }
@@ -292,7 +324,7 @@ impl Reassembler {
                 data,
             };
             self.make_room(piece.data.len(), sink);
-            if piece.data.len() > self.cap && piece.off > self.next_off {
+            if piece.data.len() > self.cap as usize && piece.off > self.next_off {
                 // Larger than the whole buffer (which make_room emptied): give up the hole
                 // before it now rather than hold more than the cap.
                 self.skip_to(piece.off, sink);
@@ -311,7 +343,7 @@ impl Reassembler {
                 continue;
             }
             let at = self.pending.partition_point(|p| p.off < piece.off);
-            self.pending_bytes += piece.data.len();
+            self.pending_bytes += piece.data.len() as u32;
             self.pending.insert(at, piece);
         }
     }
@@ -319,14 +351,14 @@ impl Reassembler {
     /// Give up the oldest holes until `incoming` more bytes and one more segment fit.
     fn make_room(&mut self, incoming: usize, sink: &mut impl StreamSink) {
         while !self.pending.is_empty()
-            && (self.pending.len() >= MAX_PENDING || self.pending_bytes + incoming > self.cap)
+            && (self.pending.len() >= MAX_PENDING || self.pending_bytes as usize + incoming > self.cap as usize)
         {
             self.stats.limit_hit = true;
             let to = self.pending[0].off;
             self.skip_to(to, sink);
             self.drain(sink);
         }
-        if incoming > self.cap {
+        if incoming > self.cap as usize {
             self.stats.limit_hit = true;
         }
     }

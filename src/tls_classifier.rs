@@ -55,18 +55,21 @@ pub fn starts_with_hello(b: &[u8]) -> bool {
     b.len() >= 6 && b[0] == HANDSHAKE && plausible_header(b) && (b[5] == 1 || b[5] == 2)
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+/// What the ClientHello offered. Kept small: a million connections waiting in mid-handshake
+/// each hold one (issue 7), so the SNI is one exact-size string and the offered versions and
+/// ALPN protocols share one allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientHelloFacts {
-    /// Versions the client offers: `supported_versions`, else the legacy version field.
-    pub versions: Vec<u16>,
-    pub sni: Option<String>,
-    pub alpn: Vec<String>,
+    pub sni: Option<Box<str>>,
+    /// The offered versions (2 bytes each, big-endian), then each ALPN protocol (as printable
+    /// text) preceded by its length (2 bytes, big-endian).
+    offered: Box<[u8]>,
+    /// How many versions lead `offered`.
+    n_versions: u8,
     pub cipher_suites: usize,
     /// A non-empty legacy session ID (a TLS 1.2 resumption attempt, or TLS 1.3 compatibility mode).
-    #[serde(skip)]
     pub session_id: Option<u64>,
     /// A non-empty SessionTicket extension: a TLS 1.2 ticket resumption attempt.
-    #[serde(skip)]
     pub ticket: Option<u64>,
     pub psk_offered: bool,
     pub early_data: bool,
@@ -75,12 +78,49 @@ pub struct ClientHelloFacts {
     pub alps_offered: bool,
 }
 
+impl ClientHelloFacts {
+    /// Versions the client offers: `supported_versions`, else the legacy version field.
+    pub fn versions(&self) -> impl Iterator<Item = u16> + '_ {
+        self.offered[..2 * usize::from(self.n_versions)]
+            .chunks_exact(2)
+            .map(|v| u16::from_be_bytes([v[0], v[1]]))
+    }
+
+    /// The ALPN protocols offered, in order.
+    pub fn alpn(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut rest = &self.offered[2 * usize::from(self.n_versions)..];
+        std::iter::from_fn(move || {
+            let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+            let p = rest.get(2..2 + len)?;
+            rest = &rest[2 + len..];
+            // Written by `pack_offered` from `printable` text: always ASCII.
+            std::str::from_utf8(p).ok()
+        })
+    }
+
+    /// Store the offered versions and ALPN protocols in one exact-size allocation.
+    fn pack_offered(&mut self, versions: &[u16], alpn: &[String]) {
+        let versions = &versions[..versions.len().min(usize::from(u8::MAX))];
+        let mut b = Vec::with_capacity(2 * versions.len() + alpn.iter().map(|p| 2 + p.len()).sum::<usize>());
+        for v in versions {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        for p in alpn {
+            // An ALPN protocol is at most 255 bytes, 1,020 once escaped: the length fits.
+            b.extend_from_slice(&(p.len() as u16).to_be_bytes());
+            b.extend_from_slice(p.as_bytes());
+        }
+        self.n_versions = versions.len() as u8;
+        self.offered = b.into_boxed_slice();
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ServerHelloFacts {
     /// Negotiated version: `supported_versions` when present, else the legacy version field.
     pub version: u16,
     pub cipher: u16,
-    pub alpn: Option<String>,
+    pub alpn: Option<Box<str>>,
     #[serde(skip)]
     pub session_id: Option<u64>,
     pub psk_accepted: bool,
@@ -114,7 +154,7 @@ pub struct Chain {
 pub struct Tls13Flights {
     /// Inner lengths (record length - tag - content type) of the server's encrypted records
     /// after ServerHello and before the client's first encrypted record.
-    pub server_flight: Vec<u32>,
+    pub server_flight: RareList<u32>,
     /// Length of the client's first encrypted record after ServerHello.
     pub client_first_record: Option<u32>,
     /// Number of records the client sent whose inner length is that of EndOfEarlyData,
@@ -143,12 +183,12 @@ pub struct TlsFacts {
     /// A handshake record after that direction's ChangeCipherSpec (its Finished).
     pub finished: [bool; 2],
     pub app_records: [u64; 2],
-    pub alerts: Vec<Alert>,
+    pub alerts: RareList<Alert>,
     /// Handshake message types seen in clear, in order, with their direction.
-    pub messages: Vec<(u8, u8)>,
+    pub messages: Messages,
     pub tls13: Tls13Flights,
     /// Problems met while parsing, for the evidence (bounded).
-    pub problems: Vec<String>,
+    pub problems: RareList<String>,
     /// A gap hit a record header or a handshake message in this direction.
     pub lost_sync: [bool; 2],
     /// Records found by re-synchronising (mid-stream capture or after a gap).
@@ -180,9 +220,9 @@ struct Dir {
     /// The current record's body is being kept (clear-text handshake or alert).
     keep: bool,
     rec_type: u8,
-    body: Vec<u8>,
-    /// Handshake bytes not yet forming a complete message.
-    hs: Vec<u8>,
+    /// Boxed and only while a record or a message is incomplete: a connection waiting in
+    /// mid-handshake then holds one pointer per direction instead of two empty vectors.
+    bufs: Option<Box<Bufs>>,
     /// Records after ChangeCipherSpec (TLS <= 1.2) or ServerHello (TLS 1.3) are encrypted.
     encrypted: bool,
     /// Re-finding record boundaries; bytes collected so far.
@@ -193,6 +233,105 @@ struct Dir {
     /// Offset in the stream, for messages.
     offset: u64,
     dead: bool,
+}
+
+/// A list that is empty for most connections (alerts, problems, encrypted flight lengths):
+/// one pointer instead of a vector's three words until the first element arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+// Boxed on purpose: one pointer instead of a vector's three words while empty.
+#[allow(clippy::box_collection)]
+pub struct RareList<T>(Option<Box<Vec<T>>>);
+
+impl<T> Default for RareList<T> {
+    fn default() -> Self {
+        RareList(None)
+    }
+}
+
+impl<T> std::ops::Deref for RareList<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl<T> RareList<T> {
+    pub fn push(&mut self, v: T) {
+        self.0.get_or_insert_with(Box::default).push(v);
+    }
+
+    pub fn as_slice(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Serialize> Serialize for RareList<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(s)
+    }
+}
+
+/// Handshake messages kept inline: a handshake in progress has a few.
+const INLINE_MESSAGES: usize = 6;
+
+/// Handshake message types seen in clear, in order, with their direction: `(dir, type)`.
+/// The first few are kept inline (a connection in mid-handshake has two or three), the rest,
+/// up to the cap, in a vector that holds all of them once it exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Messages {
+    inline: [(u8, u8); INLINE_MESSAGES],
+    len: u8,
+    spilled: RareList<(u8, u8)>,
+}
+
+impl std::ops::Deref for Messages {
+    type Target = [(u8, u8)];
+
+    fn deref(&self) -> &[(u8, u8)] {
+        if self.spilled.is_empty() {
+            &self.inline[..usize::from(self.len)]
+        } else {
+            &self.spilled
+        }
+    }
+}
+
+impl Messages {
+    pub fn push(&mut self, m: (u8, u8)) {
+        if self.spilled.is_empty() {
+            if usize::from(self.len) < INLINE_MESSAGES {
+                self.inline[usize::from(self.len)] = m;
+                self.len += 1;
+                return;
+            }
+            for &old in &self.inline {
+                self.spilled.push(old);
+            }
+        }
+        self.spilled.push(m);
+    }
+}
+
+#[derive(Default)]
+struct Bufs {
+    /// The body of the current record, while it is kept.
+    body: Vec<u8>,
+    /// Handshake bytes not yet forming a complete message.
+    hs: Vec<u8>,
+}
+
+impl Dir {
+    fn bufs(&mut self) -> &mut Bufs {
+        self.bufs.get_or_insert_with(Box::default)
+    }
+
+    /// Drop the buffers once nothing is held in them.
+    fn release(&mut self) {
+        if self.bufs.as_ref().is_some_and(|b| b.body.is_empty() && b.hs.is_empty()) {
+            self.bufs = None;
+        }
+    }
 }
 
 /// The TLS classifier for one connection.
@@ -218,7 +357,10 @@ impl Classifier {
     pub fn buffered(&self) -> usize {
         self.dirs
             .iter()
-            .map(|d| d.body.capacity() + d.hs.capacity() + d.resync.as_ref().map_or(0, |r| r.capacity()))
+            .map(|d| {
+                d.bufs.as_ref().map_or(0, |b| b.body.capacity() + b.hs.capacity())
+                    + d.resync.as_ref().map_or(0, |r| r.capacity())
+            })
             .sum()
     }
 
@@ -285,8 +427,7 @@ impl Classifier {
         d.hdr_len = 0;
         d.need = 0;
         d.keep = false;
-        d.body.clear();
-        d.hs.clear();
+        d.bufs = None;
         d.resync = Some(Box::default());
         self.facts.lost_sync[dir] = true;
         self.facts.problem(format!(
@@ -300,7 +441,7 @@ impl Classifier {
             if d.need > 0 {
                 let n = (d.need as usize).min(bytes.len());
                 if d.keep {
-                    d.body.extend_from_slice(&bytes[..n]);
+                    d.bufs().body.extend_from_slice(&bytes[..n]);
                 }
                 d.need -= n as u32;
                 d.offset += n as u64;
@@ -309,8 +450,9 @@ impl Classifier {
                     d.keep = false;
                     // The body buffer is dropped after each record: a connection waiting in
                     // mid-handshake then holds nothing, which is what a million of them cost.
-                    let body = std::mem::take(&mut self.dirs[dir].body);
+                    let body = std::mem::take(&mut self.dirs[dir].bufs().body);
                     self.on_record_body(dir, &body);
+                    self.dirs[dir].release();
                 }
                 continue;
             }
@@ -349,7 +491,9 @@ impl Classifier {
         match (h[0], encrypted) {
             (HANDSHAKE, false) | (ALERT, false) => {
                 d.keep = true;
-                d.body.clear();
+                if let Some(b) = &mut d.bufs {
+                    b.body.clear();
+                }
             }
             (CCS, _) => {
                 self.facts.ccs[dir] = true;
@@ -435,12 +579,12 @@ impl Classifier {
                 }
             }
             HANDSHAKE => {
-                let hs = &mut self.dirs[dir].hs;
+                let hs = &mut self.dirs[dir].bufs().hs;
                 if hs.len() + body.len() > MAX_HANDSHAKE {
                     self.facts.problem(format!(
                         "direction {dir}: handshake message larger than {MAX_HANDSHAKE} bytes, not parsed"
                     ));
-                    self.dirs[dir].hs = Vec::new();
+                    self.dirs[dir].bufs = None;
                     self.dirs[dir].dead = true;
                     return;
                 }
@@ -453,7 +597,7 @@ impl Classifier {
 
     fn drain_handshake(&mut self, dir: usize) {
         let mut consumed = 0;
-        let hs = std::mem::take(&mut self.dirs[dir].hs);
+        let hs = std::mem::take(&mut self.dirs[dir].bufs().hs);
         while let Some(h) = hs.get(consumed..consumed + 4) {
             let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
             let Some(msg) = hs.get(consumed..consumed + 4 + len) else {
@@ -470,7 +614,9 @@ impl Classifier {
         let mut hs = hs;
         hs.drain(..consumed.min(hs.len()));
         // Between messages nothing needs keeping; release the allocation.
-        self.dirs[dir].hs = if hs.is_empty() { Vec::new() } else { hs };
+        if !hs.is_empty() {
+            self.dirs[dir].bufs().hs = hs;
+        }
     }
 
     fn on_handshake(&mut self, dir: usize, ty: u8, body: &[u8]) {
@@ -506,23 +652,24 @@ impl Classifier {
             }
         };
         let mut f = ClientHelloFacts {
-            versions: vec![ch.version.0],
             cipher_suites: ch.ciphers.len(),
             session_id: ch.session_id.filter(|s| !s.is_empty()).map(hash),
             ..Default::default()
         };
+        let mut versions = vec![ch.version.0];
+        let mut alpn = Vec::new();
         for ext in raw_extensions(ch.ext.unwrap_or(&[])) {
             match parse_tls_client_hello_extension(ext) {
                 Ok((_, TlsExtension::SNI(names))) => {
-                    f.sni = names.first().map(|(_, n)| printable(n));
+                    f.sni = names.first().map(|(_, n)| printable(n).into_boxed_str());
                 }
                 Ok((_, TlsExtension::ALPN(protos))) => {
-                    f.alpn = protos.iter().map(|p| printable(p)).collect();
+                    alpn = protos.iter().map(|p| printable(p)).collect();
                 }
                 Ok((_, TlsExtension::SupportedVersions(v))) => {
                     let v: Vec<u16> = v.iter().map(|v| v.0).filter(|v| v & 0x0f0f != 0x0a0a).collect();
                     if !v.is_empty() {
-                        f.versions = v;
+                        versions = v;
                     }
                 }
                 Ok((_, TlsExtension::SessionTicket(t))) if !t.is_empty() => f.ticket = Some(hash(t)),
@@ -540,6 +687,7 @@ impl Classifier {
                 }
             }
         }
+        f.pack_offered(&versions, &alpn);
         // Keep the first ClientHello's facts after a HelloRetryRequest, but learn PSK/early data.
         match &mut self.facts.client_hello {
             Some(prev) if self.facts.hello_retry => {
@@ -577,7 +725,7 @@ impl Classifier {
                         f.version = v.0;
                     }
                 }
-                Ok((_, TlsExtension::ALPN(p))) => f.alpn = p.first().map(|p| printable(p)),
+                Ok((_, TlsExtension::ALPN(p))) => f.alpn = p.first().map(|p| printable(p).into_boxed_str()),
                 _ => {
                     if ext.get(..2) == Some(&[0, 41]) {
                         f.psk_accepted = true;
@@ -783,6 +931,25 @@ mod tests {
         c.data(0, &record(APP_DATA, &[0; 10]));
         assert!(c.in_sync(0));
         assert_eq!(c.facts.app_records[0], 2);
+    }
+
+    #[test]
+    fn messages_spill_past_the_inline_ones_in_order() {
+        let mut m = Messages::default();
+        let want: Vec<(u8, u8)> = (0..10).map(|i| (i % 2, i)).collect();
+        for (i, &x) in want.iter().enumerate() {
+            m.push(x);
+            assert_eq!(&m[..], &want[..=i]);
+        }
+    }
+
+    #[test]
+    fn client_hello_offer_packs_versions_and_alpn() {
+        let mut f = ClientHelloFacts::default();
+        assert_eq!(f.versions().count() + f.alpn().count(), 0);
+        f.pack_offered(&[0x0304, 0x0303], &["h2".into(), String::new(), "http/1.1".into()]);
+        assert_eq!(f.versions().collect::<Vec<_>>(), [0x0304, 0x0303]);
+        assert_eq!(f.alpn().collect::<Vec<_>>(), ["h2", "", "http/1.1"]);
     }
 
     #[test]

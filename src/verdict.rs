@@ -342,16 +342,16 @@ fn decide_tls(
     let sh = f.server_hello.as_ref();
     rep.version = sh.map(|s| version_name(s.version));
     rep.cipher = sh.map(|s| cipher_name(s.cipher));
-    rep.sni = ch.and_then(|c| c.sni.clone());
-    rep.alpn_offered = ch.map(|c| c.alpn.clone()).unwrap_or_default();
-    rep.alpn = sh.and_then(|s| s.alpn.clone());
+    rep.sni = ch.and_then(|c| c.sni.as_deref().map(String::from));
+    rep.alpn_offered = ch.map(|c| c.alpn().map(String::from).collect()).unwrap_or_default();
+    rep.alpn = sh.and_then(|s| s.alpn.as_deref().map(String::from));
     rep.hello_retry = f.hello_retry;
     rep.upgrade = upgrade;
     rep.server_certificate = f.server_chain.as_ref().and_then(|c| c.leaf.clone());
     rep.server_chain_len = f.server_chain.as_ref().map(|c| c.len);
     rep.client_certificate = f.client_chain.as_ref().and_then(|c| c.leaf.clone());
     rep.client_chain_len = f.client_chain.as_ref().map(|c| c.len);
-    rep.problems = f.problems.clone();
+    rep.problems = f.problems.to_vec();
     rep.alerts = f
         .alerts
         .iter()
@@ -577,7 +577,7 @@ fn tls13_report(f: &TlsFacts) -> Tls13Report {
         client_first_record_len: t.client_first_record,
         client_first_inner_len: t.client_first_record.map(|l| l.saturating_sub(tag + 1)),
         finished_len: fin,
-        server_flight_inner_lens: t.server_flight.clone(),
+        server_flight_inner_lens: t.server_flight.to_vec(),
     }
 }
 
