@@ -18,7 +18,10 @@
 //! borrowed from the buffer until the next call. The buffer is reference-counted so that
 //! `--threads N` can hand whole buffers of packets to its workers without copying them
 //! ([`Packet::buffer`]): while a worker still holds the buffer, the next read goes into another
-//! one (a retired buffer nobody holds any more, or a new one).
+//! one (a retired buffer nobody holds any more, or a new one). Reading ahead on a thread of its
+//! own ([`CaptureReader::open_read_ahead`]), the reader takes each block that thread read as its
+//! buffer, with the unconsumed tail of the block before copied into room left at its front, so
+//! the bytes are copied once, by the kernel.
 
 use std::fmt;
 use std::fs::File;
