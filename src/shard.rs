@@ -1,25 +1,29 @@
 //! `--threads N`: the engine spread over N worker threads, with exactly the output of one.
 //!
 //! ```text
-//! calling thread                       workers 1..N                 calling thread, in between
-//! read, filter, decode, shard, clock -> Engine for own connections -> flow ids, resumed sessions,
-//! (chunks of the read buffer)          (flows, inspect, verdict)     merge in input order, write
+//! calling thread                  workers 1..N                          calling thread, in between
+//! read, filter, frame records ->  decode every frame's headers, shard -> flow ids, resumed sessions,
+//! (chunks of the read buffer)     Engine for own connections           merge in input order, write
 //! ```
 //!
 //! - **Chunks, not copies.** A read-ahead thread does the `read(2)` calls (or gzip
 //!   decompression: [`crate::source::CaptureReader::open_read_ahead`]); the calling thread
-//!   frames records, applies the BPF filter and decodes each frame's headers (through tunnels: the inner connection's addresses, as the flow table keys
-//!   it). The decoded segments of one read buffer go out as one chunk that shares the buffer
-//!   ([`crate::source::Packet::buffer`]): payload bytes are never copied, and there is one
-//!   channel operation per chunk and worker, none per frame.
-//! - **Sharding.** Each segment is for the worker [`shard_of`] picks from a symmetric hash of
-//!   the two endpoints, so both directions of a connection meet on one worker. What one engine
-//!   counts per frame (frames, TCP segments, skipped frames, node-level encryption such as
-//!   WireGuard and ESP, in input order) the calling thread counts itself.
+//!   only frames records (walking their headers) and applies the BPF filter. The frames of one
+//!   read buffer go out as one chunk that shares the buffer ([`crate::source::Packet::buffer`])
+//!   and lists where each frame is: payload bytes are never copied, and there is one channel
+//!   operation per chunk and worker, none per frame. Every worker gets the same chunk.
+//! - **Sharding.** Every worker decodes the headers of every frame (the common Ethernet/IP/TCP
+//!   frame at fixed offsets, anything else through the general decoder, tunnels included: the
+//!   inner connection's addresses, as the flow table keys it) and goes on only with the
+//!   segments [`shard_of`] gives it, a symmetric hash of the two endpoints, so both directions
+//!   of a connection meet on one worker. Decoding is cheap next to what a worker does with its
+//!   own segments, and this keeps it off the calling thread, which would otherwise be the
+//!   slowest thread. What one engine counts per frame (TCP segments, skipped frames,
+//!   node-level encryption such as WireGuard and ESP, in input order) worker 0 counts; frames
+//!   and frames of unsupported link types the calling thread counts.
 //! - **The clock.** One engine sweeps idle connections when the capture clock (the latest TCP
-//!   timestamp) passes a sweep time (`analyzer::sweep_due`). The calling thread runs
-//!   that clock over all segments and puts the sweep into every worker's items before the same
-//!   frame.
+//!   timestamp) passes a sweep time (`analyzer::sweep_due`). Every worker sees every segment,
+//!   so each runs that clock itself and sweeps before the same frame.
 //! - **Order.** Everything a worker would have written is an [`Event`] keyed by the input frame
 //!   it happened at ([`EventKey`]): a sweep's events come before that frame's own, and within a
 //!   sweep (and at the end of input) connections go oldest first, as in one engine. The writer
@@ -37,12 +41,12 @@
 //! byte for byte (tests/threads.rs).
 
 use crate::analyzer::{self, Config, Engine, Packets, Sessions};
-use crate::decode::{self, Skip, TcpFlags, TcpSegment};
+use crate::decode::{self, Skip, TcpSegment};
 use crate::flows::FlowFacts;
 use crate::inspect::Outcome;
 use crate::peer_authentication::Cluster;
 use crate::report::{Collect, FlowReport, Output, Summary};
-use crate::source::Packet;
+use crate::source::{LinkType, Packet};
 use crate::verdict::{self, Kind, Resumption, SessionOrigin};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -177,39 +181,22 @@ pub(crate) fn line_without_id(report: &mut FlowReport) -> Vec<u8> {
 /// How a line from [`line_without_id`] starts.
 pub(crate) const ID_PREFIX: &[u8] = b"{\"id\":0,";
 
-/// A TCP segment as the calling thread decoded it; its payload stays in the chunk's buffer.
-struct Segment {
+/// A frame as the calling thread framed it: only where it is, not decoded.
+struct Frame {
     index: u64,
     ts: u64,
-    src: IpAddr,
-    dst: IpAddr,
-    sport: u16,
-    dport: u16,
-    seq: u32,
-    ack: u32,
-    flags: TcpFlags,
-    wire_len: u32,
-    tunnel: Option<crate::tunnel::Tunnel>,
-    payload: std::ops::Range<usize>,
-}
-
-enum Item {
-    Segment(Segment),
-    /// The capture clock passed a sweep time before frame `index`.
-    Sweep {
-        index: u64,
-        now: u64,
-    },
+    link: LinkType,
+    /// The captured bytes, in the chunk's buffer.
+    data: std::ops::Range<usize>,
 }
 
 /// Consecutive frames of the input, all in one of the reader's buffers, which the chunk keeps
-/// alive; every worker gets the same chunk and reads its own items. No payload is copied.
+/// alive; every worker gets the same chunk, decodes every frame's headers and goes on only
+/// with the segments that hash to it. No payload is copied.
 #[derive(Default)]
 struct Chunk {
     buffer: Option<Arc<Vec<u8>>>,
-    /// Per worker: its segments and every sweep, in input order.
-    items: Vec<Vec<Item>>,
-    frames: usize,
+    frames: Vec<Frame>,
     /// Every frame up to this index is in this chunk or an earlier one.
     upto: u64,
     /// The last chunk: close everything.
@@ -253,10 +240,8 @@ pub struct Sharded<W: Write> {
     /// Chunks sent earlier, to reuse once the workers are done with them.
     spare: Vec<Arc<Chunk>>,
     index: u64,
-    /// The capture clock, as one engine runs it.
-    now: u64,
-    last_sweep: u64,
-    /// What one engine counts per frame: frames, TCP segments, skips, node-level encryption.
+    /// Frames, and frames of link types no worker can decode (the rest of what one engine
+    /// counts per frame, worker 0 counts).
     summary: Summary,
     finished: bool,
 }
@@ -280,7 +265,13 @@ impl<W: Write> Sharded<W> {
             if let Some(c) = &cluster {
                 engine = engine.with_cluster(c.clone());
             }
-            let worker = Worker { me, engine };
+            let worker = Worker {
+                me,
+                workers: n,
+                engine,
+                now: 0,
+                last_sweep: 0,
+            };
             let report_tx = report_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("mtlscope-worker-{me}"))
@@ -313,8 +304,6 @@ impl<W: Write> Sharded<W> {
             chunk: Chunk::default(),
             spare: Vec::new(),
             index: 0,
-            now: 0,
-            last_sweep: 0,
             summary: Summary::default(),
             finished: false,
         }
@@ -355,12 +344,12 @@ impl<W: Write> Sharded<W> {
             return Chunk::default();
         };
         let mut c = self.spare.swap_remove(i);
-        let mut items = Arc::get_mut(&mut c)
-            .map(|c| std::mem::take(&mut c.items))
+        let mut frames = Arc::get_mut(&mut c)
+            .map(|c| std::mem::take(&mut c.frames))
             .unwrap_or_default();
-        items.iter_mut().for_each(Vec::clear);
+        frames.clear();
         Chunk {
-            items,
+            frames,
             ..Chunk::default()
         }
     }
@@ -392,51 +381,25 @@ impl<W: Write> Packets for Sharded<W> {
     fn frame(&mut self, p: &Packet<'_>) -> Result<(), Skip> {
         self.index += 1;
         self.summary.packets += 1;
+        if !decode::supports(p.link) {
+            let skip = Skip::UnsupportedLink(p.link);
+            self.summary.skipped(skip);
+            return Err(skip);
+        }
         if self.chunk.buffer.as_ref().is_some_and(|b| !Arc::ptr_eq(b, p.buffer)) {
             self.send(false);
         }
-        let seg = match decode::decode_packet(p.link, p.data) {
-            Ok(decode::Packet::Tcp(seg)) => seg,
-            Ok(decode::Packet::NodeEncrypted(e)) => {
-                self.summary.node_encrypted(p.ts_ns, &e);
-                return Ok(());
-            }
-            Err(skip) => {
-                self.summary.skipped(skip);
-                return Err(skip);
-            }
-        };
-        self.summary.tcp_packets += 1;
-        let n = self.workers.len();
         if self.chunk.buffer.is_none() {
             self.chunk.buffer = Some(p.buffer.clone());
-            self.chunk
-                .items
-                .resize_with(n, || Vec::with_capacity(2 * BATCH_FRAMES / n));
+            self.chunk.frames.reserve(BATCH_FRAMES);
         }
-        if let Some(now) = analyzer::sweep_due(&mut self.now, &mut self.last_sweep, p.ts_ns) {
-            for items in &mut self.chunk.items {
-                items.push(Item::Sweep { index: self.index, now });
-            }
-        }
-        // Where the payload is in the shared buffer (`data` is `buffer[at..]`).
-        let start = p.at + (seg.payload.as_ptr() as usize - p.data.as_ptr() as usize);
-        self.chunk.items[shard_of(&seg, n)].push(Item::Segment(Segment {
+        self.chunk.frames.push(Frame {
             index: self.index,
             ts: p.ts_ns,
-            src: seg.src,
-            dst: seg.dst,
-            sport: seg.sport,
-            dport: seg.dport,
-            seq: seg.seq,
-            ack: seg.ack,
-            flags: seg.flags,
-            wire_len: seg.wire_len,
-            tunnel: seg.tunnel,
-            payload: start..start + seg.payload.len(),
-        }));
-        self.chunk.frames += 1;
-        if self.chunk.frames >= BATCH_FRAMES {
+            link: p.link,
+            data: p.at..p.at + p.data.len(),
+        });
+        if self.chunk.frames.len() >= BATCH_FRAMES {
             self.send(false);
         }
         Ok(())
@@ -480,7 +443,12 @@ impl Output for NoOutput {
 /// One worker: the engine for the connections that hash to it.
 struct Worker {
     me: usize,
+    workers: usize,
     engine: Engine<NoOutput>,
+    /// The capture clock over all segments, as one engine runs it (every worker sees every
+    /// frame, so each runs the same clock and sweeps at the same frames).
+    now: u64,
+    last_sweep: u64,
 }
 
 impl Worker {
@@ -505,28 +473,39 @@ impl Worker {
         }
     }
 
+    /// Decode every frame of the chunk (the common Ethernet/IP/TCP frame at fixed offsets,
+    /// [`decode::decode_packet`]) and go on with the segments that hash to this worker. What
+    /// one engine counts per frame (TCP segments, skipped frames, node-level encryption)
+    /// worker 0 counts.
     fn items(&mut self, chunk: &Chunk) {
-        let (Some(buffer), Some(items)) = (&chunk.buffer, chunk.items.get(self.me)) else {
+        let Some(buffer) = &chunk.buffer else {
             return;
         };
-        for item in items {
-            match item {
-                Item::Segment(s) => {
-                    let seg = TcpSegment {
-                        src: s.src,
-                        dst: s.dst,
-                        sport: s.sport,
-                        dport: s.dport,
-                        seq: s.seq,
-                        ack: s.ack,
-                        flags: s.flags,
-                        payload: buffer.get(s.payload.clone()).unwrap_or_default(),
-                        wire_len: s.wire_len,
-                        tunnel: s.tunnel,
-                    };
-                    self.engine.shard_segment(s.index, s.ts, &seg);
+        let counts = self.me == 0;
+        for f in &chunk.frames {
+            let data = buffer.get(f.data.clone()).unwrap_or_default();
+            match decode::decode_packet(f.link, data) {
+                Ok(decode::Packet::Tcp(seg)) => {
+                    if counts {
+                        self.engine.summary.tcp_packets += 1;
+                    }
+                    if let Some(now) = analyzer::sweep_due(&mut self.now, &mut self.last_sweep, f.ts) {
+                        self.engine.shard_sweep(f.index, now);
+                    }
+                    if shard_of(&seg, self.workers) == self.me {
+                        self.engine.shard_segment(f.index, f.ts, &seg);
+                    }
                 }
-                Item::Sweep { index, now } => self.engine.shard_sweep(*index, *now),
+                Ok(decode::Packet::NodeEncrypted(e)) => {
+                    if counts {
+                        self.engine.summary.node_encrypted(f.ts, &e);
+                    }
+                }
+                Err(skip) => {
+                    if counts {
+                        self.engine.summary.skipped(skip);
+                    }
+                }
             }
         }
     }
@@ -727,6 +706,7 @@ impl<W: Write> Writer<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::TcpFlags;
 
     fn seg(src: &str, sport: u16, dst: &str, dport: u16) -> TcpSegment<'static> {
         TcpSegment {

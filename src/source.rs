@@ -18,7 +18,10 @@
 //! borrowed from the buffer until the next call. The buffer is reference-counted so that
 //! `--threads N` can hand whole buffers of packets to its workers without copying them
 //! ([`Packet::buffer`]): while a worker still holds the buffer, the next read goes into another
-//! one (a retired buffer nobody holds any more, or a new one).
+//! one (a retired buffer nobody holds any more, or a new one). Reading ahead on a thread of its
+//! own ([`CaptureReader::open_read_ahead`]), the reader takes each block that thread read as its
+//! buffer, with the unconsumed tail of the block before copied into room left at its front, so
+//! the bytes are copied once, by the kernel.
 
 use std::fmt;
 use std::fs::File;
@@ -47,6 +50,12 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 /// Buffers kept for reuse after they were handed out with packets (`--threads N` holds a few
 /// per worker).
 const MAX_RETIRED: usize = 32;
+
+/// Room at the front of each read-ahead block for the unconsumed tail of the block before it
+/// (less than one record), so that the reader can take the block as its buffer without
+/// copying it. A record longer than this that spans two blocks is put together in a buffer of
+/// the reader's own.
+const AHEAD_ROOM: usize = 64 << 10;
 
 /// libpcap `LINKTYPE_` value. A newtype rather than an enum so that values this crate does not
 /// know survive into reports (the decoder says which link types it does not handle).
@@ -402,6 +411,8 @@ pub struct CaptureReader {
     format: Format,
     /// pcapng state; unused for legacy pcap.
     ng: NgSection,
+    /// Reading ahead on another thread: its blocks become the buffer, instead of `input`.
+    ahead: Option<ReadAhead>,
 }
 
 impl fmt::Debug for CaptureReader {
@@ -453,7 +464,7 @@ impl CaptureReader {
     pub fn open_read_ahead(path: &str) -> Result<CaptureReader, SourceError> {
         let mut r = CaptureReader::open(path)?;
         let input = std::mem::replace(&mut r.input, Box::new(io::empty()));
-        r.input = Box::new(ReadAhead::new(input));
+        r.ahead = Some(ReadAhead::new(input));
         Ok(r)
     }
 
@@ -477,6 +488,7 @@ impl CaptureReader {
             done: false,
             format: Format::PcapNg,
             ng: NgSection::default(),
+            ahead: None,
         };
         reader.fill(2)?;
         if reader.available().starts_with(&[0x1f, 0x8b]) {
@@ -586,7 +598,8 @@ impl CaptureReader {
 
     /// Bytes of (decompressed) capture consumed so far.
     pub fn offset(&self) -> u64 {
-        self.base + self.start as u64
+        // Wrapping: with read-ahead blocks, `buf[0]` may lie before the start of the input.
+        self.base.wrapping_add(self.start as u64)
     }
 
     /// Total size of the input when known (an uncompressed regular file), for progress bars.
@@ -892,7 +905,7 @@ impl CaptureReader {
                 buf.resize(tail.len(), 0);
             }
             buf[..tail.len()].copy_from_slice(tail);
-            self.base += self.start as u64;
+            self.base = self.base.wrapping_add(self.start as u64);
             self.end -= self.start;
             self.start = 0;
             // Buffers that grew for a huge record are not kept.
@@ -904,16 +917,10 @@ impl CaptureReader {
     }
 
     fn fill_slow(&mut self, need: usize) -> Result<bool, SourceError> {
-        // Keep the unconsumed tail (less than one record) at the front so each read can use
-        // the whole buffer.
-        self.writable();
-        if self.start > 0 {
-            let (start, end) = (self.start, self.end);
-            self.writable().copy_within(start..end, 0);
-            self.base += self.start as u64;
-            self.end -= self.start;
-            self.start = 0;
+        if self.ahead.is_some() {
+            return self.fill_ahead(need);
         }
+        self.compact();
         while self.end < need {
             if self.eof {
                 return Ok(false);
@@ -930,25 +937,116 @@ impl CaptureReader {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    let file = self.name.clone();
-                    let at = Position {
-                        offset: self.base + self.end as u64,
-                        decompressed: self.gzip,
-                    };
-                    return Err(if self.gzip {
-                        SourceError::Gzip { file, at, source }
-                    } else {
-                        SourceError::Read { file, at, source }
-                    });
+                Err(source) => return Err(self.read_error(source)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Keep the unconsumed tail (less than one record) at the front of a buffer of our own, so
+    /// each read can use the whole buffer.
+    fn compact(&mut self) {
+        self.writable();
+        if self.start > 0 {
+            let (start, end) = (self.start, self.end);
+            self.writable().copy_within(start..end, 0);
+            self.base = self.base.wrapping_add(self.start as u64);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    fn read_error(&self, source: io::Error) -> SourceError {
+        let file = self.name.clone();
+        let at = Position {
+            offset: self.base.wrapping_add(self.end as u64),
+            decompressed: self.gzip,
+        };
+        if self.gzip {
+            SourceError::Gzip { file, at, source }
+        } else {
+            SourceError::Read { file, at, source }
+        }
+    }
+
+    /// [`CaptureReader::fill_slow`] from read-ahead blocks: the next block becomes the buffer,
+    /// with the unconsumed tail copied into the room at its front. The kernel's copy into the
+    /// block, on the read-ahead thread, is the only copy of the bytes.
+    fn fill_ahead(&mut self, need: usize) -> Result<bool, SourceError> {
+        while self.end - self.start < need {
+            if self.eof {
+                return Ok(false);
+            }
+            self.give_back_retired();
+            let Some(ahead) = self.ahead.as_mut() else {
+                return Ok(false);
+            };
+            let (mut block, filled) = match ahead.next_block() {
+                None => {
+                    self.eof = true;
+                    continue;
+                }
+                Some(Ok(b)) => b,
+                Some(Err(source)) => return Err(self.read_error(source)),
+            };
+            let tail = self.end - self.start;
+            if tail <= AHEAD_ROOM {
+                let at = AHEAD_ROOM - tail;
+                block[at..AHEAD_ROOM].copy_from_slice(self.buf.get(self.start..self.end).unwrap_or_default());
+                let old = std::mem::replace(&mut self.buf, Arc::new(block));
+                self.base = self.base.wrapping_add(self.start as u64).wrapping_sub(at as u64);
+                self.start = at;
+                self.end = AHEAD_ROOM + filled;
+                if self.retired.len() < MAX_RETIRED {
+                    self.retired.push(old);
+                }
+            } else {
+                // A long record across blocks: put it together in a buffer of our own.
+                self.compact();
+                let end = self.end;
+                let buf = self.writable();
+                if buf.len() < end + filled {
+                    buf.resize(end + filled, 0);
+                }
+                buf[end..end + filled].copy_from_slice(&block[AHEAD_ROOM..AHEAD_ROOM + filled]);
+                self.end += filled;
+                if let Some(ahead) = &self.ahead {
+                    ahead.give_back(block);
                 }
             }
         }
         Ok(true)
     }
+
+    /// Read-ahead blocks nobody holds any more go back to the reading thread.
+    fn give_back_retired(&mut self) {
+        let Some(ahead) = &self.ahead else { return };
+        let mut i = 0;
+        while i < self.retired.len() {
+            if Arc::strong_count(&self.retired[i]) == 1 {
+                let b = self.retired.swap_remove(i);
+                if let Ok(block) = Arc::try_unwrap(b) {
+                    if block.len() == AHEAD_BLOCK {
+                        ahead.give_back(block);
+                    }
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
 }
 
-/// A reader that reads ahead on its own thread, in blocks of `BUF_SIZE`, a few blocks ahead.
+/// Length of a read-ahead block: the room for a tail, then one read of `AHEAD_READ`.
+const AHEAD_BLOCK: usize = AHEAD_ROOM + AHEAD_READ;
+/// One read of the read-ahead thread. Smaller than `BUF_SIZE`, and few of them ahead
+/// (`READ_AHEAD`): the bytes the kernel wrote on one core are parsed on another, and the
+/// fewer bytes in flight, the more of them are still in the caches then. Against 1 MiB,
+/// 4 ahead: `--threads 2` took 16% less CPU time on the benchmark capture (mean of 10 runs;
+/// noisy) and 18 MB of memory instead of 28 MB.
+const AHEAD_READ: usize = 256 << 10;
+
+/// A reader that reads ahead on its own thread, in blocks of `AHEAD_READ`, a few blocks ahead.
 /// Read errors arrive in order, after the bytes read before them.
 struct ReadAhead {
     /// Blocks and how much of each was read.
@@ -962,7 +1060,7 @@ struct ReadAhead {
 }
 
 /// Blocks read ahead.
-const READ_AHEAD: usize = 4;
+const READ_AHEAD: usize = 2;
 
 impl ReadAhead {
     fn new(mut input: Box<dyn Read + Send>) -> ReadAhead {
@@ -971,16 +1069,16 @@ impl ReadAhead {
         let reading = move || loop {
             let mut block = free.try_recv().unwrap_or_default();
             // Blocks come back at their full length: zeroed once, never again.
-            if block.len() != BUF_SIZE {
-                block = vec![0; BUF_SIZE];
+            if block.len() != AHEAD_BLOCK {
+                block = vec![0; AHEAD_BLOCK];
             }
             let mut filled = 0;
             let result = loop {
-                match input.read(&mut block[filled..]) {
+                match input.read(&mut block[AHEAD_ROOM + filled..]) {
                     Ok(0) => break Ok(()),
                     Ok(n) => {
                         filled += n;
-                        if filled == block.len() {
+                        if filled == AHEAD_READ {
                             break Ok(());
                         }
                     }
@@ -1019,6 +1117,32 @@ impl ReadAhead {
     }
 }
 
+impl ReadAhead {
+    /// The next block and how many bytes were read into it after [`AHEAD_ROOM`]; `None` at the
+    /// end of input.
+    fn next_block(&mut self) -> Option<io::Result<(Vec<u8>, usize)>> {
+        if self.done {
+            return None;
+        }
+        match self.blocks.recv() {
+            Ok(Ok(b)) => Some(Ok(b)),
+            Ok(Err(e)) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Err(_) => {
+                self.done = true;
+                None
+            }
+        }
+    }
+
+    /// A block to read into again.
+    fn give_back(&self, block: Vec<u8>) {
+        let _ = self.spent.send(block);
+    }
+}
+
 impl Read for ReadAhead {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.at == self.filled {
@@ -1029,8 +1153,8 @@ impl Read for ReadAhead {
                 Ok(Ok((block, filled))) => {
                     let old = std::mem::replace(&mut self.block, block);
                     let _ = self.spent.send(old);
-                    self.at = 0;
-                    self.filled = filled;
+                    self.at = AHEAD_ROOM;
+                    self.filled = AHEAD_ROOM + filled;
                 }
                 Ok(Err(e)) => {
                     self.done = true;
@@ -1400,6 +1524,85 @@ mod tests {
         let (packets, err) = read_bytes(bytes);
         assert!(err.is_none());
         assert_eq!(packets[1], pkt(10 * SEC + 20_000, LinkType::ETHERNET, b"second", 6));
+    }
+
+    /// A reader over `bytes` that reads ahead on a thread (the `--threads N` reader); `hold`:
+    /// keep every packet's buffer alive, as workers do, so no block is reused early.
+    fn read_ahead_all(bytes: Vec<u8>, hold: bool) -> (Vec<Owned>, Option<SourceError>, u64) {
+        let mut r = reader(pcap_file(0xa1b2_c3d4, false, 1, &[])).unwrap();
+        // Start over on `bytes`, read ahead.
+        r.buf = Arc::new(vec![0; BUF_SIZE]);
+        r.start = 0;
+        r.end = 0;
+        r.base = 0;
+        r.eof = false;
+        r.done = false;
+        r.ahead = Some(ReadAhead::new(Box::new(Cursor::new(bytes))));
+        r.detect_format().unwrap();
+        let mut held = Vec::new();
+        let mut packets = Vec::new();
+        let err = loop {
+            match r.next_packet() {
+                Ok(Some(p)) => {
+                    if hold {
+                        held.push(p.buffer.clone());
+                    }
+                    packets.push(Owned {
+                        ts_ns: p.ts_ns,
+                        link: p.link,
+                        data: p.data.to_vec(),
+                        orig_len: p.orig_len,
+                    })
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        (packets, err, r.offset())
+    }
+
+    #[test]
+    fn read_ahead_blocks_give_the_same_packets() {
+        // Records of every size around the block and the room for a tail, so that records
+        // cross blocks with short and long tails, and some are longer than a block.
+        let sizes = [
+            60,
+            1500,
+            200_000,
+            AHEAD_ROOM - 16,
+            AHEAD_ROOM + 1,
+            3 * BUF_SIZE,
+            7,
+            BUF_SIZE + 3,
+        ];
+        let datas: Vec<Vec<u8>> = (0..60)
+            .map(|i| (0..sizes[i % sizes.len()] + i).map(|j| (i * 31 + j) as u8).collect())
+            .collect();
+        let recs: Vec<Rec<'_>> = datas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Rec {
+                sec: i as u32,
+                frac: 0,
+                data: d,
+                orig: d.len() as u32,
+            })
+            .collect();
+        let bytes = pcap_file(0xa1b2_c3d4, false, 1, &recs);
+        let (want, err) = read_bytes(bytes.clone());
+        assert!(err.is_none());
+        for hold in [false, true] {
+            let (got, err, offset) = read_ahead_all(bytes.clone(), hold);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(offset, bytes.len() as u64);
+            assert!(got == want, "hold {hold}");
+        }
+        // A cut in the middle: the same error, at the same offset.
+        let cut = bytes[..bytes.len() - 100].to_vec();
+        let (want, want_err) = read_bytes(cut.clone());
+        let (got, got_err, _) = read_ahead_all(cut, true);
+        assert!(got == want);
+        assert_eq!(got_err.map(|e| e.to_string()), want_err.map(|e| e.to_string()));
     }
 
     #[test]
