@@ -87,6 +87,18 @@ async fn plugin(kubeconfig: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The plugin in the background, its output collected, to signal it while it runs.
+fn spawn_plugin(kubeconfig: &Path, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -382,13 +394,7 @@ async fn wait_for_exec(server: &FakeApiServer) {
 async fn interrupted_capture(server: FakeApiServer, signal: &str, name: &str) {
     let dir = temp_dir(name);
     let kc = kubeconfig(&dir, &server.url());
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
-        .args(["sniff", "web-0", "-o", "json"])
-        .env("KUBECONFIG", &kc)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_plugin(&kc, &["sniff", "web-0", "-o", "json"]);
     wait_for_exec(&server).await;
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill")
@@ -443,13 +449,7 @@ async fn ctrl_c_while_the_helper_starts_deletes_it() {
         .await;
     let dir = temp_dir("ctrl-c-pending");
     let kc = kubeconfig(&dir, &server.url());
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
-        .args(["sniff", "web-0"])
-        .env("KUBECONFIG", &kc)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_plugin(&kc, &["sniff", "web-0"]);
     let start = Instant::now();
     while created_pods(&server).is_empty() {
         assert!(start.elapsed() < Duration::from_secs(20));
@@ -564,13 +564,7 @@ async fn ctrl_c_during_the_create_still_deletes_the_helper() {
         .await;
     let dir = temp_dir("ctrl-c-create");
     let kc = kubeconfig(&dir, &server.url());
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
-        .args(["sniff", "web-0"])
-        .env("KUBECONFIG", &kc)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_plugin(&kc, &["sniff", "web-0"]);
     let pid = child.id().unwrap().to_string();
     let signaller = std::thread::spawn(move || {
         while !posting.load(Ordering::SeqCst) {
