@@ -311,7 +311,18 @@ struct Asked<'a> {
     name: Option<&'a str>,
 }
 
-impl Asked<'_> {
+impl<'a> Asked<'a> {
+    /// A request on pods (or a pods subresource such as `pods/exec`).
+    fn pods(verb: &'static str, resource: &str, namespace: Option<&'a str>, name: Option<&'a str>) -> Asked<'a> {
+        Asked {
+            verb,
+            resource: resource.to_owned(),
+            kind: "pod",
+            namespace,
+            name,
+        }
+    }
+
     fn what(&self) -> String {
         let mut s = format!("{} {}", self.verb, self.resource);
         if let Some(name) = self.name {
@@ -1503,13 +1514,7 @@ fn admission_refusal(namespace: &str, message: &str) -> Option<(String, String)>
 /// Create a helper pod (`generateName`); returns it as stored, with its name.
 pub async fn create_pod(client: &kube::Client, namespace: &str, pod: &Pod) -> Result<Pod, KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let asked = Asked {
-        verb: "create",
-        resource: "pods".to_owned(),
-        kind: "pod",
-        namespace: Some(namespace),
-        name: None,
-    };
+    let asked = Asked::pods("create", "pods", Some(namespace), None);
     match api.create(&kube::api::PostParams::default(), pod).await {
         Ok(p) => Ok(p),
         Err(kube::Error::Api(status)) if matches!(status.code, 400 | 403 | 422) => {
@@ -1529,18 +1534,9 @@ pub async fn create_pod(client: &kube::Client, namespace: &str, pod: &Pod) -> Re
 
 pub async fn get_pod(client: &kube::Client, namespace: &str, name: &str) -> Result<Pod, KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    api.get(name).await.map_err(|e| {
-        api_error(
-            e,
-            &Asked {
-                verb: "get",
-                resource: "pods".to_owned(),
-                kind: "pod",
-                namespace: Some(namespace),
-                name: Some(name),
-            },
-        )
-    })
+    api.get(name)
+        .await
+        .map_err(|e| api_error(e, &Asked::pods("get", "pods", Some(namespace), Some(name))))
 }
 
 /// Delete a pod at once (grace period 0). A pod that is already gone is not an error.
@@ -1554,13 +1550,7 @@ pub async fn delete_pod(client: &kube::Client, namespace: &str, name: &str) -> R
         Err(e) if is_status(&e, 404) => Ok(()),
         Err(e) => Err(api_error(
             e,
-            &Asked {
-                verb: "delete",
-                resource: "pods".to_owned(),
-                kind: "pod",
-                namespace: Some(namespace),
-                name: Some(name),
-            },
+            &Asked::pods("delete", "pods", Some(namespace), Some(name)),
         )),
     }
 }
@@ -1575,13 +1565,7 @@ pub async fn list_pods_labelled(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let asked = Asked {
-        verb: "list",
-        resource: "pods".to_owned(),
-        kind: "pod",
-        namespace,
-        name: None,
-    };
+    let asked = Asked::pods("list", "pods", namespace, None);
     let mut out = Vec::new();
     let mut params = ListParams::default().labels(selector).limit(PAGE_SIZE);
     for _ in 0..MAX_PAGES {
@@ -1610,18 +1594,9 @@ pub async fn exec(
         .stdin(true)
         .stdout(true)
         .stderr(true);
-    api.exec(pod, command, &params).await.map_err(|e| {
-        api_error(
-            e,
-            &Asked {
-                verb: "create",
-                resource: "pods/exec".to_owned(),
-                kind: "pod",
-                namespace: Some(namespace),
-                name: Some(pod),
-            },
-        )
-    })
+    api.exec(pod, command, &params)
+        .await
+        .map_err(|e| api_error(e, &Asked::pods("create", "pods/exec", Some(namespace), Some(pod))))
 }
 
 #[cfg(test)]

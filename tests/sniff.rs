@@ -472,6 +472,28 @@ async fn ctrl_c_while_the_helper_starts_deletes_it() {
     assert!(helpers_left(&server).is_empty());
 }
 
+/// A pod that does not exist: a clear error that names it and the pods it may have meant, and
+/// nothing is created.
+#[tokio::test]
+async fn a_pod_that_does_not_exist_is_named_and_nothing_is_created() {
+    let server = FakeApiServer::builder()
+        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+        .start()
+        .await;
+    let dir = temp_dir("no-such-pod");
+    let kc = kubeconfig(&dir, &server.url());
+    let o = plugin(&kc, &["sniff", "web"]).await;
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("pod 'web' not found in namespace 'shop'"), "{err}");
+    assert!(err.contains("pods whose name starts with it: web-0"), "{err}");
+    assert!(
+        server.requests().iter().all(|r| r.method == "GET"),
+        "{:?}",
+        server.request_lines()
+    );
+}
+
 #[tokio::test]
 async fn image_that_cannot_be_pulled_is_named_and_the_helper_deleted() {
     let server = FakeApiServer::builder()
