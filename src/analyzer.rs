@@ -48,7 +48,7 @@ impl Default for Config {
 /// How long a closed connection's key is kept to absorb its last ACKs and retransmissions.
 const CLOSED_LINGER_NS: u64 = 30 * 1_000_000_000;
 /// How often (capture time) idle connections are looked for.
-const SWEEP_EVERY_NS: u64 = 1_000_000_000;
+pub(crate) const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 
 /// The capture clock: `now` follows the latest timestamp, and every `SWEEP_EVERY_NS` of capture
 /// time idle connections are looked for. Returns the time to sweep at, if one is due. The
@@ -114,9 +114,20 @@ pub trait Packets {
     fn open_flows(&self) -> Option<usize>;
     /// End of all input: close every connection.
     fn finish(&mut self);
-    /// Read files ahead on a thread of their own ([`crate::source::CaptureReader::open_read_ahead`]).
+    /// Read files ahead on a thread of their own ([`crate::source::CaptureReader::start_read_ahead`]).
     fn read_ahead(&self) -> bool {
         false
+    }
+    /// Read a whole file in a way of its own (`--threads N`: every worker reads blocks of a
+    /// plain pcap file itself), with no filter: `None` when it does not, and the frames go
+    /// through [`Packets::frame`]; otherwise the error that ended the file, if any.
+    fn read_file(
+        &mut self,
+        _path: &str,
+        _reader: &crate::source::CaptureReader,
+        _bar: Option<&indicatif::ProgressBar>,
+    ) -> Option<Result<(), String>> {
+        None
     }
 }
 

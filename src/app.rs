@@ -1075,13 +1075,19 @@ fn read_one<P: Packets>(
     engine: &mut P,
     progress: bool,
 ) -> Result<(), String> {
-    let open = if engine.read_ahead() {
-        CaptureReader::open_read_ahead
-    } else {
-        CaptureReader::open
-    };
-    let mut reader = open(input).map_err(|e| e.to_string())?;
+    let mut reader = CaptureReader::open(input).map_err(|e| e.to_string())?;
     let bar = progress.then(|| progress_bar(&reader));
+    if filter.is_none() {
+        if let Some(done) = engine.read_file(input, &reader, bar.as_ref()) {
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            return done;
+        }
+    }
+    if engine.read_ahead() {
+        reader.start_read_ahead();
+    }
     let mut unsupported: BTreeSet<i32> = BTreeSet::new();
     let mut first_error = None;
     let mut n: u64 = 0;

@@ -310,6 +310,10 @@ impl<W: Write> JsonLines<W> {
         JsonLines { out }
     }
 
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     pub fn summary(&mut self, s: &Summary) -> io::Result<()> {
         #[derive(Serialize)]
         struct Line<'a> {

@@ -1,29 +1,44 @@
 //! `--threads N`: the engine spread over N worker threads, with exactly the output of one.
 //!
 //! ```text
-//! calling thread                  workers 1..N                          calling thread, in between
-//! read, filter, frame records ->  decode every frame's headers, shard -> flow ids, resumed sessions,
-//! (chunks of the read buffer)     Engine for own connections           merge in input order, write
+//! plain pcap file:   workers 1..N                                        calling thread
+//!                    read (pread), frame, decode every Nth block ->      merge in input order,
+//!                    go through every block, Engine for own connections  flow ids, write
+//! any other input:   calling thread frames records into chunks ->
+//!                    every worker decodes every frame of a chunk
 //! ```
 //!
-//! - **Chunks, not copies.** A read-ahead thread does the `read(2)` calls (or gzip
-//!   decompression: [`crate::source::CaptureReader::open_read_ahead`]); the calling thread
-//!   only frames records (walking their headers) and applies the BPF filter. The frames of one
-//!   read buffer go out as one chunk that shares the buffer ([`crate::source::Packet::buffer`])
-//!   and lists where each frame is: payload bytes are never copied, and there is one channel
-//!   operation per chunk and worker, none per frame. Every worker gets the same chunk.
-//! - **Sharding.** Every worker decodes the headers of every frame (the common Ethernet/IP/TCP
-//!   frame at fixed offsets, anything else through the general decoder, tunnels included: the
-//!   inner connection's addresses, as the flow table keys it) and goes on only with the
-//!   segments [`shard_of`] gives it, a symmetric hash of the two endpoints, so both directions
-//!   of a connection meet on one worker. Decoding is cheap next to what a worker does with its
-//!   own segments, and this keeps it off the calling thread, which would otherwise be the
-//!   slowest thread. What one engine counts per frame (TCP segments, skipped frames,
-//!   node-level encryption such as WireGuard and ESP, in input order) worker 0 counts; frames
-//!   and frames of unsupported link types the calling thread counts.
+//! - **Blocks of a plain pcap file** (not compressed, a regular file, no `-f`;
+//!   [`crate::source::PcapBlocks`]). Worker `w` reads blocks `w`, `w + N`, `w + 2N`... of
+//!   1 MiB with `pread`, so the kernel's copy, half of a single-threaded run, is spread over
+//!   the workers, and each block is framed and decoded on the core that the kernel copied it
+//!   to. A block holds the records that start in it; framing it needs only the offset of its
+//!   first record, which the worker of the block before sends as soon as it has framed its
+//!   own, before it decodes (`Link`), and the worker of the block where the file ends
+//!   passes the end round. The owner decodes every frame once and files each TCP segment
+//!   under the worker its connection hashes to; the block is then shared (an `Arc`, no
+//!   copy). Every worker goes through every block in file order: its own segments, and the
+//!   sweeps due before them, found by binary search in the block's clock (the TCP frames that
+//!   are later than every earlier one), so a worker never walks the other workers' frames.
+//!   A worker reads and frames at most `AHEAD` blocks ahead of going through them.
+//! - **Chunks, for any other input** (pcapng, gzip, standard input, `-f`). A read-ahead
+//!   thread does the `read(2)` calls (or gzip decompression:
+//!   [`crate::source::CaptureReader::start_read_ahead`]); the calling thread only frames
+//!   records (walking their headers) and applies the BPF filter. The frames of one read
+//!   buffer go out as one chunk that shares the buffer ([`crate::source::Packet::buffer`]) and
+//!   lists where each frame is: payload bytes are never copied, and there is one channel
+//!   operation per chunk and worker, none per frame. Every worker gets the same chunk and
+//!   decodes the headers of every frame (the common Ethernet/IP/TCP frame at fixed offsets,
+//!   anything else through the general decoder, tunnels included: the inner connection's
+//!   addresses, as the flow table keys it), going on only with its own segments.
+//! - **Sharding.** [`shard_of`] is a symmetric hash of the two endpoints, so both directions
+//!   of a connection meet on one worker. What one engine counts per frame (frames, TCP
+//!   segments, skipped frames, node-level encryption such as WireGuard and ESP, in input
+//!   order) worker 0 counts; with chunks, the calling thread counts frames and frames of
+//!   unsupported link types.
 //! - **The clock.** One engine sweeps idle connections when the capture clock (the latest TCP
-//!   timestamp) passes a sweep time (`analyzer::sweep_due`). Every worker sees every segment,
-//!   so each runs that clock itself and sweeps before the same frame.
+//!   timestamp) passes a sweep time (`analyzer::sweep_due`). Every worker runs that clock
+//!   over every TCP frame, so each sweeps before the same frame.
 //! - **Order.** Everything a worker would have written is an [`Event`] keyed by the input frame
 //!   it happened at ([`EventKey`]): a sweep's events come before that frame's own, and within a
 //!   sweep (and at the end of input) connections go oldest first, as in one engine. The writer
@@ -38,7 +53,8 @@
 //! Limits are per worker: `--max-flows` and `--total-buffer` are divided by N (rounded up), so
 //! the memory bound of the whole run stays what the flags say. A capture that reaches them can
 //! therefore see different evictions than with one thread; below them the output is the same
-//! byte for byte (tests/threads.rs).
+//! byte for byte (tests/threads.rs). A closed output stops the reading between files, not
+//! within a block-read file.
 
 use crate::analyzer::{self, Config, Engine, Packets, Sessions};
 use crate::decode::{self, Skip, TcpSegment};
@@ -46,7 +62,8 @@ use crate::flows::FlowFacts;
 use crate::inspect::Outcome;
 use crate::peer_authentication::Cluster;
 use crate::report::{Collect, FlowReport, Output, Summary};
-use crate::source::{LinkType, Packet};
+use crate::source::{BlockBytes, BlockEnd, CaptureReader, LinkType, Packet, PcapBlocks, PCAP_DATA_START};
+use crate::tunnel::NodeEncrypted;
 use crate::verdict::{self, Kind, Resumption, SessionOrigin};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -210,6 +227,98 @@ struct Report {
     upto: u64,
     /// With the last report.
     summary: Option<Summary>,
+    /// Reading a file block by block: the file's bytes read up to here (for progress).
+    offset: u64,
+    /// Reading a file block by block: with the worker's last report for the file.
+    file_end: Option<FileEnd>,
+}
+
+/// What the calling thread gives every worker.
+enum Job {
+    /// Frames it framed (any input).
+    Chunk(Arc<Chunk>),
+    /// A plain pcap file for the workers to read, frame and decode in blocks themselves.
+    File(Arc<FileJob>),
+}
+
+struct FileJob {
+    blocks: PcapBlocks,
+    /// The index of the file's first frame.
+    first_index: u64,
+}
+
+/// What a worker gets from other workers while reading a file block by block.
+enum Msg {
+    Link(Link),
+    Block(Arc<Block>),
+    /// A worker panicked: nothing more will come from it.
+    Gone,
+}
+
+/// Tells every worker when this one panics, so that none waits for it forever.
+struct Farewell(Vec<Sender<Msg>>);
+
+impl Drop for Farewell {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for peer in &self.0 {
+                let _ = peer.send(Msg::Gone);
+            }
+        }
+    }
+}
+
+/// From the worker that framed a block to the worker of the next block.
+enum Link {
+    /// The next block's first record starts at `offset` and is frame `index`.
+    Next { offset: u64, index: u64 },
+    /// The file ended.
+    End(FileEnd),
+}
+
+/// Where a file ended, and why if not cleanly.
+#[derive(Clone)]
+struct FileEnd {
+    /// The block it ended in.
+    block: u64,
+    /// The index of its last frame (of the frame before it, if it had none).
+    last_index: u64,
+    error: Option<String>,
+}
+
+/// A block of a pcap file, read, framed and decoded by one worker (its owner), shared with
+/// every other worker: each worker's segments, decoded, with their payload as a range of the
+/// block's bytes, and what every worker needs to run the capture clock.
+#[derive(Default)]
+struct Block {
+    /// Its number: it holds the records that start in `[k * size, (k + 1) * size)`.
+    k: u64,
+    /// The worker that read it.
+    owner: usize,
+    bytes: BlockBytes,
+    /// The index of the block's first frame.
+    first_index: u64,
+    /// Frames in the block.
+    frames: u64,
+    /// By worker: the segments that hash to it, in input order.
+    segs: Vec<Vec<Seg>>,
+    /// The capture clock: each TCP frame whose timestamp is later than every earlier one's in
+    /// the block, as (index, timestamp). A sweep is due at the first TCP frame at or past a
+    /// time, which is always one of these, so a worker finds it by binary search without
+    /// going through the other workers' frames.
+    clock: Vec<(u64, u64)>,
+    /// TCP frames, and the other frames in order (worker 0 counts them).
+    tcp: u64,
+    other: Vec<(u64, Result<NodeEncrypted, Skip>)>,
+}
+
+/// A TCP segment of a [`Block`]: `seg.payload` is empty, the payload is `payload` of the
+/// block's bytes.
+struct Seg {
+    index: u64,
+    ts: u64,
+    seg: TcpSegment<'static>,
+    payload: std::ops::Range<usize>,
 }
 
 /// Where the writer puts connections.
@@ -232,7 +341,7 @@ pub struct Finished<W: Write> {
 /// workers, and writes what they report in between. Give it frames ([`Packets`]), then
 /// [`Sharded::finish`].
 pub struct Sharded<W: Write> {
-    workers: Vec<SyncSender<Arc<Chunk>>>,
+    workers: Vec<SyncSender<Job>>,
     handles: Vec<JoinHandle<()>>,
     reports: Receiver<Report>,
     writer: Writer<W>,
@@ -244,6 +353,8 @@ pub struct Sharded<W: Write> {
     /// counts per frame, worker 0 counts).
     summary: Summary,
     finished: bool,
+    /// Bytes of a block of a plain pcap file ([`crate::source::BLOCK`]; tests use small ones).
+    block_size: usize,
 }
 
 impl<W: Write> Sharded<W> {
@@ -257,20 +368,29 @@ impl<W: Write> Sharded<W> {
             ..cfg.clone()
         };
         let (report_tx, reports) = mpsc::channel::<Report>();
+        // Block by block reading: every worker's inbox.
+        let (peers, inboxes): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Msg>()).unzip();
+        let mut inboxes = inboxes.into_iter();
         let mut workers = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for me in 0..n {
-            let (tx, rx) = mpsc::sync_channel::<Arc<Chunk>>(QUEUE);
+            let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
             let mut engine = Engine::sharded(per_worker.clone(), NoOutput, ShardLog::new(keep));
             if let Some(c) = &cluster {
                 engine = engine.with_cluster(c.clone());
             }
+            let Some(inbox) = inboxes.next() else {
+                unreachable!("one inbox per worker");
+            };
             let worker = Worker {
                 me,
                 workers: n,
                 engine,
                 now: 0,
                 last_sweep: 0,
+                inbox,
+                peers: peers.clone(),
+                spare: Vec::new(),
             };
             let report_tx = report_tx.clone();
             let handle = std::thread::Builder::new()
@@ -306,6 +426,7 @@ impl<W: Write> Sharded<W> {
             index: 0,
             summary: Summary::default(),
             finished: false,
+            block_size: crate::source::BLOCK,
         }
     }
 
@@ -318,7 +439,7 @@ impl<W: Write> Sharded<W> {
         let chunk = Arc::new(chunk);
         for tx in &self.workers {
             // A worker only goes away when it panicked; its join reports that.
-            let _ = tx.send(chunk.clone());
+            let _ = tx.send(Job::Chunk(chunk.clone()));
         }
         if self.spare.len() < 2 * QUEUE + 2 {
             self.spare.push(chunk);
@@ -417,6 +538,59 @@ impl<W: Write> Packets for Sharded<W> {
         true
     }
 
+    /// A plain pcap file of a link type the workers decode: the workers read, frame and decode
+    /// it block by block themselves, and the calling thread only writes.
+    fn read_file(
+        &mut self,
+        path: &str,
+        reader: &CaptureReader,
+        bar: Option<&indicatif::ProgressBar>,
+    ) -> Option<Result<(), String>> {
+        let blocks = PcapBlocks::open(path, reader, self.block_size)?;
+        if !decode::supports(blocks.link()) {
+            return None;
+        }
+        // The frames of the input before this file go first.
+        if !self.chunk.frames.is_empty() {
+            self.send(false);
+        }
+        let job = Arc::new(FileJob {
+            blocks,
+            first_index: self.index + 1,
+        });
+        for tx in &self.workers {
+            let _ = tx.send(Job::File(job.clone()));
+        }
+        drop(job);
+        let mut ended = 0;
+        let mut end = None;
+        let mut offset = 0;
+        while ended < self.handles.len() {
+            // Err: a worker panicked, and `finish` says so.
+            let Ok(mut r) = self.reports.recv() else { break };
+            if let Some(e) = r.file_end.take() {
+                ended += 1;
+                end = Some(e);
+            }
+            if let Some(b) = bar {
+                if r.offset > offset {
+                    offset = r.offset;
+                    b.set_position(offset);
+                }
+            }
+            self.writer.report(r);
+        }
+        // None: a worker panicked, and `finish` reports it.
+        let Some(end) = end else {
+            return Some(Ok(()));
+        };
+        self.index = end.last_index;
+        Some(match end.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        })
+    }
+
     fn finish(&mut self) {
         if !self.finished {
             self.finished = true;
@@ -449,11 +623,73 @@ struct Worker {
     /// frame, so each runs the same clock and sweeps at the same frames).
     now: u64,
     last_sweep: u64,
+    /// Reading a file block by block: the offset of this worker's next block, from the worker
+    /// before it, and other workers' blocks.
+    inbox: Receiver<Msg>,
+    /// Every worker's inbox, by worker.
+    peers: Vec<Sender<Msg>>,
+    /// Blocks of this worker's, to reuse once no worker holds them any more.
+    spare: Vec<Arc<Block>>,
+}
+
+/// Blocks a worker keeps for reuse.
+const SPARE_BLOCKS: usize = 8;
+/// How far ahead of going through the blocks a worker reads and frames its own: what is
+/// read too far ahead waits in memory, out of the caches. 2, 3 and 4 measured the same on
+/// the benchmark capture (docs/performance.md); unbounded, the whole file was read ahead.
+const AHEAD: u64 = 3;
+/// How long a worker spins for a message before it sleeps.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// Blocks between a worker's reports to the writer: each report wakes the writing thread,
+/// which then takes a core from a worker.
+const REPORT_BLOCKS: u64 = 8;
+
+/// A worker's progress through a file read block by block.
+struct FileState {
+    /// The next block to go through.
+    next: u64,
+    /// This worker's next block, read but not framed yet (waiting for its offset).
+    pending: Option<(Block, Result<(), crate::source::SourceError>)>,
+    /// This worker's blocks, framed and decoded, not yet gone through.
+    ready: VecDeque<Arc<Block>>,
+    /// Other workers' blocks, by block number.
+    inbox: std::collections::BTreeMap<u64, Arc<Block>>,
+    /// Offsets for this worker's blocks, in order.
+    links: VecDeque<Link>,
+    end: Option<FileEnd>,
+    /// The last frame gone through.
+    upto: u64,
+    /// `next` at the last report.
+    reported: u64,
+}
+
+impl FileState {
+    /// False when a worker is gone.
+    fn take(&mut self, m: Msg) -> bool {
+        match m {
+            Msg::Link(l) => self.links.push_back(l),
+            Msg::Block(b) => {
+                self.inbox.insert(b.k, b);
+            }
+            Msg::Gone => return false,
+        }
+        true
+    }
 }
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Arc<Chunk>>, out: Sender<Report>) {
-        for chunk in rx {
+    fn run(mut self, rx: Receiver<Job>, out: Sender<Report>) {
+        let _farewell = Farewell(self.peers.clone());
+        for job in rx {
+            let chunk = match job {
+                Job::Chunk(chunk) => chunk,
+                Job::File(file) => {
+                    if self.file(&file, &out) {
+                        continue;
+                    }
+                    return;
+                }
+            };
             self.items(&chunk);
             let (upto, finish) = (chunk.upto, chunk.finish);
             // Let the reader reuse the buffer as soon as every worker is through with it.
@@ -466,6 +702,8 @@ impl Worker {
                 events: self.engine.take_events(),
                 upto: if finish { u64::MAX } else { upto },
                 summary: finish.then(|| std::mem::take(&mut self.engine.summary)),
+                offset: 0,
+                file_end: None,
             };
             if out.send(report).is_err() || finish {
                 return;
@@ -481,34 +719,318 @@ impl Worker {
         let Some(buffer) = &chunk.buffer else {
             return;
         };
-        let counts = self.me == 0;
         for f in &chunk.frames {
             let data = buffer.get(f.data.clone()).unwrap_or_default();
             match decode::decode_packet(f.link, data) {
                 Ok(decode::Packet::Tcp(seg)) => {
-                    if counts {
-                        self.engine.summary.tcp_packets += 1;
-                    }
-                    if let Some(now) = analyzer::sweep_due(&mut self.now, &mut self.last_sweep, f.ts) {
-                        self.engine.shard_sweep(f.index, now);
-                    }
+                    self.clock(f.index, f.ts);
                     if shard_of(&seg, self.workers) == self.me {
                         self.engine.shard_segment(f.index, f.ts, &seg);
                     }
                 }
-                Ok(decode::Packet::NodeEncrypted(e)) => {
-                    if counts {
-                        self.engine.summary.node_encrypted(f.ts, &e);
-                    }
-                }
-                Err(skip) => {
-                    if counts {
-                        self.engine.summary.skipped(skip);
-                    }
-                }
+                Ok(decode::Packet::NodeEncrypted(e)) => self.not_tcp(f.ts, Ok(&e)),
+                Err(skip) => self.not_tcp(f.ts, Err(skip)),
             }
         }
     }
+
+    /// A TCP segment at frame `index`, this worker's or not: count it, run the clock.
+    #[inline]
+    fn clock(&mut self, index: u64, ts: u64) {
+        if self.me == 0 {
+            self.engine.summary.tcp_packets += 1;
+        }
+        if let Some(now) = analyzer::sweep_due(&mut self.now, &mut self.last_sweep, ts) {
+            self.engine.shard_sweep(index, now);
+        }
+    }
+
+    /// A frame without a TCP segment: worker 0 counts it.
+    fn not_tcp(&mut self, ts: u64, what: Result<&NodeEncrypted, Skip>) {
+        if self.me == 0 {
+            match what {
+                Ok(e) => self.engine.summary.node_encrypted(ts, e),
+                Err(skip) => self.engine.summary.skipped(skip),
+            }
+        }
+    }
+
+    /// A plain pcap file, block by block. This worker reads (the kernel's copy), frames and
+    /// decodes blocks `me`, `me + N`, `me + 2N`... and shares them; every worker goes through
+    /// every block in file order, as with chunks. A block can be framed once the worker of
+    /// the block before says where its first record starts, and that is passed on at once:
+    /// between blocks, a worker frames its next block as soon as it may, so that no worker
+    /// waits for another's processing. False when another thread is gone (a panic, which
+    /// the calling thread reports).
+    fn file(&mut self, job: &FileJob, out: &Sender<Report>) -> bool {
+        let n = self.workers as u64;
+        let mut st = FileState {
+            next: 0,
+            pending: None,
+            ready: VecDeque::new(),
+            inbox: std::collections::BTreeMap::new(),
+            links: VecDeque::new(),
+            end: None,
+            upto: job.first_index - 1,
+            reported: 0,
+        };
+        self.read_own(job, &mut st, self.me as u64);
+        loop {
+            while let Ok(m) = self.inbox.try_recv() {
+                if !st.take(m) {
+                    return false;
+                }
+            }
+            if !self.frame_own(job, &mut st) {
+                return false;
+            }
+            if st.end.as_ref().is_some_and(|e| st.next > e.block) {
+                break;
+            }
+            let block = if st.next % n != self.me as u64 {
+                st.inbox.remove(&st.next)
+            } else if st.ready.front().is_some_and(|b| b.k == st.next) {
+                st.ready.pop_front()
+            } else {
+                None
+            };
+            let Some(block) = block else {
+                let alive = wait(&self.inbox).is_ok_and(|m| st.take(m));
+                if !alive {
+                    return false;
+                }
+                continue;
+            };
+            self.block(&block);
+            st.upto = block.first_index + block.frames - 1;
+            st.next += 1;
+            if block.owner == self.me && self.spare.len() < SPARE_BLOCKS {
+                self.spare.push(block);
+            }
+            if st.next - st.reported >= REPORT_BLOCKS {
+                st.reported = st.next;
+                if out
+                    .send(self.report(st.upto, st.next * job.blocks.size as u64, None))
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+        }
+        let Some(end) = st.end else { return false };
+        out.send(self.report(end.last_index, st.next * job.blocks.size as u64, Some(end)))
+            .is_ok()
+    }
+
+    /// Read block `k`, this worker's next, unless the file ended before it.
+    fn read_own(&mut self, job: &FileJob, st: &mut FileState, k: u64) {
+        if st.end.as_ref().is_some_and(|e| k > e.block) {
+            return;
+        }
+        let mut block = self.spare_block();
+        let read = job.blocks.read(k, &mut block.bytes);
+        block.k = k;
+        st.pending = Some((block, read));
+    }
+
+    /// Frame, decode and share this worker's next block once the offset of its first
+    /// record is known, and read the one after it. False when another worker is gone.
+    fn frame_own(&mut self, job: &FileJob, st: &mut FileState) -> bool {
+        let n = self.workers as u64;
+        let me = self.me as u64;
+        let Some((block, _)) = &st.pending else {
+            return true;
+        };
+        let k = block.k;
+        // Not too far ahead of going through the blocks: what is read ahead of that waits in
+        // memory, out of the caches.
+        if k >= st.next + AHEAD {
+            return true;
+        }
+        let link = if k == 0 {
+            Link::Next {
+                offset: PCAP_DATA_START,
+                index: job.first_index,
+            }
+        } else {
+            match st.links.pop_front() {
+                Some(link) => link,
+                None => return true,
+            }
+        };
+        let Some((mut block, read)) = st.pending.take() else {
+            return true;
+        };
+        let (offset, index) = match link {
+            Link::Next { offset, index } => (offset, index),
+            Link::End(e) => {
+                // Everyone after this worker up to the one that found the end waits too.
+                let pass = (me + 1) % n != e.block % n;
+                st.end = Some(e.clone());
+                return !pass
+                    || self.peers[((me + 1) % n) as usize]
+                        .send(Msg::Link(Link::End(e)))
+                        .is_ok();
+            }
+        };
+        let framed = match read {
+            Ok(()) => job.blocks.frame(k, &mut block.bytes, offset),
+            Err(e) => BlockEnd::End(Some(e)),
+        };
+        let frames = block.bytes.frames.len() as u64;
+        let link = match framed {
+            BlockEnd::Next(offset) => Link::Next {
+                offset,
+                index: index + frames,
+            },
+            BlockEnd::End(error) => {
+                let e = FileEnd {
+                    block: k,
+                    last_index: index + frames - 1,
+                    error: error.map(|e| e.to_string()),
+                };
+                st.end = Some(e.clone());
+                Link::End(e)
+            }
+        };
+        if self.peers[((me + 1) % n) as usize].send(Msg::Link(link)).is_err() {
+            return false;
+        }
+        block.first_index = index;
+        block.owner = self.me;
+        self.decode_block(&mut block, job.blocks.link());
+        let block = Arc::new(block);
+        for (w, tx) in self.peers.iter().enumerate() {
+            if w != self.me && tx.send(Msg::Block(block.clone())).is_err() {
+                return false;
+            }
+        }
+        st.ready.push_back(block);
+        self.read_own(job, st, k + n);
+        true
+    }
+
+    /// What the engine did since the last report, which went up to frame `upto`.
+    fn report(&mut self, upto: u64, offset: u64, file_end: Option<FileEnd>) -> Report {
+        Report {
+            worker: self.me,
+            upto,
+            events: self.engine.take_events(),
+            summary: None,
+            offset,
+            file_end,
+        }
+    }
+
+    /// A block to read into: one no other worker holds any more, or a new one.
+    fn spare_block(&mut self) -> Block {
+        let free = self.spare.iter().position(|b| Arc::strong_count(b) == 1);
+        free.and_then(|i| Arc::try_unwrap(self.spare.swap_remove(i)).ok())
+            .unwrap_or_default()
+    }
+
+    /// Decode every frame of a block this worker read.
+    fn decode_block(&self, block: &mut Block, link: LinkType) {
+        block.segs.resize_with(self.workers, Vec::new);
+        for s in &mut block.segs {
+            s.clear();
+        }
+        block.clock.clear();
+        block.other.clear();
+        block.tcp = 0;
+        block.frames = block.bytes.frames.len() as u64;
+        let buf = &block.bytes.buf;
+        let base = buf.as_ptr().addr();
+        let mut latest = 0;
+        for (i, f) in block.bytes.frames.iter().enumerate() {
+            let index = block.first_index + i as u64;
+            let data = buf.get(f.data.clone()).unwrap_or_default();
+            match decode::decode_packet(link, data) {
+                Ok(decode::Packet::Tcp(seg)) => {
+                    block.tcp += 1;
+                    if f.ts_ns > latest || block.clock.is_empty() {
+                        latest = f.ts_ns;
+                        block.clock.push((index, f.ts_ns));
+                    }
+                    let at = seg.payload.as_ptr().addr().wrapping_sub(base);
+                    let payload = if seg.payload.is_empty() || at > buf.len() {
+                        0..0
+                    } else {
+                        at..at + seg.payload.len()
+                    };
+                    block.segs[shard_of(&seg, self.workers)].push(Seg {
+                        index,
+                        ts: f.ts_ns,
+                        seg: TcpSegment { payload: &[], ..seg },
+                        payload,
+                    });
+                }
+                Ok(decode::Packet::NodeEncrypted(e)) => block.other.push((f.ts_ns, Ok(e))),
+                Err(skip) => block.other.push((f.ts_ns, Err(skip))),
+            }
+        }
+    }
+
+    /// A block: this worker's segments, the sweeps due before each (and after the last),
+    /// and, on worker 0, the counts of one engine.
+    fn block(&mut self, block: &Block) {
+        if self.me == 0 {
+            self.engine.summary.packets += block.frames;
+            self.engine.summary.tcp_packets += block.tcp;
+            for (ts, what) in &block.other {
+                self.not_tcp(*ts, what.as_ref().map_err(|s| *s));
+            }
+        }
+        let buf = &block.bytes.buf;
+        let mut clock = &block.clock[..];
+        let segs = block.segs.get(self.me).map(Vec::as_slice).unwrap_or_default();
+        for s in segs {
+            clock = self.sweeps_before(clock, s.index);
+            let seg = TcpSegment {
+                payload: buf.get(s.payload.clone()).unwrap_or_default(),
+                ..s.seg
+            };
+            self.engine.shard_segment(s.index, s.ts, &seg);
+        }
+        self.sweeps_before(clock, u64::MAX);
+        if let Some(&(_, latest)) = block.clock.last() {
+            self.now = self.now.max(latest);
+        }
+    }
+
+    /// The sweeps one engine would make at the TCP frames of `clock` up to frame `index`
+    /// (before its segment); returns the rest of `clock`. As [`analyzer::sweep_due`]: a sweep
+    /// is due at the first frame at or past the last sweep's time plus the interval (the
+    /// latest time seen is always below that, so "later than the latest" adds nothing).
+    fn sweeps_before<'c>(&mut self, mut clock: &'c [(u64, u64)], index: u64) -> &'c [(u64, u64)] {
+        loop {
+            let due = self.last_sweep + analyzer::SWEEP_EVERY_NS;
+            let at = clock.partition_point(|&(_, ts)| ts < due);
+            match clock.get(at) {
+                Some(&(i, ts)) if i <= index => {
+                    self.now = ts;
+                    self.last_sweep = ts;
+                    self.engine.shard_sweep(i, ts);
+                    clock = &clock[at + 1..];
+                }
+                _ => return clock,
+            }
+        }
+    }
+}
+
+/// The next message: what another worker sends is usually microseconds away, and waking a
+/// sleeping thread costs more than that, so spin a while first.
+fn wait(inbox: &Receiver<Msg>) -> Result<Msg, mpsc::RecvError> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < SPIN {
+        match inbox.try_recv() {
+            Ok(m) => return Ok(m),
+            Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvError),
+            Err(mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
+    inbox.recv()
 }
 
 /// Merges the workers' events in input order and writes them as one engine would.
@@ -751,6 +1273,81 @@ mod tests {
                 assert!(c.abs_diff(even) < even / 20, "{n} workers: {count:?}");
             }
         }
+    }
+
+    /// `-o jsonl` of one engine, and of `n` workers reading plain pcap files in blocks of
+    /// `block_size` bytes; both end with the summary line, errors included.
+    fn jsonl(inputs: &[String], workers: Option<(usize, usize)>) -> String {
+        let cfg = Config::default();
+        let out = match workers {
+            None => {
+                let mut engine = Engine::new(cfg, crate::report::JsonLines::new(Vec::new()));
+                engine.summary.errors = crate::app::read_all(inputs, &mut None, &mut engine, false);
+                engine.out.summary(&engine.summary).unwrap();
+                engine.out.into_inner()
+            }
+            Some((n, block_size)) => {
+                let mut sharded = Sharded::start(&cfg, n, Sink::Lines(Vec::new()), None);
+                sharded.block_size = block_size;
+                let errors = crate::app::read_all(inputs, &mut None, &mut sharded, false);
+                let done = sharded.finish();
+                let mut summary = done.summary;
+                summary.errors = errors;
+                let Sink::Lines(lines) = done.sink else { unreachable!() };
+                let mut out = crate::report::JsonLines::new(lines);
+                out.summary(&summary).unwrap();
+                out.into_inner()
+            }
+        };
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Blocks small enough that records cross them, span several, and the end of a file (or
+    /// a cut in it) lands on every worker: the output is one engine's, byte for byte. Every
+    /// plain pcap file of captures/ alone, all of them in one run (connections and flow ids
+    /// go on from file to file, pcapng files in between take the chunk path), and cut ones.
+    #[test]
+    fn blocks_of_any_size_give_the_output_of_one_engine() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert!(files.len() > 40, "captures/ has {} files", files.len());
+        let tmp = std::env::temp_dir().join(format!("mtlscope-shard-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let biggest = files
+            .iter()
+            .filter(|f| f.ends_with(".pcap"))
+            .max_by_key(|f| std::fs::metadata(f).unwrap().len())
+            .unwrap();
+        let bytes = std::fs::read(biggest).unwrap();
+        let mut cut = Vec::new();
+        for at in [25, 100, 1000, bytes.len() / 3, bytes.len() / 2, bytes.len() - 7] {
+            let path = tmp.join(format!("cut-{at}.pcap"));
+            std::fs::write(&path, &bytes[..at]).unwrap();
+            cut.push(vec![path.to_string_lossy().into_owned()]);
+        }
+        let runs = files
+            .iter()
+            .filter(|f| f.ends_with(".pcap"))
+            .map(|f| vec![f.clone()])
+            .chain([files.clone()])
+            .chain(cut);
+        for inputs in runs {
+            let one = jsonl(&inputs, None);
+            for (n, size) in [(2, 97), (2, 1500), (3, 64), (3, 4096), (2, crate::source::BLOCK)] {
+                let many = jsonl(&inputs, Some((n, size)));
+                assert!(
+                    one == many,
+                    "{inputs:?}: {n} workers, blocks of {size}:\n{one}\nvs\n{many}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! `--threads N` can hand whole buffers of packets to its workers without copying them
 //! ([`Packet::buffer`]): while a worker still holds the buffer, the next read goes into another
 //! one (a retired buffer nobody holds any more, or a new one). Reading ahead on a thread of its
-//! own ([`CaptureReader::open_read_ahead`]), the reader takes each block that thread read as its
+//! own ([`CaptureReader::start_read_ahead`]), the reader takes each block that thread read as its
 //! buffer, with the unconsumed tail of the block before copied into room left at its front, so
 //! the bytes are copied once, by the kernel.
 
@@ -295,13 +295,54 @@ fn described_text(described: usize) -> String {
 
 /// How a legacy pcap file lays out its records; fixed by the file header.
 #[derive(Debug, Clone, Copy)]
-struct PcapLayout {
+pub struct PcapLayout {
     big_endian: bool,
     /// Nanosecond-resolution magic; otherwise the fraction is in microseconds.
     nanos: bool,
     /// 16, or 24 for Alexey Kuznetzov's "modified" pcap which adds ifindex/protocol/type.
-    record_header: usize,
-    link: LinkType,
+    pub record_header: usize,
+    pub link: LinkType,
+}
+
+/// A legacy pcap record header, read by [`PcapLayout::record`].
+#[derive(Debug, Clone, Copy)]
+pub struct PcapRecord {
+    pub ts_ns: u64,
+    /// Captured bytes after the header.
+    pub caplen: usize,
+    pub orig_len: u32,
+}
+
+impl PcapLayout {
+    /// Reads the record header at the start of `header` (at least `record_header` bytes); the
+    /// error is why the record is corrupt.
+    #[inline]
+    pub fn record(&self, header: &[u8]) -> Result<PcapRecord, String> {
+        let be = self.big_endian;
+        let sec = read_u32(header, 0, be);
+        let frac = read_u32(header, 4, be);
+        let caplen = read_u32(header, 8, be);
+        let orig_len = read_u32(header, 12, be);
+        let caplen_usize = usize::try_from(caplen).unwrap_or(usize::MAX);
+        if caplen_usize > MAX_RECORD - self.record_header {
+            return Err(format!(
+                "captured length {caplen} is larger than the {} MiB limit",
+                MAX_RECORD >> 20
+            ));
+        }
+        let frac_ns = if self.nanos {
+            u64::from(frac)
+        } else {
+            u64::from(frac) * 1000
+        };
+        // Cannot overflow: u32::MAX * 1e9 + u32::MAX * 1e3 < u64::MAX.
+        let ts_ns = u64::from(sec) * NANOS_PER_SEC + frac_ns;
+        Ok(PcapRecord {
+            ts_ns,
+            caplen: caplen_usize,
+            orig_len,
+        })
+    }
 }
 
 /// Timestamp unit of a pcapng interface, reduced to the cheapest conversion to nanoseconds.
@@ -428,6 +469,8 @@ impl fmt::Debug for CaptureReader {
 }
 
 const PCAP_FILE_HEADER: usize = 24;
+/// Where the first record of a legacy pcap file starts.
+pub const PCAP_DATA_START: u64 = PCAP_FILE_HEADER as u64;
 const NG_SHB: u32 = 0x0A0D_0D0A;
 const NG_IDB: u32 = 1;
 const NG_PB: u32 = 2;
@@ -458,14 +501,25 @@ impl CaptureReader {
         CaptureReader::with_hint(path, Box::new(file), len_hint)
     }
 
-    /// [`CaptureReader::open`], with the reading (the kernel's copy, or gzip decompression)
-    /// done ahead on a thread of its own: for `--threads N`, where the thread that frames
-    /// and decodes packets would otherwise also pay for every read.
-    pub fn open_read_ahead(path: &str) -> Result<CaptureReader, SourceError> {
-        let mut r = CaptureReader::open(path)?;
-        let input = std::mem::replace(&mut r.input, Box::new(io::empty()));
-        r.ahead = Some(ReadAhead::new(input));
-        Ok(r)
+    /// From now on, do the reading (the kernel's copy, or gzip decompression) ahead on a
+    /// thread of its own: for `--threads N`, where the thread that frames and decodes packets
+    /// would otherwise also pay for every read.
+    pub fn start_read_ahead(&mut self) {
+        if self.ahead.is_none() {
+            let input = std::mem::replace(&mut self.input, Box::new(io::empty()));
+            self.ahead = Some(ReadAhead::new(input));
+        }
+    }
+
+    /// The record layout when this is a legacy pcap file read from a regular file, not
+    /// compressed: one whose blocks can be read at any offset (`--threads N` has each worker
+    /// read blocks of its own, [`crate::shard`]). The records start at byte
+    /// [`PCAP_DATA_START`].
+    pub fn plain_pcap_file(&self) -> Option<PcapLayout> {
+        match self.format {
+            Format::Pcap(layout) if !self.gzip && self.len_hint.is_some() && self.ahead.is_none() => Some(layout),
+            _ => None,
+        }
     }
 
     /// Reads a capture from any byte stream; `name` is used in error messages.
@@ -615,41 +669,21 @@ impl CaptureReader {
             }
             return Err(self.truncated("packet record header", header));
         }
-        let rec = self.available();
-        let be = layout.big_endian;
-        let sec = read_u32(rec, 0, be);
-        let frac = read_u32(rec, 4, be);
-        let caplen = read_u32(rec, 8, be);
-        let orig_len = read_u32(rec, 12, be);
-        let caplen_usize = usize::try_from(caplen).unwrap_or(usize::MAX);
-        if caplen_usize > MAX_RECORD - header {
-            return Err(self.corrupt(
-                "pcap record",
-                format!(
-                    "captured length {caplen} is larger than the {} MiB limit",
-                    MAX_RECORD >> 20
-                ),
-            ));
-        }
-        let total = header + caplen_usize;
+        let rec = layout
+            .record(self.available())
+            .map_err(|reason| self.corrupt("pcap record", reason))?;
+        let total = header + rec.caplen;
         if !self.fill(total)? {
             return Err(self.truncated("packet record", total));
         }
-        let frac_ns = if layout.nanos {
-            u64::from(frac)
-        } else {
-            u64::from(frac) * 1000
-        };
-        // Cannot overflow: u32::MAX * 1e9 + u32::MAX * 1e3 < u64::MAX.
-        let ts_ns = u64::from(sec) * NANOS_PER_SEC + frac_ns;
         let lo = self.start + header;
         self.start += total;
         Ok(Some(Framed {
-            ts_ns,
+            ts_ns: rec.ts_ns,
             link: layout.link,
             lo,
-            hi: lo + caplen_usize,
-            orig_len,
+            hi: lo + rec.caplen,
+            orig_len: rec.orig_len,
         }))
     }
 
@@ -1170,6 +1204,230 @@ impl Read for ReadAhead {
         out[..n].copy_from_slice(&self.block[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+/// A legacy pcap file read in blocks at fixed offsets, each block framed on its own once the
+/// offset of its first record is known: `--threads N` has every worker read (the kernel's copy),
+/// frame and decode blocks of its own ([`crate::shard`]). Block `k` holds the records that
+/// start in `[k * BLOCK, (k + 1) * BLOCK)`; the last of them may end in a later block, and its
+/// framer reads the rest. Framing a block gives the offset of the next block's first record,
+/// which is all the next block's framer waits for.
+pub struct PcapBlocks {
+    input: Box<dyn ReadAt>,
+    /// Bytes of a block.
+    pub size: usize,
+    name: String,
+    layout: PcapLayout,
+}
+
+/// Where [`PcapBlocks`] reads from: a file (`pread`), or bytes in memory (fuzzing, tests).
+pub trait ReadAt: Send + Sync {
+    /// As [`std::os::unix::fs::FileExt::read_at`]: 0 at the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+impl ReadAt for File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+/// Bytes of one block. As `BUF_SIZE`: the framer and decoder read what the kernel has just
+/// written, while it is still in this core's cache.
+pub const BLOCK: usize = 1 << 20;
+
+/// One block's bytes and the records framed in it. Kept and reused: the buffer is zeroed once.
+#[derive(Debug, Default)]
+pub struct BlockBytes {
+    /// `buf[..filled]` are the file's bytes from the block's start.
+    pub buf: Vec<u8>,
+    pub filled: usize,
+    pub frames: Vec<BlockFrame>,
+}
+
+/// A record framed in a block: its captured bytes are `buf[data]`.
+#[derive(Debug, Clone)]
+pub struct BlockFrame {
+    pub ts_ns: u64,
+    pub data: std::ops::Range<usize>,
+    pub orig_len: u32,
+}
+
+/// How framing a block ended.
+#[derive(Debug)]
+pub enum BlockEnd {
+    /// The next block's first record starts at this offset.
+    Next(u64),
+    /// The capture ends in this block: cleanly, or with this error after the records framed.
+    End(Option<SourceError>),
+}
+
+impl PcapBlocks {
+    /// For a reader of a plain pcap file ([`CaptureReader::plain_pcap_file`]), in blocks of
+    /// `size` bytes ([`BLOCK`]; tests use small ones).
+    pub fn open(path: &str, reader: &CaptureReader, size: usize) -> Option<PcapBlocks> {
+        let layout = reader.plain_pcap_file()?;
+        let file = File::open(path).ok()?;
+        Some(PcapBlocks {
+            input: Box::new(file),
+            size: size.max(1),
+            name: reader.name.clone(),
+            layout,
+        })
+    }
+
+    /// A plain pcap file in memory (fuzzing, tests); `None` when it is something else or its
+    /// file header is cut.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>, size: usize) -> Option<PcapBlocks> {
+        let len = Some(bytes.len() as u64);
+        let reader = CaptureReader::with_hint(name, Box::new(Cursor::new(bytes.clone())), len).ok()?;
+        let layout = reader.plain_pcap_file()?;
+        Some(PcapBlocks {
+            input: Box::new(bytes),
+            size: size.max(1),
+            name: name.to_string(),
+            layout,
+        })
+    }
+
+    pub fn link(&self) -> LinkType {
+        self.layout.link
+    }
+
+    /// Reads block `k` into `b` (fewer bytes at the end of the file), and forgets its frames.
+    pub fn read(&self, k: u64, b: &mut BlockBytes) -> Result<(), SourceError> {
+        b.filled = 0;
+        b.frames.clear();
+        if b.buf.len() < self.size {
+            b.buf.resize(self.size, 0);
+        }
+        self.fill(k, b, self.size).map(|_| ())
+    }
+
+    /// Frames the records of block `k` (read by [`PcapBlocks::read`]) from `first`, the offset
+    /// of its first record, which the block before gave.
+    pub fn frame(&self, k: u64, b: &mut BlockBytes, first: u64) -> BlockEnd {
+        let base = k * self.size as u64;
+        let header = self.layout.record_header;
+        let mut pos = first;
+        loop {
+            if pos >= base + self.size as u64 {
+                return BlockEnd::Next(pos);
+            }
+            // Below self.size: fits.
+            let rel = (pos - base) as usize;
+            let truncated = |b: &BlockBytes, what, needed: usize| SourceError::Truncated {
+                file: self.name.clone(),
+                at: Position {
+                    offset: pos,
+                    decompressed: false,
+                },
+                what,
+                needed: needed as u64,
+                left: (b.filled - rel) as u64,
+            };
+            match self.fill(k, b, rel + header) {
+                Ok(true) => {}
+                Ok(false) if b.filled == rel => return BlockEnd::End(None),
+                Ok(false) => return BlockEnd::End(Some(truncated(b, "packet record header", header))),
+                Err(e) => return BlockEnd::End(Some(e)),
+            }
+            let rec = match self.layout.record(&b.buf[rel..rel + header]) {
+                Ok(rec) => rec,
+                Err(reason) => {
+                    return BlockEnd::End(Some(SourceError::Corrupt {
+                        file: self.name.clone(),
+                        at: Position {
+                            offset: pos,
+                            decompressed: false,
+                        },
+                        what: "pcap record",
+                        reason,
+                    }))
+                }
+            };
+            let total = header + rec.caplen;
+            match self.fill(k, b, rel + total) {
+                Ok(true) => {}
+                Ok(false) => return BlockEnd::End(Some(truncated(b, "packet record", total))),
+                Err(e) => return BlockEnd::End(Some(e)),
+            }
+            b.frames.push(BlockFrame {
+                ts_ns: rec.ts_ns,
+                data: rel + header..rel + total,
+                orig_len: rec.orig_len,
+            });
+            pos += total as u64;
+        }
+    }
+
+    /// Every record, block after block in order, as (timestamp, captured bytes, wire length),
+    /// then the error that ended the file, if any: what the workers of `--threads N` frame
+    /// between them, on one thread (tests, fuzzing).
+    pub fn frame_all(&self, mut each: impl FnMut(u64, &[u8], u32)) -> Option<SourceError> {
+        let mut first = PCAP_DATA_START;
+        let mut b = BlockBytes::default();
+        for k in 0.. {
+            if let Err(e) = self.read(k, &mut b) {
+                return Some(e);
+            }
+            let end = self.frame(k, &mut b, first);
+            for f in &b.frames {
+                each(f.ts_ns, &b.buf[f.data.clone()], f.orig_len);
+            }
+            match end {
+                BlockEnd::Next(next) => {
+                    assert!(
+                        next >= (k + 1) * self.size as u64,
+                        "the next block's first record is in it"
+                    );
+                    first = next;
+                }
+                BlockEnd::End(e) => return e,
+            }
+        }
+        None
+    }
+
+    /// Makes `need` bytes of block `k` available (reading past the block for a record that
+    /// ends after it); `Ok(false)` when the file ends first. Grows the buffer at most by
+    /// doubling, so a corrupt length near the end of a file costs nothing.
+    fn fill(&self, k: u64, b: &mut BlockBytes, need: usize) -> Result<bool, SourceError> {
+        let base = k * self.size as u64;
+        while b.filled < need {
+            if b.filled == b.buf.len() {
+                let grown = need.min(b.buf.len().saturating_mul(2)).max(b.filled + 1);
+                b.buf.resize(grown, 0);
+            }
+            let at = base + b.filled as u64;
+            let end = b.buf.len().min(need.max(self.size));
+            match self.input.read_at(&mut b.buf[b.filled..end], at) {
+                Ok(0) => return Ok(false),
+                Ok(n) => b.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(SourceError::Read {
+                        file: self.name.clone(),
+                        at: Position {
+                            offset: at,
+                            decompressed: false,
+                        },
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -2030,6 +2288,123 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every packet of a file read block by block with [`PcapBlocks`], then the error that
+    /// stopped it.
+    fn read_blocks(blocks: &PcapBlocks) -> (Vec<Owned>, Option<String>) {
+        let mut packets = Vec::new();
+        let err = blocks.frame_all(|ts_ns, data, orig_len| {
+            packets.push(Owned {
+                ts_ns,
+                link: blocks.link(),
+                data: data.to_vec(),
+                orig_len,
+            })
+        });
+        (packets, err.map(|e| e.to_string()))
+    }
+
+    /// Blocks of any size give what the reader gives, for a file cut at every byte: records
+    /// across blocks, records longer than a block (a block with no record of its own), a
+    /// clean end on a block boundary, truncated headers and records, and a corrupt length.
+    #[test]
+    fn blocks_frame_as_the_reader_at_every_cut() {
+        let big = vec![0x5a; 300];
+        let recs = [
+            Rec {
+                sec: 1,
+                frac: 5,
+                data: b"",
+                orig: 0,
+            },
+            Rec {
+                sec: 2,
+                frac: 6,
+                data: b"a",
+                orig: 60,
+            },
+            Rec {
+                sec: 3,
+                frac: 7,
+                data: &big,
+                orig: 300,
+            },
+            Rec {
+                sec: 4,
+                frac: 8,
+                data: b"0123456789abcdefghij",
+                orig: 20,
+            },
+            Rec {
+                sec: 5,
+                frac: 9,
+                data: &big[..41],
+                orig: 1500,
+            },
+        ];
+        let mut corrupt = pcap_file(0xa1b2_c3d4, true, 1, &recs[..2]);
+        corrupt.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 64]);
+        corrupt.extend_from_slice(&big);
+        let dir = std::env::temp_dir().join(format!("mtlscope-blocks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cut.pcap");
+        let path = path.to_str().unwrap();
+        for (name, bytes) in [
+            ("pcap", pcap_file(0xa1b2_c3d4, false, 1, &recs)),
+            ("pcap-ns-be", pcap_file(0xa1b2_3c4d, true, 101, &recs)),
+            ("corrupt", corrupt),
+        ] {
+            for cut in PCAP_FILE_HEADER..=bytes.len() {
+                std::fs::write(path, &bytes[..cut]).unwrap();
+                let mut r = CaptureReader::open(path).unwrap();
+                let (want, want_err) = read_all(&mut r);
+                let want_err = want_err.map(|e| e.to_string());
+                let reader = CaptureReader::open(path).unwrap();
+                for size in [1, 7, 16, 23, 64, 299, 301, 4096] {
+                    let from_file = PcapBlocks::open(path, &reader, size).expect("a plain pcap file");
+                    let (got, err) = read_blocks(&from_file);
+                    assert_eq!(got, want, "{name} cut at {cut}, blocks of {size}");
+                    assert_eq!(err, want_err, "{name} cut at {cut}, blocks of {size}");
+                    let in_memory = PcapBlocks::from_bytes(path, bytes[..cut].to_vec(), size).unwrap();
+                    let (got, err) = read_blocks(&in_memory);
+                    assert_eq!(got, want, "{name} cut at {cut}, blocks of {size}");
+                    assert_eq!(err, want_err, "{name} cut at {cut}, blocks of {size}");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_plain_pcap_files_are_read_in_blocks() {
+        let dir = std::env::temp_dir().join(format!("mtlscope-plain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let recs = [Rec {
+            sec: 1,
+            frac: 2,
+            data: b"abc",
+            orig: 3,
+        }];
+        let pcap = pcap_file(0xa1b2_c3d4, false, 1, &recs);
+        let cases = [
+            ("plain.pcap", pcap.clone(), true),
+            ("packed.pcap.gz", gzip(&pcap), false),
+            ("ng.pcapng", [shb(false), idb(false, 1, 0, &[])].concat(), false),
+        ];
+        for (name, bytes, plain) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let path = path.to_str().unwrap();
+            let r = CaptureReader::open(path).unwrap();
+            assert_eq!(PcapBlocks::open(path, &r, BLOCK).is_some(), plain, "{name}");
+        }
+        let stdin_like = reader(pcap).unwrap();
+        assert!(
+            stdin_like.plain_pcap_file().is_none(),
+            "a stream has no offsets to read at"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
