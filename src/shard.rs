@@ -638,8 +638,8 @@ const SPARE_BLOCKS: usize = 8;
 /// read too far ahead waits in memory, out of the caches. 2, 3 and 4 measured the same on
 /// the benchmark capture (docs/performance.md); unbounded, the whole file was read ahead.
 const AHEAD: u64 = 3;
-/// How long a worker spins for a message before it sleeps.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// How many times a worker looks for a message before it sleeps (tens of microseconds).
+const SPINS: u32 = 2000;
 /// Blocks between a worker's reports to the writer: each report wakes the writing thread,
 /// which then takes a core from a worker.
 const REPORT_BLOCKS: u64 = 8;
@@ -648,8 +648,8 @@ const REPORT_BLOCKS: u64 = 8;
 struct FileState {
     /// The next block to go through.
     next: u64,
-    /// This worker's next block, read but not framed yet (waiting for its offset).
-    pending: Option<(Block, Result<(), crate::source::SourceError>)>,
+    /// This worker's next block, not framed yet (waiting for its offset).
+    pending: Option<u64>,
     /// This worker's blocks, framed and decoded, not yet gone through.
     ready: VecDeque<Arc<Block>>,
     /// Other workers' blocks, by block number.
@@ -774,7 +774,7 @@ impl Worker {
             upto: job.first_index - 1,
             reported: 0,
         };
-        self.read_own(job, &mut st, self.me as u64);
+        self.read_own(&mut st, self.me as u64);
         loop {
             while let Ok(m) = self.inbox.try_recv() {
                 if !st.take(m) {
@@ -822,26 +822,23 @@ impl Worker {
             .is_ok()
     }
 
-    /// Read block `k`, this worker's next, unless the file ended before it.
-    fn read_own(&mut self, job: &FileJob, st: &mut FileState, k: u64) {
+    /// Block `k` is this worker's next, unless the file ended before it.
+    fn read_own(&mut self, st: &mut FileState, k: u64) {
         if st.end.as_ref().is_some_and(|e| k > e.block) {
             return;
         }
-        let mut block = self.spare_block();
-        let read = job.blocks.read(k, &mut block.bytes);
-        block.k = k;
-        st.pending = Some((block, read));
+        st.pending = Some(k);
     }
 
-    /// Frame, decode and share this worker's next block once the offset of its first
-    /// record is known, and read the one after it. False when another worker is gone.
+    /// Read, frame, decode and share this worker's next block once the offset of its first
+    /// record is known. Reading only then, not ahead, keeps the block in this core's cache
+    /// for framing and decoding. False when another worker is gone.
     fn frame_own(&mut self, job: &FileJob, st: &mut FileState) -> bool {
         let n = self.workers as u64;
         let me = self.me as u64;
-        let Some((block, _)) = &st.pending else {
+        let Some(k) = st.pending else {
             return true;
         };
-        let k = block.k;
         // Not too far ahead of going through the blocks: what is read ahead of that waits in
         // memory, out of the caches.
         if k >= st.next + AHEAD {
@@ -858,9 +855,7 @@ impl Worker {
                 None => return true,
             }
         };
-        let Some((mut block, read)) = st.pending.take() else {
-            return true;
-        };
+        st.pending = None;
         let (offset, index) = match link {
             Link::Next { offset, index } => (offset, index),
             Link::End(e) => {
@@ -873,7 +868,9 @@ impl Worker {
                         .is_ok();
             }
         };
-        let framed = match read {
+        let mut block = self.spare_block();
+        block.k = k;
+        let framed = match job.blocks.read(k, &mut block.bytes) {
             Ok(()) => job.blocks.frame(k, &mut block.bytes, offset),
             Err(e) => BlockEnd::End(Some(e)),
         };
@@ -906,7 +903,7 @@ impl Worker {
             }
         }
         st.ready.push_back(block);
-        self.read_own(job, st, k + n);
+        self.read_own(st, k + n);
         true
     }
 
@@ -922,10 +919,11 @@ impl Worker {
         }
     }
 
-    /// A block to read into: one no other worker holds any more, or a new one.
+    /// A block to read into: the one used last that no other worker holds any more (the most
+    /// likely to be in this core's cache still), or a new one.
     fn spare_block(&mut self) -> Block {
-        let free = self.spare.iter().position(|b| Arc::strong_count(b) == 1);
-        free.and_then(|i| Arc::try_unwrap(self.spare.swap_remove(i)).ok())
+        let free = self.spare.iter().rposition(|b| Arc::strong_count(b) == 1);
+        free.and_then(|i| Arc::try_unwrap(self.spare.remove(i)).ok())
             .unwrap_or_default()
     }
 
@@ -985,7 +983,13 @@ impl Worker {
         let mut clock = &block.clock[..];
         let segs = block.segs.get(self.me).map(Vec::as_slice).unwrap_or_default();
         for s in segs {
-            clock = self.sweeps_before(clock, s.index);
+            // Most blocks have no sweep at all (one a second of capture): one comparison.
+            if clock
+                .last()
+                .is_some_and(|&(_, ts)| ts >= self.last_sweep + analyzer::SWEEP_EVERY_NS)
+            {
+                clock = self.sweeps_before(clock, s.index);
+            }
             let seg = TcpSegment {
                 payload: buf.get(s.payload.clone()).unwrap_or_default(),
                 ..s.seg
@@ -1022,8 +1026,7 @@ impl Worker {
 /// The next message: what another worker sends is usually microseconds away, and waking a
 /// sleeping thread costs more than that, so spin a while first.
 fn wait(inbox: &Receiver<Msg>) -> Result<Msg, mpsc::RecvError> {
-    let start = std::time::Instant::now();
-    while start.elapsed() < SPIN {
+    for _ in 0..SPINS {
         match inbox.try_recv() {
             Ok(m) => return Ok(m),
             Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvError),

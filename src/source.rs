@@ -1336,7 +1336,12 @@ impl PcapBlocks {
                 needed: needed as u64,
                 left: (b.filled - rel) as u64,
             };
-            match self.fill(k, b, rel + header) {
+            // Within the block's bytes (almost always): no call.
+            match if b.filled >= rel + header {
+                Ok(true)
+            } else {
+                self.fill(k, b, rel + header)
+            } {
                 Ok(true) => {}
                 Ok(false) if b.filled == rel => return BlockEnd::End(None),
                 Ok(false) => return BlockEnd::End(Some(truncated(b, "packet record header", header))),
@@ -1357,7 +1362,11 @@ impl PcapBlocks {
                 }
             };
             let total = header + rec.caplen;
-            match self.fill(k, b, rel + total) {
+            match if b.filled >= rel + total {
+                Ok(true)
+            } else {
+                self.fill(k, b, rel + total)
+            } {
                 Ok(true) => {}
                 Ok(false) => return BlockEnd::End(Some(truncated(b, "packet record", total))),
                 Err(e) => return BlockEnd::End(Some(e)),
