@@ -804,7 +804,12 @@ impl Worker {
             self.block(&block);
             st.upto = block.first_index + block.frames - 1;
             st.next += 1;
-            if block.owner == self.me && self.spare.len() < SPARE_BLOCKS {
+            // Blocks that grew for a huge record (a corrupt length can ask for 256 MiB) are
+            // not kept, as the reader does not keep such buffers.
+            if block.owner == self.me
+                && self.spare.len() < SPARE_BLOCKS
+                && block.bytes.buf.len() <= job.blocks.capacity()
+            {
                 self.spare.push(block);
             }
             if st.next - st.reported >= REPORT_BLOCKS {

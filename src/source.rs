@@ -1246,6 +1246,9 @@ impl ReadAt for Vec<u8> {
 /// written, while it is still in this core's cache.
 pub const BLOCK: usize = 1 << 20;
 
+/// Room after a block for the end of its last record ([`PcapBlocks::capacity`]).
+const BLOCK_ROOM: usize = 64 << 10;
+
 /// One block's bytes and the records framed in it. Kept and reused: the buffer is zeroed once.
 #[derive(Debug, Default)]
 pub struct BlockBytes {
@@ -1308,10 +1311,16 @@ impl PcapBlocks {
     pub fn read(&self, k: u64, b: &mut BlockBytes) -> Result<(), SourceError> {
         b.filled = 0;
         b.frames.clear();
-        if b.buf.len() < self.size {
-            b.buf.resize(self.size, 0);
+        if b.buf.len() < self.capacity() {
+            b.buf.resize(self.capacity(), 0);
         }
         self.fill(k, b, self.size).map(|_| ())
+    }
+
+    /// What a block's buffer holds without growing: the block, and room for the rest of a
+    /// record that starts in it and ends after it (a packet of up to 64 KiB).
+    pub fn capacity(&self) -> usize {
+        self.size + BLOCK_ROOM
     }
 
     /// Frames the records of block `k` (read by [`PcapBlocks::read`]) from `first`, the offset
