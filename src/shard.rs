@@ -69,7 +69,7 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -77,6 +77,8 @@ use std::thread::JoinHandle;
 pub const BATCH_FRAMES: usize = 2048;
 /// Chunks in flight per worker before the reader waits.
 const QUEUE: usize = 4;
+/// Reports queued per worker before the workers wait for the writer.
+const REPORTS_QUEUED: usize = 4;
 
 /// The worker for a segment: a hash of its two endpoints that is the same in both directions.
 /// Tunnelled segments carry their inner addresses, so this is the pod-to-pod connection.
@@ -231,6 +233,8 @@ struct Report {
     offset: u64,
     /// Reading a file block by block: with the worker's last report for the file.
     file_end: Option<FileEnd>,
+    /// The worker panicked (its join says how): nothing else in this report.
+    gone: bool,
 }
 
 /// What the calling thread gives every worker.
@@ -255,15 +259,29 @@ enum Msg {
     Gone,
 }
 
-/// Tells every worker when this one panics, so that none waits for it forever.
-struct Farewell(Vec<Sender<Msg>>);
+/// Tells every worker and the writer when this worker panics, so that none waits for it
+/// forever (a worker through with a file waits for its next job, not for messages).
+struct Farewell {
+    me: usize,
+    peers: Vec<Sender<Msg>>,
+    writer: SyncSender<Report>,
+}
 
 impl Drop for Farewell {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for peer in &self.0 {
+            for peer in &self.peers {
                 let _ = peer.send(Msg::Gone);
             }
+            let _ = self.writer.send(Report {
+                worker: self.me,
+                events: Vec::new(),
+                upto: 0,
+                summary: None,
+                offset: 0,
+                file_end: None,
+                gone: true,
+            });
         }
     }
 }
@@ -367,7 +385,9 @@ impl<W: Write> Sharded<W> {
             total_buffer_cap: cfg.total_buffer_cap.div_ceil(n),
             ..cfg.clone()
         };
-        let (report_tx, reports) = mpsc::channel::<Report>();
+        // Bounded: workers reading a file themselves wait for a slow output instead of piling
+        // up what it has not written yet.
+        let (report_tx, reports) = mpsc::sync_channel::<Report>(REPORTS_QUEUED * n);
         // Block by block reading: every worker's inbox.
         let (peers, inboxes): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Msg>()).unzip();
         let mut inboxes = inboxes.into_iter();
@@ -430,6 +450,24 @@ impl<W: Write> Sharded<W> {
         }
     }
 
+    /// Hand worker `w` a job. While its queue is full, write what the workers report: a
+    /// worker may be waiting to hand in a report (the report queue is bounded too).
+    fn give(&mut self, w: usize, job: Job) {
+        let mut job = job;
+        loop {
+            match self.workers[w].try_send(job) {
+                // Disconnected: the worker panicked; its join reports that.
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(j)) => job = j,
+            }
+            match self.reports.recv_timeout(std::time::Duration::from_millis(1)) {
+                Ok(r) => self.writer.report(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
     /// Send the chunk so far to every worker, then write what the workers have reported.
     fn send(&mut self, finish: bool) {
         let next = self.recycled();
@@ -437,9 +475,8 @@ impl<W: Write> Sharded<W> {
         chunk.upto = self.index;
         chunk.finish = finish;
         let chunk = Arc::new(chunk);
-        for tx in &self.workers {
-            // A worker only goes away when it panicked; its join reports that.
-            let _ = tx.send(Job::Chunk(chunk.clone()));
+        for w in 0..self.workers.len() {
+            self.give(w, Job::Chunk(chunk.clone()));
         }
         if self.spare.len() < 2 * QUEUE + 2 {
             self.spare.push(chunk);
@@ -558,16 +595,19 @@ impl<W: Write> Packets for Sharded<W> {
             blocks,
             first_index: self.index + 1,
         });
-        for tx in &self.workers {
-            let _ = tx.send(Job::File(job.clone()));
+        for w in 0..self.workers.len() {
+            self.give(w, Job::File(job.clone()));
         }
         drop(job);
         let mut ended = 0;
         let mut end = None;
         let mut offset = 0;
         while ended < self.handles.len() {
-            // Err: a worker panicked, and `finish` says so.
+            // A worker panicked, and `finish` says so.
             let Ok(mut r) = self.reports.recv() else { break };
+            if r.gone {
+                break;
+            }
             if let Some(e) = r.file_end.take() {
                 ended += 1;
                 end = Some(e);
@@ -678,8 +718,12 @@ impl FileState {
 }
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Job>, out: Sender<Report>) {
-        let _farewell = Farewell(self.peers.clone());
+    fn run(mut self, rx: Receiver<Job>, out: SyncSender<Report>) {
+        let _farewell = Farewell {
+            me: self.me,
+            peers: self.peers.clone(),
+            writer: out.clone(),
+        };
         for job in rx {
             let chunk = match job {
                 Job::Chunk(chunk) => chunk,
@@ -704,6 +748,7 @@ impl Worker {
                 summary: finish.then(|| std::mem::take(&mut self.engine.summary)),
                 offset: 0,
                 file_end: None,
+                gone: false,
             };
             if out.send(report).is_err() || finish {
                 return;
@@ -762,7 +807,7 @@ impl Worker {
     /// between blocks, a worker frames its next block as soon as it may, so that no worker
     /// waits for another's processing. False when another thread is gone (a panic, which
     /// the calling thread reports).
-    fn file(&mut self, job: &FileJob, out: &Sender<Report>) -> bool {
+    fn file(&mut self, job: &FileJob, out: &SyncSender<Report>) -> bool {
         let n = self.workers as u64;
         let mut st = FileState {
             next: 0,
@@ -846,7 +891,9 @@ impl Worker {
         };
         // Not too far ahead of going through the blocks: what is read ahead of that waits in
         // memory, out of the caches.
-        if k >= st.next + AHEAD {
+        // The end of the file is passed on whatever the distance: the workers after this one
+        // wait for it, and going through the blocks never gets past the end.
+        if k >= st.next + AHEAD && !matches!(st.links.front(), Some(Link::End(_))) {
             return true;
         }
         let link = if k == 0 {
@@ -875,10 +922,8 @@ impl Worker {
         };
         let mut block = self.spare_block();
         block.k = k;
-        let framed = match job.blocks.read(k, &mut block.bytes) {
-            Ok(()) => job.blocks.frame(k, &mut block.bytes, offset),
-            Err(e) => BlockEnd::End(Some(e)),
-        };
+        job.blocks.read(k, &mut block.bytes);
+        let framed = job.blocks.frame(k, &mut block.bytes, offset);
         let frames = block.bytes.frames.len() as u64;
         let link = match framed {
             BlockEnd::Next(offset) => Link::Next {
@@ -921,6 +966,7 @@ impl Worker {
             summary: None,
             offset,
             file_end,
+            gone: false,
         }
     }
 
@@ -1065,6 +1111,9 @@ struct Writer<W: Write> {
 
 impl<W: Write> Writer<W> {
     fn report(&mut self, r: Report) {
+        if r.gone {
+            return;
+        }
         self.queues[r.worker].extend(r.events);
         self.upto[r.worker] = r.upto;
         if let Some(s) = r.summary {
@@ -1347,7 +1396,15 @@ mod tests {
             .chain(cut);
         for inputs in runs {
             let one = jsonl(&inputs, None);
-            for (n, size) in [(2, 97), (2, 1500), (3, 64), (3, 4096), (2, crate::source::BLOCK)] {
+            for (n, size) in [
+                (2, 97),
+                (2, 1500),
+                (3, 64),
+                (3, 4096),
+                (5, 97),
+                (8, 300),
+                (2, crate::source::BLOCK),
+            ] {
                 let many = jsonl(&inputs, Some((n, size)));
                 assert!(
                     one == many,

@@ -1256,6 +1256,9 @@ pub struct BlockBytes {
     pub buf: Vec<u8>,
     pub filled: usize,
     pub frames: Vec<BlockFrame>,
+    /// Reading stopped here with this error: the records before it are framed, and it ends
+    /// the file where a record needs the bytes that could not be read, as with the reader.
+    read_error: Option<SourceError>,
 }
 
 /// A record framed in a block: its captured bytes are `buf[data]`.
@@ -1307,14 +1310,18 @@ impl PcapBlocks {
         self.layout.link
     }
 
-    /// Reads block `k` into `b` (fewer bytes at the end of the file), and forgets its frames.
-    pub fn read(&self, k: u64, b: &mut BlockBytes) -> Result<(), SourceError> {
+    /// Reads block `k` into `b` (fewer bytes at the end of the file, or up to a read error,
+    /// which framing reports where the reader would), and forgets its frames.
+    pub fn read(&self, k: u64, b: &mut BlockBytes) {
         b.filled = 0;
         b.frames.clear();
+        b.read_error = None;
         if b.buf.len() < self.capacity() {
             b.buf.resize(self.capacity(), 0);
         }
-        self.fill(k, b, self.size).map(|_| ())
+        if let Err(e) = self.fill(k, b, self.size) {
+            b.read_error = Some(e);
+        }
     }
 
     /// What a block's buffer holds without growing: the block, and room for the rest of a
@@ -1396,9 +1403,7 @@ impl PcapBlocks {
         let mut first = PCAP_DATA_START;
         let mut b = BlockBytes::default();
         for k in 0.. {
-            if let Err(e) = self.read(k, &mut b) {
-                return Some(e);
-            }
+            self.read(k, &mut b);
             let end = self.frame(k, &mut b, first);
             for f in &b.frames {
                 each(f.ts_ns, &b.buf[f.data.clone()], f.orig_len);
@@ -1423,6 +1428,9 @@ impl PcapBlocks {
     fn fill(&self, k: u64, b: &mut BlockBytes, need: usize) -> Result<bool, SourceError> {
         let base = k * self.size as u64;
         while b.filled < need {
+            if let Some(e) = b.read_error.take() {
+                return Err(e);
+            }
             if b.filled == b.buf.len() {
                 let grown = need.min(b.buf.len().saturating_mul(2)).max(b.filled + 1);
                 b.buf.resize(grown, 0);
@@ -2551,6 +2559,67 @@ mod tests {
         let mut r = CaptureReader::from_read("t.pcap", Box::new(input)).unwrap();
         let err = r.next_packet().unwrap_err();
         assert_eq!(err.to_string(), "t.pcap: read error at byte 24: device on fire");
+    }
+
+    /// Bytes that can be read up to `at`, then an I/O error.
+    struct FailingAt {
+        bytes: Vec<u8>,
+        at: usize,
+    }
+
+    impl ReadAt for FailingAt {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            let offset = offset as usize;
+            if offset >= self.at {
+                return Err(io::Error::other("device on fire"));
+            }
+            let n = buf
+                .len()
+                .min(self.at - offset)
+                .min(self.bytes.len().saturating_sub(offset));
+            buf[..n].copy_from_slice(&self.bytes[offset..offset + n]);
+            Ok(n)
+        }
+    }
+
+    /// A read error at any byte: the records before it, then the same error at the same
+    /// offset as the reader, whatever the block size.
+    #[test]
+    fn read_errors_in_blocks_as_in_the_reader() {
+        let big = [7u8; 90];
+        let recs: Vec<Rec<'_>> = (0..6)
+            .map(|i| Rec {
+                sec: i,
+                frac: 0,
+                data: &big[..15 * i as usize],
+                orig: 90,
+            })
+            .collect();
+        let bytes = pcap_file(0xa1b2_c3d4, false, 1, &recs);
+        for at in PCAP_FILE_HEADER..bytes.len() {
+            let input = Cursor::new(bytes[..at].to_vec()).chain(Failing);
+            let mut r = CaptureReader::from_read("t.pcap", Box::new(input)).unwrap();
+            let (want, want_err) = read_all(&mut r);
+            let want_err = want_err.map(|e| e.to_string());
+            assert!(
+                want_err.as_deref().is_some_and(|e| e.contains("device on fire")),
+                "cut {at}: {want_err:?}"
+            );
+            for size in [1, 16, 33, 100, 4096] {
+                let blocks = PcapBlocks {
+                    input: Box::new(FailingAt {
+                        bytes: bytes.clone(),
+                        at,
+                    }),
+                    name: "t.pcap".to_string(),
+                    layout: PcapBlocks::from_bytes("t.pcap", bytes.clone(), size).unwrap().layout,
+                    size,
+                };
+                let (got, err) = read_blocks(&blocks);
+                assert_eq!(got, want, "error at {at}, blocks of {size}");
+                assert_eq!(err, want_err, "error at {at}, blocks of {size}");
+            }
+        }
     }
 
     /// Flips bytes of valid captures pseudo-randomly: every outcome is fine except a panic or
