@@ -598,7 +598,8 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     let threads = usize::from(args.input.threads);
     if threads > 1 {
         let sink = match args.format {
-            Format::Jsonl => Sink::Lines(io::BufWriter::new(stdout)),
+            // The writer flushes what each batch of reports decided, not every line.
+            Format::Jsonl => Sink::Lines(io::BufWriter::with_capacity(64 << 10, stdout)),
             Format::Json | Format::Table => Sink::Collect(Collect::default()),
         };
         let mut sharded = Sharded::start(&cfg, threads, sink, cluster);
@@ -619,7 +620,17 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     }
     match args.format {
         Format::Jsonl => {
-            let mut engine = engine(cfg, JsonLines::new(io::BufWriter::new(stdout.lock())), &cluster);
+            // Regular files are read as fast as they can be: no flush per connection. Standard
+            // input or a FIFO may be a live capture (`tcpdump -w - | mtlscope analyze -`).
+            let files = inputs
+                .iter()
+                .all(|p| p != "-" && std::fs::metadata(p).is_ok_and(|m| m.is_file()));
+            let lines = if files {
+                JsonLines::batched(io::BufWriter::with_capacity(64 << 10, stdout.lock()))
+            } else {
+                JsonLines::new(io::BufWriter::new(stdout.lock()))
+            };
+            let mut engine = engine(cfg, lines, &cluster);
             let errors = read_all(inputs, &mut filter, &mut engine, progress);
             if let Some(e) = engine.out_error.take() {
                 return Err(e).context("writing to standard output");

@@ -1417,30 +1417,7 @@ mod tests {
 
     #[test]
     fn a_line_without_its_id_starts_right_after_it() {
-        let v = crate::verdict::decide(Outcome::NoData, 0, 80, None, false);
-        let facts = FlowFacts {
-            id: 77,
-            client: crate::flows::Endpoint {
-                ip: "10.0.0.1".parse().unwrap(),
-                port: 40000,
-            },
-            server: crate::flows::Endpoint {
-                ip: "10.0.0.2".parse().unwrap(),
-                port: 80,
-            },
-            client_dir: 0,
-            roles_from: crate::flows::RolesFrom::Syn,
-            first_ts: 0,
-            last_ts: 0,
-            packets: [1, 0],
-            bytes: [0, 0],
-            syn_seen: true,
-            fin: [false; 2],
-            rst: false,
-            stream_stats: Default::default(),
-            tunnel: None,
-        };
-        let mut report = FlowReport::build(&facts, v);
+        let mut report = crate::report::tests::sample_report(77);
         let whole = serde_json::to_string(&report).unwrap() + "\n";
         let line = line_without_id(&mut report);
         assert!(line.starts_with(ID_PREFIX));
