@@ -8,8 +8,8 @@
 # defaults to FILE with .pcap replaced by .truth.tsv. Builds target/release/mtlscope first
 # (cargo build --release) unless --no-build.
 #
-# Each tool runs under /usr/bin/time -v (peak RSS = "Maximum resident set size"); wall time is
-# measured around it with bash's EPOCHREALTIME. `cat FILE` runs once first to warm the page
+# Each tool runs under /usr/bin/time -v (peak RSS = "Maximum resident set size"), its output to
+# /dev/null; wall time is measured around it with bash's EPOCHREALTIME. `cat FILE` runs once first to warm the page
 # cache. cat, tcpdump and mtlscope: best of N runs (default 3); tshark: best of --tshark-runs
 # (default 1: it takes seconds to minutes). When
 # `mtlscope analyze --help` lists --threads, mtlscope also runs with --threads 2, alternating
@@ -66,7 +66,7 @@ THREADS=0
 "$MTLSCOPE" analyze --help | grep -q -- '--threads' && THREADS=1
 
 # run NAME RUNS STDOUT CMD...: best wall time of RUNS runs, and the peak RSS of that run
-declare -A WALL RSS
+declare -A WALL RSS ALL
 ORDER=()
 run() {
     local name=$1 runs=$2 out=$3; shift 3
@@ -83,6 +83,7 @@ run() {
         rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$TMP/time")
         if [ -z "$best" ] || awk -v a="$w" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$w best_rss=$rss; fi
         log "  $name run $i: ${w} s, ${rss} MB"
+        ALL[$name]="${ALL[$name]:-} $w"
     done
     if [ -n "${WALL[$name]:-}" ]; then
         # Called again (alternating runs): keep the best of all.
@@ -106,10 +107,14 @@ run "tcpdump -r -nn -q" "$RUNS" /dev/null tcpdump -r "$FILE" -nn -q
 run "$TS" "$TSHARK_RUNS" /dev/null \
     tshark -r "$FILE" -Y 'tls.handshake.type == 11' -T fields -e tcp.stream
 if [ "$THREADS" = 1 ]; then
+    # Timed runs write to /dev/null, as the other tools' do; the verdicts come from one more
+    # run of each below.
     for i in $(seq "$RUNS"); do
-        run "$M1" 1 "$OUTDIR/compare.jsonl" "$MTLSCOPE" analyze "$FILE" -o jsonl
-        run "$M2" 1 "$OUTDIR/compare-t2.jsonl" "$MTLSCOPE" analyze "$FILE" -o jsonl --threads 2
+        run "$M1" 1 /dev/null "$MTLSCOPE" analyze "$FILE" -o jsonl
+        run "$M2" 1 /dev/null "$MTLSCOPE" analyze "$FILE" -o jsonl --threads 2
     done
+    "$MTLSCOPE" analyze "$FILE" -o jsonl >"$OUTDIR/compare.jsonl"
+    "$MTLSCOPE" analyze "$FILE" -o jsonl --threads 2 >"$OUTDIR/compare-t2.jsonl"
     # Two single-threaded runs at once: the machine's own limit for two threads.
     PAIR=""
     for i in $(seq "$RUNS"); do
@@ -123,7 +128,8 @@ if [ "$THREADS" = 1 ]; then
         if [ -z "$PAIR" ] || awk -v a="$w" -v b="$PAIR" 'BEGIN { exit !(a < b) }'; then PAIR=$w; fi
     done
 else
-    run "$M1" "$RUNS" "$OUTDIR/compare.jsonl" "$MTLSCOPE" analyze "$FILE" -o jsonl
+    run "$M1" "$RUNS" /dev/null "$MTLSCOPE" analyze "$FILE" -o jsonl
+    "$MTLSCOPE" analyze "$FILE" -o jsonl >"$OUTDIR/compare.jsonl"
     log "mtlscope analyze has no --threads flag: single thread only"
 fi
 
@@ -149,8 +155,10 @@ awk -v ts="${WALL[$TS]}" -v c="${WALL[cat]}" -v m="${WALL[$M1]}" -v r="${RSS[$M1
     printf "- mtlscope peak RSS: %.1f MB (target <= 64 MB)\n", r
 }'
 if [ "$THREADS" = 1 ]; then
-    awk -v a="${WALL[$M1]}" -v b="${WALL[$M2]}" -v r="${RSS[$M2]}" -v p="$PAIR" 'BEGIN {
-        printf "- --threads 2 speed-up: %.2fx (target >= 1.7x); peak RSS %.1f MB\n", a / b, r
+    median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+    MED1=$(echo "${ALL[$M1]}" | median) MED2=$(echo "${ALL[$M2]}" | median)
+    awk -v a="${WALL[$M1]}" -v b="${WALL[$M2]}" -v r="${RSS[$M2]}" -v p="$PAIR" -v m1="$MED1" -v m2="$MED2" 'BEGIN {
+        printf "- --threads 2 speed-up: %.2fx best against best, %.2fx median against median (%.3f s / %.3f s) (target >= 1.7x); peak RSS %.1f MB\n", a / b, m1 / m2, m1, m2, r
         printf "- two single-threaded runs at once: %.3f s against %.3f s for one alone (%.2fx): with both cores busy this machine does two runs %.2fx as fast as one, the most any --threads 2 could gain here\n", p, a, p / a, 2 * a / p
     }'
 else
