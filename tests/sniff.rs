@@ -171,10 +171,7 @@ fn scripted_agent(req: &ExecRequest, server_ip: &str) -> ExecAction {
 
 #[tokio::test]
 async fn dry_run_prints_the_helper_pod_and_creates_nothing() {
-    let server = FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
-        .start()
-        .await;
+    let server = one_pod().start().await;
     let dir = temp_dir("dry-run");
     let kc = kubeconfig(&dir, &server.url());
     let o = plugin(
@@ -339,8 +336,7 @@ async fn a_deployment_gets_one_helper_per_node_and_one_agent_per_pod() {
 
 #[tokio::test]
 async fn agent_failure_is_reported_and_the_helper_deleted() {
-    let server = FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+    let server = one_pod()
         .kubelet(0)
         .exec(|_| ExecAction::Script {
             stdout: Vec::new(),
@@ -422,11 +418,13 @@ async fn interrupted_capture(server: FakeApiServer, signal: &str, name: &str) {
     assert!(helpers_left(&server).is_empty());
 }
 
+/// The fake cluster of most tests: pod `web-0` on `node-1`.
+fn one_pod() -> fake_apiserver::Builder {
+    FakeApiServer::builder().objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+}
+
 fn one_stoppable_pod() -> fake_apiserver::Builder {
-    FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
-        .kubelet(0)
-        .exec(|_| stoppable_agent())
+    one_pod().kubelet(0).exec(|_| stoppable_agent())
 }
 
 #[tokio::test]
@@ -443,10 +441,7 @@ async fn sigterm_with_an_old_api_server_stops_and_deletes_too() {
 #[tokio::test]
 async fn ctrl_c_while_the_helper_starts_deletes_it() {
     // No kubelet: the helper stays Pending.
-    let server = FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
-        .start()
-        .await;
+    let server = one_pod().start().await;
     let dir = temp_dir("ctrl-c-pending");
     let kc = kubeconfig(&dir, &server.url());
     let child = spawn_plugin(&kc, &["sniff", "web-0"]);
@@ -476,10 +471,7 @@ async fn ctrl_c_while_the_helper_starts_deletes_it() {
 /// nothing is created.
 #[tokio::test]
 async fn a_pod_that_does_not_exist_is_named_and_nothing_is_created() {
-    let server = FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
-        .start()
-        .await;
+    let server = one_pod().start().await;
     let dir = temp_dir("no-such-pod");
     let kc = kubeconfig(&dir, &server.url());
     let o = plugin(&kc, &["sniff", "web"]).await;
@@ -496,8 +488,7 @@ async fn a_pod_that_does_not_exist_is_named_and_nothing_is_created() {
 
 #[tokio::test]
 async fn image_that_cannot_be_pulled_is_named_and_the_helper_deleted() {
-    let server = FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+    let server = one_pod()
         .handler(|req, store| {
             // The kubelet cannot pull the image: the pod stays Pending with ImagePullBackOff.
             let name = req
@@ -533,8 +524,7 @@ async fn image_that_cannot_be_pulled_is_named_and_the_helper_deleted() {
 
 #[tokio::test]
 async fn pod_security_refusal_says_which_policy_and_what_to_grant() {
-    let server = FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+    let server = one_pod()
         .handler(|req, _| {
             (req.method == "POST" && req.path.ends_with("/pods")).then(|| {
                 Reply::status(
@@ -573,8 +563,7 @@ async fn ctrl_c_during_the_create_still_deletes_the_helper() {
     use std::sync::Arc;
     let posting = Arc::new(AtomicBool::new(false));
     let flag = posting.clone();
-    let server = FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+    let server = one_pod()
         .handler(move |req, _| {
             if req.method == "POST" && !flag.swap(true, Ordering::SeqCst) {
                 // A slow API server: the signal arrives while this create is being served.
@@ -617,8 +606,7 @@ async fn write_brings_the_packets_back_and_the_verdicts_are_made_locally() {
     let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/openssl-tls12-mtls-rsa.pcap");
     let bytes = std::fs::read(&capture).unwrap();
     let streamed = bytes.clone();
-    let server = FakeApiServer::builder()
-        .objects([pod("web-0", "node-1", "10.1.0.2", "web", &hex_id(1))])
+    let server = one_pod()
         .kubelet(0)
         .exec(move |req| {
             if !req.command.iter().any(|a| a == "--pcap") {
