@@ -6,7 +6,6 @@ use crate::decode::{self, Skip, TcpSegment};
 use crate::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State};
 use crate::inspect::{Inspector, Outcome};
 use crate::report::{FlowReport, Output, Summary};
-use crate::shard::{Event, ShardLog};
 use crate::source::LinkType;
 use crate::tcp_reassembly::{StreamSink, DEFAULT_DIR_CAP};
 use crate::verdict::{self, Resumption, SessionOrigin};
@@ -48,15 +47,16 @@ impl Default for Config {
 /// How long a closed connection's key is kept to absorb its last ACKs and retransmissions.
 const CLOSED_LINGER_NS: u64 = 30 * 1_000_000_000;
 /// How often (capture time) idle connections are looked for.
-pub(crate) const SWEEP_EVERY_NS: u64 = 1_000_000_000;
+const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 
 /// The capture clock: `now` follows the latest timestamp, and every `SWEEP_EVERY_NS` of capture
-/// time idle connections are looked for. Returns the time to sweep at, if one is due. The
-/// sharded reader runs the same clock so that sweeps happen before the same frame.
-pub(crate) fn sweep_due(now: &mut u64, last_sweep: &mut u64, ts: u64) -> Option<u64> {
+/// time idle connections are looked for. Returns the time to sweep at, if one is due.
+/// Saturating: a capture timestamp near `u64::MAX` (a corrupt or hostile file) must neither
+/// panic a debug build nor wrap and close flows early in a release build.
+fn sweep_due(now: &mut u64, last_sweep: &mut u64, ts: u64) -> Option<u64> {
     if ts > *now {
         *now = ts;
-        if *now >= *last_sweep + SWEEP_EVERY_NS {
+        if *now >= last_sweep.saturating_add(SWEEP_EVERY_NS) {
             *last_sweep = *now;
             return Some(*now);
         }
@@ -103,8 +103,7 @@ impl Sessions {
     }
 }
 
-/// Takes captured frames one by one: an [`Engine`], or the reader of `--threads N`
-/// ([`crate::shard::Sharded`]).
+/// Takes captured frames one by one.
 pub trait Packets {
     /// One captured frame; the error says why it carries nothing usable.
     fn frame(&mut self, p: &crate::source::Packet<'_>) -> Result<(), Skip>;
@@ -114,21 +113,6 @@ pub trait Packets {
     fn open_flows(&self) -> Option<usize>;
     /// End of all input: close every connection.
     fn finish(&mut self);
-    /// Read files ahead on a thread of their own ([`crate::source::CaptureReader::start_read_ahead`]).
-    fn read_ahead(&self) -> bool {
-        false
-    }
-    /// Read a whole file in a way of its own (`--threads N`: every worker reads blocks of a
-    /// plain pcap file itself), with no filter: `None` when it does not, and the frames go
-    /// through [`Packets::frame`]; otherwise the error that ended the file, if any.
-    fn read_file(
-        &mut self,
-        _path: &str,
-        _reader: &crate::source::CaptureReader,
-        _bar: Option<&indicatif::ProgressBar>,
-    ) -> Option<Result<(), String>> {
-        None
-    }
 }
 
 impl<O: Output> Packets for Engine<O> {
@@ -161,9 +145,6 @@ pub struct Engine<O: Output> {
     buffered: usize,
     /// The enrich stage (pods, PeerAuthentication), applied to every report.
     cluster: Option<std::sync::Arc<crate::peer_authentication::Cluster>>,
-    /// A worker of `--threads N` ([`crate::shard`]): the clock and flow ids come from the
-    /// reader, and what would go to `out` becomes events for the thread that writes reports.
-    log: Option<ShardLog>,
 }
 
 /// The verdict of a connection whose inspection is over, with the evidence the flow's own
@@ -215,28 +196,12 @@ impl<O: Output> Engine<O> {
             out_error: None,
             buffered: 0,
             cluster: None,
-            log: None,
         }
-    }
-
-    /// A worker engine of `--threads N`: see [`crate::shard`].
-    pub(crate) fn sharded(cfg: Config, out: O, log: ShardLog) -> Self {
-        let mut e = Engine::new(cfg, out);
-        e.log = Some(log);
-        e
-    }
-
-    /// The events a sharded engine produced since the last call.
-    pub(crate) fn take_events(&mut self) -> Vec<(crate::shard::EventKey, u64, Event)> {
-        self.log.as_mut().map(ShardLog::take).unwrap_or_default()
     }
 
     /// Does the output need the verdict again when the connection closes?
     fn keep(&self) -> bool {
-        match &self.log {
-            Some(l) => l.keep,
-            None => self.out.wants_closed(),
-        }
+        self.out.wants_closed()
     }
 
     /// Join every connection to what this cluster dump knows (pods, PeerAuthentication).
@@ -279,24 +244,6 @@ impl<O: Output> Engine<O> {
             self.sweep(now);
         }
         self.track(ts, seg);
-    }
-
-    /// Sharded: the segment that is frame `index` of the input (the reader decided sweeps).
-    pub(crate) fn shard_segment(&mut self, index: u64, ts: u64, seg: &TcpSegment<'_>) {
-        if let Some(l) = &mut self.log {
-            l.at(index, 1);
-        }
-        self.track(ts, seg);
-    }
-
-    /// Sharded: the reader saw the capture clock pass a sweep time before frame `index`.
-    pub(crate) fn shard_sweep(&mut self, index: u64, now: u64) {
-        if let Some(l) = &mut self.log {
-            l.at(index, 0);
-        }
-        self.now = now;
-        self.last_sweep = now;
-        self.sweep(now);
     }
 
     fn track(&mut self, ts: u64, seg: &TcpSegment<'_>) {
@@ -416,19 +363,8 @@ impl<O: Output> Engine<O> {
         if self.table.len() >= self.cfg.max_flows {
             self.evict();
         }
-        let id = match &mut self.log {
-            // Sharded: the frame index stands for the id until the writer numbers the flows
-            // of all workers in the order they were created.
-            Some(l) => {
-                let id = l.index();
-                l.push(id, Event::Created);
-                id
-            }
-            None => {
-                self.next_id += 1;
-                self.next_id - 1
-            }
-        };
+        let id = self.next_id;
+        self.next_id += 1;
         self.table.insert(Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap))
     }
 
@@ -458,47 +394,24 @@ impl<O: Output> Engine<O> {
             keys = verdict::session_keys(facts);
         }
         let facts = flow.facts();
-        if let Some(log) = &mut self.log {
-            if resumption.is_some() {
-                // The earlier handshake may be another worker's: the writer, which sees every
-                // connection in order, decides this one.
-                log.push(
-                    facts.id,
-                    Event::Pending {
-                        facts: Box::new(facts),
-                        outcome,
-                        keys,
-                    },
-                );
-                return;
-            }
-        }
         let origin = resumption.and_then(|r| self.sessions.get(&r).cloned());
         let v = judge(outcome, &facts, origin.as_ref(), self.cfg.show_payload);
         let session = (!keys.is_empty()).then(|| (keys, v.verdict, v.client_identity.clone()));
         self.summary.count(&v);
-        let mut report = self.report(&facts, v);
+        let report = self.report(&facts, v);
         self.summary.count_finding(&report.kubernetes);
-        match &mut self.log {
-            None => {
-                if let Some((keys, kind, client_identity)) = session {
-                    for k in keys {
-                        let o = SessionOrigin {
-                            flow_id: facts.id,
-                            kind,
-                            client_identity: client_identity.clone(),
-                        };
-                        self.sessions.insert(k, o, self.cfg.max_sessions);
-                    }
-                }
-                if let Err(e) = self.out.decided(&report) {
-                    self.out_error.get_or_insert(e);
-                }
+        if let Some((keys, kind, client_identity)) = session {
+            for k in keys {
+                let o = SessionOrigin {
+                    flow_id: facts.id,
+                    kind,
+                    client_identity: client_identity.clone(),
+                };
+                self.sessions.insert(k, o, self.cfg.max_sessions);
             }
-            Some(log) => {
-                let line = (!keep).then(|| crate::shard::line_without_id(&mut report));
-                log.push(facts.id, Event::Decided { line, session });
-            }
+        }
+        if let Err(e) = self.out.decided(&report) {
+            self.out_error.get_or_insert(e);
         }
         self.table.get_mut(slot).state = State::Decided(keep.then(|| Box::new(report.verdict)));
     }
@@ -513,28 +426,12 @@ impl<O: Output> Engine<O> {
             }
             self.decide(slot);
         }
-        let keep = self.keep();
         let flow = self.table.get_mut(slot);
-        match std::mem::replace(&mut flow.state, State::Closed) {
-            State::Decided(Some(v)) => {
-                let report = self.report(&self.table.get(slot).facts(), *v);
-                match &mut self.log {
-                    None => {
-                        if let Err(e) = self.out.closed(report) {
-                            self.out_error.get_or_insert(e);
-                        }
-                    }
-                    Some(log) => log.push(report.id, Event::Closed(Box::new(report))),
-                }
+        if let State::Decided(Some(v)) = std::mem::replace(&mut flow.state, State::Closed) {
+            let report = self.report(&self.table.get(slot).facts(), *v);
+            if let Err(e) = self.out.closed(report) {
+                self.out_error.get_or_insert(e);
             }
-            // Sharded, and the writer decided this one (a resumed session): it has the verdict.
-            State::Decided(None) if keep => {
-                let facts = self.table.get(slot).facts();
-                if let Some(log) = &mut self.log {
-                    log.push(facts.id, Event::ClosedPending(Box::new(facts)));
-                }
-            }
-            _ => {}
         }
     }
 
@@ -545,8 +442,8 @@ impl<O: Output> Engine<O> {
         let mut stale: Vec<(u64, usize)> = self
             .table
             .slots_where(|f| match f.state {
-                State::Closed => f.last_ts + CLOSED_LINGER_NS < now,
-                _ => f.last_ts + idle < now,
+                State::Closed => f.last_ts.saturating_add(CLOSED_LINGER_NS) < now,
+                _ => f.last_ts.saturating_add(idle) < now,
             })
             .into_iter()
             .map(|s| (self.table.get(s).id, s))
@@ -585,9 +482,6 @@ impl<O: Output> Engine<O> {
 
     /// End of all input: every connection still open is closed and reported, oldest first.
     pub fn finish(&mut self) {
-        if let Some(l) = &mut self.log {
-            l.at(u64::MAX, 0);
-        }
         let mut slots: Vec<(u64, usize)> = self
             .table
             .slots_where(|_| true)

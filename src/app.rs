@@ -9,7 +9,6 @@ use crate::filter::PacketFilter;
 use crate::netns::NetnsTarget;
 use crate::peer_authentication::{Cluster, Explanation};
 use crate::report::{self, Collect, Format, JsonLines, LiveTable, Output, Summary};
-use crate::shard::{Sharded, Sink};
 use crate::source::CaptureReader;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -332,10 +331,6 @@ pub struct InputArgs {
     /// Never show progress.
     #[arg(long)]
     pub no_progress: bool,
-    /// Worker threads: connections are spread over them by their endpoints, and the output is
-    /// the same as with one. --max-flows and --total-buffer are divided among the workers.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub threads: u16,
     #[command(flatten)]
     pub limits: Limits,
     #[command(flatten)]
@@ -595,29 +590,6 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         anyhow::bail!("no capture file given (name one or more files, or `-` for standard input; `mtlscope capture -i IFACE` captures live)");
     }
     let stdout = io::stdout();
-    let threads = usize::from(args.input.threads);
-    if threads > 1 {
-        let sink = match args.format {
-            // The writer flushes what each batch of reports decided, not every line.
-            Format::Jsonl => Sink::Lines(io::BufWriter::with_capacity(64 << 10, stdout)),
-            Format::Json | Format::Table => Sink::Collect(Collect::default()),
-        };
-        let mut sharded = Sharded::start(&cfg, threads, sink, cluster);
-        let errors = read_all(inputs, &mut filter, &mut sharded, progress);
-        let done = sharded.finish();
-        if let Some(e) = done.out_error {
-            return Err(e).context("writing to standard output");
-        }
-        let mut summary = done.summary;
-        summary.errors = errors.clone();
-        match done.sink {
-            Sink::Lines(out) => JsonLines::new(out)
-                .summary(&summary)
-                .context("writing to standard output")?,
-            Sink::Collect(c) => write_collected(args.format, &c.sorted(), &summary)?,
-        }
-        return Ok(report_errors(&errors));
-    }
     match args.format {
         Format::Jsonl => {
             // Regular files are read as fast as they can be: no flush per connection. Standard
@@ -720,19 +692,9 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
                 );
             }
             let progress = show_progress(&args.input);
-            if args.input.threads > 1 {
-                let sink: Sink<io::Sink> = Sink::Collect(Collect::default());
-                let mut sharded = Sharded::start(&cfg, usize::from(args.input.threads), sink, cluster.clone());
-                let errors = read_all(&args.input.inputs, &mut filter, &mut sharded, progress);
-                match sharded.finish().sink {
-                    Sink::Collect(c) => (c.sorted(), errors),
-                    Sink::Lines(_) => unreachable!("check collects reports"),
-                }
-            } else {
-                let mut engine = engine(cfg, Collect::default(), &cluster);
-                let errors = read_all(&args.input.inputs, &mut filter, &mut engine, progress);
-                (engine.out.sorted(), errors)
-            }
+            let mut engine = engine(cfg, Collect::default(), &cluster);
+            let errors = read_all(&args.input.inputs, &mut filter, &mut engine, progress);
+            (engine.out.sorted(), errors)
         }
     };
     let opts = CheckOptions {
@@ -1088,17 +1050,6 @@ fn read_one<P: Packets>(
 ) -> Result<(), String> {
     let mut reader = CaptureReader::open(input).map_err(|e| e.to_string())?;
     let bar = progress.then(|| progress_bar(&reader));
-    if filter.is_none() {
-        if let Some(done) = engine.read_file(input, &reader, bar.as_ref()) {
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
-            return done;
-        }
-    }
-    if engine.read_ahead() {
-        reader.start_read_ahead();
-    }
     let mut unsupported: BTreeSet<i32> = BTreeSet::new();
     let mut first_error = None;
     let mut n: u64 = 0;

@@ -211,7 +211,7 @@ impl Flow {
 }
 
 /// A copy of a flow's counters and roles, detached from the table: what the verdict and the
-/// report need. With `--threads N` it travels from a worker to the thread that writes reports.
+/// report need.
 #[derive(Debug, Clone)]
 pub struct FlowFacts {
     pub id: u64,

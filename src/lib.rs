@@ -5,7 +5,7 @@
 //! [`source`] (capture files, stdin) -> [`filter`] (BPF) -> [`decode`] (link, IP, TCP) ->
 //! [`flows`] (bidirectional table) -> [`tcp_reassembly`] (per-direction streams) ->
 //! [`inspect`] / [`tls_classifier`] / [`certs`] / [`plaintext`] / [`mesh`] ->
-//! [`verdict`] -> [`report`]. [`analyzer`] drives them ([`shard`] spreads that over threads);
+//! [`verdict`] -> [`report`]. [`analyzer`] drives them;
 //! [`app`] is the command line.
 #![forbid(unsafe_code)]
 
@@ -27,7 +27,6 @@ pub mod netns;
 pub mod peer_authentication;
 pub mod plaintext;
 pub mod report;
-pub mod shard;
 pub mod sniff;
 pub mod source;
 pub mod tcp_reassembly;

@@ -182,37 +182,6 @@ impl Summary {
         }
     }
 
-    /// Add the counts of a summary kept by another thread (`--threads N`). Node-level
-    /// encryption, errors and capture statistics are kept by one thread only and are taken
-    /// from `other` only when this summary has none.
-    pub fn absorb(&mut self, other: Summary) {
-        self.connections += other.connections;
-        for (k, n) in other.verdicts {
-            *self.verdicts.entry(k).or_default() += n;
-        }
-        self.inferred += other.inferred;
-        self.uncertain += other.uncertain;
-        self.packets += other.packets;
-        self.tcp_packets += other.tcp_packets;
-        for (k, n) in other.skipped {
-            *self.skipped.entry(k).or_default() += n;
-        }
-        self.evicted_flows += other.evicted_flows;
-        self.buffer_limit_hits += other.buffer_limit_hits;
-        for (k, n) in other.findings {
-            *self.findings.entry(k).or_default() += n;
-        }
-        if self.errors.is_empty() {
-            self.errors = other.errors;
-        }
-        if self.node_encrypted.is_empty() {
-            self.node_encrypted = other.node_encrypted;
-        }
-        if self.capture.is_none() {
-            self.capture = other.capture;
-        }
-    }
-
     pub fn count_finding(&mut self, k: &Option<crate::enrich::Kubernetes>) {
         use crate::peer_authentication::Finding;
         if let Some(f) = k

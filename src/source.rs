@@ -15,18 +15,11 @@
 //!
 //! Memory: one buffer of `BUF_SIZE` bytes, grown only while a record larger than that arrives
 //! and never beyond `MAX_RECORD`. Nothing is allocated per packet; a packet's bytes are
-//! borrowed from the buffer until the next call. The buffer is reference-counted so that
-//! `--threads N` can hand whole buffers of packets to its workers without copying them
-//! ([`Packet::buffer`]): while a worker still holds the buffer, the next read goes into another
-//! one (a retired buffer nobody holds any more, or a new one). Reading ahead on a thread of its
-//! own ([`CaptureReader::start_read_ahead`]), the reader takes each block that thread read as its
-//! buffer, with the unconsumed tail of the block before copied into room left at its front, so
-//! the bytes are copied once, by the kernel.
+//! borrowed from the buffer until the next call.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
-use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use pcap_parser::pcapng::{
@@ -46,16 +39,6 @@ const BUF_SIZE: usize = 1 << 20;
 const MAX_RECORD: usize = 256 << 20;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
-
-/// Buffers kept for reuse after they were handed out with packets (`--threads N` holds a few
-/// per worker).
-const MAX_RETIRED: usize = 32;
-
-/// Room at the front of each read-ahead block for the unconsumed tail of the block before it
-/// (less than one record), so that the reader can take the block as its buffer without
-/// copying it. A record longer than this that spans two blocks is put together in a buffer of
-/// the reader's own.
-const AHEAD_ROOM: usize = 64 << 10;
 
 /// libpcap `LINKTYPE_` value. A newtype rather than an enum so that values this crate does not
 /// know survive into reports (the decoder says which link types it does not handle).
@@ -151,10 +134,6 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// Length of the packet on the wire.
     pub orig_len: u32,
-    /// The reader's buffer `data` lies in, at `at`: a reference to it keeps the bytes (and
-    /// every other packet read into it) without a copy.
-    pub buffer: &'a Arc<Vec<u8>>,
-    pub at: usize,
 }
 
 /// Where in the input an error applies. For gzip input the offset counts decompressed bytes,
@@ -440,9 +419,7 @@ pub struct CaptureReader {
     gzip: bool,
     len_hint: Option<u64>,
     /// `buf[start..end]` is read but not yet consumed.
-    buf: Arc<Vec<u8>>,
-    /// Buffers handed out with packets earlier; reused once nobody else holds them.
-    retired: Vec<Arc<Vec<u8>>>,
+    buf: Vec<u8>,
     start: usize,
     end: usize,
     /// Capture offset of `buf[0]`.
@@ -452,8 +429,6 @@ pub struct CaptureReader {
     format: Format,
     /// pcapng state; unused for legacy pcap.
     ng: NgSection,
-    /// Reading ahead on another thread: its blocks become the buffer, instead of `input`.
-    ahead: Option<ReadAhead>,
 }
 
 impl fmt::Debug for CaptureReader {
@@ -501,27 +476,6 @@ impl CaptureReader {
         CaptureReader::with_hint(path, Box::new(file), len_hint)
     }
 
-    /// From now on, do the reading (the kernel's copy, or gzip decompression) ahead on a
-    /// thread of its own: for `--threads N`, where the thread that frames and decodes packets
-    /// would otherwise also pay for every read.
-    pub fn start_read_ahead(&mut self) {
-        if self.ahead.is_none() {
-            let input = std::mem::replace(&mut self.input, Box::new(io::empty()));
-            self.ahead = Some(ReadAhead::new(input));
-        }
-    }
-
-    /// The record layout when this is a legacy pcap file read from a regular file, not
-    /// compressed: one whose blocks can be read at any offset (`--threads N` has each worker
-    /// read blocks of its own, [`crate::shard`]). The records start at byte
-    /// [`PCAP_DATA_START`].
-    pub fn plain_pcap_file(&self) -> Option<PcapLayout> {
-        match self.format {
-            Format::Pcap(layout) if !self.gzip && self.len_hint.is_some() && self.ahead.is_none() => Some(layout),
-            _ => None,
-        }
-    }
-
     /// Reads a capture from any byte stream; `name` is used in error messages.
     pub fn from_read(name: &str, r: Box<dyn Read + Send>) -> Result<CaptureReader, SourceError> {
         CaptureReader::with_hint(name, r, None)
@@ -533,8 +487,7 @@ impl CaptureReader {
             input,
             gzip: false,
             len_hint,
-            buf: Arc::new(vec![0; BUF_SIZE]),
-            retired: Vec::new(),
+            buf: vec![0; BUF_SIZE],
             start: 0,
             end: 0,
             base: 0,
@@ -542,7 +495,6 @@ impl CaptureReader {
             done: false,
             format: Format::PcapNg,
             ng: NgSection::default(),
-            ahead: None,
         };
         reader.fill(2)?;
         if reader.available().starts_with(&[0x1f, 0x8b]) {
@@ -631,8 +583,6 @@ impl CaptureReader {
                 link: f.link,
                 data: self.buf.get(f.lo..f.hi).unwrap_or_default(),
                 orig_len: f.orig_len,
-                buffer: &self.buf,
-                at: f.lo,
             })),
             Ok(None) => {
                 self.done = true;
@@ -652,8 +602,7 @@ impl CaptureReader {
 
     /// Bytes of (decompressed) capture consumed so far.
     pub fn offset(&self) -> u64 {
-        // Wrapping: with read-ahead blocks, `buf[0]` may lie before the start of the input.
-        self.base.wrapping_add(self.start as u64)
+        self.base + self.start as u64
     }
 
     /// Total size of the input when known (an uncompressed regular file), for progress bars.
@@ -924,36 +873,7 @@ impl CaptureReader {
         self.fill_slow(need)
     }
 
-    /// The buffer, to write into: if packets read into it are still held elsewhere, the
-    /// unconsumed tail moves to another buffer first.
-    fn writable(&mut self) -> &mut Vec<u8> {
-        if Arc::get_mut(&mut self.buf).is_none() {
-            let fresh = match self.retired.iter().position(|b| Arc::strong_count(b) == 1) {
-                Some(i) => self.retired.swap_remove(i),
-                None => Arc::new(vec![0; self.buf.len().max(BUF_SIZE)]),
-            };
-            let old = std::mem::replace(&mut self.buf, fresh);
-            let tail = old.get(self.start..self.end).unwrap_or_default();
-            let buf = Arc::make_mut(&mut self.buf);
-            if buf.len() < tail.len() {
-                buf.resize(tail.len(), 0);
-            }
-            buf[..tail.len()].copy_from_slice(tail);
-            self.base = self.base.wrapping_add(self.start as u64);
-            self.end -= self.start;
-            self.start = 0;
-            // Buffers that grew for a huge record are not kept.
-            if old.len() == BUF_SIZE && self.retired.len() < MAX_RETIRED {
-                self.retired.push(old);
-            }
-        }
-        Arc::make_mut(&mut self.buf)
-    }
-
     fn fill_slow(&mut self, need: usize) -> Result<bool, SourceError> {
-        if self.ahead.is_some() {
-            return self.fill_ahead(need);
-        }
         self.compact();
         while self.end < need {
             if self.eof {
@@ -963,10 +883,9 @@ impl CaptureReader {
                 // Grow only as data arrives, so a corrupt length field in a short file costs
                 // nothing; doubling keeps the copies of a huge record few.
                 let grown = need.min(self.buf.len().saturating_mul(2)).max(self.end + 1);
-                self.writable().resize(grown, 0);
+                self.buf.resize(grown, 0);
             }
-            self.writable();
-            let space = Arc::make_mut(&mut self.buf).get_mut(self.end..).unwrap_or_default();
+            let space = self.buf.get_mut(self.end..).unwrap_or_default();
             match self.input.read(space) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
@@ -980,11 +899,9 @@ impl CaptureReader {
     /// Keep the unconsumed tail (less than one record) at the front of a buffer of our own, so
     /// each read can use the whole buffer.
     fn compact(&mut self) {
-        self.writable();
         if self.start > 0 {
-            let (start, end) = (self.start, self.end);
-            self.writable().copy_within(start..end, 0);
-            self.base = self.base.wrapping_add(self.start as u64);
+            self.buf.copy_within(self.start..self.end, 0);
+            self.base += self.start as u64;
             self.end -= self.start;
             self.start = 0;
         }
@@ -993,7 +910,7 @@ impl CaptureReader {
     fn read_error(&self, source: io::Error) -> SourceError {
         let file = self.name.clone();
         let at = Position {
-            offset: self.base.wrapping_add(self.end as u64),
+            offset: self.base + self.end as u64,
             decompressed: self.gzip,
         };
         if self.gzip {
@@ -1001,459 +918,6 @@ impl CaptureReader {
         } else {
             SourceError::Read { file, at, source }
         }
-    }
-
-    /// [`CaptureReader::fill_slow`] from read-ahead blocks: the next block becomes the buffer,
-    /// with the unconsumed tail copied into the room at its front. The kernel's copy into the
-    /// block, on the read-ahead thread, is the only copy of the bytes.
-    fn fill_ahead(&mut self, need: usize) -> Result<bool, SourceError> {
-        while self.end - self.start < need {
-            if self.eof {
-                return Ok(false);
-            }
-            self.give_back_retired();
-            let Some(ahead) = self.ahead.as_mut() else {
-                return Ok(false);
-            };
-            let (mut block, filled) = match ahead.next_block() {
-                None => {
-                    self.eof = true;
-                    continue;
-                }
-                Some(Ok(b)) => b,
-                Some(Err(source)) => return Err(self.read_error(source)),
-            };
-            let tail = self.end - self.start;
-            if tail <= AHEAD_ROOM {
-                let at = AHEAD_ROOM - tail;
-                block[at..AHEAD_ROOM].copy_from_slice(self.buf.get(self.start..self.end).unwrap_or_default());
-                let old = std::mem::replace(&mut self.buf, Arc::new(block));
-                self.base = self.base.wrapping_add(self.start as u64).wrapping_sub(at as u64);
-                self.start = at;
-                self.end = AHEAD_ROOM + filled;
-                if self.retired.len() < MAX_RETIRED {
-                    self.retired.push(old);
-                }
-            } else {
-                // A long record across blocks: put it together in a buffer of our own.
-                self.compact();
-                let end = self.end;
-                let buf = self.writable();
-                if buf.len() < end + filled {
-                    buf.resize(end + filled, 0);
-                }
-                buf[end..end + filled].copy_from_slice(&block[AHEAD_ROOM..AHEAD_ROOM + filled]);
-                self.end += filled;
-                if let Some(ahead) = &self.ahead {
-                    ahead.give_back(block);
-                }
-            }
-        }
-        Ok(true)
-    }
-
-    /// Read-ahead blocks nobody holds any more go back to the reading thread.
-    fn give_back_retired(&mut self) {
-        let Some(ahead) = &self.ahead else { return };
-        let mut i = 0;
-        while i < self.retired.len() {
-            if Arc::strong_count(&self.retired[i]) == 1 {
-                let b = self.retired.swap_remove(i);
-                if let Ok(block) = Arc::try_unwrap(b) {
-                    if block.len() == AHEAD_BLOCK {
-                        ahead.give_back(block);
-                    }
-                }
-            } else {
-                i += 1;
-            }
-        }
-    }
-}
-
-/// Length of a read-ahead block: the room for a tail, then one read of `AHEAD_READ`.
-const AHEAD_BLOCK: usize = AHEAD_ROOM + AHEAD_READ;
-/// One read of the read-ahead thread. Smaller than `BUF_SIZE`, and few of them ahead
-/// (`READ_AHEAD`): the bytes the kernel wrote on one core are parsed on another, and the
-/// fewer bytes in flight, the more of them are still in the caches then. Against 1 MiB,
-/// 4 ahead: `--threads 2` took 16% less CPU time on the benchmark capture (mean of 10 runs;
-/// noisy) and 18 MB of memory instead of 28 MB.
-const AHEAD_READ: usize = 256 << 10;
-
-/// A reader that reads ahead on its own thread, in blocks of `AHEAD_READ`, a few blocks ahead.
-/// Read errors arrive in order, after the bytes read before them.
-struct ReadAhead {
-    /// Blocks and how much of each was read.
-    blocks: std::sync::mpsc::Receiver<io::Result<(Vec<u8>, usize)>>,
-    /// Blocks read out go back to the reading thread.
-    spent: std::sync::mpsc::Sender<Vec<u8>>,
-    block: Vec<u8>,
-    at: usize,
-    filled: usize,
-    done: bool,
-}
-
-/// Blocks read ahead.
-const READ_AHEAD: usize = 2;
-
-impl ReadAhead {
-    fn new(mut input: Box<dyn Read + Send>) -> ReadAhead {
-        let (tx, blocks) = std::sync::mpsc::sync_channel(READ_AHEAD);
-        let (spent, free) = std::sync::mpsc::channel::<Vec<u8>>();
-        let reading = move || loop {
-            let mut block = free.try_recv().unwrap_or_default();
-            // Blocks come back at their full length: zeroed once, never again.
-            if block.len() != AHEAD_BLOCK {
-                block = vec![0; AHEAD_BLOCK];
-            }
-            let mut filled = 0;
-            let result = loop {
-                match input.read(&mut block[AHEAD_ROOM + filled..]) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        filled += n;
-                        if filled == AHEAD_READ {
-                            break Ok(());
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-            };
-            let end = filled == 0 || result.is_err();
-            if filled > 0 && tx.send(Ok((block, filled))).is_err() {
-                return;
-            }
-            if let Err(e) = result {
-                let _ = tx.send(Err(e));
-            }
-            if end {
-                return;
-            }
-        };
-        let (blocks, spent) = match std::thread::Builder::new().name("mtlscope-read".into()).spawn(reading) {
-            Ok(_) => (blocks, spent),
-            Err(e) => {
-                // No thread: the first read reports why.
-                let (tx, blocks) = std::sync::mpsc::sync_channel(1);
-                let _ = tx.send(Err(e));
-                (blocks, spent)
-            }
-        };
-        ReadAhead {
-            blocks,
-            spent,
-            block: Vec::new(),
-            at: 0,
-            filled: 0,
-            done: false,
-        }
-    }
-}
-
-impl ReadAhead {
-    /// The next block and how many bytes were read into it after [`AHEAD_ROOM`]; `None` at the
-    /// end of input.
-    fn next_block(&mut self) -> Option<io::Result<(Vec<u8>, usize)>> {
-        if self.done {
-            return None;
-        }
-        match self.blocks.recv() {
-            Ok(Ok(b)) => Some(Ok(b)),
-            Ok(Err(e)) => {
-                self.done = true;
-                Some(Err(e))
-            }
-            Err(_) => {
-                self.done = true;
-                None
-            }
-        }
-    }
-
-    /// A block to read into again.
-    fn give_back(&self, block: Vec<u8>) {
-        let _ = self.spent.send(block);
-    }
-}
-
-impl Read for ReadAhead {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.filled {
-            if self.done {
-                return Ok(0);
-            }
-            match self.blocks.recv() {
-                Ok(Ok((block, filled))) => {
-                    let old = std::mem::replace(&mut self.block, block);
-                    let _ = self.spent.send(old);
-                    self.at = AHEAD_ROOM;
-                    self.filled = AHEAD_ROOM + filled;
-                }
-                Ok(Err(e)) => {
-                    self.done = true;
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.done = true;
-                    return Ok(0);
-                }
-            }
-        }
-        let n = out.len().min(self.filled - self.at);
-        out[..n].copy_from_slice(&self.block[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-/// A legacy pcap file read in blocks at fixed offsets, each block framed on its own once the
-/// offset of its first record is known: `--threads N` has every worker read (the kernel's copy),
-/// frame and decode blocks of its own ([`crate::shard`]). Block `k` holds the records that
-/// start in `[k * BLOCK, (k + 1) * BLOCK)`; the last of them may end in a later block, and its
-/// framer reads the rest. Framing a block gives the offset of the next block's first record,
-/// which is all the next block's framer waits for.
-pub struct PcapBlocks {
-    input: Box<dyn ReadAt>,
-    /// Bytes of a block.
-    pub size: usize,
-    name: String,
-    layout: PcapLayout,
-}
-
-/// Where [`PcapBlocks`] reads from: a file (`pread`), or bytes in memory (fuzzing, tests).
-pub trait ReadAt: Send + Sync {
-    /// As [`std::os::unix::fs::FileExt::read_at`]: 0 at the end.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-}
-
-impl ReadAt for File {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(self, buf, offset)
-    }
-}
-
-impl ReadAt for Vec<u8> {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.len());
-        let n = buf.len().min(self.len() - start);
-        buf[..n].copy_from_slice(&self[start..start + n]);
-        Ok(n)
-    }
-}
-
-/// Bytes of one block. As `BUF_SIZE`: the framer and decoder read what the kernel has just
-/// written, while it is still in this core's cache.
-pub const BLOCK: usize = 1 << 20;
-
-/// Room after a block for the end of its last record ([`PcapBlocks::capacity`]).
-const BLOCK_ROOM: usize = 64 << 10;
-
-/// One block's bytes and the records framed in it. Kept and reused: the buffer is zeroed once.
-#[derive(Debug, Default)]
-pub struct BlockBytes {
-    /// `buf[..filled]` are the file's bytes from the block's start.
-    pub buf: Vec<u8>,
-    pub filled: usize,
-    pub frames: Vec<BlockFrame>,
-    /// Reading stopped here with this error: the records before it are framed, and it ends
-    /// the file where a record needs the bytes that could not be read, as with the reader.
-    read_error: Option<SourceError>,
-}
-
-/// A record framed in a block: its captured bytes are `buf[data]`.
-#[derive(Debug, Clone)]
-pub struct BlockFrame {
-    pub ts_ns: u64,
-    pub data: std::ops::Range<usize>,
-    pub orig_len: u32,
-}
-
-/// How framing a block ended.
-#[derive(Debug)]
-pub enum BlockEnd {
-    /// The next block's first record starts at this offset.
-    Next(u64),
-    /// The capture ends in this block: cleanly, or with this error after the records framed.
-    End(Option<SourceError>),
-}
-
-impl PcapBlocks {
-    /// For a reader of a plain pcap file ([`CaptureReader::plain_pcap_file`]), in blocks of
-    /// `size` bytes ([`BLOCK`]; tests use small ones).
-    pub fn open(path: &str, reader: &CaptureReader, size: usize) -> Option<PcapBlocks> {
-        let layout = reader.plain_pcap_file()?;
-        let file = File::open(path).ok()?;
-        Some(PcapBlocks {
-            input: Box::new(file),
-            size: size.max(1),
-            name: reader.name.clone(),
-            layout,
-        })
-    }
-
-    /// A plain pcap file in memory (fuzzing, tests); `None` when it is something else or its
-    /// file header is cut.
-    pub fn from_bytes(name: &str, bytes: Vec<u8>, size: usize) -> Option<PcapBlocks> {
-        let len = Some(bytes.len() as u64);
-        let reader = CaptureReader::with_hint(name, Box::new(Cursor::new(bytes.clone())), len).ok()?;
-        let layout = reader.plain_pcap_file()?;
-        Some(PcapBlocks {
-            input: Box::new(bytes),
-            size: size.max(1),
-            name: name.to_string(),
-            layout,
-        })
-    }
-
-    pub fn link(&self) -> LinkType {
-        self.layout.link
-    }
-
-    /// Reads block `k` into `b` (fewer bytes at the end of the file, or up to a read error,
-    /// which framing reports where the reader would), and forgets its frames.
-    pub fn read(&self, k: u64, b: &mut BlockBytes) {
-        b.filled = 0;
-        b.frames.clear();
-        b.read_error = None;
-        if b.buf.len() < self.capacity() {
-            b.buf.resize(self.capacity(), 0);
-        }
-        if let Err(e) = self.fill(k, b, self.size) {
-            b.read_error = Some(e);
-        }
-    }
-
-    /// What a block's buffer holds without growing: the block, and room for the rest of a
-    /// record that starts in it and ends after it (a packet of up to 64 KiB).
-    pub fn capacity(&self) -> usize {
-        self.size + BLOCK_ROOM
-    }
-
-    /// Frames the records of block `k` (read by [`PcapBlocks::read`]) from `first`, the offset
-    /// of its first record, which the block before gave.
-    pub fn frame(&self, k: u64, b: &mut BlockBytes, first: u64) -> BlockEnd {
-        let base = k * self.size as u64;
-        let header = self.layout.record_header;
-        let mut pos = first;
-        loop {
-            if pos >= base + self.size as u64 {
-                return BlockEnd::Next(pos);
-            }
-            // Below self.size: fits.
-            let rel = (pos - base) as usize;
-            let truncated = |b: &BlockBytes, what, needed: usize| SourceError::Truncated {
-                file: self.name.clone(),
-                at: Position {
-                    offset: pos,
-                    decompressed: false,
-                },
-                what,
-                needed: needed as u64,
-                left: (b.filled - rel) as u64,
-            };
-            // Within the block's bytes (almost always): no call.
-            match if b.filled >= rel + header {
-                Ok(true)
-            } else {
-                self.fill(k, b, rel + header)
-            } {
-                Ok(true) => {}
-                Ok(false) if b.filled == rel => return BlockEnd::End(None),
-                Ok(false) => return BlockEnd::End(Some(truncated(b, "packet record header", header))),
-                Err(e) => return BlockEnd::End(Some(e)),
-            }
-            let rec = match self.layout.record(&b.buf[rel..rel + header]) {
-                Ok(rec) => rec,
-                Err(reason) => {
-                    return BlockEnd::End(Some(SourceError::Corrupt {
-                        file: self.name.clone(),
-                        at: Position {
-                            offset: pos,
-                            decompressed: false,
-                        },
-                        what: "pcap record",
-                        reason,
-                    }))
-                }
-            };
-            let total = header + rec.caplen;
-            match if b.filled >= rel + total {
-                Ok(true)
-            } else {
-                self.fill(k, b, rel + total)
-            } {
-                Ok(true) => {}
-                Ok(false) => return BlockEnd::End(Some(truncated(b, "packet record", total))),
-                Err(e) => return BlockEnd::End(Some(e)),
-            }
-            b.frames.push(BlockFrame {
-                ts_ns: rec.ts_ns,
-                data: rel + header..rel + total,
-                orig_len: rec.orig_len,
-            });
-            pos += total as u64;
-        }
-    }
-
-    /// Every record, block after block in order, as (timestamp, captured bytes, wire length),
-    /// then the error that ended the file, if any: what the workers of `--threads N` frame
-    /// between them, on one thread (tests, fuzzing).
-    pub fn frame_all(&self, mut each: impl FnMut(u64, &[u8], u32)) -> Option<SourceError> {
-        let mut first = PCAP_DATA_START;
-        let mut b = BlockBytes::default();
-        for k in 0.. {
-            self.read(k, &mut b);
-            let end = self.frame(k, &mut b, first);
-            for f in &b.frames {
-                each(f.ts_ns, &b.buf[f.data.clone()], f.orig_len);
-            }
-            match end {
-                BlockEnd::Next(next) => {
-                    assert!(
-                        next >= (k + 1) * self.size as u64,
-                        "the next block's first record is in it"
-                    );
-                    first = next;
-                }
-                BlockEnd::End(e) => return e,
-            }
-        }
-        None
-    }
-
-    /// Makes `need` bytes of block `k` available (reading past the block for a record that
-    /// ends after it); `Ok(false)` when the file ends first. Grows the buffer at most by
-    /// doubling, so a corrupt length near the end of a file costs nothing.
-    fn fill(&self, k: u64, b: &mut BlockBytes, need: usize) -> Result<bool, SourceError> {
-        let base = k * self.size as u64;
-        while b.filled < need {
-            if let Some(e) = b.read_error.take() {
-                return Err(e);
-            }
-            if b.filled == b.buf.len() {
-                let grown = need.min(b.buf.len().saturating_mul(2)).max(b.filled + 1);
-                b.buf.resize(grown, 0);
-            }
-            let at = base + b.filled as u64;
-            let end = b.buf.len().min(need.max(self.size));
-            match self.input.read_at(&mut b.buf[b.filled..end], at) {
-                Ok(0) => return Ok(false),
-                Ok(n) => b.filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(SourceError::Read {
-                        file: self.name.clone(),
-                        at: Position {
-                            offset: at,
-                            decompressed: false,
-                        },
-                        source,
-                    })
-                }
-            }
-        }
-        Ok(true)
     }
 }
 
@@ -1522,31 +986,6 @@ fn read_u16(b: &[u8], at: usize, big_endian: bool) -> u16 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn read_ahead_gives_the_same_bytes_then_the_error() {
-        let data: Vec<u8> = (0..3 * BUF_SIZE + 12345).map(|i| (i * 7 + i / 251) as u8).collect();
-        let mut out = Vec::new();
-        ReadAhead::new(Box::new(Cursor::new(data.clone())))
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, data);
-
-        // Bytes before a failure arrive, then the failure itself.
-        struct Failing(Cursor<Vec<u8>>);
-        impl Read for Failing {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                match self.0.read(buf)? {
-                    0 => Err(io::Error::other("disk on fire")),
-                    n => Ok(n),
-                }
-            }
-        }
-        let mut r = ReadAhead::new(Box::new(Failing(Cursor::new(data[..BUF_SIZE + 10].to_vec()))));
-        let mut out = Vec::new();
-        let err = r.read_to_end(&mut out).unwrap_err();
-        assert_eq!(err.to_string(), "disk on fire");
-        assert_eq!(out, &data[..BUF_SIZE + 10]);
-    }
     use flate2::write::GzEncoder;
     use flate2::Compression;
     use std::io::Write;
@@ -1810,84 +1249,6 @@ mod tests {
         assert_eq!(packets[1], pkt(10 * SEC + 20_000, LinkType::ETHERNET, b"second", 6));
     }
 
-    /// A reader over `bytes` that reads ahead on a thread (the `--threads N` reader); `hold`:
-    /// keep every packet's buffer alive, as workers do, so no block is reused early.
-    fn read_ahead_all(bytes: Vec<u8>, hold: bool) -> (Vec<Owned>, Option<SourceError>, u64) {
-        let mut r = reader(pcap_file(0xa1b2_c3d4, false, 1, &[])).unwrap();
-        // Start over on `bytes`, read ahead.
-        r.buf = Arc::new(vec![0; BUF_SIZE]);
-        r.start = 0;
-        r.end = 0;
-        r.base = 0;
-        r.eof = false;
-        r.done = false;
-        r.ahead = Some(ReadAhead::new(Box::new(Cursor::new(bytes))));
-        r.detect_format().unwrap();
-        let mut held = Vec::new();
-        let mut packets = Vec::new();
-        let err = loop {
-            match r.next_packet() {
-                Ok(Some(p)) => {
-                    if hold {
-                        held.push(p.buffer.clone());
-                    }
-                    packets.push(Owned {
-                        ts_ns: p.ts_ns,
-                        link: p.link,
-                        data: p.data.to_vec(),
-                        orig_len: p.orig_len,
-                    })
-                }
-                Ok(None) => break None,
-                Err(e) => break Some(e),
-            }
-        };
-        (packets, err, r.offset())
-    }
-
-    #[test]
-    fn read_ahead_blocks_give_the_same_packets() {
-        // Records of every size around the block and the room for a tail, so that records
-        // cross blocks with short and long tails, and some are longer than a block.
-        let sizes = [
-            60,
-            1500,
-            200_000,
-            AHEAD_ROOM - 16,
-            AHEAD_ROOM + 1,
-            3 * BUF_SIZE,
-            7,
-            BUF_SIZE + 3,
-        ];
-        let datas: Vec<Vec<u8>> = (0..60)
-            .map(|i| (0..sizes[i % sizes.len()] + i).map(|j| (i * 31 + j) as u8).collect())
-            .collect();
-        let recs: Vec<Rec<'_>> = datas
-            .iter()
-            .enumerate()
-            .map(|(i, d)| Rec {
-                sec: i as u32,
-                frac: 0,
-                data: d,
-                orig: d.len() as u32,
-            })
-            .collect();
-        let bytes = pcap_file(0xa1b2_c3d4, false, 1, &recs);
-        let (want, err) = read_bytes(bytes.clone());
-        assert!(err.is_none());
-        for hold in [false, true] {
-            let (got, err, offset) = read_ahead_all(bytes.clone(), hold);
-            assert!(err.is_none(), "{err:?}");
-            assert_eq!(offset, bytes.len() as u64);
-            assert!(got == want, "hold {hold}");
-        }
-        // A cut in the middle: the same error, at the same offset.
-        let cut = bytes[..bytes.len() - 100].to_vec();
-        let (want, want_err) = read_bytes(cut.clone());
-        let (got, got_err, _) = read_ahead_all(cut, true);
-        assert!(got == want);
-        assert_eq!(got_err.map(|e| e.to_string()), want_err.map(|e| e.to_string()));
-    }
 
     #[test]
     fn packet_larger_than_the_buffer() {
@@ -2316,122 +1677,6 @@ mod tests {
         }
     }
 
-    /// Every packet of a file read block by block with [`PcapBlocks`], then the error that
-    /// stopped it.
-    fn read_blocks(blocks: &PcapBlocks) -> (Vec<Owned>, Option<String>) {
-        let mut packets = Vec::new();
-        let err = blocks.frame_all(|ts_ns, data, orig_len| {
-            packets.push(Owned {
-                ts_ns,
-                link: blocks.link(),
-                data: data.to_vec(),
-                orig_len,
-            })
-        });
-        (packets, err.map(|e| e.to_string()))
-    }
-
-    /// Blocks of any size give what the reader gives, for a file cut at every byte: records
-    /// across blocks, records longer than a block (a block with no record of its own), a
-    /// clean end on a block boundary, truncated headers and records, and a corrupt length.
-    #[test]
-    fn blocks_frame_as_the_reader_at_every_cut() {
-        let big = vec![0x5a; 300];
-        let recs = [
-            Rec {
-                sec: 1,
-                frac: 5,
-                data: b"",
-                orig: 0,
-            },
-            Rec {
-                sec: 2,
-                frac: 6,
-                data: b"a",
-                orig: 60,
-            },
-            Rec {
-                sec: 3,
-                frac: 7,
-                data: &big,
-                orig: 300,
-            },
-            Rec {
-                sec: 4,
-                frac: 8,
-                data: b"0123456789abcdefghij",
-                orig: 20,
-            },
-            Rec {
-                sec: 5,
-                frac: 9,
-                data: &big[..41],
-                orig: 1500,
-            },
-        ];
-        let mut corrupt = pcap_file(0xa1b2_c3d4, true, 1, &recs[..2]);
-        corrupt.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 64]);
-        corrupt.extend_from_slice(&big);
-        let dir = std::env::temp_dir().join(format!("mtlscope-blocks-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("cut.pcap");
-        let path = path.to_str().unwrap();
-        for (name, bytes) in [
-            ("pcap", pcap_file(0xa1b2_c3d4, false, 1, &recs)),
-            ("pcap-ns-be", pcap_file(0xa1b2_3c4d, true, 101, &recs)),
-            ("corrupt", corrupt),
-        ] {
-            for cut in PCAP_FILE_HEADER..=bytes.len() {
-                std::fs::write(path, &bytes[..cut]).unwrap();
-                let mut r = CaptureReader::open(path).unwrap();
-                let (want, want_err) = read_all(&mut r);
-                let want_err = want_err.map(|e| e.to_string());
-                let reader = CaptureReader::open(path).unwrap();
-                for size in [1, 7, 16, 23, 64, 299, 301, 4096] {
-                    let from_file = PcapBlocks::open(path, &reader, size).expect("a plain pcap file");
-                    let (got, err) = read_blocks(&from_file);
-                    assert_eq!(got, want, "{name} cut at {cut}, blocks of {size}");
-                    assert_eq!(err, want_err, "{name} cut at {cut}, blocks of {size}");
-                    let in_memory = PcapBlocks::from_bytes(path, bytes[..cut].to_vec(), size).unwrap();
-                    let (got, err) = read_blocks(&in_memory);
-                    assert_eq!(got, want, "{name} cut at {cut}, blocks of {size}");
-                    assert_eq!(err, want_err, "{name} cut at {cut}, blocks of {size}");
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn only_plain_pcap_files_are_read_in_blocks() {
-        let dir = std::env::temp_dir().join(format!("mtlscope-plain-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let recs = [Rec {
-            sec: 1,
-            frac: 2,
-            data: b"abc",
-            orig: 3,
-        }];
-        let pcap = pcap_file(0xa1b2_c3d4, false, 1, &recs);
-        let cases = [
-            ("plain.pcap", pcap.clone(), true),
-            ("packed.pcap.gz", gzip(&pcap), false),
-            ("ng.pcapng", [shb(false), idb(false, 1, 0, &[])].concat(), false),
-        ];
-        for (name, bytes, plain) in cases {
-            let path = dir.join(name);
-            std::fs::write(&path, bytes).unwrap();
-            let path = path.to_str().unwrap();
-            let r = CaptureReader::open(path).unwrap();
-            assert_eq!(PcapBlocks::open(path, &r, BLOCK).is_some(), plain, "{name}");
-        }
-        let stdin_like = reader(pcap).unwrap();
-        assert!(
-            stdin_like.plain_pcap_file().is_none(),
-            "a stream has no offsets to read at"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 
     #[test]
     fn truncated_at_every_byte_pcap() {
@@ -2561,66 +1806,6 @@ mod tests {
         assert_eq!(err.to_string(), "t.pcap: read error at byte 24: device on fire");
     }
 
-    /// Bytes that can be read up to `at`, then an I/O error.
-    struct FailingAt {
-        bytes: Vec<u8>,
-        at: usize,
-    }
-
-    impl ReadAt for FailingAt {
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            let offset = offset as usize;
-            if offset >= self.at {
-                return Err(io::Error::other("device on fire"));
-            }
-            let n = buf
-                .len()
-                .min(self.at - offset)
-                .min(self.bytes.len().saturating_sub(offset));
-            buf[..n].copy_from_slice(&self.bytes[offset..offset + n]);
-            Ok(n)
-        }
-    }
-
-    /// A read error at any byte: the records before it, then the same error at the same
-    /// offset as the reader, whatever the block size.
-    #[test]
-    fn read_errors_in_blocks_as_in_the_reader() {
-        let big = [7u8; 90];
-        let recs: Vec<Rec<'_>> = (0..6)
-            .map(|i| Rec {
-                sec: i,
-                frac: 0,
-                data: &big[..15 * i as usize],
-                orig: 90,
-            })
-            .collect();
-        let bytes = pcap_file(0xa1b2_c3d4, false, 1, &recs);
-        for at in PCAP_FILE_HEADER..bytes.len() {
-            let input = Cursor::new(bytes[..at].to_vec()).chain(Failing);
-            let mut r = CaptureReader::from_read("t.pcap", Box::new(input)).unwrap();
-            let (want, want_err) = read_all(&mut r);
-            let want_err = want_err.map(|e| e.to_string());
-            assert!(
-                want_err.as_deref().is_some_and(|e| e.contains("device on fire")),
-                "cut {at}: {want_err:?}"
-            );
-            for size in [1, 16, 33, 100, 4096] {
-                let blocks = PcapBlocks {
-                    input: Box::new(FailingAt {
-                        bytes: bytes.clone(),
-                        at,
-                    }),
-                    name: "t.pcap".to_string(),
-                    layout: PcapBlocks::from_bytes("t.pcap", bytes.clone(), size).unwrap().layout,
-                    size,
-                };
-                let (got, err) = read_blocks(&blocks);
-                assert_eq!(got, want, "error at {at}, blocks of {size}");
-                assert_eq!(err, want_err, "error at {at}, blocks of {size}");
-            }
-        }
-    }
 
     /// Flips bytes of valid captures pseudo-randomly: every outcome is fine except a panic or
     /// a hang.

@@ -68,3 +68,28 @@ fn data_in_syn_is_placed_after_it() {
         flows[0].verdict.evidence
     );
 }
+
+/// Capture timestamps near `u64::MAX` (a corrupt or hostile pcapng clock): the sweep clock and
+/// the idle check added to them and overflowed, which panicked a debug build and, wrapped in a
+/// release build, closed connections early. Every packet of a real mTLS capture is shifted so
+/// that the last one lands on `u64::MAX`; the one connection keeps its verdict.
+#[test]
+fn timestamps_near_u64_max_do_not_overflow() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/openssl-tls13-mtls-rsa.pcap");
+    let mut r = CaptureReader::open(p.to_str().unwrap()).unwrap();
+    let mut packets = Vec::new();
+    while let Ok(Some(p)) = r.next_packet() {
+        packets.push((p.ts_ns, p.link, p.data.to_vec()));
+    }
+    let last = packets.last().unwrap().0;
+    for shift_to in [u64::MAX, u64::MAX - 1_000_000_000] {
+        let mut engine = Engine::new(Config::default(), Collect::default());
+        for (ts, link, data) in &packets {
+            let _ = engine.packet(shift_to - (last - ts), *link, data);
+        }
+        engine.finish();
+        let flows = engine.out.sorted();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].verdict.verdict, mtlscope::verdict::Kind::Mtls);
+    }
+}
