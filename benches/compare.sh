@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# compare.sh - time mtlscope against cat, tcpdump and tshark on one capture, in one run, and
-# check mtlscope's verdicts against the generator's ground truth.
+# compare.sh - time mtlscope against cat, tcpdump, nDPI's ndpiReader and tshark on one capture,
+# in one run, and check mtlscope's verdicts against the generator's ground truth.
 #
-#   benches/compare.sh [FILE] [--truth FILE.truth.tsv] [--no-build] [--runs N] [--tshark-runs N]
+#   benches/compare.sh [FILE] [--truth FILE.truth.tsv] [--no-build] [--mtlscope PATH]
+#                      [--runs N] [--tshark-runs N]
 #
 # FILE defaults to benches/out/capture.pcap (made by benches/gen-capture.sh); the ground truth
 # defaults to FILE with .pcap replaced by .truth.tsv. Builds target/release/mtlscope first
-# (cargo build --release) unless --no-build.
+# (cargo build --release) unless --no-build or --mtlscope PATH (measure that binary instead,
+# any version; nothing is built).
 #
 # Each tool runs under /usr/bin/time -v (peak RSS = "Maximum resident set size"), its output to
-# /dev/null; wall time is measured around it with bash's EPOCHREALTIME. `cat FILE` runs once first to warm the page
-# cache. cat, tcpdump and mtlscope: best of N runs (default 3); tshark: best of --tshark-runs
+# /dev/null; wall time is measured around it with bash's EPOCHREALTIME. `cat FILE` runs once
+# first to warm the page cache. cat, tcpdump, ndpiReader (`ndpiReader -i FILE -q`, run in a
+# temporary directory so that nothing it might write lands in the repository; Debian package
+# libndpi-bin) and mtlscope: best of N runs (default 3); tshark: best of --tshark-runs
 # (default 1: it takes seconds to minutes). When
 # `mtlscope analyze --help` lists --threads, mtlscope also runs with --threads 2, alternating
 # with the single-threaded runs so that both see the same machine, and its verdicts must equal
@@ -19,29 +23,34 @@
 # can gain on this machine.
 #
 # Prints a markdown table (tool, wall seconds, MB/s, peak RSS MB, wall time / mtlscope's), the
-# targets of issue 7 as measured, then the verdict check. Exits 1 on any verdict mismatch.
+# targets of issue 14 as measured, each marked met or MISSED (single thread: >= 3x faster than
+# ndpiReader, >= 60x faster than tshark, within 2x of cat, peak RSS <= 64 MB; --threads 2:
+# >= 1.6x faster than one thread, median of the alternating runs against median), then the
+# verdict check. Exits 1 on any verdict mismatch (a missed target does not change the exit code).
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
-FILE="" TRUTH="" BUILD=1 RUNS=3 TSHARK_RUNS=1
+FILE="" TRUTH="" BUILD=1 RUNS=3 TSHARK_RUNS=1 MTLSCOPE=$ROOT/target/release/mtlscope
 while [ $# -gt 0 ]; do
     case $1 in
         --truth) TRUTH=${2:?}; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --mtlscope) MTLSCOPE=${2:?}; BUILD=0; shift 2 ;;
         --runs) RUNS=${2:?}; shift 2 ;;
         --tshark-runs) TSHARK_RUNS=${2:?}; shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) FILE=$1; shift ;;
     esac
 done
 FILE=${FILE:-$HERE/out/capture.pcap}
 [ -f "$FILE" ] || { echo "no capture $FILE (make one with: sudo benches/gen-capture.sh)" >&2; exit 2; }
+FILE=$(realpath "$FILE")
 if [ -z "$TRUTH" ]; then TRUTH=${FILE%.pcap}.truth.tsv; fi
 [ -f "$TRUTH" ] || { echo "no ground truth $TRUTH" >&2; exit 2; }
-for t in tcpdump tshark python3; do
+for t in tcpdump tshark ndpiReader python3; do
     command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 2; }
 done
 [ -x /usr/bin/time ] || { echo "missing /usr/bin/time (Debian package: time)" >&2; exit 2; }
@@ -52,7 +61,6 @@ if [ "$BUILD" = 1 ]; then
     log "cargo build --release"
     (cd "$ROOT" && cargo build --release --quiet --bin mtlscope)
 fi
-MTLSCOPE=$ROOT/target/release/mtlscope
 [ -x "$MTLSCOPE" ] || { echo "no $MTLSCOPE" >&2; exit 2; }
 
 OUTDIR=$HERE/out
@@ -94,16 +102,21 @@ run() {
     WALL[$name]=$best RSS[$name]=$best_rss
 }
 
-log "file: $FILE ($MB MB), truth: $TRUTH"
+log "file: $FILE ($MB MB), truth: $TRUTH, mtlscope: $MTLSCOPE"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log "warming the page cache: cat"
 cat "$FILE" >/dev/null
 
 TS="tshark -Y 'tls.handshake.type == 11'"
+ND="ndpiReader -i -q"
 M1="mtlscope analyze -o jsonl"
 M2="mtlscope analyze -o jsonl --threads 2"
 run "cat" "$RUNS" /dev/null cat "$FILE"
 run "tcpdump -r -nn -q" "$RUNS" /dev/null tcpdump -r "$FILE" -nn -q
+# -q: no statistics printed at the end (flows are dissected all the same). Runs in $TMP/ndpi
+# (FILE is absolute by then), which goes with $TMP.
+mkdir "$TMP/ndpi"
+run "$ND" "$RUNS" /dev/null env -C "$TMP/ndpi" ndpiReader -i "$FILE" -q
 run "$TS" "$TSHARK_RUNS" /dev/null \
     tshark -r "$FILE" -Y 'tls.handshake.type == 11' -T fields -e tcp.stream
 if [ "$THREADS" = 1 ]; then
@@ -148,17 +161,30 @@ for name in "${ORDER[@]}"; do
     }'
 done
 echo
-echo "Best of $RUNS runs (tshark: $TSHARK_RUNS); load average before the runs: $LOAD0. Targets (issue 7), as measured:"
-awk -v ts="${WALL[$TS]}" -v c="${WALL[cat]}" -v m="${WALL[$M1]}" -v r="${RSS[$M1]}" 'BEGIN {
-    printf "- tshark / mtlscope: %.1fx (target >= 50x)\n", ts / m
-    printf "- mtlscope / cat: %.2fx (target <= 3x)\n", m / c
-    printf "- mtlscope peak RSS: %.1f MB (target <= 64 MB)\n", r
+echo "Best of $RUNS runs (tshark: $TSHARK_RUNS); load average before the runs: $LOAD0. Targets (issue 14), as measured:"
+# ok COND: "met" if COND (an awk expression) holds, else "MISSED"
+ok() { awk "BEGIN { print (($1) ? \"met\" : \"MISSED\") }"; }
+awk -v nd="${WALL[$ND]}" -v ts="${WALL[$TS]}" -v c="${WALL[cat]}" -v m="${WALL[$M1]}" -v r="${RSS[$M1]}" \
+    -v ok_nd="$(ok "${WALL[$ND]} >= 3 * ${WALL[$M1]}")" -v ok_ts="$(ok "${WALL[$TS]} >= 60 * ${WALL[$M1]}")" \
+    -v ok_c="$(ok "${WALL[$M1]} <= 2 * ${WALL[cat]}")" -v ok_r="$(ok "${RSS[$M1]} <= 64")" 'BEGIN {
+    printf "- ndpiReader / mtlscope: %.1fx (target >= 3x): %s\n", nd / m, ok_nd
+    printf "- tshark / mtlscope: %.1fx (target >= 60x): %s\n", ts / m, ok_ts
+    printf "- mtlscope / cat: %.2fx (target <= 2x): %s\n", m / c, ok_c
+    printf "- mtlscope peak RSS: %.1f MB (target <= 64 MB): %s\n", r, ok_r
 }'
 if [ "$THREADS" = 1 ]; then
     median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
     MED1=$(echo "${ALL[$M1]}" | median) MED2=$(echo "${ALL[$M2]}" | median)
-    awk -v a="${WALL[$M1]}" -v b="${WALL[$M2]}" -v r="${RSS[$M2]}" -v p="$PAIR" -v m1="$MED1" -v m2="$MED2" 'BEGIN {
-        printf "- --threads 2 speed-up: %.2fx best against best, %.2fx median against median (%.3f s / %.3f s) (target >= 1.7x); peak RSS %.1f MB\n", a / b, m1 / m2, m1, m2, r
+    # The alternating runs in the order they ran, one thread / two.
+    read -r -a A1 <<<"${ALL[$M1]}"
+    read -r -a A2 <<<"${ALL[$M2]}"
+    PAIRS=""
+    for i in "${!A1[@]}"; do PAIRS+="${PAIRS:+, }${A1[$i]} / ${A2[$i]}"; done
+    awk -v a="${WALL[$M1]}" -v b="${WALL[$M2]}" -v r="${RSS[$M2]}" -v p="$PAIR" -v m1="$MED1" -v m2="$MED2" \
+        -v n="$RUNS" -v pairs="$PAIRS" -v ok_t="$(ok "$MED1 >= 1.6 * $MED2")" -v ok_r="$(ok "${RSS[$M2]} <= 64")" 'BEGIN {
+        printf "- --threads 2 speed-up, median against median of %d alternating runs: %.2fx (%.3f s / %.3f s) (target >= 1.6x): %s; best against best %.2fx\n", n, m1 / m2, m1, m2, ok_t, a / b
+        printf "- the alternating runs, one thread / two, s: %s\n", pairs
+        printf "- --threads 2 peak RSS: %.1f MB (target <= 64 MB): %s\n", r, ok_r
         printf "- two single-threaded runs at once: %.3f s against %.3f s for one alone (%.2fx): with both cores busy this machine does two runs %.2fx as fast as one, the most any --threads 2 could gain here\n", p, a, p / a, 2 * a / p
     }'
 else

@@ -1,9 +1,9 @@
-//! Link / IP / TCP decoding (`mtlscope::decode::decode`) of the frames of the committed captures.
+//! Link / IP / TCP decoding (`mtlscope::pipeline::decode::decode`) of the frames of the committed captures.
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mtlscope::decode::decode;
-use mtlscope::source::LinkType;
+use mtlscope::pipeline::decode::decode;
+use mtlscope::pipeline::source::LinkType;
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {

@@ -1,4 +1,4 @@
-//! The whole engine (`mtlscope::analyzer::Engine` with `mtlscope::report::Collect`): decode,
+//! The whole engine (`mtlscope::pipeline::engine::Engine` with `mtlscope::pipeline::record::Collect`): decode,
 //! connection table, reassembly, inspection, verdicts, reports, over every packet of every
 //! committed capture (one engine per capture, as `mtlscope analyze` runs one file).
 //!
@@ -7,9 +7,9 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mtlscope::analyzer::{Config, Engine};
-use mtlscope::report::Collect;
-use mtlscope::source::CaptureReader;
+use mtlscope::pipeline::engine::{Config, Engine};
+use mtlscope::pipeline::record::Collect;
+use mtlscope::pipeline::source::CaptureReader;
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
-//! TCP reassembly (`mtlscope::tcp_reassembly::Reassembler`) of one 1 MiB direction cut into
+//! TCP reassembly (`mtlscope::pipeline::reassembly::Reassembler`) of one 1 MiB direction cut into
 //! 1448-byte segments (the MSS on a 1500-byte MTU), delivered in order and out of order.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mtlscope::tcp_reassembly::{Reassembler, StreamSink, DEFAULT_DIR_CAP};
+use mtlscope::pipeline::reassembly::{Reassembler, StreamSink, DEFAULT_DIR_CAP};
 use std::hint::black_box;
 
 /// Counts what it is handed, nothing else.

@@ -1,13 +1,13 @@
 //! TLS inspection of the TLS connections in the committed captures: both directions' payloads,
-//! in capture order, fed to `mtlscope::inspect::Inspector` (protocol detection, TLS classifier,
-//! certificate parsing, outcome) and to `mtlscope::tls_classifier::Classifier` alone.
+//! in capture order, fed to `mtlscope::pipeline::inspect::Inspector` (protocol detection, TLS classifier,
+//! certificate parsing, outcome) and to `mtlscope::pipeline::inspect::tls::Classifier` alone.
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mtlscope::decode::decode;
-use mtlscope::flows::FlowKey;
-use mtlscope::inspect::Inspector;
-use mtlscope::tls_classifier::Classifier;
+use mtlscope::pipeline::decode::decode;
+use mtlscope::pipeline::flows::FlowKey;
+use mtlscope::pipeline::inspect::tls::Classifier;
+use mtlscope::pipeline::inspect::Inspector;
 use std::collections::HashMap;
 use std::hint::black_box;
 

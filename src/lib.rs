@@ -1,35 +1,22 @@
 //! mtlscope: a verdict for every TCP connection in a capture — `plaintext`, `tls` or `mtls` —
 //! with the evidence the wire shows.
 //!
-//! The data path, one module per stage (see `DESIGN.md`):
-//! [`source`] (capture files, stdin) -> [`filter`] (BPF) -> [`decode`] (link, IP, TCP) ->
-//! [`flows`] (bidirectional table) -> [`tcp_reassembly`] (per-direction streams) ->
-//! [`inspect`] / [`tls_classifier`] / [`certs`] / [`plaintext`] / [`mesh`] ->
-//! [`verdict`] -> [`report`]. [`analyzer`] drives them;
-//! [`app`] is the command line.
+//! The tree follows the data path (DESIGN.md):
+//! - [`pipeline`]: the stages in order — source -> filter -> decode -> flows -> reassembly ->
+//!   inspect -> verdict -> enrich — then the record they produce, the engine that drives one
+//!   packet through them and the runner that reads inputs into it.
+//! - [`report`]: what a record becomes for people and programs (table, JSON, JSON lines) and the
+//!   exit statuses; [`check`]: the CI gate (rules, JUnit, annotations) over the records.
+//! - [`policy`]: Istio's PeerAuthentication, the mode it expects per pod and port.
+//! - [`live`]: capture on an interface, also inside another network namespace.
+//! - [`kube`]: the API client, the helper pod, the agent in it and the kubectl plugin.
+//! - [`cli`]: the command line (flags, one file per command); nothing above imports it.
 #![forbid(unsafe_code)]
 
-pub mod agent;
-pub mod analyzer;
-pub mod app;
-pub mod capture;
-pub mod certs;
 pub mod check;
-pub mod decode;
-pub mod enrich;
-pub mod filter;
-pub mod flows;
-pub mod helper_pod;
-pub mod inspect;
-pub mod kube_client;
-pub mod mesh;
-pub mod netns;
-pub mod peer_authentication;
-pub mod plaintext;
+pub mod cli;
+pub mod kube;
+pub mod live;
+pub mod pipeline;
+pub mod policy;
 pub mod report;
-pub mod sniff;
-pub mod source;
-pub mod tcp_reassembly;
-pub mod tls_classifier;
-pub mod tunnel;
-pub mod verdict;

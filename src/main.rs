@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(mtlscope::app::main());
+    std::process::exit(mtlscope::cli::main());
 }

@@ -2,9 +2,9 @@
 //! generator wrote those files from what each scenario did, not from mtlscope's output.
 //! The whole set of classified fields is compared per connection, in order of first packet.
 
-use mtlscope::analyzer::Config;
-use mtlscope::app::analyze_files;
-use mtlscope::report::FlowReport;
+use mtlscope::pipeline::engine::Config;
+use mtlscope::pipeline::record::FlowReport;
+use mtlscope::pipeline::runner::analyze_files;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 

@@ -4,10 +4,10 @@
 //! certificate. Every file in the corpus must be analyzed without a panic.
 //! When the corpus is absent (a fresh clone without `shared/`), the tests say so and pass.
 
-use mtlscope::analyzer::Config;
-use mtlscope::app::analyze_files;
-use mtlscope::report::FlowReport;
-use mtlscope::verdict::{Handshake, Kind};
+use mtlscope::pipeline::engine::Config;
+use mtlscope::pipeline::record::FlowReport;
+use mtlscope::pipeline::runner::analyze_files;
+use mtlscope::pipeline::verdict::{Handshake, Kind};
 use std::path::{Path, PathBuf};
 
 fn corpus() -> Option<PathBuf> {

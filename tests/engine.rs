@@ -2,11 +2,12 @@
 //! show: 5-tuple reuse, retransmitted SYNs, roles without a SYN, conflicting overlaps, gaps.
 
 use etherparse::PacketBuilder;
-use mtlscope::analyzer::{Config, Engine};
-use mtlscope::flows::RolesFrom;
-use mtlscope::report::{Collect, FlowReport};
-use mtlscope::source::{CaptureReader, LinkType};
-use mtlscope::verdict::{Confidence, Kind};
+use mtlscope::pipeline::engine::{Config, Engine};
+use mtlscope::pipeline::flows::RolesFrom;
+use mtlscope::pipeline::record::Collect;
+use mtlscope::pipeline::record::FlowReport;
+use mtlscope::pipeline::source::{CaptureReader, LinkType};
+use mtlscope::pipeline::verdict::{Confidence, Kind};
 
 const C: [u8; 4] = [10, 1, 0, 1];
 const S: [u8; 4] = [10, 1, 0, 2];
@@ -123,7 +124,7 @@ fn tls12_payloads() -> Vec<(bool, Vec<u8>)> {
     let mut r = CaptureReader::open(path).unwrap();
     let mut out = Vec::new();
     while let Some(p) = r.next_packet().unwrap() {
-        let seg = mtlscope::decode::decode(p.link, p.data).unwrap();
+        let seg = mtlscope::pipeline::decode::decode(p.link, p.data).unwrap();
         if !seg.payload.is_empty() {
             out.push((seg.dport == 4402, seg.payload.to_vec()));
         }

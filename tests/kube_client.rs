@@ -6,8 +6,8 @@
 mod fake_apiserver;
 
 use fake_apiserver::{FakeApiServer, IstioApi};
-use mtlscope::kube_client::{self, KubeError, KubeTarget, TargetPod};
-use mtlscope::peer_authentication::{Cluster, Level, Mode};
+use mtlscope::kube::client::{self, KubeError, KubeTarget, TargetPod};
+use mtlscope::policy::{Cluster, Level, Mode};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,7 @@ fn pod_names(pods: &[TargetPod]) -> Vec<&str> {
 #[tokio::test]
 async fn cluster_objects_reads_peer_authentications_through_v1_when_served() {
     let server = fake(IstioApi::V1AndV1beta1).await;
-    let got = kube_client::cluster_objects(&server.client(), None).await.unwrap();
+    let got = client::cluster_objects(&server.client(), None).await.unwrap();
     assert_eq!(got.peer_authentication_version, Some("v1"));
     assert!(got.notes.is_empty(), "{:?}", got.notes);
 
@@ -130,7 +130,7 @@ async fn cluster_objects_reads_peer_authentications_through_v1_when_served() {
 #[tokio::test]
 async fn cluster_objects_falls_back_to_v1beta1_when_v1_is_not_served() {
     let server = fake(IstioApi::V1beta1Only).await;
-    let got = kube_client::cluster_objects(&server.client(), None).await.unwrap();
+    let got = client::cluster_objects(&server.client(), None).await.unwrap();
     assert_eq!(got.peer_authentication_version, Some("v1beta1"));
     assert_eq!(got.notes.len(), 1, "{:?}", got.notes);
     assert!(got.notes[0].contains("security.istio.io/v1beta1"), "{}", got.notes[0]);
@@ -154,7 +154,7 @@ async fn cluster_objects_falls_back_to_v1beta1_when_v1_is_not_served() {
 #[tokio::test]
 async fn cluster_without_istio_is_not_an_error_and_says_so() {
     let server = fake(IstioApi::Absent).await;
-    let got = kube_client::cluster_objects(&server.client(), None).await.unwrap();
+    let got = client::cluster_objects(&server.client(), None).await.unwrap();
     assert_eq!(got.peer_authentication_version, None);
     assert_eq!(kinds(&got.objects, "PeerAuthentication").len(), 0);
     assert_eq!(kinds(&got.objects, "Pod").len(), 8);
@@ -180,7 +180,7 @@ async fn forbidden_peer_authentications_name_the_rbac_rule_to_grant() {
         .forbid("security.istio.io", "peerauthentications", None)
         .start()
         .await;
-    let e = kube_client::cluster_objects(&server.client(), None).await.unwrap_err();
+    let e = client::cluster_objects(&server.client(), None).await.unwrap_err();
     assert!(matches!(e, KubeError::Forbidden { verb: "list", .. }), "{e:?}");
     let msg = e.to_string();
     assert!(
@@ -199,7 +199,7 @@ async fn forbidden_peer_authentications_name_the_rbac_rule_to_grant() {
         .forbid("", "pods", Some("bookinfo"))
         .start()
         .await;
-    let msg = kube_client::cluster_objects(&server.client(), Some("bookinfo"))
+    let msg = client::cluster_objects(&server.client(), Some("bookinfo"))
         .await
         .unwrap_err()
         .to_string();
@@ -218,7 +218,7 @@ async fn live_objects_give_the_same_effective_modes_as_the_dump_file() {
     let from_file = Cluster::load_paths(&[dump_path()]).unwrap();
     for istio in [IstioApi::V1AndV1beta1, IstioApi::V1beta1Only] {
         let server = fake(istio).await;
-        let live = kube_client::cluster_objects(&server.client(), None)
+        let live = client::cluster_objects(&server.client(), None)
             .await
             .unwrap()
             .into_cluster()
@@ -259,7 +259,7 @@ async fn live_objects_give_the_same_effective_modes_as_the_dump_file() {
 #[tokio::test]
 async fn one_namespace_reads_its_policies_and_the_root_namespaces() {
     let server = fake(IstioApi::V1AndV1beta1).await;
-    let got = kube_client::cluster_objects(&server.client(), Some("bookinfo"))
+    let got = client::cluster_objects(&server.client(), Some("bookinfo"))
         .await
         .unwrap();
     let lines = server.request_lines();
@@ -300,9 +300,7 @@ async fn root_namespace_comes_from_the_mesh_config_map() {
         .filter(|v| !v.is_null())
         .collect();
     let server = FakeApiServer::builder().objects(objects).start().await;
-    let got = kube_client::cluster_objects(&server.client(), Some("team-a"))
-        .await
-        .unwrap();
+    let got = client::cluster_objects(&server.client(), Some("team-a")).await.unwrap();
     let lines = server.request_lines();
     assert!(
         lines
@@ -323,7 +321,7 @@ async fn revisioned_mesh_config_maps_are_found_and_others_left_out() {
         "data": {"mesh": "rootNamespace: istio-config\n"},
     }));
     let server = FakeApiServer::builder().objects(objects).start().await;
-    let got = kube_client::cluster_objects(&server.client(), None).await.unwrap();
+    let got = client::cluster_objects(&server.client(), None).await.unwrap();
     let names: Vec<Value> = kinds(&got.objects, "ConfigMap")
         .iter()
         .map(|c| c["metadata"]["name"].clone())
@@ -348,7 +346,7 @@ async fn large_lists_are_read_page_by_page() {
         .istio(IstioApi::Absent)
         .start()
         .await;
-    let got = kube_client::cluster_objects(&server.client(), None).await.unwrap();
+    let got = client::cluster_objects(&server.client(), None).await.unwrap();
     assert_eq!(kinds(&got.objects, "Pod").len(), 1203);
     let pages: Vec<String> = server
         .request_lines()
@@ -363,7 +361,7 @@ async fn large_lists_are_read_page_by_page() {
             "GET /api/v1/pods?limit=500&continue=1000",
         ]
     );
-    let targets = kube_client::resolve_targets(&server.client(), "load", None, Some("app=load"))
+    let targets = client::resolve_targets(&server.client(), "load", None, Some("app=load"))
         .await
         .unwrap();
     assert_eq!(targets.len(), 1203);
@@ -376,7 +374,7 @@ async fn large_lists_are_read_page_by_page() {
 #[tokio::test]
 async fn a_pod_name_resolves_to_its_node_ips_and_container_ids() {
     let server = fake(IstioApi::V1AndV1beta1).await;
-    let pods = kube_client::resolve_targets(&server.client(), "bookinfo", Some("reviews-v1-5c5d5f4f5c-x7k2p"), None)
+    let pods = client::resolve_targets(&server.client(), "bookinfo", Some("reviews-v1-5c5d5f4f5c-x7k2p"), None)
         .await
         .unwrap();
     assert_eq!(pods.len(), 1);
@@ -413,7 +411,7 @@ async fn a_pod_name_resolves_to_its_node_ips_and_container_ids() {
     );
 
     // pod/NAME is the same thing.
-    let again = kube_client::resolve_targets(
+    let again = client::resolve_targets(
         &server.client(),
         "bookinfo",
         Some("pod/reviews-v1-5c5d5f4f5c-x7k2p"),
@@ -428,7 +426,7 @@ async fn a_pod_name_resolves_to_its_node_ips_and_container_ids() {
 async fn a_deployment_resolves_through_its_selector() {
     let server = fake(IstioApi::V1AndV1beta1).await;
     let client = server.client();
-    let pods = kube_client::resolve_targets(&client, "bookinfo", Some("deploy/reviews-v1"), None)
+    let pods = client::resolve_targets(&client, "bookinfo", Some("deploy/reviews-v1"), None)
         .await
         .unwrap();
     assert_eq!(pod_names(&pods), ["reviews-v1-5c5d5f4f5c-x7k2p"]);
@@ -443,7 +441,7 @@ async fn a_deployment_resolves_through_its_selector() {
 
     // matchLabels and matchExpressions together.
     server.clear_requests();
-    let pods = kube_client::resolve_targets(&client, "bookinfo", Some("deployment/reviews"), None)
+    let pods = client::resolve_targets(&client, "bookinfo", Some("deployment/reviews"), None)
         .await
         .unwrap();
     assert_eq!(
@@ -484,7 +482,7 @@ async fn statefulsets_daemonsets_and_services_resolve_too() {
             vec!["reviews-v1-5c5d5f4f5c-x7k2p", "reviews-v2-6f8b7b6c8d-m4zqd"],
         ),
     ] {
-        let pods = kube_client::resolve_targets(&client, "bookinfo", Some(target), None)
+        let pods = client::resolve_targets(&client, "bookinfo", Some(target), None)
             .await
             .unwrap_or_else(|e| panic!("{target}: {e}"));
         assert_eq!(names(pods), expected, "{target}");
@@ -495,7 +493,7 @@ async fn statefulsets_daemonsets_and_services_resolve_too() {
 async fn a_label_selector_resolves_to_matching_pods() {
     let server = fake(IstioApi::V1AndV1beta1).await;
     let client = server.client();
-    let pods = kube_client::resolve_targets(&client, "bookinfo", None, Some("app=reviews"))
+    let pods = client::resolve_targets(&client, "bookinfo", None, Some("app=reviews"))
         .await
         .unwrap();
     assert_eq!(
@@ -503,7 +501,7 @@ async fn a_label_selector_resolves_to_matching_pods() {
         ["reviews-v1-5c5d5f4f5c-x7k2p", "reviews-v2-6f8b7b6c8d-m4zqd"]
     );
     assert_eq!(pods[1].ips, vec!["10.244.0.14".parse::<IpAddr>().unwrap()]);
-    let pods = kube_client::resolve_targets(&client, "bookinfo", None, Some("app in (ratings, details),version!=v2"))
+    let pods = client::resolve_targets(&client, "bookinfo", None, Some("app in (ratings, details),version!=v2"))
         .await
         .unwrap();
     assert_eq!(
@@ -511,11 +509,11 @@ async fn a_label_selector_resolves_to_matching_pods() {
         ["details-v1-65cfcf56f9-4x8jq", "ratings-v1-7c9bd4b87f-9q7tv"]
     );
 
-    let e = kube_client::resolve_targets(&client, "bookinfo", None, Some("app=nothing"))
+    let e = client::resolve_targets(&client, "bookinfo", None, Some("app=nothing"))
         .await
         .unwrap_err();
     assert_eq!(e.to_string(), "no pods in namespace 'bookinfo' match app=nothing");
-    let e = kube_client::resolve_targets(&client, "bookinfo", None, Some("app in (x"))
+    let e = client::resolve_targets(&client, "bookinfo", None, Some("app in (x"))
         .await
         .unwrap_err();
     assert!(
@@ -532,7 +530,7 @@ async fn unknown_targets_give_errors_a_person_can_act_on() {
     let err = |target: &'static str| {
         let client = client.clone();
         async move {
-            kube_client::resolve_targets(&client, "bookinfo", Some(target), None)
+            client::resolve_targets(&client, "bookinfo", Some(target), None)
                 .await
                 .unwrap_err()
                 .to_string()
@@ -559,11 +557,11 @@ async fn unknown_targets_give_errors_a_person_can_act_on() {
     assert!(err("cronjob/x")
         .await
         .starts_with("cannot use 'cronjob/x' as a target: unknown type 'cronjob'"));
-    let e = kube_client::resolve_targets(&client, "bookinfo", Some("x"), Some("app=x"))
+    let e = client::resolve_targets(&client, "bookinfo", Some("x"), Some("app=x"))
         .await
         .unwrap_err();
     assert!(matches!(e, KubeError::Usage(_)), "{e:?}");
-    let e = kube_client::resolve_targets(&client, "bookinfo", None, None)
+    let e = client::resolve_targets(&client, "bookinfo", None, None)
         .await
         .unwrap_err();
     assert!(matches!(e, KubeError::Usage(_)), "{e:?}");
@@ -596,7 +594,7 @@ async fn native_sidecars_are_flagged_and_not_the_default_container() {
         },
     });
     let server = FakeApiServer::builder().objects([pod]).start().await;
-    let pods = kube_client::resolve_targets(&server.client(), "shop", Some("web-0"), None)
+    let pods = client::resolve_targets(&server.client(), "shop", Some("web-0"), None)
         .await
         .unwrap();
     let p = &pods[0];
@@ -677,13 +675,13 @@ async fn kubeconfig_and_context_pick_the_cluster_and_credentials() {
         kubeconfig: Some(path.clone()),
         context: Some("fake".into()),
     };
-    let client = kube_client::client(&target).await.unwrap();
+    let client = client::client(&target).await.unwrap();
     assert_eq!(
         client.default_namespace(),
         "bookinfo",
         "the context's namespace is -n's default"
     );
-    let pods = kube_client::resolve_targets(&client, client.default_namespace(), None, Some("app=reviews"))
+    let pods = client::resolve_targets(&client, client.default_namespace(), None, Some("app=reviews"))
         .await
         .unwrap();
     assert_eq!(pods.len(), 2);
@@ -695,7 +693,7 @@ async fn kubeconfig_and_context_pick_the_cluster_and_credentials() {
         kubeconfig: Some(path.clone()),
         context: Some("prod".into()),
     };
-    let Err(e) = kube_client::client(&unknown).await else {
+    let Err(e) = client::client(&unknown).await else {
         panic!("an unknown context was accepted");
     };
     assert_eq!(
@@ -723,8 +721,8 @@ async fn an_unreachable_api_server_is_named_as_such() {
         kubeconfig: Some(path),
         context: Some("fake".into()),
     };
-    let client = kube_client::client(&target).await.unwrap();
-    let e = kube_client::cluster_objects(&client, None).await.unwrap_err();
+    let client = client::client(&target).await.unwrap();
+    let e = client::cluster_objects(&client, None).await.unwrap_err();
     assert!(matches!(e, KubeError::Unreachable { .. }), "{e:?}");
     let msg = e.to_string();
     assert!(msg.starts_with("cannot reach the Kubernetes API server: "), "{msg}");
@@ -828,7 +826,7 @@ async fn mesh_config_falls_back_to_istio_system_when_configmaps_cannot_be_listed
         })
         .start()
         .await;
-    let got = kube_client::cluster_objects(&server.client(), Some("bookinfo"))
+    let got = client::cluster_objects(&server.client(), Some("bookinfo"))
         .await
         .unwrap();
     assert_eq!(
@@ -846,7 +844,7 @@ async fn mesh_config_falls_back_to_istio_system_when_configmaps_cannot_be_listed
         .forbid("", "configmaps", None)
         .start()
         .await;
-    let got = kube_client::cluster_objects(&server.client(), Some("bookinfo"))
+    let got = client::cluster_objects(&server.client(), Some("bookinfo"))
         .await
         .unwrap();
     assert_eq!(got.notes.len(), 1);

@@ -2,7 +2,7 @@
 //! checks its assembler against a bitmap: random segment order, duplicates, overlaps, holes,
 //! snap-length cuts and sequence numbers that wrap around 2^32.
 
-use mtlscope::tcp_reassembly::{Reassembler, StreamSink};
+use mtlscope::pipeline::reassembly::{Reassembler, StreamSink};
 use proptest::prelude::*;
 
 /// What the sink saw: `Some(byte)` for data, `None` for a reported gap.

@@ -2,9 +2,9 @@
 //! pipeline. Run in a debug build too (`.ci/run` does), where integer overflow panics.
 //! Each file is named after what broke.
 
-use mtlscope::analyzer::{Config, Engine};
-use mtlscope::report::Collect;
-use mtlscope::source::CaptureReader;
+use mtlscope::pipeline::engine::{Config, Engine};
+use mtlscope::pipeline::record::Collect;
+use mtlscope::pipeline::source::CaptureReader;
 use std::path::Path;
 
 fn replay(path: &Path) -> usize {
@@ -63,7 +63,7 @@ fn data_in_syn_is_placed_after_it() {
     let flows = engine.out.sorted();
     assert_eq!(
         flows[0].verdict.verdict,
-        mtlscope::verdict::Kind::Mtls,
+        mtlscope::pipeline::verdict::Kind::Mtls,
         "{:?}",
         flows[0].verdict.evidence
     );
@@ -90,6 +90,6 @@ fn timestamps_near_u64_max_do_not_overflow() {
         engine.finish();
         let flows = engine.out.sorted();
         assert_eq!(flows.len(), 1);
-        assert_eq!(flows[0].verdict.verdict, mtlscope::verdict::Kind::Mtls);
+        assert_eq!(flows[0].verdict.verdict, mtlscope::pipeline::verdict::Kind::Mtls);
     }
 }

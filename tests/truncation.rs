@@ -2,9 +2,9 @@
 //! gives the packets before it plus at most one clean error naming the byte offset, never a
 //! panic. The corpus files run whole in tests/conformance.rs.
 
-use mtlscope::analyzer::{Config, Engine};
-use mtlscope::report::Collect;
-use mtlscope::source::CaptureReader;
+use mtlscope::pipeline::engine::{Config, Engine};
+use mtlscope::pipeline::record::Collect;
+use mtlscope::pipeline::source::CaptureReader;
 use std::io::Cursor;
 use std::path::Path;
 

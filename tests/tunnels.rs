@@ -4,12 +4,12 @@
 //! WireGuard between the nodes is recognised as node-level encryption with no connection in it.
 //! (`tests/captures.rs` also compares these captures with their expected files.)
 
-use mtlscope::analyzer::Config;
-use mtlscope::app::analyze_files;
-use mtlscope::decode::{decode_packet, Packet, Skip};
-use mtlscope::source::CaptureReader;
-use mtlscope::tunnel::{NodeEncryption, Tunnel, TunnelKind};
-use mtlscope::verdict::Kind;
+use mtlscope::pipeline::decode::tunnel::{NodeEncryption, Tunnel, TunnelKind};
+use mtlscope::pipeline::decode::{decode_packet, Packet, Skip};
+use mtlscope::pipeline::engine::Config;
+use mtlscope::pipeline::runner::analyze_files;
+use mtlscope::pipeline::source::CaptureReader;
+use mtlscope::pipeline::verdict::Kind;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -175,10 +175,10 @@ fn wireguard_between_nodes_is_node_level_encryption() {
 #[test]
 fn wireguard_between_nodes_is_reported_as_encrypted_at_node_level() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/node-wireguard.pcap");
-    let (flows, summary) = mtlscope::app::analyze_files(
+    let (flows, summary) = mtlscope::pipeline::runner::analyze_files(
         &[path.to_string_lossy().into_owned()],
         None,
-        mtlscope::analyzer::Config::default(),
+        mtlscope::pipeline::engine::Config::default(),
     )
     .unwrap();
     assert!(flows.is_empty());
@@ -193,10 +193,10 @@ fn wireguard_between_nodes_is_reported_as_encrypted_at_node_level() {
 #[test]
 fn connections_carry_their_tunnel() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/node-geneve-istio-tls12-mtls-http.pcap");
-    let (flows, _) = mtlscope::app::analyze_files(
+    let (flows, _) = mtlscope::pipeline::runner::analyze_files(
         &[path.to_string_lossy().into_owned()],
         None,
-        mtlscope::analyzer::Config::default(),
+        mtlscope::pipeline::engine::Config::default(),
     )
     .unwrap();
     let t = flows[0].tunnel.as_ref().expect("tunnel");

@@ -1,7 +1,7 @@
 //! Shared by the criterion benches: the frames of the committed captures in `captures/`.
 #![allow(dead_code)]
 
-use mtlscope::source::{CaptureReader, LinkType};
+use mtlscope::pipeline::source::{CaptureReader, LinkType};
 use std::path::PathBuf;
 
 /// One captured frame, copied out of its capture.

@@ -2,9 +2,10 @@
 //! inspect -> verdict -> report, exactly as `mtlscope analyze` drives it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mtlscope::analyzer::{Config, Engine};
-use mtlscope::report::{self, Collect};
-use mtlscope::source::CaptureReader;
+use mtlscope::pipeline::engine::{Config, Engine};
+use mtlscope::report;
+use mtlscope::pipeline::record::Collect;
+use mtlscope::pipeline::source::CaptureReader;
 use std::io::Cursor;
 
 fuzz_target!(|data: &[u8]| {

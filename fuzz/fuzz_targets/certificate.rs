@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match mtlscope::certs::parse_certificate(data) {
+    match mtlscope::pipeline::inspect::certs::parse_certificate(data) {
         Ok(info) => {
             let _ = info.identity();
             let _ = serde_json::to_string(&info).unwrap();

@@ -1,8 +1,8 @@
 //! Link, IP and TCP header decoding of one frame. The first byte picks the link type.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mtlscope::decode::decode;
-use mtlscope::source::LinkType;
+use mtlscope::pipeline::decode::decode;
+use mtlscope::pipeline::source::LinkType;
 
 const LINKS: [LinkType; 8] = [
     LinkType::ETHERNET,

@@ -3,7 +3,7 @@
 //! the offered ALPN values after it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mtlscope::mesh::{detect, parse_istio_sni};
+use mtlscope::pipeline::inspect::mesh::{detect, parse_istio_sni};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {

@@ -2,7 +2,7 @@
 //! port, 2 bytes length of the client part, client bytes, server bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mtlscope::plaintext::{identify, upgrade_request};
+use mtlscope::pipeline::inspect::plaintext::{identify, upgrade_request};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {

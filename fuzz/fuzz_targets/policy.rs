@@ -4,7 +4,7 @@
 //! mode of every pod on port 0 and on each of its declared ports, and for each Service port.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mtlscope::peer_authentication::{explain_json, Cluster};
+use mtlscope::policy::{explain_json, Cluster};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {

@@ -11,7 +11,7 @@
 //! it was delivered at.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mtlscope::tcp_reassembly::{Reassembler, StreamSink};
+use mtlscope::pipeline::reassembly::{Reassembler, StreamSink};
 use std::collections::BTreeMap;
 
 const CAPS: [usize; 4] = [512, 64, 1500, 65536];

@@ -9,9 +9,9 @@
 //! input).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mtlscope::inspect::Inspector;
-use mtlscope::tls_classifier::Classifier;
-use mtlscope::verdict;
+use mtlscope::pipeline::inspect::Inspector;
+use mtlscope::pipeline::inspect::tls::Classifier;
+use mtlscope::pipeline::verdict;
 
 const PORTS: [u16; 4] = [443, 8443, 15008, 4143];
 

@@ -1004,7 +1004,7 @@ fn suffix(n: u64) -> String {
 fn rfc3339_now() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = mtlscope::certs::civil_from_days(days as i64);
+    let (year, month, day) = mtlscope::pipeline::inspect::certs::civil_from_days(days as i64);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,

@@ -5,8 +5,13 @@
 //! It also says when nothing more needs to be read ([`Inspector::is_final`]): from then on the
 //! flow keeps only counters.
 
-use crate::plaintext::{self, PlaintextInfo, Protocol};
-use crate::tls_classifier::{starts_with_hello, Classifier, TlsFacts};
+pub mod certs;
+pub mod mesh;
+pub mod plaintext;
+pub mod tls;
+
+use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
+use crate::pipeline::inspect::tls::{starts_with_hello, Classifier, TlsFacts};
 
 /// Bytes that tell a TLS hello from anything else: record header and handshake type.
 const HELLO_PROBE: usize = 6;

@@ -1,9 +1,8 @@
 //! Stage 6, enrich: what Kubernetes knows about each connection — the pods behind its
 //! addresses and the PeerAuthentication mode Istio applies to the server's port — joined to
-//! the verdict as a finding (see `peer_authentication::finding`).
+//! the verdict as a finding (see `policy::finding`).
 
-use crate::peer_authentication::{self, Cluster, DecidedBy, Finding, Mode};
-use crate::report::FlowReport;
+use crate::policy::{self, Cluster, DecidedBy, Finding, Mode};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -29,18 +28,6 @@ pub struct Kubernetes {
     pub policy: Option<PolicyReport>,
 }
 
-/// Add what the cluster knows to a connection report.
-pub fn enrich(cluster: &Cluster, f: &mut FlowReport) {
-    f.kubernetes = lookup(
-        cluster,
-        f.client.ip,
-        f.server.ip,
-        f.server.port,
-        f.loopback,
-        f.verdict.verdict.name(),
-    );
-}
-
 /// What the cluster knows about a connection between these addresses with this verdict (also
 /// used by the kubectl plugin on the agent's JSON lines): `None` when neither end is a pod.
 pub fn lookup(
@@ -51,7 +38,7 @@ pub fn lookup(
     loopback: bool,
     verdict: &str,
 ) -> Option<Kubernetes> {
-    let name = |p: &peer_authentication::Pod| format!("{}/{}", p.namespace, p.name);
+    let name = |p: &policy::Pod| format!("{}/{}", p.namespace, p.name);
     let client = cluster.pod_by_ip(client_ip);
     let server = cluster.pod_by_ip(server_ip);
     let policy = server.filter(|_| !loopback).map(|pod| {
@@ -59,7 +46,7 @@ pub fn lookup(
         let not_enforced = !pod.sidecar && !pod.ambient;
         PolicyReport {
             expected_mode: d.mode,
-            finding: peer_authentication::finding(d.mode, verdict),
+            finding: policy::finding(d.mode, verdict),
             decided_by: d.decided_by,
             not_enforced,
         }

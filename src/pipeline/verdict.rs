@@ -1,11 +1,11 @@
 //! Stage 5, verdict: turns what the inspector saw into `plaintext`, `tls` or `mtls`, with the
 //! evidence and how sure we are — following the table in DESIGN.md ("what the wire can prove").
 
-use crate::certs::CertInfo;
-use crate::inspect::Outcome;
-use crate::mesh::{self, MeshSignal};
-use crate::plaintext::{PlaintextInfo, Protocol};
-use crate::tls_classifier::{Chain, TlsFacts};
+use crate::pipeline::inspect::certs::CertInfo;
+use crate::pipeline::inspect::mesh::{self, MeshSignal};
+use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
+use crate::pipeline::inspect::tls::{Chain, TlsFacts};
+use crate::pipeline::inspect::Outcome;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]

@@ -1249,7 +1249,6 @@ mod tests {
         assert_eq!(packets[1], pkt(10 * SEC + 20_000, LinkType::ETHERNET, b"second", 6));
     }
 
-
     #[test]
     fn packet_larger_than_the_buffer() {
         let big: Vec<u8> = (0..3 * BUF_SIZE + 7).map(|i| i as u8).collect();
@@ -1677,7 +1676,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn truncated_at_every_byte_pcap() {
         let recs = [
@@ -1805,7 +1803,6 @@ mod tests {
         let err = r.next_packet().unwrap_err();
         assert_eq!(err.to_string(), "t.pcap: read error at byte 24: device on fire");
     }
-
 
     /// Flips bytes of valid captures pseudo-randomly: every outcome is fine except a panic or
     /// a hang.

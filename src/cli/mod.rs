@@ -1,18 +1,19 @@
 //! The command line: flags are parsed and checked here, then turned into the objects that do the
 //! work (reader, filter, engine, output). `main.rs` only calls [`main`].
 
-use crate::analyzer::{Config, Engine, Packets};
-use crate::capture::{CaptureStats, LiveOptions, PacketSink};
 use crate::check::{self, CheckOptions, EvidenceLevel, Requirement, Rule};
-use crate::decode::Skip;
-use crate::filter::PacketFilter;
-use crate::netns::NetnsTarget;
-use crate::peer_authentication::{Cluster, Explanation};
-use crate::report::{self, Collect, Format, JsonLines, LiveTable, Output, Summary};
-use crate::source::CaptureReader;
+use crate::live::capture::{LiveOptions, PacketSink};
+use crate::live::netns::NetnsTarget;
+use crate::pipeline::engine::{Config, Engine};
+use crate::pipeline::filter::PacketFilter;
+use crate::pipeline::record::CaptureStats;
+use crate::pipeline::record::Collect;
+use crate::pipeline::record::{Output, Summary};
+use crate::pipeline::runner::read_all;
+use crate::policy::{Cluster, Explanation};
+use crate::report::{self, Format, JsonLines, LiveTable};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use std::collections::BTreeSet;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -71,8 +72,8 @@ pub struct ClusterFlags {
 }
 
 impl ClusterFlags {
-    fn target(&self) -> crate::kube_client::KubeTarget {
-        crate::kube_client::KubeTarget {
+    fn target(&self) -> crate::kube::client::KubeTarget {
+        crate::kube::client::KubeTarget {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
         }
@@ -103,7 +104,7 @@ pub struct SniffArgs {
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
     /// Stop after this long (e.g. 30s, 2m); default: until Ctrl-C.
-    #[arg(long, value_parser = crate::capture::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::live::capture::parse_duration, value_name = "DURATION")]
     pub duration: Option<std::time::Duration>,
     /// Stop each pod's capture after this many packets.
     #[arg(long, value_name = "N")]
@@ -114,12 +115,12 @@ pub struct SniffArgs {
     pub write: Option<std::path::PathBuf>,
     /// table, json or jsonl; with --dry-run: yaml (default) or json.
     #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
-    pub format: Option<crate::sniff::SniffFormat>,
+    pub format: Option<crate::kube::sniff::SniffFormat>,
     /// Print the helper pods (and the agent commands) without creating anything.
     #[arg(long)]
     pub dry_run: bool,
     /// The helper image (default: the published image of this version).
-    #[arg(long, value_name = "IMAGE", default_value_t = crate::helper_pod::default_image())]
+    #[arg(long, value_name = "IMAGE", default_value_t = crate::kube::helper_pod::default_image())]
     pub image: String,
     /// The helper's imagePullPolicy.
     #[arg(long, value_name = "POLICY", default_value = "IfNotPresent")]
@@ -132,7 +133,7 @@ pub struct SniffArgs {
     #[arg(long, value_name = "NS")]
     pub helper_namespace: Option<String>,
     /// How long to wait for a helper pod to run (image pull included).
-    #[arg(long, value_parser = crate::capture::parse_duration, default_value = "2m", value_name = "DURATION")]
+    #[arg(long, value_parser = crate::live::capture::parse_duration, default_value = "2m", value_name = "DURATION")]
     pub pod_running_timeout: std::time::Duration,
     /// Do not join the cluster's PeerAuthentications (pod names are still shown).
     #[arg(long)]
@@ -144,13 +145,13 @@ pub struct SniffArgs {
     #[arg(long, default_value = "mtlscope", value_name = "PATH", hide = true)]
     pub agent_path: String,
     /// Without --duration, stop anyway after this long (the helper pod's deadline follows).
-    #[arg(long, value_parser = crate::capture::parse_duration, default_value = "1h", value_name = "DURATION")]
+    #[arg(long, value_parser = crate::live::capture::parse_duration, default_value = "1h", value_name = "DURATION")]
     pub max_duration: std::time::Duration,
     /// Most connections each agent tracks at once (sized for the helper's 512 MiB limit).
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub max_flows: usize,
     /// Out-of-order bytes buffered per direction of a connection.
-    #[arg(long, default_value_t = crate::tcp_reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
+    #[arg(long, default_value_t = crate::pipeline::reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
     pub stream_buffer: usize,
     /// Close a connection after this many seconds without packets.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
@@ -241,7 +242,7 @@ pub struct ExplainArgs {
 #[derive(Args, Debug, Clone)]
 pub struct StopArgs {
     /// Stop after this long (e.g. 30s, 2m).
-    #[arg(long, value_parser = crate::capture::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::live::capture::parse_duration, value_name = "DURATION")]
     pub duration: Option<std::time::Duration>,
     /// Stop after this many packets.
     #[arg(short = 'c', long, value_name = "N")]
@@ -371,13 +372,13 @@ impl KubeArgs {
     /// the root namespace). Notes (no Istio installed, v1beta1 fallback) go to standard error.
     fn read(&self, namespace: Option<&str>) -> Result<Cluster> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let target = crate::kube_client::KubeTarget {
+        let target = crate::kube::client::KubeTarget {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
         };
         let objects = rt.block_on(async {
-            let client = crate::kube_client::client(&target).await?;
-            crate::kube_client::cluster_objects(&client, namespace).await
+            let client = crate::kube::client::client(&target).await?;
+            crate::kube::client::cluster_objects(&client, namespace).await
         })?;
         for n in &objects.notes {
             eprintln!("mtlscope: {n}");
@@ -486,7 +487,7 @@ pub struct Limits {
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_flows: usize,
     /// Out-of-order bytes buffered per direction of a connection before a hole is given up.
-    #[arg(long, default_value_t = crate::tcp_reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
+    #[arg(long, default_value_t = crate::pipeline::reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
     pub stream_buffer: usize,
     /// Close a connection after this many seconds without packets (capture time).
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
@@ -513,10 +514,7 @@ impl Limits {
     }
 }
 
-/// Exit statuses, as `check` will use them too.
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_VIOLATION: i32 = 1;
-pub const EXIT_BAD_INPUT: i32 = 2;
+pub use crate::report::{EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION};
 
 /// Run the command line; returns the exit status.
 pub fn main() -> i32 {
@@ -541,7 +539,7 @@ fn run_cli(cli: Cli) -> i32 {
         Command::Check(args) => check(&args),
         Command::Policy(PolicyCommand::Explain(args)) => explain(&args),
         Command::Sniff(args) => sniff(args),
-        Command::Cleanup(args) => crate::sniff::cleanup(
+        Command::Cleanup(args) => crate::kube::sniff::cleanup(
             &args.cluster.target(),
             args.cluster.namespace.clone(),
             args.all_namespaces,
@@ -626,12 +624,12 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
 }
 
 /// The table or the JSON document, at the end of the run.
-fn write_collected(format: Format, flows: &[report::FlowReport], summary: &Summary) -> Result<()> {
+fn write_collected(format: Format, flows: &[crate::pipeline::record::FlowReport], summary: &Summary) -> Result<()> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     if format == Format::Json {
         report::write_json(&mut out, flows, summary)
     } else {
-        let width = terminal_width();
+        let width = report::terminal_width();
         report::write_table(&mut out, flows, summary, width)
     }
     .and_then(|()| out.flush())
@@ -760,7 +758,7 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
             let summary = std::mem::take(&mut engine.summary);
             let flows = std::mem::take(&mut engine.out.collect).sorted();
             let mut out = io::BufWriter::new(io::stdout().lock());
-            report::write_table(&mut out, &flows, &summary, terminal_width())?;
+            report::write_table(&mut out, &flows, &summary, report::terminal_width())?;
             out.flush()?;
             report_capture(&stats);
         }
@@ -774,7 +772,7 @@ struct LiveSink<'a, O: Output> {
 }
 
 impl<O: Output + Send> PacketSink for LiveSink<'_, O> {
-    fn packet(&mut self, ts_ns: u64, link: crate::source::LinkType, data: &[u8]) {
+    fn packet(&mut self, ts_ns: u64, link: crate::pipeline::source::LinkType, data: &[u8]) {
         let _ = self.engine.packet(ts_ns, link, data);
     }
     fn tick(&mut self) {
@@ -817,9 +815,9 @@ fn capture_until_stopped(live: &LiveOptions, sink: &mut dyn PacketSink, stop_on_
         ids.push(signal_hook::flag::register(sig, stop.clone())?);
     }
     if stop_on_stdin {
-        crate::agent::stop_on_stdin(stop.clone());
+        crate::kube::agent::stop_on_stdin(stop.clone());
     }
-    let result = crate::capture::run(live, &stop, sink);
+    let result = crate::live::capture::run(live, &stop, sink);
     for id in ids {
         signal_hook::low_level::unregister(id);
     }
@@ -830,7 +828,7 @@ fn capture_until_stopped(live: &LiveOptions, sink: &mut dyn PacketSink, stop_on_
 struct WriteOnly;
 
 impl PacketSink for WriteOnly {
-    fn packet(&mut self, _ts_ns: u64, _link: crate::source::LinkType, _data: &[u8]) {}
+    fn packet(&mut self, _ts_ns: u64, _link: crate::pipeline::source::LinkType, _data: &[u8]) {}
 }
 
 /// The kernel's counters on standard error, with a warning when packets were dropped.
@@ -856,7 +854,7 @@ fn report_capture(s: &CaptureStats) {
 
 /// `mtlscope sniff` (`kubectl mtlscope sniff`).
 pub fn sniff(args: SniffArgs) -> Result<i32> {
-    crate::sniff::sniff(crate::sniff::SniffOptions {
+    crate::kube::sniff::sniff(crate::kube::sniff::SniffOptions {
         kube: args.cluster.target(),
         namespace: args.cluster.namespace.clone(),
         target: args.target,
@@ -891,7 +889,7 @@ pub fn sniff(args: SniffArgs) -> Result<i32> {
 
 /// `mtlscope agent`: `capture -o jsonl` in the network namespace of a container's process.
 pub fn agent(args: &AgentArgs) -> Result<i32> {
-    let pid = crate::agent::find_container_pid(&args.proc_root, &args.container_id)?;
+    let pid = crate::kube::agent::find_container_pid(&args.proc_root, &args.container_id)?;
     let ns = args.proc_root.join(pid.to_string()).join("ns/net");
     let mut stop = args.stop.clone();
     if args.pcap {
@@ -1001,14 +999,6 @@ pub fn explain(args: &ExplainArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-pub fn terminal_width() -> Option<u16> {
-    if io::stdout().is_terminal() {
-        None // comfy-table asks the terminal
-    } else {
-        std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).or(Some(200))
-    }
-}
-
 /// Errors go to standard error, one line each; the exit status says whether there were any.
 fn report_errors(errors: &[String]) -> i32 {
     for e in errors {
@@ -1019,121 +1009,4 @@ fn report_errors(errors: &[String]) -> i32 {
     } else {
         EXIT_BAD_INPUT
     }
-}
-
-/// Read every input through the engine, then close all connections. Returns the input errors;
-/// the connections read before an error are still reported.
-pub fn read_all<P: Packets>(
-    inputs: &[String],
-    filter: &mut Option<PacketFilter>,
-    engine: &mut P,
-    progress: bool,
-) -> Vec<String> {
-    let mut errors = Vec::new();
-    for input in inputs {
-        if let Err(e) = read_one(input, filter, engine, progress) {
-            errors.push(e);
-        }
-        if engine.stopped() {
-            break;
-        }
-    }
-    engine.finish();
-    errors
-}
-
-fn read_one<P: Packets>(
-    input: &str,
-    filter: &mut Option<PacketFilter>,
-    engine: &mut P,
-    progress: bool,
-) -> Result<(), String> {
-    let mut reader = CaptureReader::open(input).map_err(|e| e.to_string())?;
-    let bar = progress.then(|| progress_bar(&reader));
-    let mut unsupported: BTreeSet<i32> = BTreeSet::new();
-    let mut first_error = None;
-    let mut n: u64 = 0;
-    loop {
-        let offset = reader.offset();
-        let packet = match reader.next_packet() {
-            Ok(Some(p)) => p,
-            Ok(None) => break,
-            Err(e) => {
-                first_error = Some(e.to_string());
-                break;
-            }
-        };
-        n += 1;
-        if let Some(f) = filter.as_mut() {
-            match f.matches(packet.link, packet.data, packet.orig_len) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                // The expression does not apply to this link type (said once per link type):
-                // remember it, skip those packets, keep reading the others.
-                Err(e) => {
-                    first_error.get_or_insert(format!("{input}: {e}"));
-                    continue;
-                }
-            }
-        }
-        if let Err(Skip::UnsupportedLink(l)) = engine.frame(&packet) {
-            if unsupported.insert(l.0) && first_error.is_none() {
-                first_error = Some(format!(
-                    "{input}: link type {} ({}) at byte {offset} is not supported; its packets were skipped \
-                     (supported: Ethernet, Linux cooked v1/v2, BSD loopback, raw IP)",
-                    l.0,
-                    l.name()
-                ));
-            }
-        }
-        if engine.stopped() {
-            break;
-        }
-        if let Some(b) = &bar {
-            if n.is_multiple_of(4096) {
-                b.set_position(reader.offset());
-                if let Some(open) = engine.open_flows() {
-                    b.set_message(format!("{open} connections open"));
-                }
-            }
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-fn progress_bar(reader: &CaptureReader) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let bar = match reader.len_hint() {
-        Some(len) => ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        ),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template("{prefix} {spinner} {bytes} {bytes_per_sec} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        ),
-    };
-    bar.set_prefix(reader.name().to_string());
-    bar
-}
-
-/// Exposed for tests: analyze files into reports without touching stdout.
-pub fn analyze_files(
-    inputs: &[String],
-    filter: Option<&str>,
-    cfg: Config,
-) -> Result<(Vec<report::FlowReport>, Summary)> {
-    let mut filter = filter.map(PacketFilter::new).transpose()?;
-    let mut engine = Engine::new(cfg, Collect::default());
-    let errors = read_all(inputs, &mut filter, &mut engine, false);
-    let mut summary = std::mem::take(&mut engine.summary);
-    summary.errors = errors;
-    Ok((engine.out.sorted(), summary))
 }

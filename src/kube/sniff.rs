@@ -1,7 +1,7 @@
 //! `kubectl mtlscope sniff` and `kubectl mtlscope cleanup`: capture in pods through a helper
-//! pod on each pod's node (see [`crate::helper_pod`] for what the helper may do, and why).
+//! pod on each pod's node (see [`crate::kube::helper_pod`] for what the helper may do, and why).
 //!
-//! One run: resolve the target to pods ([`kube_client::resolve_targets`]) and pick each pod's
+//! One run: resolve the target to pods ([`client::resolve_targets`]) and pick each pod's
 //! container; build one helper pod per node; create them, wait until they run, and in each one
 //! `exec` `mtlscope agent --container-id ID ...` for every target pod on that node. Each agent
 //! streams JSON lines (one per connection as soon as its verdict is final, then a summary); with
@@ -15,13 +15,14 @@
 //! SIGKILL leaves helpers behind: their `activeDeadlineSeconds` ends them, and `cleanup` deletes
 //! them.
 
-use crate::analyzer::{Config, Engine};
-use crate::helper_pod::{self, HelperOptions, ANNOTATION_TARGETS, CONTAINER, LABEL_MANAGED_BY, MANAGED_BY};
-use crate::kube_client::{self, KubeError, KubeTarget, TargetPod};
-use crate::peer_authentication::Cluster;
-use crate::report::{self, FlowReport, Output, Row, Summary};
-use crate::source::CaptureReader;
-use crate::verdict::Kind;
+use crate::kube::client::{self, KubeError, KubeTarget, TargetPod};
+use crate::kube::helper_pod::{self, HelperOptions, ANNOTATION_TARGETS, CONTAINER, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::pipeline::engine::{Config, Engine};
+use crate::pipeline::record::{FlowReport, Output, Summary};
+use crate::pipeline::source::CaptureReader;
+use crate::pipeline::verdict::Kind;
+use crate::policy::Cluster;
+use crate::report::{self, Row};
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
@@ -112,10 +113,9 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
         }
         (Some(f), _) => f,
     };
-    let (client, default_ns) = kube_client::connect(&opts.kube).await?;
+    let (client, default_ns) = client::connect(&opts.kube).await?;
     let namespace = opts.namespace.clone().unwrap_or(default_ns);
-    let pods =
-        kube_client::resolve_targets(&client, &namespace, opts.target.as_deref(), opts.selector.as_deref()).await?;
+    let pods = client::resolve_targets(&client, &namespace, opts.target.as_deref(), opts.selector.as_deref()).await?;
     let mut captures = plan(&pods, opts.container.as_deref())?;
     if let Some(w) = &opts.write {
         let many = captures.len() > 1;
@@ -146,7 +146,7 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
 
     if opts.dry_run {
         print_dry_run(&helpers, &captures, &opts, format)?;
-        return Ok(crate::app::EXIT_OK);
+        return Ok(crate::report::EXIT_OK);
     }
 
     let cluster = load_cluster(&client, &namespace, &opts).await;
@@ -363,9 +363,9 @@ fn shell_words(words: &[String]) -> String {
 /// Pods (for names) and PeerAuthentications (for expected modes) from the cluster. Failing to
 /// read them is not fatal: the capture goes on without names or policy, and says so.
 async fn load_cluster(client: &kube::Client, namespace: &str, opts: &SniffOptions) -> Option<Known> {
-    let objects = match kube_client::cluster_objects(client, None).await {
+    let objects = match client::cluster_objects(client, None).await {
         Ok(o) => o,
-        Err(KubeError::Forbidden { .. }) => match kube_client::cluster_objects(client, Some(namespace)).await {
+        Err(KubeError::Forbidden { .. }) => match client::cluster_objects(client, Some(namespace)).await {
             Ok(o) => {
                 eprintln!(
                     "mtlscope: note: cannot list pods in all namespaces; only pods in namespace '{namespace}' are \
@@ -441,7 +441,7 @@ impl Session {
         let selector = format!("{}={}", helper_pod::LABEL_SESSION, self.id);
         let listed = tokio::time::timeout(
             DELETE_TIMEOUT,
-            kube_client::list_pods_labelled(&self.client, Some(&self.namespace), &selector),
+            client::list_pods_labelled(&self.client, Some(&self.namespace), &selector),
         )
         .await;
         if let Ok(Ok(pods)) = listed {
@@ -451,16 +451,14 @@ impl Session {
         names.dedup();
         let mut failed = Vec::new();
         for name in names {
-            let why = match tokio::time::timeout(
-                DELETE_TIMEOUT,
-                kube_client::delete_pod(&self.client, &self.namespace, &name),
-            )
-            .await
-            {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer from the API server in {}s", DELETE_TIMEOUT.as_secs()),
-            };
+            let why =
+                match tokio::time::timeout(DELETE_TIMEOUT, client::delete_pod(&self.client, &self.namespace, &name))
+                    .await
+                {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer from the API server in {}s", DELETE_TIMEOUT.as_secs()),
+                };
             failed.push(format!(
                 "{name}: {why} (delete it with `kubectl delete pod -n {} {name}` or `kubectl mtlscope cleanup -n {}`)",
                 self.namespace, self.namespace
@@ -529,7 +527,7 @@ async fn run(
     // (the pod could exist without this run knowing its name): a signal that arrives meanwhile
     // is seen by the next interruptible step.
     for (node, pod) in helpers {
-        let created = kube_client::create_pod(&session.client, &session.namespace, pod)
+        let created = client::create_pod(&session.client, &session.namespace, pod)
             .await
             .with_context(|| format!("creating the helper pod for node {node}"))?;
         let name = created.metadata.name.clone().unwrap_or_default();
@@ -552,7 +550,7 @@ async fn run(
     let mut stdins = Vec::new();
     for (i, c) in captures.iter().enumerate() {
         let helper = c.helper.clone().unwrap_or_default();
-        let mut attached = interruptible!(kube_client::exec(
+        let mut attached = interruptible!(client::exec(
             &session.client,
             &session.namespace,
             &helper,
@@ -648,7 +646,7 @@ async fn run(
     if !failures.is_empty() {
         bail!("{}", failures.join("; "));
     }
-    Ok(crate::app::EXIT_OK)
+    Ok(crate::report::EXIT_OK)
 }
 
 /// Poll the helper until its container runs; fail early when it cannot start.
@@ -656,7 +654,7 @@ async fn wait_running(client: &kube::Client, namespace: &str, name: &str, timeou
     let start = Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {
-        let pod = kube_client::get_pod(client, namespace, name).await?;
+        let pod = client::get_pod(client, namespace, name).await?;
         if helper_pod::running(&pod) {
             return Ok(());
         }
@@ -948,7 +946,7 @@ impl Results {
             }
             SniffFormat::Table => {
                 let rows: Vec<Row> = self.flows.iter().map(Row::from_json).collect();
-                report::write_rows(&mut out, &rows, &line, crate::app::terminal_width())?;
+                report::write_rows(&mut out, &rows, &line, crate::report::terminal_width())?;
             }
         }
         out.flush()?;
@@ -1045,7 +1043,7 @@ fn join_cluster(v: &mut Value, known: Option<&Known>) {
     let port = v.pointer("/server/port").and_then(Value::as_u64).unwrap_or(0) as u16;
     let loopback = v.get("loopback").and_then(Value::as_bool).unwrap_or(false);
     let verdict = v.get("verdict").and_then(Value::as_str).unwrap_or("").to_owned();
-    if let Some(mut k) = crate::enrich::lookup(&known.cluster, client, server, port, loopback, &verdict) {
+    if let Some(mut k) = crate::pipeline::enrich::lookup(&known.cluster, client, server, port, loopback, &verdict) {
         if !known.policy {
             k.policy = None;
         }
@@ -1063,21 +1061,21 @@ pub fn cleanup(kube: &KubeTarget, namespace: Option<String>, all_namespaces: boo
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let (client, default_ns) = kube_client::connect(kube).await?;
+        let (client, default_ns) = client::connect(kube).await?;
         let ns = if all_namespaces {
             None
         } else {
             Some(namespace.unwrap_or(default_ns))
         };
         let selector = format!("{LABEL_MANAGED_BY}={MANAGED_BY}");
-        let pods = kube_client::list_pods_labelled(&client, ns.as_deref(), &selector).await?;
+        let pods = client::list_pods_labelled(&client, ns.as_deref(), &selector).await?;
         let mut out = io::stdout().lock();
         if pods.is_empty() {
             match &ns {
                 Some(n) => writeln!(out, "No mtlscope helper pods found in namespace {n}.")?,
                 None => writeln!(out, "No mtlscope helper pods found.")?,
             }
-            return Ok(crate::app::EXIT_OK);
+            return Ok(crate::report::EXIT_OK);
         }
         let mut failed = 0;
         for p in pods {
@@ -1094,7 +1092,7 @@ pub fn cleanup(kube: &KubeTarget, namespace: Option<String>, all_namespaces: boo
                 writeln!(out, "pod/{name} in {pns} would be deleted (captured in: {targets})")?;
                 continue;
             }
-            match kube_client::delete_pod(&client, &pns, &name).await {
+            match client::delete_pod(&client, &pns, &name).await {
                 Ok(()) => writeln!(out, "pod/{name} deleted from {pns} (captured in: {targets})")?,
                 Err(e) => {
                     failed += 1;
@@ -1103,9 +1101,9 @@ pub fn cleanup(kube: &KubeTarget, namespace: Option<String>, all_namespaces: boo
             }
         }
         Ok(if failed > 0 {
-            crate::app::EXIT_BAD_INPUT
+            crate::report::EXIT_BAD_INPUT
         } else {
-            crate::app::EXIT_OK
+            crate::report::EXIT_OK
         })
     })
 }
@@ -1113,7 +1111,7 @@ pub fn cleanup(kube: &KubeTarget, namespace: Option<String>, all_namespaces: boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_client::ContainerInfo;
+    use crate::kube::client::ContainerInfo;
 
     fn pod(name: &str, node: Option<&str>, phase: &str, id: Option<&str>) -> TargetPod {
         TargetPod {

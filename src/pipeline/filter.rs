@@ -14,7 +14,7 @@ use std::fmt;
 
 use pcap::{BpfProgram, Capture, Linktype};
 
-use crate::source::LinkType;
+use crate::pipeline::source::LinkType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {

@@ -6,10 +6,10 @@
 //! receiver of a SYN-ACK); else the side that sent a ClientHello (decided by the inspector);
 //! else the side with the ephemeral port.
 
-use crate::decode::TcpSegment;
-use crate::inspect::Inspector;
-use crate::tcp_reassembly::{Reassembler, StreamStats};
-use crate::verdict::Verdict;
+use crate::pipeline::decode::TcpSegment;
+use crate::pipeline::inspect::Inspector;
+use crate::pipeline::reassembly::{Reassembler, StreamStats};
+use crate::pipeline::verdict::Verdict;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -128,7 +128,7 @@ pub struct Flow {
     pub buffered: usize,
     /// The overlay tunnel of the first packet (node-level captures). Boxed: most captures
     /// have none, and it would be a sixth of every connection's state.
-    pub tunnel: Option<Box<crate::tunnel::Tunnel>>,
+    pub tunnel: Option<Box<crate::pipeline::decode::tunnel::Tunnel>>,
     pub state: State,
 }
 
@@ -229,7 +229,7 @@ pub struct FlowFacts {
     pub fin: [bool; 2],
     pub rst: bool,
     pub stream_stats: [StreamStats; 2],
-    pub tunnel: Option<crate::tunnel::Tunnel>,
+    pub tunnel: Option<crate::pipeline::decode::tunnel::Tunnel>,
 }
 
 /// With no SYN and no TLS handshake to go by: the server is the side with the well-known (or
@@ -348,7 +348,7 @@ mod memory_budget {
             "Active is {} bytes",
             size_of::<super::Active>()
         );
-        let c = size_of::<crate::tls_classifier::Classifier>();
+        let c = size_of::<crate::pipeline::inspect::tls::Classifier>();
         assert!(c <= 352, "Classifier is {c} bytes");
     }
 }

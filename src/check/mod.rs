@@ -3,8 +3,8 @@
 //! violation. An empty rule is not a pass. Outputs: lines for people, JSON, JUnit XML and
 //! GitHub Actions `::error` commands.
 
-use crate::report::FlowReport;
-use crate::verdict::{Confidence, Kind};
+use crate::pipeline::record::FlowReport;
+use crate::pipeline::verdict::{Confidence, Kind};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -244,7 +244,7 @@ fn judge(rule: &Rule, f: &FlowReport, level: EvidenceLevel) -> Option<String> {
     let v = &f.verdict;
     let name = v.verdict.name();
     if rule.require == Requirement::Policy {
-        use crate::peer_authentication::Finding;
+        use crate::policy::Finding;
         let policy = f.kubernetes.as_ref().and_then(|k| k.policy.as_ref());
         return match policy.and_then(|p| p.finding.as_ref()) {
             Some(Finding::Violation(msg)) => Some(format!("{name}: {msg}")),

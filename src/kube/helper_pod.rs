@@ -1,6 +1,6 @@
 //! The kubectl plugin's helper pod: the short-lived pod `kubectl mtlscope sniff` starts on the
 //! node of each pod it captures in. The helper itself does nothing but wait; the plugin runs
-//! `mtlscope agent` in it through the exec API (see [`crate::sniff`]).
+//! `mtlscope agent` in it through the exec API (see [`crate::kube::sniff`]).
 //!
 //! What the pod gets, and why (docs/kubernetes.md has the same list for cluster admins):
 //! - `nodeName`: pinned to the target's node, bypassing the scheduler (a cordoned node still
@@ -23,7 +23,7 @@
 //!   keep it well under the 512 MiB limit with the 32 MiB kernel buffer.
 //! - Labels [`LABEL_MANAGED_BY`] and [`LABEL_SESSION`] let `cleanup` and the plugin find it.
 
-use crate::kube_client::TargetPod;
+use crate::kube::client::TargetPod;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext,
     Toleration,
@@ -267,7 +267,7 @@ pub fn running(pod: &Pod) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_client::ContainerInfo;
+    use crate::kube::client::ContainerInfo;
 
     fn target(name: &str) -> TargetPod {
         TargetPod {

@@ -9,7 +9,7 @@
 //! already encrypted), laid out as a table in [`Classifier::on_record_header`]. Memory is bounded:
 //! a handshake message may not exceed [`MAX_HANDSHAKE`] bytes, and every list kept has a cap.
 
-use crate::certs::{self, CertInfo};
+use crate::pipeline::inspect::certs::{self, CertInfo};
 use serde::Serialize;
 use tls_parser::{
     parse_tls_client_hello_extension, parse_tls_handshake_client_hello, parse_tls_handshake_server_hello,

@@ -14,7 +14,7 @@
 //! server sent is dropped or reformatted on the way; lists are read page by page. Every failure
 //! becomes a [`KubeError`] that names what was asked, where, and what to do about it.
 
-use crate::peer_authentication::{Cluster, LoadError, DEFAULT_ROOT_NAMESPACE};
+use crate::policy::{Cluster, LoadError, DEFAULT_ROOT_NAMESPACE};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

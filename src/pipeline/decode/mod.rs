@@ -4,13 +4,15 @@
 //! length still yields whatever headers are complete. The TCP header is read here directly because
 //! the reassembler needs two facts etherparse's `TcpSlice` does not give for a cut packet: the
 //! payload length the IP header announces (`wire_len`) and how much of it was captured.
-//! Overlay tunnels a node-level capture sees (VXLAN, Geneve, IP-in-IP; [`crate::tunnel`]) are
+//! Overlay tunnels a node-level capture sees (VXLAN, Geneve, IP-in-IP; [`crate::pipeline::decode::tunnel`]) are
 //! opened and the inner packet decoded the same way, so connections are the pod-to-pod ones.
 //! WireGuard and IPsec ESP between nodes are recognised and reported as such ([`Packet`]).
 //! Nothing here allocates.
 
-use crate::source::LinkType;
-use crate::tunnel::{self, NodeEncrypted, NodeEncryption, Tunnel, TunnelKind};
+pub mod tunnel;
+
+use crate::pipeline::decode::tunnel::{NodeEncrypted, NodeEncryption, Tunnel, TunnelKind};
+use crate::pipeline::source::LinkType;
 use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket};
 use std::net::IpAddr;
 
@@ -900,7 +902,7 @@ mod tests {
 #[cfg(test)]
 mod fast_path_tests {
     use super::*;
-    use crate::source::CaptureReader;
+    use crate::pipeline::source::CaptureReader;
 
     /// Every Ethernet frame of every bundled capture, and every cut of each frame: the fast
     /// path gives exactly what the general decoder gives.

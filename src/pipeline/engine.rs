@@ -2,13 +2,13 @@
 //! finished connections to an [`Output`]. One engine may read several inputs in a row (rotated
 //! capture files), so a connection can continue from one file into the next.
 
-use crate::decode::{self, Skip, TcpSegment};
-use crate::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State};
-use crate::inspect::{Inspector, Outcome};
-use crate::report::{FlowReport, Output, Summary};
-use crate::source::LinkType;
-use crate::tcp_reassembly::{StreamSink, DEFAULT_DIR_CAP};
-use crate::verdict::{self, Resumption, SessionOrigin};
+use crate::pipeline::decode::{self, Skip, TcpSegment};
+use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State};
+use crate::pipeline::inspect::{Inspector, Outcome};
+use crate::pipeline::reassembly::{StreamSink, DEFAULT_DIR_CAP};
+use crate::pipeline::record::{FlowReport, Output, Summary};
+use crate::pipeline::source::LinkType;
+use crate::pipeline::verdict::{self, Resumption, SessionOrigin};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::io;
@@ -106,7 +106,7 @@ impl Sessions {
 /// Takes captured frames one by one.
 pub trait Packets {
     /// One captured frame; the error says why it carries nothing usable.
-    fn frame(&mut self, p: &crate::source::Packet<'_>) -> Result<(), Skip>;
+    fn frame(&mut self, p: &crate::pipeline::source::Packet<'_>) -> Result<(), Skip>;
     /// The output is gone (a closed pipe): stop reading.
     fn stopped(&self) -> bool;
     /// Connections open now, when known (for the progress bar).
@@ -116,7 +116,7 @@ pub trait Packets {
 }
 
 impl<O: Output> Packets for Engine<O> {
-    fn frame(&mut self, p: &crate::source::Packet<'_>) -> Result<(), Skip> {
+    fn frame(&mut self, p: &crate::pipeline::source::Packet<'_>) -> Result<(), Skip> {
         self.packet(p.ts_ns, p.link, p.data)
     }
     fn stopped(&self) -> bool {
@@ -132,7 +132,7 @@ impl<O: Output> Packets for Engine<O> {
 
 pub struct Engine<O: Output> {
     cfg: Config,
-    table: crate::flows::FlowTable,
+    table: crate::pipeline::flows::FlowTable,
     next_id: u64,
     sessions: Sessions,
     now: u64,
@@ -144,7 +144,7 @@ pub struct Engine<O: Output> {
     /// Bytes buffered by all active connections, as last accounted per flow.
     buffered: usize,
     /// The enrich stage (pods, PeerAuthentication), applied to every report.
-    cluster: Option<std::sync::Arc<crate::peer_authentication::Cluster>>,
+    cluster: Option<std::sync::Arc<crate::policy::Cluster>>,
 }
 
 /// The verdict of a connection whose inspection is over, with the evidence the flow's own
@@ -154,7 +154,7 @@ pub(crate) fn judge(
     flow: &FlowFacts,
     origin: Option<&SessionOrigin>,
     show_payload: bool,
-) -> crate::verdict::Verdict {
+) -> crate::pipeline::verdict::Verdict {
     let mut v = verdict::decide(outcome, flow.client_dir, flow.server.port, origin, show_payload);
     let conflicts = flow.stream_stats[0].conflicts + flow.stream_stats[1].conflicts;
     if conflicts > 0 {
@@ -162,7 +162,7 @@ pub(crate) fn judge(
             "{conflicts} overlapping segment(s) carried different bytes than the first copy: possible evasion"
         ));
     }
-    if v.verdict == verdict::Kind::Plaintext && crate::report::is_loopback(flow.client.ip, flow.server.ip) {
+    if v.verdict == verdict::Kind::Plaintext && crate::pipeline::record::is_loopback(flow.client.ip, flow.server.ip) {
         v.evidence
             .push("loopback traffic (inside a pod: the app <-> sidecar leg, plaintext by design)".into());
     }
@@ -171,13 +171,20 @@ pub(crate) fn judge(
 
 /// A report for a connection, joined to the cluster dump when there is one.
 pub(crate) fn report(
-    cluster: Option<&crate::peer_authentication::Cluster>,
+    cluster: Option<&crate::policy::Cluster>,
     flow: &FlowFacts,
-    v: crate::verdict::Verdict,
+    v: crate::pipeline::verdict::Verdict,
 ) -> FlowReport {
     let mut r = FlowReport::build(flow, v);
     if let Some(c) = cluster {
-        crate::enrich::enrich(c, &mut r);
+        r.kubernetes = crate::pipeline::enrich::lookup(
+            c,
+            r.client.ip,
+            r.server.ip,
+            r.server.port,
+            r.loopback,
+            r.verdict.verdict.name(),
+        );
     }
     r
 }
@@ -205,12 +212,12 @@ impl<O: Output> Engine<O> {
     }
 
     /// Join every connection to what this cluster dump knows (pods, PeerAuthentication).
-    pub fn with_cluster(mut self, cluster: std::sync::Arc<crate::peer_authentication::Cluster>) -> Self {
+    pub fn with_cluster(mut self, cluster: std::sync::Arc<crate::policy::Cluster>) -> Self {
         self.cluster = Some(cluster);
         self
     }
 
-    fn report(&self, flow: &FlowFacts, v: crate::verdict::Verdict) -> FlowReport {
+    fn report(&self, flow: &FlowFacts, v: crate::pipeline::verdict::Verdict) -> FlowReport {
         report(self.cluster.as_deref(), flow, v)
     }
 
@@ -456,7 +463,7 @@ impl<O: Output> Engine<O> {
     }
 
     /// WireGuard / IPsec between nodes: counted in the summary.
-    fn node_encrypted(&mut self, ts: u64, e: &crate::tunnel::NodeEncrypted) {
+    fn node_encrypted(&mut self, ts: u64, e: &crate::pipeline::decode::tunnel::NodeEncrypted) {
         self.summary.node_encrypted(ts, e);
     }
 

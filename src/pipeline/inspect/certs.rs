@@ -451,12 +451,12 @@ pub fn parse_spiffe_id(uri: &str) -> Option<SpiffeId> {
 mod tests {
     use super::*;
 
-    const RSA_CA: &[u8] = include_bytes!("../tests/data/certs/rsa_ca.der");
-    const EC_P256: &[u8] = include_bytes!("../tests/data/certs/ec_p256.der");
-    const SPIFFE_SAN: &[u8] = include_bytes!("../tests/data/certs/spiffe_san.der");
-    const IP_SAN: &[u8] = include_bytes!("../tests/data/certs/ip_san.der");
-    const ED25519: &[u8] = include_bytes!("../tests/data/certs/ed25519.der");
-    const MLDSA65: &[u8] = include_bytes!("../tests/data/certs/mldsa65.der");
+    const RSA_CA: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/certs/rsa_ca.der"));
+    const EC_P256: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/certs/ec_p256.der"));
+    const SPIFFE_SAN: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/certs/spiffe_san.der"));
+    const IP_SAN: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/certs/ip_san.der"));
+    const ED25519: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/certs/ed25519.der"));
+    const MLDSA65: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/certs/mldsa65.der"));
 
     #[test]
     fn rsa_root_ca() {

@@ -1,6 +1,6 @@
 //! `mtlscope agent`: what the privileged helper pod runs on a node. It finds the target
 //! container's process by its container ID in `/proc/*/cgroup`, and the capture then enters that
-//! process's network namespace (see [`crate::capture`]); verdicts stream out as JSON lines.
+//! process's network namespace (see [`crate::live::capture`]); verdicts stream out as JSON lines.
 //!
 //! Container IDs come from the pod status as `<runtime>://<64 hex>`. The cgroup path holds the
 //! ID in a runtime-specific form, for example:

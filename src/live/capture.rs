@@ -6,10 +6,10 @@
 //! [`PacketSink`]. It wakes at least every [`POLL_MS`] to notice Ctrl-C, SIGTERM, `--duration`
 //! and `--count`, so stopping is prompt and the `-w` file is always complete.
 
-use crate::netns::{self, NetnsError, NetnsTarget};
-use crate::source::LinkType;
+use crate::live::netns::{self, NetnsError, NetnsTarget};
+use crate::pipeline::record::CaptureStats;
+use crate::pipeline::source::LinkType;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use serde::Serialize;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,23 +37,6 @@ pub trait PacketSink: Send {
     fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]);
     /// Called at least every [`POLL_MS`] milliseconds.
     fn tick(&mut self) {}
-}
-
-/// What the kernel and libpcap say about the capture.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CaptureStats {
-    pub interface: String,
-    pub netns: Option<String>,
-    /// Packets read by mtlscope.
-    pub packets: u64,
-    /// Packets the kernel passed to the capture (pcap_stats ps_recv).
-    pub received: u32,
-    /// Dropped because the buffer was full: mtlscope did not keep up (ps_drop).
-    pub dropped: u32,
-    /// Dropped by the interface or its driver (ps_ifdrop).
-    pub if_dropped: u32,
-    pub written: Option<String>,
-    pub seconds: f64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! Node-level encapsulations, read by [`crate::decode`]: overlay tunnels whose inner packets are
+//! Node-level encapsulations, read by [`crate::pipeline::decode`]: overlay tunnels whose inner packets are
 //! pod-to-pod connections (VXLAN, Geneve, IP-in-IP), and node-to-node encryption whose inner
 //! packets cannot be seen (WireGuard, IPsec ESP).
 //!

@@ -1,0 +1,22 @@
+//! The data path, one module per stage, in the order packets go through them (DESIGN.md, "The
+//! data path"): [`source`] reads capture files and standard input, [`filter`] applies a BPF
+//! expression, [`decode`] takes the link, IP and TCP layers (and node tunnels) apart, [`flows`]
+//! keeps the bidirectional connection table, [`reassembly`] rebuilds each direction's byte
+//! stream, [`inspect`] parses TLS, certificates and plaintext protocols, [`verdict`] decides
+//! `plaintext` / `tls` / `mtls` with the evidence, and [`enrich`] joins what the cluster knows.
+//! [`record`] is what comes out: one [`record::FlowReport`] per connection and a
+//! [`record::Summary`], handed to an [`record::Output`]. [`engine`] drives one packet through
+//! the stages; [`runner`] reads every input into an engine. A stage never reaches back into an
+//! earlier one.
+
+pub mod decode;
+pub mod engine;
+pub mod enrich;
+pub mod filter;
+pub mod flows;
+pub mod inspect;
+pub mod reassembly;
+pub mod record;
+pub mod runner;
+pub mod source;
+pub mod verdict;

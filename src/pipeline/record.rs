@@ -1,0 +1,341 @@
+//! What the pipeline produces: one [`FlowReport`] per connection and a [`Summary`] of the run,
+//! handed to an [`Output`] as verdicts are decided and connections close. The JSON schema is
+//! documented in `docs/json.md`; the report module turns these into tables and documents.
+
+use crate::pipeline::flows::{Endpoint, FlowFacts, RolesFrom};
+use crate::pipeline::reassembly::StreamStats;
+use crate::pipeline::verdict::{Confidence, Kind, Verdict};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpReport {
+    pub syn: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub client: StreamStats,
+    pub server: StreamStats,
+}
+
+/// Everything mtlscope reports about one connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowReport {
+    pub id: u64,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub roles_from: RolesFrom,
+    /// Both ends are this host (127.0.0.0/8, ::1, or the same address): inside a pod, the
+    /// app <-> sidecar leg, which is plaintext by design.
+    pub loopback: bool,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub packets: u64,
+    pub client_bytes: u64,
+    pub server_bytes: u64,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub tcp: TcpReport,
+    /// Pods and the expected PeerAuthentication mode, when a cluster dump was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<crate::pipeline::enrich::Kubernetes>,
+    /// The overlay tunnel the connection was captured in (node-level captures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TunnelReport {
+    /// `vxlan`, `geneve` or `ipip`.
+    pub kind: &'static str,
+    pub outer_src: std::net::IpAddr,
+    pub outer_dst: std::net::IpAddr,
+    pub vni: Option<u32>,
+}
+
+impl FlowReport {
+    pub fn build(flow: &FlowFacts, verdict: Verdict) -> FlowReport {
+        let c = flow.client_dir;
+        FlowReport {
+            id: flow.id,
+            client: flow.client,
+            server: flow.server,
+            roles_from: flow.roles_from,
+            loopback: is_loopback(flow.client.ip, flow.server.ip),
+            first_seen: rfc3339(flow.first_ts),
+            last_seen: rfc3339(flow.last_ts),
+            packets: flow.packets[0] + flow.packets[1],
+            client_bytes: flow.bytes[c],
+            server_bytes: flow.bytes[1 - c],
+            verdict,
+            tcp: TcpReport {
+                syn: flow.syn_seen,
+                fin: flow.fin[0] || flow.fin[1],
+                rst: flow.rst,
+                client: flow.stream_stats[c],
+                server: flow.stream_stats[1 - c],
+            },
+            kubernetes: None,
+            tunnel: flow.tunnel.map(|t| TunnelReport {
+                kind: t.kind.name(),
+                outer_src: t.outer_src,
+                outer_dst: t.outer_dst,
+                vni: t.vni,
+            }),
+        }
+    }
+}
+
+/// Traffic that never leaves the host (or the pod's network namespace).
+pub fn is_loopback(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    a.is_loopback() || b.is_loopback() || a == b
+}
+
+/// A pair of nodes talking WireGuard or IPsec.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeEncryptedReport {
+    /// `wireguard` or `ipsec-esp`.
+    pub kind: &'static str,
+    pub endpoints: [Endpoint; 2],
+    pub packets: u64,
+    pub bytes: u64,
+    #[serde(skip)]
+    pub first_seen_ns: u64,
+    #[serde(skip)]
+    pub last_seen_ns: u64,
+}
+
+/// Counts for the summary line and the JSON summary object.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub connections: u64,
+    pub verdicts: BTreeMap<&'static str, u64>,
+    pub inferred: u64,
+    pub uncertain: u64,
+    pub packets: u64,
+    pub tcp_packets: u64,
+    pub skipped: BTreeMap<String, u64>,
+    pub evicted_flows: u64,
+    /// Times the total buffer cap made a connection give up buffered data.
+    pub buffer_limit_hits: u64,
+    /// PeerAuthentication findings by severity, when a cluster dump was given.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub findings: BTreeMap<&'static str, u64>,
+    pub errors: Vec<String>,
+    /// Traffic encrypted between nodes (WireGuard, IPsec ESP): the pod connections inside it
+    /// are not visible, so they get no verdict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_encrypted: Vec<NodeEncryptedReport>,
+    /// Live capture only: what the kernel reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureStats>,
+}
+
+/// Pairs of nodes reported as encrypted at node level (WireGuard, IPsec); more are not listed.
+const MAX_NODE_ENCRYPTED: usize = 1024;
+
+impl Summary {
+    /// A frame that carries no usable TCP segment, counted by reason.
+    pub fn skipped(&mut self, skip: crate::pipeline::decode::Skip) {
+        use crate::pipeline::decode::Skip;
+        let what = match skip {
+            Skip::NotTcp => "not TCP".to_string(),
+            Skip::Fragment => "IP fragment".to_string(),
+            Skip::Malformed => "malformed or cut headers".to_string(),
+            Skip::UnsupportedLink(l) => format!("unsupported link type {} ({})", l.0, l.name()),
+        };
+        *self.skipped.entry(what).or_default() += 1;
+    }
+
+    /// WireGuard / IPsec between nodes: pod traffic inside is not visible, but that it is
+    /// encrypted at node level is worth saying. One entry per kind and pair of endpoints, in
+    /// order of first packet.
+    pub fn node_encrypted(&mut self, ts: u64, e: &crate::pipeline::decode::tunnel::NodeEncrypted) {
+        let a = Endpoint {
+            ip: e.src,
+            port: e.sport,
+        };
+        let b = Endpoint {
+            ip: e.dst,
+            port: e.dport,
+        };
+        let ([lo, hi], _) = crate::pipeline::flows::canonical(a, b);
+        let list = &mut self.node_encrypted;
+        let known = list
+            .iter()
+            .position(|n| n.kind == e.kind.name() && n.endpoints == [lo, hi]);
+        match known {
+            Some(i) => {
+                let n = &mut list[i];
+                n.packets += 1;
+                n.bytes += u64::from(e.wire_len);
+                n.last_seen_ns = ts;
+            }
+            None if list.len() < MAX_NODE_ENCRYPTED => list.push(NodeEncryptedReport {
+                kind: e.kind.name(),
+                endpoints: [lo, hi],
+                packets: 1,
+                bytes: u64::from(e.wire_len),
+                first_seen_ns: ts,
+                last_seen_ns: ts,
+            }),
+            None => {}
+        }
+    }
+
+    pub fn count_finding(&mut self, k: &Option<crate::pipeline::enrich::Kubernetes>) {
+        use crate::policy::Finding;
+        if let Some(f) = k
+            .as_ref()
+            .and_then(|k| k.policy.as_ref())
+            .and_then(|p| p.finding.as_ref())
+        {
+            let key = match f {
+                Finding::Violation(_) => "violation",
+                Finding::Warning(_) => "warning",
+                Finding::Note(_) => "note",
+            };
+            *self.findings.entry(key).or_default() += 1;
+        }
+    }
+
+    pub fn count(&mut self, v: &Verdict) {
+        self.connections += 1;
+        *self.verdicts.entry(v.verdict.name()).or_default() += 1;
+        match v.confidence {
+            Confidence::Inferred => self.inferred += 1,
+            Confidence::Uncertain => self.uncertain += 1,
+            Confidence::Certain => {}
+        }
+    }
+
+    /// "12 connections: 5 mtls, 4 tls, 2 plaintext, 1 no-data (3 inferred)".
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = Kind::ALL
+            .iter()
+            .filter_map(|k| self.verdicts.get(k.name()).map(|n| format!("{n} {}", k.name())))
+            .collect();
+        let mut s = format!(
+            "{} connection{}",
+            self.connections,
+            if self.connections == 1 { "" } else { "s" }
+        );
+        if !parts.is_empty() {
+            s.push_str(": ");
+            s.push_str(&parts.join(", "));
+        }
+        let mut notes = Vec::new();
+        if self.inferred > 0 {
+            notes.push(format!("{} inferred", self.inferred));
+        }
+        if self.uncertain > 0 {
+            notes.push(format!("{} uncertain", self.uncertain));
+        }
+        if !notes.is_empty() {
+            s.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        for n in &self.node_encrypted {
+            s.push_str(&format!(
+                "; encrypted at node level ({}): {} <-> {}, {} packets",
+                n.kind, n.endpoints[0], n.endpoints[1], n.packets
+            ));
+        }
+        if !self.findings.is_empty() {
+            let f: Vec<String> = self
+                .findings
+                .iter()
+                .map(|(k, n)| format!("{n} {k}{}", if *n == 1 { "" } else { "s" }))
+                .collect();
+            s.push_str(&format!("; PeerAuthentication: {}", f.join(", ")));
+        }
+        s
+    }
+}
+
+/// Where decided and closed connections go. A streaming output writes at decision time and
+/// lets the engine drop each verdict; the others collect at close and sort at the end.
+pub trait Output {
+    /// Does this output need the verdict again when the connection closes?
+    fn wants_closed(&self) -> bool;
+    fn decided(&mut self, report: &FlowReport) -> io::Result<()>;
+    fn closed(&mut self, report: FlowReport) -> io::Result<()>;
+    /// A regular tick during live capture, for outputs that redraw.
+    fn tick(&mut self, _packets: u64, _open: usize) {}
+}
+
+/// Nanoseconds since the epoch as RFC 3339 UTC with microseconds, without a date library.
+/// Digits are written directly: two of these per connection, and `format!` made them a tenth
+/// of the work of writing a report.
+pub fn rfc3339(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let micros = (ns % 1_000_000_000) / 1000;
+    let rem = secs % 86_400;
+    let (year, month, day) = crate::pipeline::inspect::certs::civil_from_days((secs / 86_400) as i64);
+    if !(0..=9999).contains(&year) {
+        return format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        );
+    }
+    // "YYYY-MM-DDTHH:MM:SS.uuuuuuZ"
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u64);
+    put(5, 2, month as u64);
+    put(8, 2, day as u64);
+    put(11, 2, rem / 3600);
+    put(14, 2, (rem % 3600) / 60);
+    put(17, 2, rem % 60);
+    put(20, 6, micros);
+    b.iter().map(|&c| char::from(c)).collect()
+}
+
+/// Collects connections for a table or one JSON document written at the end.
+#[derive(Default)]
+pub struct Collect {
+    pub flows: Vec<FlowReport>,
+}
+
+impl Output for Collect {
+    fn wants_closed(&self) -> bool {
+        true
+    }
+    fn decided(&mut self, _report: &FlowReport) -> io::Result<()> {
+        Ok(())
+    }
+    fn closed(&mut self, report: FlowReport) -> io::Result<()> {
+        self.flows.push(report);
+        Ok(())
+    }
+}
+
+impl Collect {
+    pub fn sorted(mut self) -> Vec<FlowReport> {
+        self.flows.sort_by_key(|f| f.id);
+        self.flows
+    }
+}
+
+/// What the kernel and libpcap say about the capture.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CaptureStats {
+    pub interface: String,
+    pub netns: Option<String>,
+    /// Packets read by mtlscope.
+    pub packets: u64,
+    /// Packets the kernel passed to the capture (pcap_stats ps_recv).
+    pub received: u32,
+    /// Dropped because the buffer was full: mtlscope did not keep up (ps_drop).
+    pub dropped: u32,
+    /// Dropped by the interface or its driver (ps_ifdrop).
+    pub if_dropped: u32,
+    pub written: Option<String>,
+    pub seconds: f64,
+}
