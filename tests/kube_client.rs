@@ -6,7 +6,8 @@
 mod fake_apiserver;
 
 use fake_apiserver::{FakeApiServer, IstioApi};
-use mtlscope::kube::client::{self, KubeError, KubeTarget, TargetPod};
+use mtlscope::kube::client::{self, KubeError, KubeTarget};
+use mtlscope::policy;
 use mtlscope::policy::{Cluster, Level, Mode};
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -87,7 +88,7 @@ fn kinds(objects: &[Value], kind: &str) -> Vec<Value> {
     objects.iter().filter(|o| o["kind"] == kind).cloned().collect()
 }
 
-fn pod_names(pods: &[TargetPod]) -> Vec<&str> {
+fn pod_names(pods: &[policy::Pod]) -> Vec<&str> {
     pods.iter().map(|p| p.name.as_str()).collect()
 }
 
@@ -471,7 +472,7 @@ async fn statefulsets_daemonsets_and_services_resolve_too() {
     ));
     let server = FakeApiServer::builder().objects(objects).start().await;
     let client = server.client();
-    let names = |pods: Vec<TargetPod>| pods.into_iter().map(|p| p.name).collect::<Vec<_>>();
+    let names = |pods: Vec<policy::Pod>| pods.into_iter().map(|p| p.name).collect::<Vec<_>>();
     for (target, expected) in [
         ("sts/ratings", vec!["ratings-v1-7c9bd4b87f-9q7tv"]),
         ("statefulset/ratings", vec!["ratings-v1-7c9bd4b87f-9q7tv"]),

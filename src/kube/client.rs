@@ -14,19 +14,17 @@
 //! server sent is dropped or reformatted on the way; lists are read page by page. Every failure
 //! becomes a [`KubeError`] that names what was asked, where, and what to do about it.
 
-use crate::policy::{Cluster, LoadError, DEFAULT_ROOT_NAMESPACE};
+use crate::policy::{self, Cluster, LoadError, DEFAULT_ROOT_NAMESPACE};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::Selector;
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fmt;
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// Items asked for per list request. The API server's own default is unlimited; pages keep a
@@ -35,11 +33,6 @@ const PAGE_SIZE: u32 = 500;
 /// A server that keeps handing out `continue` tokens is broken; stop instead of looping. 1000
 /// pages of 500 is well past the 150,000 pods Kubernetes supports in one cluster.
 const MAX_PAGES: usize = 1000;
-/// Containers that are a mesh's proxy rather than the application. Native sidecars (init
-/// containers with `restartPolicy: Always`) count as sidecars whatever their name.
-const SIDECAR_NAMES: &[&str] = &["istio-proxy", "linkerd-proxy"];
-/// The annotation kubectl reads to choose a pod's container when `-c` is not given.
-const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 const ISTIO_SECURITY_GROUP: &str = "security.istio.io";
 
 // ---------------------------------------------------------------------------------------------
@@ -902,43 +895,14 @@ fn json_type(v: &Value) -> &'static str {
 // Resolving the plugin's target to pods
 // ---------------------------------------------------------------------------------------------
 
-/// A pod to capture in, as the plugin needs it: where it runs and which containers it has.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TargetPod {
-    pub namespace: String,
-    pub name: String,
-    /// `spec.nodeName`; `None` while the pod is not scheduled.
-    pub node: Option<String>,
-    /// `status.podIPs` (or `status.podIP`).
-    pub ips: Vec<IpAddr>,
-    /// `status.phase`: `Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`.
-    pub phase: Option<String>,
-    /// The pod shares its node's network namespace: capturing "in" it captures the node's.
-    pub host_network: bool,
-    /// Native sidecars (init containers with `restartPolicy: Always`) first, as they start
-    /// first, then `spec.containers`, in spec order. Init containers that run to completion are
-    /// left out: there is nothing to capture in them.
-    pub containers: Vec<ContainerInfo>,
-    /// The `kubectl.kubernetes.io/default-container` annotation, when it names a container.
-    pub default_container: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContainerInfo {
-    pub name: String,
-    /// `status.containerStatuses[].containerID`, e.g. `containerd://3f1c...`; `None` until the
-    /// container has been created.
-    pub id: Option<String>,
-    /// A mesh proxy (`istio-proxy`, `linkerd-proxy`) or a native sidecar.
-    pub sidecar: bool,
-}
-
-impl TargetPod {
+/// Which container of a pod capture enters: the plugin's choice, so it lives with the plugin
+/// rather than with the Pod model in [`crate::policy`].
+impl policy::Pod {
     /// The container `-c NAME` asks for; without a name, the one kubectl would pick: the
     /// `default-container` annotation, else the first container that is not a sidecar, else the
     /// first. All containers of a pod share its network namespace, so this only decides whose
     /// process the helper enters.
-    pub fn container(&self, name: Option<&str>) -> Result<&ContainerInfo, KubeError> {
+    pub fn container(&self, name: Option<&str>) -> Result<&policy::Container, KubeError> {
         let wanted = name.or(self.default_container.as_deref());
         let found = match wanted {
             Some(n) => self.containers.iter().find(|c| c.name == n),
@@ -1065,7 +1029,7 @@ pub async fn resolve_targets(
     namespace: &str,
     target: Option<&str>,
     selector: Option<&str>,
-) -> Result<Vec<TargetPod>, KubeError> {
+) -> Result<Vec<policy::Pod>, KubeError> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     match (target, selector) {
         (Some(_), Some(_)) => Err(KubeError::Usage(
@@ -1094,7 +1058,7 @@ pub async fn resolve_targets(
                     name: Some(&name),
                 };
                 match pods_api.get(&name).await {
-                    Ok(pod) => Ok(vec![target_pod(pod, namespace)]),
+                    Ok(pod) => Ok(vec![target_pod(pod, namespace)?]),
                     Err(e) => Err(with_pod_hint(api_error(e, &asked), &pods_api, &name).await),
                 }
             }
@@ -1227,7 +1191,7 @@ async fn workload_selector(
     }
 }
 
-async fn list_pods(pods_api: &Api<Pod>, namespace: &str, selector: &str) -> Result<Vec<TargetPod>, KubeError> {
+async fn list_pods(pods_api: &Api<Pod>, namespace: &str, selector: &str) -> Result<Vec<policy::Pod>, KubeError> {
     let asked = Asked {
         verb: "list",
         resource: "pods".to_owned(),
@@ -1250,7 +1214,9 @@ async fn list_pods(pods_api: &Api<Pod>, namespace: &str, selector: &str) -> Resu
             },
             e => api_error(e, &asked),
         })?;
-        pods.extend(page.items.into_iter().map(|p| target_pod(p, namespace)));
+        for p in page.items {
+            pods.push(target_pod(p, namespace)?);
+        }
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {
             pods.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1263,65 +1229,22 @@ async fn list_pods(pods_api: &Api<Pod>, namespace: &str, selector: &str) -> Resu
     })
 }
 
-fn target_pod(pod: Pod, namespace: &str) -> TargetPod {
-    let metadata = pod.metadata;
-    let spec = pod.spec.unwrap_or_default();
-    let status = pod.status.unwrap_or_default();
-
-    let mut ips: Vec<IpAddr> = Vec::new();
-    let listed = status.pod_ips.unwrap_or_default().into_iter().map(|p| p.ip);
-    for ip in status.pod_ip.into_iter().chain(listed) {
-        if let Ok(ip) = ip.parse::<IpAddr>() {
-            if !ips.contains(&ip) {
-                ips.push(ip);
-            }
-        }
-    }
-
-    let statuses: Vec<ContainerStatus> = status
-        .init_container_statuses
-        .unwrap_or_default()
-        .into_iter()
-        .chain(status.container_statuses.unwrap_or_default())
-        .collect();
-    let id_of = |name: &str| {
-        statuses
-            .iter()
-            .find(|s| s.name == name)
-            .and_then(|s| s.container_id.clone())
-            .filter(|id| !id.is_empty())
+/// The API's Pod in the one Pod model, read by the same code as a cluster dump's pods.
+fn target_pod(pod: Pod, namespace: &str) -> Result<policy::Pod, KubeError> {
+    let decode = |message: String| KubeError::Decode {
+        what: format!("pod in namespace '{namespace}'"),
+        message,
     };
-    let info = |c: &Container, native_sidecar: bool| ContainerInfo {
-        name: c.name.clone(),
-        id: id_of(&c.name),
-        sidecar: native_sidecar || SIDECAR_NAMES.contains(&c.name.as_str()),
+    let mut v = serde_json::to_value(&pod).map_err(|e| decode(e.to_string()))?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(decode("not an object".into()));
     };
-    let mut containers: Vec<ContainerInfo> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
-        .map(|c| info(c, true))
-        .collect();
-    containers.extend(spec.containers.iter().map(|c| info(c, false)));
-
-    let default_container = metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
-        .filter(|n| containers.iter().any(|c| &c.name == *n))
-        .cloned();
-
-    TargetPod {
-        namespace: metadata.namespace.unwrap_or_else(|| namespace.to_owned()),
-        name: metadata.name.unwrap_or_default(),
-        node: spec.node_name.filter(|n| !n.is_empty()),
-        ips,
-        phase: status.phase,
-        host_network: spec.host_network.unwrap_or(false),
-        containers,
-        default_container,
+    // A listed pod always has its namespace; one that lacks it is in the namespace asked.
+    if let Some(Value::Object(meta)) = obj.get_mut("metadata") {
+        meta.entry("namespace")
+            .or_insert_with(|| Value::String(namespace.to_owned()));
     }
+    policy::Pod::from_object(obj).map_err(decode)
 }
 
 #[cfg(test)]

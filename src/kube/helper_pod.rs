@@ -23,7 +23,7 @@
 //!   keep it well under the 512 MiB limit with the 32 MiB kernel buffer.
 //! - Labels [`LABEL_MANAGED_BY`] and [`LABEL_SESSION`] let `cleanup` and the plugin find it.
 
-use crate::kube::client::TargetPod;
+use crate::policy;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext,
     Toleration,
@@ -96,7 +96,7 @@ fn generate_name(node: &str) -> String {
 }
 
 /// The helper pod for `node`, which captures in `targets` (all on that node).
-pub fn helper_pod(opts: &HelperOptions, node: &str, targets: &[&TargetPod]) -> Pod {
+pub fn helper_pod(opts: &HelperOptions, node: &str, targets: &[&policy::Pod]) -> Pod {
     let labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), "mtlscope".to_owned()),
         ("app.kubernetes.io/component".to_owned(), "capture-helper".to_owned()),
@@ -267,22 +267,23 @@ pub fn running(pod: &Pod) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::client::ContainerInfo;
+    use crate::policy;
 
-    fn target(name: &str) -> TargetPod {
-        TargetPod {
+    fn target(name: &str) -> policy::Pod {
+        policy::Pod {
             namespace: "bookinfo".into(),
             name: name.into(),
             node: Some("worker-1".into()),
             ips: vec![],
             phase: Some("Running".into()),
             host_network: false,
-            containers: vec![ContainerInfo {
+            containers: vec![policy::Container {
                 name: "app".into(),
                 id: Some("containerd://abc".into()),
                 sidecar: false,
             }],
             default_container: None,
+            ..Default::default()
         }
     }
 

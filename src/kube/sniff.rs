@@ -15,12 +15,13 @@
 //! SIGKILL leaves helpers behind: their `activeDeadlineSeconds` ends them, and `cleanup` deletes
 //! them.
 
-use crate::kube::client::{self, KubeError, KubeTarget, TargetPod};
+use crate::kube::client::{self, KubeError, KubeTarget};
 use crate::kube::helper_pod::{self, HelperOptions, ANNOTATION_TARGETS, CONTAINER, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::pipeline::engine::{Config, Engine};
 use crate::pipeline::record::{FlowReport, Output, Summary};
 use crate::pipeline::source::CaptureReader;
 use crate::pipeline::verdict::Kind;
+use crate::policy;
 use crate::policy::Cluster;
 use crate::report::{self, Row};
 use anyhow::{bail, Context, Result};
@@ -78,7 +79,7 @@ pub struct SniffOptions {
 /// One target pod to capture in, and where.
 #[derive(Debug, Clone)]
 struct Capture {
-    pod: TargetPod,
+    pod: policy::Pod,
     container: String,
     container_id: String,
     node: String,
@@ -139,7 +140,7 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
     let helpers: Vec<(String, Pod)> = nodes
         .iter()
         .map(|(node, idx)| {
-            let targets: Vec<&TargetPod> = idx.iter().map(|&i| &captures[i].pod).collect();
+            let targets: Vec<&policy::Pod> = idx.iter().map(|&i| &captures[i].pod).collect();
             (node.clone(), helper_pod::helper_pod(&helper_opts, node, &targets))
         })
         .collect();
@@ -182,7 +183,7 @@ const EXIT_INTERRUPTED: i32 = 130;
 
 /// The pods to capture in, with their container and node; pods that cannot be captured in are
 /// skipped with a warning when others remain, and are an error when none does.
-fn plan(pods: &[TargetPod], container: Option<&str>) -> Result<Vec<Capture>> {
+fn plan(pods: &[policy::Pod], container: Option<&str>) -> Result<Vec<Capture>> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for p in pods {
@@ -237,7 +238,7 @@ fn plan(pods: &[TargetPod], container: Option<&str>) -> Result<Vec<Capture>> {
 }
 
 /// `out.pcap` -> `out-<namespace>-<pod>.pcap` when several pods are captured.
-fn per_pod_path(path: &Path, pod: &TargetPod) -> PathBuf {
+fn per_pod_path(path: &Path, pod: &policy::Pod) -> PathBuf {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -1111,10 +1112,10 @@ pub fn cleanup(kube: &KubeTarget, namespace: Option<String>, all_namespaces: boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::client::ContainerInfo;
+    use crate::policy;
 
-    fn pod(name: &str, node: Option<&str>, phase: &str, id: Option<&str>) -> TargetPod {
-        TargetPod {
+    fn pod(name: &str, node: Option<&str>, phase: &str, id: Option<&str>) -> policy::Pod {
+        policy::Pod {
             namespace: "ns".into(),
             name: name.into(),
             node: node.map(str::to_owned),
@@ -1122,18 +1123,19 @@ mod tests {
             phase: Some(phase.into()),
             host_network: false,
             containers: vec![
-                ContainerInfo {
+                policy::Container {
                     name: "istio-proxy".into(),
                     id: Some("containerd://1111111111111111".into()),
                     sidecar: true,
                 },
-                ContainerInfo {
+                policy::Container {
                     name: "app".into(),
                     id: id.map(str::to_owned),
                     sidecar: false,
                 },
             ],
             default_container: None,
+            ..Default::default()
         }
     }
 

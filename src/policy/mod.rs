@@ -407,7 +407,7 @@ impl PeerAuthentication {
 }
 
 /// A port a container declares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerPort {
     pub container: String,
     pub name: Option<String>,
@@ -416,8 +416,26 @@ pub struct ContainerPort {
     pub protocol: String,
 }
 
-/// The parts of a Pod that matter here.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A container of a pod, as capture needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Container {
+    pub name: String,
+    /// `status.containerStatuses[].containerID`, e.g. `containerd://3f1c...`; `None` until the
+    /// container has been created.
+    pub id: Option<String>,
+    /// A mesh proxy (`istio-proxy`, `linkerd-proxy`) or a native sidecar.
+    pub sidecar: bool,
+}
+
+/// Mesh proxies by container name: a capture target picks another container by default.
+const PROXY_CONTAINERS: &[&str] = &["istio-proxy", "linkerd-proxy"];
+/// Names the container `kubectl exec` and `kubectl logs` use when none is given.
+const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// The one model of a Pod: what PeerAuthentication needs (labels, ports, sidecar) and what
+/// capture needs (node, containers), read by [`Pod::from_object`] from a cluster dump or from
+/// the API alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Pod {
     pub namespace: String,
     pub name: String,
@@ -436,9 +454,22 @@ pub struct Pod {
     /// `ambient.istio.io/redirection: enabled`: ztunnel enforces the policy.
     pub ambient: bool,
     pub source: Option<PathBuf>,
+    /// `spec.nodeName`; `None` while the pod is not scheduled.
+    pub node: Option<String>,
+    /// Native sidecars (init containers with `restartPolicy: Always`) first, as they start
+    /// first, then `spec.containers`, in spec order. Init containers that run to completion are
+    /// left out: there is nothing to capture in them.
+    pub containers: Vec<Container>,
+    /// The `kubectl.kubernetes.io/default-container` annotation, when it names a container.
+    pub default_container: Option<String>,
 }
 
 impl Pod {
+    /// A Pod object (JSON, as the API or `kubectl get -o json` gives it).
+    pub fn from_object(obj: &Map<String, Value>) -> Result<Pod, String> {
+        parse_pod(obj, &Meta::read(obj), None)
+    }
+
     fn is_terminated(&self) -> bool {
         matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
     }
@@ -1223,6 +1254,7 @@ struct RawPodSpec {
     containers: Option<Vec<RawContainer>>,
     init_containers: Option<Vec<RawContainer>>,
     host_network: Option<bool>,
+    node_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1230,6 +1262,15 @@ struct RawPodSpec {
 struct RawContainer {
     name: Option<String>,
     ports: Option<Vec<RawContainerPort>>,
+    restart_policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawContainerStatus {
+    name: Option<String>,
+    #[serde(rename = "containerID")]
+    container_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1248,6 +1289,8 @@ struct RawPodStatus {
     pod_ip: Option<String>,
     #[serde(rename = "podIPs")]
     pod_ips: Option<Vec<RawPodIp>>,
+    container_statuses: Option<Vec<RawContainerStatus>>,
+    init_container_statuses: Option<Vec<RawContainerStatus>>,
 }
 
 #[derive(Deserialize)]
@@ -1290,6 +1333,33 @@ fn parse_pod(obj: &Map<String, Value>, meta: &Meta, source: Option<&Path>) -> Re
     let listed = status.pod_ips.iter().flatten().filter_map(|p| p.ip.as_deref());
     let ips = unique_ips(status.pod_ip.as_deref().into_iter().chain(listed));
 
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .chain(status.container_statuses.iter())
+        .flatten();
+    let statuses: Vec<&RawContainerStatus> = statuses.collect();
+    let container = |c: &RawContainer, native_sidecar: bool| {
+        let name = c.name.clone().unwrap_or_default();
+        Container {
+            id: statuses
+                .iter()
+                .find(|s| s.name.as_deref() == Some(name.as_str()))
+                .and_then(|s| s.container_id.clone())
+                .filter(|id| !id.is_empty()),
+            sidecar: native_sidecar || PROXY_CONTAINERS.contains(&name.as_str()),
+            name,
+        }
+    };
+    let native = spec.init_containers.iter().flatten();
+    let native = native.filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    let mut pod_containers: Vec<Container> = native.map(|c| container(c, true)).collect();
+    pod_containers.extend(spec.containers.iter().flatten().map(|c| container(c, false)));
+    let default_container = annotations
+        .get(DEFAULT_CONTAINER_ANNOTATION)
+        .filter(|n| pod_containers.iter().any(|c| &c.name == *n))
+        .cloned();
+
     Ok(Pod {
         namespace,
         name,
@@ -1303,6 +1373,9 @@ fn parse_pod(obj: &Map<String, Value>, meta: &Meta, source: Option<&Path>) -> Re
             .get("ambient.istio.io/redirection")
             .is_some_and(|v| v == "enabled"),
         source: source.map(Path::to_path_buf),
+        node: spec.node_name.filter(|n| !n.is_empty()),
+        containers: pod_containers,
+        default_container,
     })
 }
 
