@@ -351,6 +351,47 @@ mod tests {
         }
     }
 
+    /// A corrupt or hostile clock: 64-bit timestamps at the top of their range, at several
+    /// resolutions, with the largest offsets either way. The debug test build panics on an
+    /// overflow, so this reads them there; every result saturates at 0 or `u64::MAX`.
+    #[test]
+    fn pcapng_timestamps_near_u64_max_saturate() {
+        let max = u64::MAX;
+        let cases: [(u8, i64, u64, u64); 12] = [
+            (9, 0, max, max),
+            (9, 0, max - 5, max - 5),
+            (6, 0, max, max),
+            (0, 0, max, max),
+            (0x80, 0, max, max),
+            (19, 0, max, 1_844_674_407),
+            (9, 1, max - SEC, max),
+            (9, 1, max - SEC - 1, max - 1),
+            (9, -1, max, max - SEC),
+            (9, i64::MAX, 0, max),
+            (9, i64::MAX, max, max),
+            (9, i64::MIN, max, 0),
+        ];
+        for be in [false, true] {
+            for (tsresol, tsoffset, units, want) in cases {
+                let mut bytes = shb(be);
+                let offset = if be {
+                    tsoffset.to_be_bytes()
+                } else {
+                    tsoffset.to_le_bytes()
+                };
+                bytes.extend(idb(be, 1, 0, &[option(9, &[tsresol], be), option(14, &offset, be)]));
+                bytes.extend(epb(be, 0, units, b"x", 1));
+                // A Simple Packet Block takes the timestamp before it.
+                bytes.extend(spb(be, b"y", 1));
+                let (packets, err) = read_bytes(bytes);
+                assert!(err.is_none(), "{err:?}");
+                let case = format!("tsresol {tsresol:#x} offset {tsoffset} units {units} be {be}");
+                assert_eq!(packets[0].ts_ns, want, "{case}");
+                assert_eq!(packets[1].ts_ns, want, "{case}");
+            }
+        }
+    }
+
     #[test]
     fn pcapng_unusable_time_resolution_is_an_error() {
         let mut bytes = shb(false);

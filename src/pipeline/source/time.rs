@@ -77,3 +77,41 @@ pub(super) fn shift(ns: u64, offset_ns: i128) -> u64 {
     let shifted = i128::from(ns) + offset_ns;
     u64::try_from(shifted.max(0)).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcap_timestamps_at_the_top_of_their_range() {
+        assert_eq!(pcap_ns(1, 2, false), NANOS_PER_SEC + 2_000);
+        assert_eq!(pcap_ns(1, 2, true), NANOS_PER_SEC + 2);
+        assert_eq!(
+            pcap_ns(u32::MAX, u32::MAX, false),
+            u64::from(u32::MAX) * NANOS_PER_SEC + u64::from(u32::MAX) * 1000
+        );
+    }
+
+    #[test]
+    fn conversions_saturate_near_u64_max() {
+        let max = u64::MAX;
+        assert_eq!(TsUnit::from_tsresol(0).unwrap().to_nanos(max), max, "seconds");
+        assert_eq!(TsUnit::from_tsresol(6).unwrap().to_nanos(max / 1000), max / 1000 * 1000);
+        assert_eq!(TsUnit::from_tsresol(6).unwrap().to_nanos(max / 1000 + 1), max);
+        assert_eq!(TsUnit::from_tsresol(9).unwrap().to_nanos(max), max);
+        assert_eq!(TsUnit::from_tsresol(19).unwrap().to_nanos(max), 1_844_674_407);
+        assert_eq!(TsUnit::from_tsresol(0x80).unwrap().to_nanos(max), max, "2^0 per second");
+        assert_eq!(TsUnit::from_tsresol(0x80 | 63).unwrap().to_nanos(max), 1_999_999_999);
+        assert_eq!(TsUnit::from_tsresol(20), None);
+        assert_eq!(TsUnit::from_tsresol(0x80 | 64), None);
+
+        for offset in [i64::MAX, i64::MIN, 1, -1] {
+            let off = offset_ns(offset);
+            for ns in [0, 1, max - 1, max] {
+                let want = (i128::from(ns) + off).clamp(0, i128::from(max));
+                assert_eq!(i128::from(shift(ns, off)), want, "{ns} {offset}");
+            }
+        }
+        assert_eq!(shift(max, 0), max);
+    }
+}
