@@ -3,9 +3,9 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mtlscope::pipeline::engine::{Config, Engine};
-use mtlscope::report;
 use mtlscope::pipeline::record::Collect;
 use mtlscope::pipeline::source::CaptureReader;
+use mtlscope::report;
 use std::io::Cursor;
 
 fuzz_target!(|data: &[u8]| {

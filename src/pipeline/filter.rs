@@ -10,25 +10,43 @@
 //! length, so `len`, `greater` and `less` compare against the captured length. They differ only
 //! for packets cut by the snap length.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use pcap::{BpfProgram, Capture, Linktype};
 
 use crate::pipeline::source::LinkType;
 
+/// Why a filter cannot be used. The libpcap reason is part of the message rather than a
+/// `#[source]`, so an error chain printed with `{:#}` does not say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
     /// The expression is not valid tcpdump filter syntax (checked for Ethernet).
     #[error("invalid filter '{expr}': {reason}")]
-    Invalid { expr: String, reason: String },
+    Invalid { expr: String, reason: CompileError },
     /// The expression is valid but libpcap cannot apply it to this link type, for example
     /// `ether host` on raw IP packets or any filter on NFLOG.
     #[error("filter '{expr}' cannot be applied to link type {link}: {reason}")]
     Unsupported {
         expr: String,
         link: LinkType,
-        reason: String,
+        reason: CompileError,
     },
+}
+
+/// libpcap's refusal to compile an expression for a link type, shown in libpcap's own words.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", libpcap_text(.0))]
+pub struct CompileError(pcap::Error);
+
+/// libpcap's text, minus a prefix that adds nothing after "invalid filter".
+fn libpcap_text(e: &pcap::Error) -> Cow<'_, str> {
+    match e {
+        pcap::Error::PcapError(text) => {
+            Cow::Borrowed(text.strip_prefix("can't parse filter expression: ").unwrap_or(text))
+        }
+        other => Cow::Owned(other.to_string()),
+    }
 }
 
 /// A tcpdump filter expression with its compiled programs, one per link type seen so far.
@@ -111,16 +129,10 @@ impl PacketFilter {
     }
 }
 
-fn compile(expr: &str, link: LinkType) -> Result<BpfProgram, String> {
-    let compiled = Capture::dead(Linktype(dlt_for(link))).and_then(|capture| capture.compile(expr, true));
-    compiled.map_err(|e| match e {
-        // libpcap's own text, minus a prefix that adds nothing after "invalid filter".
-        pcap::Error::PcapError(text) => text
-            .strip_prefix("can't parse filter expression: ")
-            .unwrap_or(&text)
-            .to_string(),
-        other => other.to_string(),
-    })
+fn compile(expr: &str, link: LinkType) -> Result<BpfProgram, CompileError> {
+    Capture::dead(Linktype(dlt_for(link)))
+        .and_then(|capture| capture.compile(expr, true))
+        .map_err(CompileError)
 }
 
 /// `pcap_open_dead` takes the platform's DLT_ value, which differs from the LINKTYPE_ value

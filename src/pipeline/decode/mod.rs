@@ -1,91 +1,26 @@
-//! Stage 1, decode: link layer -> IPv4/IPv6 -> TCP header, through overlay tunnels.
+//! The decode stage: link layer -> IPv4/IPv6 -> TCP header, through overlay tunnels.
 //!
 //! Link and IP layers are sliced with etherparse's lax parser, so a packet cut short by the snap
 //! length still yields whatever headers are complete. The TCP header is read here directly because
 //! the reassembler needs two facts etherparse's `TcpSlice` does not give for a cut packet: the
 //! payload length the IP header announces (`wire_len`) and how much of it was captured.
-//! Overlay tunnels a node-level capture sees (VXLAN, Geneve, IP-in-IP; [`crate::pipeline::decode::tunnel`]) are
-//! opened and the inner packet decoded the same way, so connections are the pod-to-pod ones.
+//! Overlay tunnels a node-level capture sees (VXLAN, Geneve, IP-in-IP; [`tunnel`]) are opened
+//! and the inner packet decoded the same way, so connections are the pod-to-pod ones.
 //! WireGuard and IPsec ESP between nodes are recognised and reported as such ([`Packet`]).
 //! Nothing here allocates.
+//!
+//! This file is the decoder. What it produces ([`Packet`], [`TcpSegment`], [`Skip`]) is in
+//! `packet.rs`, and the tunnel headers it opens in [`tunnel`]: leaves that the later stages
+//! use without depending on the decoder.
 
+mod packet;
 pub mod tunnel;
 
-use crate::pipeline::decode::tunnel::{NodeEncrypted, NodeEncryption, Tunnel, TunnelKind};
+pub use self::packet::{Packet, Skip, TcpFlags, TcpSegment, MAX_TUNNEL_DEPTH};
+use self::tunnel::{NodeEncrypted, NodeEncryption, Tunnel, TunnelKind};
 use crate::pipeline::source::LinkType;
 use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket};
 use std::net::IpAddr;
-
-/// TCP flag bits as they appear in byte 13 of the header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const ACK: u8 = 0x10;
-
-    pub fn fin(self) -> bool {
-        self.0 & Self::FIN != 0
-    }
-    pub fn syn(self) -> bool {
-        self.0 & Self::SYN != 0
-    }
-    pub fn rst(self) -> bool {
-        self.0 & Self::RST != 0
-    }
-    pub fn ack(self) -> bool {
-        self.0 & Self::ACK != 0
-    }
-}
-
-/// One TCP segment, borrowed from the packet buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct TcpSegment<'a> {
-    /// Addresses and ports of the connection; for a tunnelled packet, the inner (pod) ones.
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub sport: u16,
-    pub dport: u16,
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: TcpFlags,
-    /// The captured part of the payload.
-    pub payload: &'a [u8],
-    /// Payload length announced by the IP header; larger than `payload.len()` when the snap
-    /// length cut the packet.
-    pub wire_len: u32,
-    /// The outermost overlay tunnel (VXLAN, Geneve, IP-in-IP) the segment was carried in.
-    pub tunnel: Option<Tunnel>,
-}
-
-/// What a decoded frame carries that mtlscope can use.
-#[derive(Debug, Clone, Copy)]
-pub enum Packet<'a> {
-    Tcp(TcpSegment<'a>),
-    /// WireGuard or IPsec ESP between nodes: encrypted below TCP, so no connection inside it can
-    /// be seen (an "encrypted at node level" flow).
-    NodeEncrypted(NodeEncrypted),
-}
-
-/// Why a packet carries no TCP segment we can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    /// Not IP, or IP but not TCP (UDP, ICMP, ARP...), also inside a tunnel.
-    NotTcp,
-    /// A non-first IP fragment or a fragmented TCP segment: not reassembled at the IP layer.
-    Fragment,
-    /// The link type is not one mtlscope decodes.
-    UnsupportedLink(LinkType),
-    /// The headers are cut short or inconsistent, or tunnels nest deeper than
-    /// [`MAX_TUNNEL_DEPTH`].
-    Malformed,
-}
-
-/// Tunnels inside tunnels followed at most; real overlays nest one, rarely two, deep. Bounds the
-/// work a crafted packet can cause.
-pub const MAX_TUNNEL_DEPTH: usize = 4;
 
 /// Decode one captured frame down to its TCP segment. Node-level encrypted packets (WireGuard,
 /// ESP) are `Skip::NotTcp` here; [`decode_packet`] tells them apart.

@@ -1,6 +1,6 @@
-//! Node-level encapsulations, read by [`crate::pipeline::decode`]: overlay tunnels whose inner packets are
-//! pod-to-pod connections (VXLAN, Geneve, IP-in-IP), and node-to-node encryption whose inner
-//! packets cannot be seen (WireGuard, IPsec ESP).
+//! Node-level encapsulations: overlay tunnels whose inner packets are pod-to-pod connections
+//! (VXLAN, Geneve, IP-in-IP), and node-to-node encryption whose inner packets cannot be seen
+//! (WireGuard, IPsec ESP). The decoder opens the tunnels these functions recognise.
 //!
 //! Everything here looks at one UDP or IP payload and never allocates. A tunnel is recognised by
 //! its well-known port *and* a header that checks out, so a random UDP datagram to port 4789 is
