@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")"
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-capture_file pcap_blocks decode reassembly tls_stream certificate plaintext mesh rules policy}
+targets=${*:-capture_file decode reassembly tls_stream certificate plaintext mesh rules policy}
 export RUSTC_BOOTSTRAP=1 # cargo fuzz needs nightly flags; only stable is installed
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 sanitizer=${SANITIZER:-address}

@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
 if [ "${1:-}" = "--clean" ]; then rm -rf corpus; fi
-for t in capture_file pcap_blocks decode reassembly tls_stream certificate plaintext mesh rules policy; do
+for t in capture_file decode reassembly tls_stream certificate plaintext mesh rules policy; do
   mkdir -p "corpus/$t"
 done
 
@@ -19,12 +19,6 @@ done
 gzip -9 -n -c "$root/captures/openssl-tls13-mtls-rsa.pcap" > corpus/capture_file/openssl-tls13-mtls-rsa.pcap.gz
 head -c 3000 "$root/captures/openssl-tls12-mtls-rsa.pcap" > corpus/capture_file/openssl-tls12-mtls-rsa.truncated.pcap
 head -c 3000 "$root/captures/mixed-linktypes.pcapng" > corpus/capture_file/mixed-linktypes.truncated.pcapng
-# pcap_blocks: plain pcap files, each with a last byte that picks a block size.
-i=0
-for f in "$root"/captures/*.pcap; do
-  { cat "$f"; printf "\\$(printf %03o $((i % 8)))"; } > "corpus/pcap_blocks/$(basename "$f")"
-  i=$((i + 1))
-done
 
 # Certificates: the DER test files, and every certificate the captures carry in clear.
 cp "$root"/tests/data/certs/*.der corpus/certificate/
@@ -265,6 +259,6 @@ printf '{"rules":[{"name":"j","match":{"cidrs":["10.0.0.0/8","fd00::/8"],"sni":"
 for f in "$root"/tests/data/policy/*/*; do
   cp "$f" "corpus/policy/$(basename "$(dirname "$f")")-$(basename "$f")"
 done
-for t in capture_file pcap_blocks decode reassembly tls_stream certificate plaintext mesh rules policy; do
+for t in capture_file decode reassembly tls_stream certificate plaintext mesh rules policy; do
   printf '%-14s %5s seeds\n' "$t" "$(find "corpus/$t" -type f | wc -l)"
 done
