@@ -25,7 +25,7 @@ pub(super) fn print_dry_run(
         captures
             .iter()
             .filter(|c| c.node == node)
-            .map(|c| format!("{}: {}", c.label(), shell_words(&agent_command(c, opts))))
+            .map(|c| format!("{}: {}", c.label(), shell_words::join(agent_command(c, opts))))
             .collect()
     };
     match format {
@@ -60,21 +60,6 @@ pub(super) fn print_dry_run(
     }
     out.flush()?;
     Ok(())
-}
-
-/// A command line as a shell would need it typed.
-fn shell_words(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            if !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,".contains(&b)) {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Where the connections go, in the chosen format.
@@ -263,7 +248,20 @@ mod tests {
     #[test]
     fn shell_quoting() {
         let w: Vec<String> = ["mtlscope", "-f", "tcp port 9080", "it's"].map(String::from).to_vec();
-        assert_eq!(shell_words(&w), "mtlscope -f 'tcp port 9080' 'it'\\''s'");
+        assert_eq!(shell_words::join(&w), "mtlscope -f 'tcp port 9080' 'it'\\''s'");
+        // As the dry run prints an agent command: IDs and paths stay bare.
+        let agent = [
+            "mtlscope",
+            "agent",
+            "--container-id",
+            "containerd://3f1c9e7a0b2d",
+            "--duration",
+            "30000ms",
+        ];
+        assert_eq!(
+            shell_words::join(agent),
+            "mtlscope agent --container-id containerd://3f1c9e7a0b2d --duration 30000ms"
+        );
     }
 
     #[test]
