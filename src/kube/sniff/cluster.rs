@@ -3,9 +3,9 @@
 
 use super::options::SniffOptions;
 use crate::kube::client::{self, KubeError};
+use crate::pipeline::enrich;
+use crate::pipeline::record::FlowReport;
 use crate::policy::Cluster;
-use serde_json::Value;
-use std::net::IpAddr;
 
 /// Pods (for names) and PeerAuthentications (for expected modes) from the cluster. Failing to
 /// read them is not fatal: the capture goes on without names or policy, and says so.
@@ -68,27 +68,23 @@ pub(super) struct Known {
 
 /// Pod names for both ends and the expected PeerAuthentication mode, as `enrich` does for
 /// `analyze --policy-from`.
-pub(super) fn join_cluster(v: &mut Value, known: Option<&Known>) {
+pub(super) fn join_cluster(report: &mut FlowReport, known: Option<&Known>) {
     let Some(known) = known else {
         return;
     };
-    let ip = |side: &str| {
-        v.pointer(&format!("/{side}/ip"))
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<IpAddr>().ok())
-    };
-    let (Some(client), Some(server)) = (ip("client"), ip("server")) else {
-        return;
-    };
-    let port = v.pointer("/server/port").and_then(Value::as_u64).unwrap_or(0) as u16;
-    let loopback = v.get("loopback").and_then(Value::as_bool).unwrap_or(false);
-    let verdict = v.get("verdict").and_then(Value::as_str).unwrap_or("").to_owned();
-    if let Some(mut k) = crate::pipeline::enrich::lookup(&known.cluster, client, server, port, loopback, &verdict) {
+    let (client, server) = (report.client, report.server);
+    let verdict = report.verdict.verdict.name();
+    if let Some(mut k) = enrich::lookup(
+        &known.cluster,
+        client.ip,
+        server.ip,
+        server.port,
+        report.loopback,
+        verdict,
+    ) {
         if !known.policy {
             k.policy = None;
         }
-        if let Ok(k) = serde_json::to_value(k) {
-            v["kubernetes"] = k;
-        }
+        report.kubernetes = Some(k);
     }
 }

@@ -5,11 +5,11 @@ use super::cluster::{join_cluster, Known};
 use super::options::{SniffFormat, SniffOptions};
 use super::plan::{agent_command, Capture};
 use crate::kube::labels::CONTAINER;
-use crate::pipeline::record::Summary;
-use crate::pipeline::verdict::Kind;
+use crate::pipeline::record::{CaptureStats, FlowReport, Summary};
 use crate::report::{self, Row};
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -62,19 +62,61 @@ pub(super) fn print_dry_run(
     Ok(())
 }
 
+/// One connection as the plugin prints it: the record the agent sent, joined to the cluster,
+/// and where it was captured.
+#[derive(Serialize)]
+struct PluginFlow<'a> {
+    #[serde(flatten)]
+    report: &'a FlowReport,
+    captured_in: &'a CapturedIn,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct CapturedIn {
+    /// `namespace/name` of the target pod.
+    pod: String,
+    container: String,
+    node: String,
+}
+
+/// The summary over every agent, with one entry per capture.
+#[derive(Serialize)]
+struct PluginSummary<'a> {
+    #[serde(flatten)]
+    summary: &'a Summary,
+    captures: Vec<CaptureEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct CaptureEntry<'a> {
+    pod: String,
+    container: &'a str,
+    node: &'a str,
+    helper: Option<&'a str>,
+    /// The kernel's counters: from the agent's summary, or its stderr line with `-w`.
+    capture: Option<&'a CaptureStats>,
+    written: Option<String>,
+    /// The agent's summary arrived.
+    finished: bool,
+}
+
 /// Where the connections go, in the chosen format.
 pub(super) struct Results {
-    pub(super) format: SniffFormat,
-    /// Kept for a table or a JSON document; JSON lines are written at once.
-    pub(super) flows: Vec<Value>,
-    pub(super) counts: Summary,
-    pub(super) summaries: Vec<Option<Value>>,
+    format: SniffFormat,
+    /// Where each capture's connections were captured, as printed with them.
+    captured_in: Vec<CapturedIn>,
+    /// Kept for a table or a JSON document, with the capture they came from; JSON lines are
+    /// written at once.
+    flows: Vec<(FlowReport, usize)>,
+    counts: Summary,
+    /// The agents' summaries, as they arrive.
+    pub(super) summaries: Vec<Option<Summary>>,
     /// Kernel counters reported apart from the summary (agents streaming pcap).
-    pub(super) kernel: Vec<Option<Value>>,
+    pub(super) kernel: Vec<Option<CaptureStats>>,
     /// The agents' last lines on stderr, for an error message.
-    pub(super) stderr: Vec<Vec<String>>,
-    pub(super) live_status: bool,
-    pub(super) last_status: Instant,
+    stderr: Vec<Vec<String>>,
+    live_status: bool,
+    last_status: Instant,
 }
 
 impl Results {
@@ -82,6 +124,14 @@ impl Results {
         use std::io::IsTerminal;
         Results {
             format,
+            captured_in: captures
+                .iter()
+                .map(|c| CapturedIn {
+                    pod: c.label(),
+                    container: c.container.clone(),
+                    node: c.node.clone(),
+                })
+                .collect(),
             flows: Vec::new(),
             counts: Summary::default(),
             summaries: vec![None; captures.len()],
@@ -92,27 +142,31 @@ impl Results {
         }
     }
 
-    pub(super) fn flow(&mut self, i: usize, mut v: Value, captures: &[Capture], cluster: Option<&Known>) -> Result<()> {
-        join_cluster(&mut v, cluster);
-        count_json(&mut self.counts, &v);
-        v["captured_in"] = json!({
-            "pod": captures[i].label(),
-            "container": captures[i].container,
-            "node": captures[i].node,
-        });
+    /// A connection from the agent for capture `i`: joined to the cluster, counted, and
+    /// printed now (JSON lines) or kept for the end.
+    pub(super) fn flow(&mut self, i: usize, mut report: FlowReport, cluster: Option<&Known>) -> Result<()> {
+        join_cluster(&mut report, cluster);
+        self.counts.count(&report.verdict);
+        self.counts.count_finding(&report.kubernetes);
         if self.format == SniffFormat::Jsonl {
             let mut out = io::stdout().lock();
-            serde_json::to_writer(&mut out, &v)?;
-            out.write_all(b"\n")?;
+            write_line(&mut out, &self.line(&report, i))?;
             out.flush()?;
         } else {
-            self.flows.push(v);
+            self.flows.push((report, i));
         }
         Ok(())
     }
 
-    pub(super) fn summary(&mut self, i: usize, v: Value) {
-        self.summaries[i] = Some(v);
+    fn line<'a>(&'a self, report: &'a FlowReport, i: usize) -> PluginFlow<'a> {
+        PluginFlow {
+            report,
+            captured_in: &self.captured_in[i],
+        }
+    }
+
+    pub(super) fn summary(&mut self, i: usize, s: Summary) {
+        self.summaries[i] = Some(s);
     }
 
     pub(super) fn agent_said(&mut self, i: usize, line: &str, captures: &[Capture]) {
@@ -148,20 +202,33 @@ impl Results {
         if self.live_status {
             eprint!("\r\x1b[K");
         }
-        let (summary, line) = self.total(captures);
+        let total = self.total();
+        let summary = PluginSummary {
+            summary: &total,
+            captures: self.captures(captures),
+        };
         let mut out = io::BufWriter::new(io::stdout().lock());
         match self.format {
             SniffFormat::Jsonl => {
-                serde_json::to_writer(&mut out, &json!({ "summary": summary }))?;
-                writeln!(out)?;
+                #[derive(Serialize)]
+                struct Line<'a> {
+                    summary: PluginSummary<'a>,
+                }
+                write_line(&mut out, &Line { summary })?;
             }
             SniffFormat::Json | SniffFormat::Yaml => {
-                serde_json::to_writer_pretty(&mut out, &json!({"summary": summary, "flows": self.flows}))?;
+                #[derive(Serialize)]
+                struct Document<'a> {
+                    summary: PluginSummary<'a>,
+                    flows: Vec<PluginFlow<'a>>,
+                }
+                let flows = self.flows.iter().map(|(f, i)| self.line(f, *i)).collect();
+                serde_json::to_writer_pretty(&mut out, &Document { summary, flows })?;
                 writeln!(out)?;
             }
             SniffFormat::Table => {
-                let rows: Vec<Row> = self.flows.iter().map(Row::from_json).collect();
-                report::write_rows(&mut out, &rows, &line, crate::report::terminal_width())?;
+                let rows: Vec<Row> = self.flows.iter().map(|(f, _)| Row::from_report(f)).collect();
+                report::write_rows(&mut out, &rows, &total.line(), crate::report::terminal_width())?;
             }
         }
         out.flush()?;
@@ -173,72 +240,48 @@ impl Results {
         Ok(())
     }
 
-    /// The summary over every agent: counts from the connections, packet and kernel counters
-    /// from the agents' summaries, one entry per capture.
-    fn total(&self, captures: &[Capture]) -> (Value, String) {
+    /// The summary over every agent: counts from the connections, packet counters and errors
+    /// from the agents' summaries.
+    fn total(&self) -> Summary {
         let mut s = self.counts.clone();
-        let mut per_capture = Vec::new();
-        for (i, c) in captures.iter().enumerate() {
-            let agent = self.summaries[i].as_ref();
-            let n = |k: &str| agent.and_then(|a| a.get(k)).and_then(Value::as_u64).unwrap_or(0);
-            s.packets += n("packets");
-            s.tcp_packets += n("tcp_packets");
-            s.evicted_flows += n("evicted_flows");
-            s.buffer_limit_hits += n("buffer_limit_hits");
-            for e in agent
-                .and_then(|a| a.get("errors"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(e) = e.as_str() {
-                    s.errors.push(format!("{}: {e}", c.label()));
-                }
-            }
-            per_capture.push(json!({
-                "pod": c.label(),
-                "container": c.container,
-                "node": c.node,
-                "helper": c.helper,
-                "capture": agent
-                    .and_then(|a| a.get("capture"))
-                    .filter(|c| !c.is_null())
-                    .or(self.kernel[i].as_ref())
-                    .cloned()
-                    .unwrap_or(Value::Null),
-                "written": c.write.as_ref().map(|w| w.display().to_string()),
-                "finished": agent.is_some(),
-            }));
+        for (a, c) in self.summaries.iter().zip(&self.captured_in) {
+            let Some(a) = a else {
+                continue;
+            };
+            s.packets += a.packets;
+            s.tcp_packets += a.tcp_packets;
+            s.evicted_flows += a.evicted_flows;
+            s.buffer_limit_hits += a.buffer_limit_hits;
+            s.errors.extend(a.errors.iter().map(|e| format!("{}: {e}", c.pod)));
         }
-        let line = s.line();
-        let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
-        v["captures"] = Value::Array(per_capture);
-        (v, line)
+        s
+    }
+
+    fn captures<'a>(&'a self, captures: &'a [Capture]) -> Vec<CaptureEntry<'a>> {
+        captures
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let agent = self.summaries[i].as_ref();
+                CaptureEntry {
+                    pod: c.label(),
+                    container: &c.container,
+                    node: &c.node,
+                    helper: c.helper.as_deref(),
+                    capture: agent.and_then(|a| a.capture.as_ref()).or(self.kernel[i].as_ref()),
+                    written: c.write.as_ref().map(|w| w.display().to_string()),
+                    finished: agent.is_some(),
+                }
+            })
+            .collect()
     }
 }
 
-/// Count a connection's JSON into a summary as [`Summary::count`] counts a verdict.
-fn count_json(s: &mut Summary, f: &Value) {
-    s.connections += 1;
-    if let Some(k) = f
-        .get("verdict")
-        .and_then(Value::as_str)
-        .and_then(|v| Kind::ALL.iter().find(|k| k.name() == v))
-    {
-        *s.verdicts.entry(k.name()).or_default() += 1;
-    }
-    match f.get("confidence").and_then(Value::as_str) {
-        Some("inferred") => s.inferred += 1,
-        Some("uncertain") => s.uncertain += 1,
-        _ => {}
-    }
-    let severity = f.pointer("/kubernetes/policy/finding/severity").and_then(Value::as_str);
-    if let Some(key) = ["violation", "warning", "note"]
-        .into_iter()
-        .find(|k| Some(*k) == severity)
-    {
-        *s.findings.entry(key).or_default() += 1;
-    }
+/// One JSON line, as [`crate::report::JsonLines`] writes the agent's.
+fn write_line(out: &mut impl Write, line: &impl Serialize) -> Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
+    out.write_all(b"\n")?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -265,17 +308,32 @@ mod tests {
     }
 
     #[test]
-    fn counts_from_json() {
-        let mut s = Summary::default();
-        count_json(
-            &mut s,
-            &json!({"verdict": "plaintext", "confidence": "certain",
-                    "kubernetes": {"policy": {"finding": {"severity": "violation", "message": "x"}}}}),
-        );
-        count_json(&mut s, &json!({"verdict": "mtls", "confidence": "inferred"}));
+    fn a_connection_is_the_agents_record_then_where_it_was_captured() {
+        let capture = Capture {
+            pod: crate::policy::Pod {
+                namespace: "ns".into(),
+                name: "web-0".into(),
+                ..Default::default()
+            },
+            container: "app".into(),
+            container_id: "containerd://aaaaaaaaaaaa".into(),
+            node: "n1".into(),
+            helper: Some("mtlscope-n1-abcde".into()),
+            write: None,
+        };
+        let mut r = Results::new(SniffFormat::Json, std::slice::from_ref(&capture));
+        let report = crate::report::tests::sample_report(7);
+        r.flow(0, report.clone(), None).unwrap();
+        assert_eq!(r.counts.line(), "1 connection: 1 no-data");
+        let (kept, i) = &r.flows[0];
+        let line = serde_json::to_string(&r.line(kept, *i)).unwrap();
+        let agent = serde_json::to_string(&report).unwrap();
         assert_eq!(
-            s.line(),
-            "2 connections: 1 mtls, 1 plaintext (1 inferred); PeerAuthentication: 1 violation"
+            line,
+            format!(
+                "{},\"captured_in\":{{\"pod\":\"ns/web-0\",\"container\":\"app\",\"node\":\"n1\"}}}}",
+                agent.strip_suffix('}').unwrap()
+            )
         );
     }
 }

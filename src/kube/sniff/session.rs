@@ -187,9 +187,9 @@ pub(super) async fn run(
             ev = rx.recv() => {
                 match ev {
                     None => break,
-                    Some(Event::Flow(i, v)) => out.flow(i, v, captures, cluster)?,
-                    Some(Event::Summary(i, v)) => out.summary(i, v),
-                    Some(Event::Capture(i, v)) => out.kernel[i] = Some(v),
+                    Some(Event::Flow(i, f)) => out.flow(i, *f, cluster)?,
+                    Some(Event::Summary(i, s)) => out.summary(i, *s),
+                    Some(Event::Capture(i, stats)) => out.kernel[i] = Some(stats),
                     Some(Event::Stderr(i, line)) => out.agent_said(i, &line, captures),
                     Some(Event::Done(i, r)) => {
                         running -= 1;

@@ -1,25 +1,26 @@
-//! The agents' streams: each agent's standard output (JSON lines, or pcap with `-w`, analysed
-//! here by the same engine) and standard error, read into [`Event`]s for the main loop.
+//! The agents' streams: each agent's standard output (JSON lines, read back into the records
+//! the agent wrote with [`crate::kube::wire`]; or pcap with `-w`, analysed here by the same
+//! engine) and standard error, read into [`Event`]s for the main loop.
 
 use super::options::SniffOptions;
 use super::plan::Capture;
+use crate::kube::wire::{self, AgentLine};
 use crate::pipeline::engine::{Config, Engine};
-use crate::pipeline::record::{FlowReport, Output};
+use crate::pipeline::record::{CaptureStats, FlowReport, Output, Summary};
 use crate::pipeline::source::CaptureReader;
 use anyhow::{bail, Result};
-use serde_json::Value;
 use std::io;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 /// What the agents' streams deliver to the main loop.
 pub(super) enum Event {
-    /// A connection's JSON object.
-    Flow(usize, Value),
-    /// The agent's final summary object.
-    Summary(usize, Value),
+    /// A connection whose verdict is final.
+    Flow(usize, Box<FlowReport>),
+    /// The agent's final summary.
+    Summary(usize, Box<Summary>),
     /// The kernel's counters, from an agent streaming pcap (on its stderr).
-    Capture(usize, Value),
+    Capture(usize, CaptureStats),
     /// A line the agent wrote on standard error.
     Stderr(usize, String),
     /// The exec stream ended: `Err` says why the agent failed.
@@ -42,14 +43,10 @@ pub(super) fn spawn_streams(
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 // An agent streaming pcap reports the kernel's counters as one JSON line here.
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) if v.get("capture").is_some() => {
-                        let _ = tx.send(Event::Capture(i, v["capture"].clone()));
-                    }
-                    _ => {
-                        let _ = tx.send(Event::Stderr(i, line));
-                    }
-                }
+                let _ = match wire::parse_capture_line(&line) {
+                    Some(stats) => tx.send(Event::Capture(i, stats)),
+                    None => tx.send(Event::Stderr(i, line)),
+                };
             }
         }));
     }
@@ -62,20 +59,16 @@ pub(super) fn spawn_streams(
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    match serde_json::from_str::<Value>(&line) {
-                        Ok(v) if v.get("summary").is_some() => {
-                            let _ = tx.send(Event::Summary(i, v["summary"].clone()));
-                        }
-                        Ok(v) if v.is_object() => {
-                            let _ = tx.send(Event::Flow(i, v));
-                        }
-                        _ => {
-                            let _ = tx.send(Event::Stderr(
-                                i,
-                                format!("unexpected output from the agent for {label} (not a JSON object)"),
-                            ));
-                        }
-                    }
+                    let _ = match wire::parse_line(&line) {
+                        Ok(AgentLine::Flow(f)) => tx.send(Event::Flow(i, f)),
+                        Ok(AgentLine::Summary(s)) => tx.send(Event::Summary(i, s)),
+                        Err(e) => tx.send(Event::Stderr(
+                            i,
+                            format!(
+                                "unexpected output from the agent for {label} (not a connection or its summary: {e})"
+                            ),
+                        )),
+                    };
                 }
             })
         }
@@ -150,7 +143,7 @@ impl io::Read for ChunkReader {
     }
 }
 
-/// Decided connections of the local engine, as the agent's JSON lines would carry them.
+/// Decided connections of the local engine, as the agent's lines would carry them.
 struct ToEvents {
     i: usize,
     tx: mpsc::UnboundedSender<Event>,
@@ -161,8 +154,7 @@ impl Output for ToEvents {
         false
     }
     fn decided(&mut self, report: &FlowReport) -> io::Result<()> {
-        let v = serde_json::to_value(report).map_err(io::Error::other)?;
-        let _ = self.tx.send(Event::Flow(self.i, v));
+        let _ = self.tx.send(Event::Flow(self.i, Box::new(report.clone())));
         Ok(())
     }
     fn closed(&mut self, _report: FlowReport) -> io::Result<()> {
@@ -194,7 +186,5 @@ fn analyse_stream(i: usize, name: &str, cfg: Config, rx: mpsc::Receiver<Vec<u8>>
         }
     }
     engine.finish();
-    if let Ok(v) = serde_json::to_value(&engine.summary) {
-        let _ = tx.send(Event::Summary(i, v));
-    }
+    let _ = tx.send(Event::Summary(i, Box::new(std::mem::take(&mut engine.summary))));
 }
