@@ -1,4 +1,4 @@
-//! The names that mark a helper pod, shared by the code that builds it ([`super::helper_pod`])
+//! The names that mark a helper pod, shared by the code that builds it (`kube::helper_pod`)
 //! and the code that finds, execs into and deletes it (the plugin, `kube::sniff`): its labels,
 //! its targets annotation and its container. A leaf: it uses nothing else of the crate.
 

@@ -4,7 +4,8 @@
 //! One run: resolve the target to pods ([`client::resolve_targets`]) and pick each pod's
 //! container; build one helper pod per node; create them, wait until they run, and in each one
 //! `exec` `mtlscope agent --container-id ID ...` for every target pod on that node. Each agent
-//! streams JSON lines (one per connection as soon as its verdict is final, then a summary); with
+//! streams JSON lines (one per connection as soon as its verdict is final, then a summary, read
+//! back into the records it wrote by [`crate::kube::wire`]); with
 //! `-w` it streams pcap instead, which is written to the file and analysed here with the same
 //! engine. Connections are joined to the cluster (pod names for both ends, the expected
 //! PeerAuthentication mode) and shown as `capture` shows them.

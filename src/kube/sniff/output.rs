@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
+/// `--dry-run`: the helper pods as YAML, each with the agent commands it would run as comments,
+/// or as JSON.
 pub(super) fn print_dry_run(
     helpers: &[(String, Pod)],
     captures: &[Capture],
