@@ -11,6 +11,14 @@ mod fake_apiserver;
 mod lab;
 
 use fake_apiserver::{ExecAction, ExecRequest, FakeApiServer, RecordedRequest, Reply};
+use mtlscope::kube::wire::{self, AgentLine};
+use mtlscope::pipeline::engine::Config;
+use mtlscope::pipeline::enrich::{Kubernetes, PolicyReport};
+use mtlscope::pipeline::flows::Endpoint;
+use mtlscope::pipeline::record::{CaptureStats, FlowReport, Output as _, Summary};
+use mtlscope::pipeline::runner::analyze_files;
+use mtlscope::policy::{self as mesh_policy, DecidedBy, Level, Mode};
+use mtlscope::report::JsonLines;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -145,12 +153,57 @@ fn exec_command(r: &RecordedRequest) -> Vec<String> {
         .collect()
 }
 
-/// A scripted agent: one connection between the two given addresses, then the summary.
+fn capture_file(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("captures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// What the agent writes, through the writer it writes with: its connections, then its summary.
+fn agent_lines(flows: &[FlowReport], summary: &Summary) -> Vec<u8> {
+    let mut out = JsonLines::new(Vec::new());
+    for f in flows {
+        out.decided(f).unwrap();
+    }
+    out.summary(summary).unwrap();
+    out.into_inner()
+}
+
+/// The kernel's counters of a live capture on eth0.
+fn kernel(packets: u32) -> CaptureStats {
+    CaptureStats {
+        interface: "eth0".into(),
+        packets: u64::from(packets),
+        received: packets,
+        seconds: 1.5,
+        ..CaptureStats::default()
+    }
+}
+
+/// A scripted agent: one plaintext HTTP connection (the one of the bundled capture) from
+/// 10.1.0.5 to the given address, then the summary.
 fn scripted_agent(req: &ExecRequest, server_ip: &str) -> ExecAction {
-    let flow = json!({"id": 1, "client": {"ip": "10.1.0.5", "port": 40000}, "server": {"ip": server_ip, "port": 4433},
-                      "loopback": false, "verdict": "plaintext", "confidence": "certain", "evidence": ["http request GET / in clear"]});
-    let summary = json!({"summary": {"connections": 1, "packets": 10, "tcp_packets": 10, "errors": [],
-                                      "capture": {"interface": "eth0", "packets": 10, "received": 10, "dropped": 0}}});
+    let (flows, _) = analyze_files(&[capture_file("plaintext-http.pcap")], None, Config::default()).unwrap();
+    let mut flow = flows.into_iter().next().unwrap();
+    assert_eq!(flow.verdict.verdict.name(), "plaintext");
+    flow.client = Endpoint {
+        ip: "10.1.0.5".parse().unwrap(),
+        port: 40000,
+    };
+    flow.server = Endpoint {
+        ip: server_ip.parse().unwrap(),
+        port: 4433,
+    };
+    flow.loopback = false;
+    let summary = Summary {
+        connections: 1,
+        packets: 10,
+        tcp_packets: 10,
+        capture: Some(kernel(10)),
+        ..Summary::default()
+    };
     let id = req
         .command
         .iter()
@@ -159,7 +212,7 @@ fn scripted_agent(req: &ExecRequest, server_ip: &str) -> ExecAction {
         .cloned()
         .unwrap_or_default();
     ExecAction::Script {
-        stdout: format!("{flow}\n{summary}\n").into_bytes(),
+        stdout: agent_lines(&[flow], &summary),
         stderr: format!("mtlscope agent: container {id} is process 4242\n").into_bytes(),
         exit_code: 0,
     }
@@ -365,11 +418,16 @@ async fn agent_failure_is_reported_and_the_helper_deleted() {
 /// An agent that runs until it reads `stop`, then reports its summary, as `mtlscope agent
 /// --stop-on-stdin` does.
 fn stoppable_agent() -> ExecAction {
+    let summary = Summary {
+        packets: 7,
+        ..Summary::default()
+    };
     let mut cmd = std::process::Command::new("sh");
     cmd.args([
         "-c",
-        r#"echo "agent waiting" >&2; read line; [ "$line" = stop ] && echo '{"summary":{"connections":0,"packets":7,"errors":[]}}'"#,
-    ]);
+        r#"echo "agent waiting" >&2; read line; [ "$line" = stop ] && printf %s "$SUMMARY""#,
+    ])
+    .env("SUMMARY", String::from_utf8(agent_lines(&[], &summary)).unwrap());
     ExecAction::Run(cmd)
 }
 
@@ -616,8 +674,7 @@ async fn write_brings_the_packets_back_and_the_verdicts_are_made_locally() {
                     exit_code: 2,
                 };
             }
-            let stats =
-                json!({"capture": {"interface": "eth0", "packets": 17, "received": 17, "dropped": 0, "if_dropped": 0}});
+            let stats = json!({ "capture": kernel(17) });
             ExecAction::Script {
                 stdout: streamed.clone(),
                 stderr: format!("{stats}\n").into_bytes(),
@@ -691,6 +748,106 @@ async fn cleanup_deletes_only_helpers() {
     assert_eq!(server.pod_names(), [format!("{NS}/web-0")]);
     let o = plugin(&kc, &["cleanup", "-A"]).await;
     assert_eq!(text(&o.stdout), "No mtlscope helper pods found.\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent's stream: the same types on both ends
+// ---------------------------------------------------------------------------------------------
+
+/// Read the agent's lines the way the plugin does and write them again the way the agent does.
+fn read_and_write_again(lines: &[u8]) -> Vec<u8> {
+    let mut out = JsonLines::new(Vec::new());
+    for line in std::str::from_utf8(lines).unwrap().lines() {
+        match wire::parse_line(line).unwrap_or_else(|e| panic!("{e}: {line}")) {
+            AgentLine::Flow(f) => out.decided(&f).unwrap(),
+            AgentLine::Summary(s) => out.summary(&s).unwrap(),
+        }
+    }
+    out.into_inner()
+}
+
+/// The cluster's view of a connection, as the plugin joins it: every mode, both kinds of
+/// decision, enforced or not.
+fn joined(f: &FlowReport) -> Vec<FlowReport> {
+    let decided_by = |level: Level| match level {
+        Level::Default => DecidedBy {
+            kind: "default",
+            namespace: None,
+            name: None,
+            level,
+        },
+        _ => DecidedBy {
+            kind: "PeerAuthentication",
+            namespace: Some(NS.into()),
+            name: Some("default".into()),
+            level,
+        },
+    };
+    let cases = [
+        (Mode::Strict, Level::Namespace, false),
+        (Mode::Permissive, Level::Default, false),
+        (Mode::Disable, Level::Port, true),
+    ];
+    cases
+        .into_iter()
+        .map(|(mode, level, not_enforced)| {
+            let mut f = f.clone();
+            f.kubernetes = Some(Kubernetes {
+                client_pod: Some(format!("{NS}/client-0")),
+                server_pod: None,
+                policy: Some(PolicyReport {
+                    expected_mode: mode,
+                    decided_by: decided_by(level),
+                    finding: mesh_policy::finding(mode, f.verdict.verdict.name()),
+                    not_enforced,
+                }),
+            });
+            f
+        })
+        .collect()
+}
+
+/// Every connection of every bundled capture, as the agent writes it (with the payload
+/// excerpts of `--show-payload`, joined to a cluster as the plugin joins it) and with the
+/// summary: read back into the same types and written again, byte for byte the same.
+#[test]
+fn every_connection_of_every_capture_reads_back_to_the_same_bytes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains(".pcap"))
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 40, "{files:?}");
+    let mut connections = 0;
+    for file in &files {
+        for show_payload in [false, true] {
+            let cfg = Config {
+                show_payload,
+                ..Config::default()
+            };
+            let (flows, mut summary) = analyze_files(std::slice::from_ref(file), None, cfg).unwrap();
+            let mut all = flows.clone();
+            for f in &flows {
+                let cluster = joined(f);
+                for j in &cluster {
+                    summary.count_finding(&j.kubernetes);
+                }
+                all.extend(cluster);
+            }
+            summary.capture = Some(kernel(17));
+            let lines = agent_lines(&all, &summary);
+            assert_eq!(read_and_write_again(&lines), lines, "{file}");
+            connections += all.len();
+        }
+    }
+    assert!(connections > 400, "{connections}");
 }
 
 // ---------------------------------------------------------------------------------------------

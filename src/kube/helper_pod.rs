@@ -1,6 +1,7 @@
 //! The kubectl plugin's helper pod: the short-lived pod `kubectl mtlscope sniff` starts on the
-//! node of each pod it captures in. The helper itself does nothing but wait; the plugin runs
-//! `mtlscope agent` in it through the exec API (see [`crate::kube::sniff`]).
+//! node of each pod it captures in. The helper itself does nothing but wait; the plugin
+//! (`kube::sniff`, which uses this module, never the other way) runs `mtlscope agent` in it
+//! through the exec API.
 //!
 //! What the pod gets, and why (docs/kubernetes.md has the same list for cluster admins):
 //! - `nodeName`: pinned to the target's node, bypassing the scheduler (a cordoned node still
@@ -23,6 +24,7 @@
 //!   keep it well under the 512 MiB limit with the 32 MiB kernel buffer.
 //! - Labels [`LABEL_MANAGED_BY`] and [`LABEL_SESSION`] let `cleanup` and the plugin find it.
 
+pub use crate::kube::labels::{ANNOTATION_TARGETS, CONTAINER, LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY};
 use crate::policy;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext,
@@ -33,15 +35,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// `app.kubernetes.io/managed-by` of every helper pod; `cleanup` deletes pods with it.
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "kubectl-mtlscope";
-/// One plugin run: the helpers it started, so it deletes exactly those.
-pub const LABEL_SESSION: &str = "mtlscope.io/session";
-/// `namespace/pod` of the pods the helper captures in, comma-separated.
-pub const ANNOTATION_TARGETS: &str = "mtlscope.io/targets";
-/// The helper's only container.
-pub const CONTAINER: &str = "agent";
 /// The capabilities the agent needs (see the module documentation), in the pod spec's order.
 pub const CAPABILITIES: &[&str] = &["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"];
 /// Added to the capture's time and the wait for the helper to run, for `activeDeadlineSeconds`:

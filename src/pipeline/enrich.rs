@@ -6,7 +6,7 @@ use crate::policy::{self, Cluster, DecidedBy, Finding, Mode};
 use serde::Serialize;
 use std::net::IpAddr;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PolicyReport {
     /// The effective mode for the server pod and port.
     pub expected_mode: Mode,
@@ -15,11 +15,11 @@ pub struct PolicyReport {
     pub finding: Option<Finding>,
     /// Nothing enforces PeerAuthentication on the server pod: it has no sidecar and is not
     /// in ambient mode.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub not_enforced: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Kubernetes {
     /// `namespace/name` of the pod with the client address, if the cluster has one.
     pub client_pod: Option<String>,

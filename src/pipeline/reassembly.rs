@@ -37,7 +37,7 @@ pub trait StreamSink {
 }
 
 /// What happened to one direction's stream; reported per flow.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StreamStats {
     /// Bytes handed to the sink.
     pub delivered: u64,

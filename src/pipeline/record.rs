@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TcpReport {
     pub syn: bool,
     pub fin: bool,
@@ -19,7 +19,7 @@ pub struct TcpReport {
 }
 
 /// Everything mtlscope reports about one connection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FlowReport {
     pub id: u64,
     pub client: Endpoint,
@@ -324,7 +324,7 @@ impl Collect {
 }
 
 /// What the kernel and libpcap say about the capture.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct CaptureStats {
     pub interface: String,
     pub netns: Option<String>,

@@ -8,7 +8,7 @@ use crate::pipeline::inspect::tls::{Chain, TlsFacts};
 use crate::pipeline::inspect::Outcome;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Mtls,
@@ -32,7 +32,7 @@ impl Kind {
     pub const ALL: [Kind; 5] = [Kind::Mtls, Kind::Tls, Kind::Encrypted, Kind::Plaintext, Kind::NoData];
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Confidence {
     /// The wire shows it (a clear-text Certificate message, plaintext bytes).
@@ -54,7 +54,7 @@ impl Confidence {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Handshake {
     Complete,
@@ -140,7 +140,7 @@ pub struct AlertReport {
     pub description: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Tls13Report {
     pub client_first_record_len: Option<u32>,
     pub client_first_inner_len: Option<u32>,
@@ -176,7 +176,7 @@ pub struct TlsReport {
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PlaintextReport {
     #[serde(flatten)]
     pub info: PlaintextInfo,
@@ -187,7 +187,7 @@ pub struct PlaintextReport {
     pub payload: Option<Payload>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Payload {
     pub client: String,
     pub server: String,
@@ -202,7 +202,7 @@ fn escape(b: &[u8]) -> String {
 }
 
 /// The verdict for one connection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub verdict: Kind,
     pub confidence: Confidence,

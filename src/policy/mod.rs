@@ -100,7 +100,7 @@ impl fmt::Display for Mode {
 }
 
 /// Which scope decided the mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Mesh,
@@ -224,7 +224,7 @@ pub fn explain_json(pod: &Pod, port: u16, decision: &Decision) -> Value {
 }
 
 /// What a connection's verdict means under the expected mode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "severity", content = "message", rename_all = "lowercase")]
 pub enum Finding {
     /// The policy forbids what the wire shows.

@@ -22,7 +22,7 @@ use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo, X509Name};
 
 /// What a certificate says about its holder. Every field is already rendered as text so the
 /// report layer never needs x509-parser types, and the value outlives the packet buffer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CertInfo {
     /// RFC 4514-ish, in the order the RDNs appear in the DER (x509-parser's rendering).
     pub subject: String,
@@ -407,7 +407,7 @@ fn signature_algorithm_name(alg: &AlgorithmIdentifier<'_>) -> String {
 
 /// A SPIFFE ID split into parts. `namespace` and `service_account` are filled only for the
 /// Istio/Kubernetes path form `/ns/<ns>/sa/<sa>`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpiffeId {
     pub trust_domain: String,
     /// Starts with "/" or is empty.

@@ -3,7 +3,7 @@
 //! conventions of the mesh proxies, not proofs; they strengthen a verdict, they do not make one.
 
 /// A mesh recognised from one connection's handshake.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "mesh", rename_all = "lowercase")]
 pub enum MeshSignal {
     /// Sidecar mTLS. `alpn` holds the Istio-specific ALPN values the client offered (empty when
@@ -31,7 +31,7 @@ pub enum MeshSignal {
 
 /// Istio's SNI for a destination cluster: its cluster name `outbound|<port>|<subset>|<host>`
 /// with `|` written as `_.`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IstioService {
     /// "outbound" or "inbound".
     pub direction: String,

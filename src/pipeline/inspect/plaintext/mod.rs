@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Http,
@@ -76,7 +76,7 @@ impl Protocol {
 }
 
 /// What a plaintext stream was. `method` and `path` are set only for HTTP/1.x, HTTP/2 and gRPC.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlaintextInfo {
     pub protocol: Protocol,
     /// From a fixed allow-list of methods, so arbitrary client bytes never end up here.
