@@ -6,6 +6,7 @@ use crate::pipeline::inspect::mesh::{self, MeshSignal};
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
 use crate::pipeline::inspect::tls::{Chain, TlsFacts};
 use crate::pipeline::inspect::Outcome;
+use crate::pipeline::side::Side;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -105,7 +106,7 @@ pub fn resumption(f: &TlsFacts) -> Option<Resumption> {
     let certificate_sent = f
         .messages
         .iter()
-        .any(|&(d, t)| usize::from(d) == server && (t == 11 || t == 12 || t == 14));
+        .any(|m| m.from == server && matches!(m.ty, 11 | 12 | 14));
     if certificate_sent || !f.ccs[server] {
         return None;
     }
@@ -220,7 +221,7 @@ pub struct Verdict {
 /// `show_payload` keeps the first bytes of plaintext connections (the user asked for them).
 pub fn decide(
     outcome: Outcome,
-    client_dir: usize,
+    client_dir: Side,
     server_port: u16,
     origin: Option<&SessionOrigin>,
     show_payload: bool,
@@ -244,7 +245,7 @@ pub fn decide(
         } => {
             let payload = show_payload.then(|| Payload {
                 client: escape(&first_bytes[client_dir]),
-                server: escape(&first_bytes[1 - client_dir]),
+                server: escape(&first_bytes[client_dir.other()]),
             });
             let mut evidence = vec![plaintext_evidence(&info)];
             if let Some(p) = upgrade_refused {
@@ -270,7 +271,7 @@ pub fn decide(
             }
         }
         Outcome::Midstream { facts } => {
-            let (c, s) = (facts.app_records[client_dir], facts.app_records[1 - client_dir]);
+            let (c, s) = (facts.app_records[client_dir], facts.app_records[client_dir.other()]);
             let version = facts.server_hello.as_ref().map(|s| version_name(s.version));
             Verdict {
                 verdict: Kind::Encrypted,
@@ -373,15 +374,11 @@ fn decide_tls(
     rep.handshake_messages = f
         .messages
         .iter()
-        .map(|&(d, t)| {
+        .map(|m| {
             format!(
                 "{}:{}",
-                if Some(usize::from(d)) == server {
-                    "server"
-                } else {
-                    "client"
-                },
-                handshake_name(t)
+                if Some(m.from) == server { "server" } else { "client" },
+                handshake_name(m.ty)
             )
         })
         .collect();
@@ -465,7 +462,7 @@ fn decide_tls(
     } else {
         handshake = if fatal.is_some() {
             Handshake::Failed
-        } else if f.finished[0] && f.finished[1] {
+        } else if f.finished[Side::Lo] && f.finished[Side::Hi] {
             Handshake::Complete
         } else {
             Handshake::Incomplete
@@ -496,10 +493,7 @@ fn decide_tls(
             }
             None => {
                 kind = Kind::Tls;
-                if f.messages
-                    .iter()
-                    .any(|&(d, t)| Some(usize::from(d)) == server && t == 14)
-                {
+                if f.messages.iter().any(|m| Some(m.from) == server && m.ty == 14) {
                     evidence.push("no client certificate requested".into());
                 } else {
                     confidence = Confidence::Uncertain;

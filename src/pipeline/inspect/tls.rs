@@ -10,6 +10,7 @@
 //! a handshake message may not exceed [`MAX_HANDSHAKE`] bytes, and every list kept has a cap.
 
 use crate::pipeline::inspect::certs::{self, CertInfo};
+use crate::pipeline::side::{PerSide, Side};
 use serde::Serialize;
 use tls_parser::{
     parse_tls_client_hello_extension, parse_tls_handshake_client_hello, parse_tls_handshake_server_hello,
@@ -128,9 +129,9 @@ pub struct ServerHelloFacts {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Alert {
-    /// Direction index (0 or 1) that sent it.
+    /// The side that sent it.
     #[serde(skip)]
-    pub dir: usize,
+    pub dir: Side,
     pub level: u8,
     pub description: u8,
     /// Sent after that direction switched to encryption: only its length is known.
@@ -169,7 +170,7 @@ pub struct Tls13Flights {
 /// Everything the classifier learnt about one connection. Directions are the flow's indices.
 #[derive(Debug, Clone, Default)]
 pub struct TlsFacts {
-    pub client_dir: Option<usize>,
+    pub client_dir: Option<Side>,
     pub client_hello: Option<ClientHelloFacts>,
     pub hello_retry: bool,
     // Boxed: a certificate is large and most connections waiting in mid-handshake have none.
@@ -179,10 +180,10 @@ pub struct TlsFacts {
     pub certificate_requested: bool,
     /// A NewSessionTicket in clear (TLS <= 1.2): hash of the ticket.
     pub new_ticket: Option<u64>,
-    pub ccs: [bool; 2],
+    pub ccs: PerSide<bool>,
     /// A handshake record after that direction's ChangeCipherSpec (its Finished).
-    pub finished: [bool; 2],
-    pub app_records: [u64; 2],
+    pub finished: PerSide<bool>,
+    pub app_records: PerSide<u64>,
     pub alerts: RareList<Alert>,
     /// Handshake message types seen in clear, in order, with their direction.
     pub messages: Messages,
@@ -190,14 +191,14 @@ pub struct TlsFacts {
     /// Problems met while parsing, for the evidence (bounded).
     pub problems: RareList<String>,
     /// A gap hit a record header or a handshake message in this direction.
-    pub lost_sync: [bool; 2],
+    pub lost_sync: PerSide<bool>,
     /// Records found by re-synchronising (mid-stream capture or after a gap).
-    pub resynced_records: [u32; 2],
+    pub resynced_records: PerSide<u32>,
 }
 
 impl TlsFacts {
-    pub fn server_dir(&self) -> Option<usize> {
-        self.client_dir.map(|c| 1 - c)
+    pub fn server_dir(&self) -> Option<Side> {
+        self.client_dir.map(Side::other)
     }
 
     pub fn is_tls13(&self) -> bool {
@@ -275,20 +276,39 @@ impl<T: Serialize> Serialize for RareList<T> {
 /// Handshake messages kept inline: a handshake in progress has a few.
 const INLINE_MESSAGES: usize = 6;
 
-/// Handshake message types seen in clear, in order, with their direction: `(dir, type)`.
-/// The first few are kept inline (a connection in mid-handshake has two or three), the rest,
-/// up to the cap, in a vector that holds all of them once it exists.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One handshake message seen in clear: who sent it and its type (1 ClientHello, 11
+/// Certificate...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeMessage {
+    pub from: Side,
+    pub ty: u8,
+}
+
+/// Handshake messages seen in clear, in order. The first few are kept inline (a connection in
+/// mid-handshake has two or three), the rest, up to the cap, in a vector that holds all of them
+/// once it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Messages {
-    inline: [(u8, u8); INLINE_MESSAGES],
+    inline: [HandshakeMessage; INLINE_MESSAGES],
     len: u8,
-    spilled: RareList<(u8, u8)>,
+    spilled: RareList<HandshakeMessage>,
+}
+
+impl Default for Messages {
+    fn default() -> Self {
+        let unused = HandshakeMessage { from: Side::Lo, ty: 0 };
+        Messages {
+            inline: [unused; INLINE_MESSAGES],
+            len: 0,
+            spilled: RareList::default(),
+        }
+    }
 }
 
 impl std::ops::Deref for Messages {
-    type Target = [(u8, u8)];
+    type Target = [HandshakeMessage];
 
-    fn deref(&self) -> &[(u8, u8)] {
+    fn deref(&self) -> &[HandshakeMessage] {
         if self.spilled.is_empty() {
             &self.inline[..usize::from(self.len)]
         } else {
@@ -298,7 +318,7 @@ impl std::ops::Deref for Messages {
 }
 
 impl Messages {
-    pub fn push(&mut self, m: (u8, u8)) {
+    pub fn push(&mut self, m: HandshakeMessage) {
         if self.spilled.is_empty() {
             if usize::from(self.len) < INLINE_MESSAGES {
                 self.inline[usize::from(self.len)] = m;
@@ -337,7 +357,7 @@ impl Dir {
 /// The TLS classifier for one connection.
 #[derive(Default)]
 pub struct Classifier {
-    dirs: [Dir; 2],
+    dirs: PerSide<Dir>,
     pub facts: TlsFacts,
 }
 
@@ -348,7 +368,7 @@ impl Classifier {
 
     /// Start a direction that is picked up in the middle (no handshake seen): the first record
     /// boundary is found by looking for record headers that chain back to back.
-    pub fn start_midstream(&mut self, dir: usize) {
+    pub fn start_midstream(&mut self, dir: Side) {
         self.dirs[dir].resync = Some(Box::default());
         self.dirs[dir].encrypted = true;
     }
@@ -365,16 +385,16 @@ impl Classifier {
     }
 
     /// Is this direction parsing records (not lost)?
-    pub fn in_sync(&self, dir: usize) -> bool {
+    pub fn in_sync(&self, dir: Side) -> bool {
         self.dirs[dir].resync.is_none() && !self.dirs[dir].dead
     }
 
     /// Has this direction given up (no record boundary found)?
-    pub fn dead(&self, dir: usize) -> bool {
+    pub fn dead(&self, dir: Side) -> bool {
         self.dirs[dir].dead
     }
 
-    pub fn data(&mut self, dir: usize, bytes: &[u8]) {
+    pub fn data(&mut self, dir: Side, bytes: &[u8]) {
         if self.dirs[dir].dead {
             return;
         }
@@ -398,7 +418,8 @@ impl Classifier {
                     _ => {
                         self.dirs[dir].dead = true;
                         self.facts.problem(format!(
-                            "direction {dir}: no TLS record boundary found in {} bytes",
+                            "direction {}: no TLS record boundary found in {} bytes",
+                            dir.index(),
                             buf.len()
                         ));
                     }
@@ -407,7 +428,7 @@ impl Classifier {
         }
     }
 
-    pub fn gap(&mut self, dir: usize, len: u64) {
+    pub fn gap(&mut self, dir: Side, len: u64) {
         let d = &mut self.dirs[dir];
         d.offset += len;
         if d.dead || d.resync.is_some() {
@@ -431,11 +452,12 @@ impl Classifier {
         d.resync = Some(Box::default());
         self.facts.lost_sync[dir] = true;
         self.facts.problem(format!(
-            "{len} bytes missing at offset {off} of direction {dir}, inside {what}"
+            "{len} bytes missing at offset {off} of direction {}, inside {what}",
+            dir.index()
         ));
     }
 
-    fn feed(&mut self, dir: usize, mut bytes: &[u8]) {
+    fn feed(&mut self, dir: Side, mut bytes: &[u8]) {
         while !bytes.is_empty() && !self.dirs[dir].dead {
             let d = &mut self.dirs[dir];
             if d.need > 0 {
@@ -471,12 +493,15 @@ impl Classifier {
     }
 
     /// The record-layer table: what to do with a record of this type in this direction's state.
-    fn on_record_header(&mut self, dir: usize, h: [u8; 5]) {
+    fn on_record_header(&mut self, dir: Side, h: [u8; 5]) {
         if !plausible_header(&h) {
             let off = self.dirs[dir].offset - 5;
             self.facts.problem(format!(
-                "direction {dir}: not a TLS record at offset {off} (bytes {:02x} {:02x} {:02x})",
-                h[0], h[1], h[2]
+                "direction {}: not a TLS record at offset {off} (bytes {:02x} {:02x} {:02x})",
+                dir.index(),
+                h[0],
+                h[1],
+                h[2]
             ));
             self.dirs[dir].dead = true;
             return;
@@ -527,7 +552,7 @@ impl Classifier {
         }
     }
 
-    fn on_app_record(&mut self, dir: usize, len: u32) {
+    fn on_app_record(&mut self, dir: Side, len: u32) {
         self.facts.app_records[dir] += 1;
         let Some(sh) = &self.facts.server_hello else {
             return;
@@ -563,7 +588,7 @@ impl Classifier {
         }
     }
 
-    fn on_record_body(&mut self, dir: usize, body: &[u8]) {
+    fn on_record_body(&mut self, dir: Side, body: &[u8]) {
         match self.dirs[dir].rec_type {
             ALERT => {
                 // Several alerts may share a record; a 2-byte body is the usual case.
@@ -582,7 +607,8 @@ impl Classifier {
                 let hs = &mut self.dirs[dir].bufs().hs;
                 if hs.len() + body.len() > MAX_HANDSHAKE {
                     self.facts.problem(format!(
-                        "direction {dir}: handshake message larger than {MAX_HANDSHAKE} bytes, not parsed"
+                        "direction {}: handshake message larger than {MAX_HANDSHAKE} bytes, not parsed",
+                        dir.index()
                     ));
                     self.dirs[dir].bufs = None;
                     self.dirs[dir].dead = true;
@@ -595,7 +621,7 @@ impl Classifier {
         }
     }
 
-    fn drain_handshake(&mut self, dir: usize) {
+    fn drain_handshake(&mut self, dir: Side) {
         let mut consumed = 0;
         let hs = std::mem::take(&mut self.dirs[dir].bufs().hs);
         while let Some(h) = hs.get(consumed..consumed + 4) {
@@ -619,9 +645,9 @@ impl Classifier {
         }
     }
 
-    fn on_handshake(&mut self, dir: usize, ty: u8, body: &[u8]) {
+    fn on_handshake(&mut self, dir: Side, ty: u8, body: &[u8]) {
         if self.facts.messages.len() < MAX_LIST * 2 {
-            self.facts.messages.push((dir as u8, ty));
+            self.facts.messages.push(HandshakeMessage { from: dir, ty });
         }
         match ty {
             1 => self.on_client_hello(dir, body),
@@ -640,7 +666,7 @@ impl Classifier {
         }
     }
 
-    fn on_client_hello(&mut self, dir: usize, body: &[u8]) {
+    fn on_client_hello(&mut self, dir: Side, body: &[u8]) {
         if self.facts.client_dir.is_none() {
             self.facts.client_dir = Some(dir);
         }
@@ -697,9 +723,9 @@ impl Classifier {
         }
     }
 
-    fn on_server_hello(&mut self, dir: usize, body: &[u8]) {
+    fn on_server_hello(&mut self, dir: Side, body: &[u8]) {
         if self.facts.client_dir.is_none() {
-            self.facts.client_dir = Some(1 - dir);
+            self.facts.client_dir = Some(dir.other());
         }
         let sh = match parse_tls_handshake_server_hello(body) {
             Ok((_, sh)) => sh,
@@ -737,18 +763,19 @@ impl Classifier {
         self.facts.server_hello = Some(f);
         if tls13 {
             // Everything after ServerHello is encrypted, in both directions.
-            self.dirs[0].encrypted = true;
-            self.dirs[1].encrypted = true;
+            for d in self.dirs.iter_mut() {
+                d.encrypted = true;
+            }
         }
     }
 
-    fn on_certificate(&mut self, dir: usize, body: &[u8]) {
+    fn on_certificate(&mut self, dir: Side, body: &[u8]) {
         let chain = parse_chain(body);
         let chain = match chain {
             Some(c) => c,
             None => {
                 self.facts
-                    .problem(format!("direction {dir}: Certificate message not parsed"));
+                    .problem(format!("direction {}: Certificate message not parsed", dir.index()));
                 return;
             }
         };
@@ -892,9 +919,9 @@ mod tests {
         stream.extend(record(HANDSHAKE, b));
         let mut c = Classifier::new();
         for byte in stream.chunks(3) {
-            c.data(0, byte);
+            c.data(Side::Lo, byte);
         }
-        assert_eq!(c.facts.client_dir, Some(0));
+        assert_eq!(c.facts.client_dir, Some(Side::Lo));
         let f = c.facts.client_hello.as_ref().unwrap();
         assert_eq!(f.sni.as_deref(), Some("reviews.test"));
     }
@@ -902,41 +929,46 @@ mod tests {
     #[test]
     fn not_tls_kills_direction_without_panic() {
         let mut c = Classifier::new();
-        c.data(0, b"GET / HTTP/1.1\r\n");
-        assert!(c.dead(0));
+        c.data(Side::Lo, b"GET / HTTP/1.1\r\n");
+        assert!(c.dead(Side::Lo));
         assert!(!c.facts.problems.is_empty());
     }
 
     #[test]
     fn midstream_resync_finds_chained_records() {
         let mut c = Classifier::new();
-        c.start_midstream(1);
+        c.start_midstream(Side::Hi);
         let mut s = vec![0x42; 7]; // tail of a record we joined in the middle of
         s.extend(record(APP_DATA, &[1; 40]));
         s.extend(record(APP_DATA, &[2; 50]));
         s.extend(record(APP_DATA, &[3; 60]));
-        c.data(1, &s[..20]);
-        c.data(1, &s[20..]);
-        assert!(c.in_sync(1));
-        assert_eq!(c.facts.app_records[1], 3);
+        c.data(Side::Hi, &s[..20]);
+        c.data(Side::Hi, &s[20..]);
+        assert!(c.in_sync(Side::Hi));
+        assert_eq!(c.facts.app_records[Side::Hi], 3);
     }
 
     #[test]
     fn gap_inside_application_data_is_harmless() {
         let mut c = Classifier::new();
         let r = record(APP_DATA, &[0; 100]);
-        c.data(0, &r[..30]);
-        c.gap(0, 50);
-        c.data(0, &r[80..]);
-        c.data(0, &record(APP_DATA, &[0; 10]));
-        assert!(c.in_sync(0));
-        assert_eq!(c.facts.app_records[0], 2);
+        c.data(Side::Lo, &r[..30]);
+        c.gap(Side::Lo, 50);
+        c.data(Side::Lo, &r[80..]);
+        c.data(Side::Lo, &record(APP_DATA, &[0; 10]));
+        assert!(c.in_sync(Side::Lo));
+        assert_eq!(c.facts.app_records[Side::Lo], 2);
     }
 
     #[test]
     fn messages_spill_past_the_inline_ones_in_order() {
         let mut m = Messages::default();
-        let want: Vec<(u8, u8)> = (0..10).map(|i| (i % 2, i)).collect();
+        let want: Vec<HandshakeMessage> = (0..10)
+            .map(|ty| HandshakeMessage {
+                from: Side::BOTH[usize::from(ty % 2)],
+                ty,
+            })
+            .collect();
         for (i, &x) in want.iter().enumerate() {
             m.push(x);
             assert_eq!(&m[..], &want[..=i]);
