@@ -259,8 +259,8 @@ pub struct FlowTable {
     index: FxHashMap<FlowKey, u32>,
     slots: Vec<Option<Flow>>,
     free: Vec<usize>,
-    /// The last flow found: consecutive packets mostly belong to the same connection (bulk
-    /// transfers), and this skips hashing for them.
+    /// The last flow found, as (key, slot): consecutive packets mostly belong to the same
+    /// connection (bulk transfers), and this skips hashing for them.
     last: std::cell::Cell<Option<(FlowKey, usize)>>,
 }
 
