@@ -13,6 +13,9 @@ pub mod tls;
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
 use crate::pipeline::inspect::tls::{starts_with_hello, Classifier, TlsFacts};
 use crate::pipeline::side::{PerSide, Side};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
 
 /// Bytes that tell a TLS hello from anything else: record header and handshake type.
 const HELLO_PROBE: usize = 6;
@@ -371,6 +374,14 @@ fn tls_final(c: &Classifier) -> bool {
 
 /// Longest ADAT line kept (a base64 certificate chain fits).
 const MAX_ADAT_LINE: usize = 256 * 1024;
+/// Standard base64 (RFC 4648) as ADAT carries it: padding optional (RFC 2228 does not say),
+/// and unused trailing bits tolerated, as GSI implementations have never been strict there.
+const ADAT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// FTP security exchange (RFC 2228): the client sends `ADAT <base64>`, the server answers
 /// `335 ADAT=<base64>` (continue) or `235 ADAT=<base64>` (done). GSI puts a TLS handshake there.
@@ -407,34 +418,11 @@ impl Adat {
                 line.strip_prefix(b"335 ADAT=")
                     .or_else(|| line.strip_prefix(b"235 ADAT="))
             };
-            if let Some(decoded) = payload.and_then(base64_decode) {
+            if let Some(decoded) = payload.and_then(|p| ADAT_BASE64.decode(p).ok()) {
                 self.tls.data(dir, &decoded);
             }
         }
     }
-}
-
-/// Standard base64 (RFC 4648) with optional padding; None on any other character.
-fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in s.iter().take_while(|&&c| c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -442,9 +430,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_round_trip() {
-        assert_eq!(base64_decode(b"aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode(b"aGVsbG8h").unwrap(), b"hello!");
-        assert!(base64_decode(b"a*b").is_none());
+    fn adat_base64_with_or_without_padding() {
+        assert_eq!(ADAT_BASE64.decode(b"aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(ADAT_BASE64.decode(b"aGVsbG8").unwrap(), b"hello");
+        assert_eq!(ADAT_BASE64.decode(b"aGVsbG8h").unwrap(), b"hello!");
+        assert!(ADAT_BASE64.decode(b"a*b").is_err());
+    }
+
+    #[test]
+    fn adat_lines_reach_the_classifier_decoded() {
+        // "GET /" is not TLS: once decoded and fed, the classifier gives the direction up.
+        let mut a = Adat::default();
+        a.data(Side::Lo, true, b"ADAT R0VUIC8=\r\n");
+        assert!(a.tls.dead(Side::Lo));
+        // Not base64: nothing reaches the classifier.
+        let mut a = Adat::default();
+        a.data(Side::Hi, false, b"335 ADAT=R0V*IC8=\r\n");
+        assert!(!a.tls.dead(Side::Hi));
     }
 }
