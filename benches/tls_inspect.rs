@@ -8,23 +8,25 @@ use mtlscope::pipeline::decode::decode;
 use mtlscope::pipeline::flows::FlowKey;
 use mtlscope::pipeline::inspect::tls::Classifier;
 use mtlscope::pipeline::inspect::Inspector;
+use mtlscope::pipeline::side::{PerSide, Side};
 use std::collections::HashMap;
 use std::hint::black_box;
 
 /// One connection's payloads in capture order; direction 0 = the client (sent the SYN).
 struct Conn {
     server_port: u16,
-    chunks: Vec<(usize, Vec<u8>)>,
+    /// Each payload with the side that sent it, the client on `Side::Lo`.
+    chunks: Vec<(Side, Vec<u8>)>,
 }
 
 /// A connection being collected, directions in `FlowKey` terms.
 #[derive(Default)]
 struct Collecting {
-    /// The direction that sent the SYN.
-    client: Option<usize>,
+    /// The side that sent the SYN.
+    client: Option<Side>,
     server_port: u16,
-    next_seq: [Option<u32>; 2],
-    chunks: Vec<(usize, Vec<u8>)>,
+    next_seq: PerSide<Option<u32>>,
+    chunks: Vec<(Side, Vec<u8>)>,
 }
 
 fn tls_connections() -> Vec<Conn> {
@@ -70,7 +72,7 @@ fn tls_connections() -> Vec<Conn> {
                 chunks: c
                     .chunks
                     .into_iter()
-                    .map(|(d, b)| (usize::from(d != client), b))
+                    .map(|(d, b)| (if d == client { Side::Lo } else { Side::Hi }, b))
                     .collect(),
             });
         }
@@ -90,7 +92,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("inspector/{}_connections", conns.len()), |b| {
         b.iter(|| {
             for conn in &conns {
-                let mut insp = Inspector::new(0, false, conn.server_port);
+                let mut insp = Inspector::new(Side::Lo, false, conn.server_port);
                 for (dir, data) in &conn.chunks {
                     insp.data(*dir, black_box(data));
                 }

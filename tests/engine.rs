@@ -118,15 +118,35 @@ fn run(frames: &[Vec<u8>]) -> Vec<FlowReport> {
     e.out.sorted()
 }
 
+/// One TCP payload of a capture, and who sent it.
+struct Payload {
+    from_client: bool,
+    bytes: Vec<u8>,
+}
+
+impl Conn {
+    /// The frame that carries `p` in its direction.
+    fn send(&mut self, p: &Payload) -> Vec<u8> {
+        if p.from_client {
+            self.client(&p.bytes)
+        } else {
+            self.server(&p.bytes)
+        }
+    }
+}
+
 /// The first handshake record of a real TLS 1.2 mTLS capture in each direction, and more.
-fn tls12_payloads() -> Vec<(bool, Vec<u8>)> {
+fn tls12_payloads() -> Vec<Payload> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/captures/openssl-tls12-mtls-rsa.pcap");
     let mut r = CaptureReader::open(path).unwrap();
     let mut out = Vec::new();
     while let Some(p) = r.next_packet().unwrap() {
         let seg = mtlscope::pipeline::decode::decode(p.link, p.data).unwrap();
         if !seg.payload.is_empty() {
-            out.push((seg.dport == 4402, seg.payload.to_vec()));
+            out.push(Payload {
+                from_client: seg.dport == 4402,
+                bytes: seg.payload.to_vec(),
+            });
         }
     }
     out
@@ -164,8 +184,8 @@ fn client_from_client_hello_when_no_syn() {
     let mut c = Conn::new(50000, 40443, 100, 200);
     let payloads = tls12_payloads();
     frames.push(c.server(b"")); // a bare ACK from the server side first
-    for (from_client, p) in payloads {
-        frames.push(if from_client { c.client(&p) } else { c.server(&p) });
+    for p in &payloads {
+        frames.push(c.send(p));
     }
     let flows = run(&frames);
     assert_eq!(flows.len(), 1);
@@ -179,9 +199,9 @@ fn client_from_client_hello_when_no_syn() {
 fn handshake_one_byte_per_segment() {
     let mut c = Conn::new(40002, 4433, 7, 70);
     let mut frames = vec![c.syn(), c.synack()];
-    for (from_client, p) in tls12_payloads() {
-        for b in p.chunks(1) {
-            frames.push(if from_client { c.client(b) } else { c.server(b) });
+    for p in tls12_payloads() {
+        for b in p.bytes.chunks(1) {
+            frames.push(if p.from_client { c.client(b) } else { c.server(b) });
         }
     }
     let flows = run(&frames);
@@ -207,8 +227,8 @@ fn conflicting_overlap_is_counted() {
 fn gap_in_tls12_handshake_is_uncertain() {
     let mut c = Conn::new(40004, 4433, 7, 70);
     let mut frames = vec![c.syn(), c.synack()];
-    for (i, (from_client, p)) in tls12_payloads().into_iter().enumerate() {
-        let f = if from_client { c.client(&p) } else { c.server(&p) };
+    for (i, p) in tls12_payloads().iter().enumerate() {
+        let f = c.send(p);
         // Drop the server's first flight (certificate, request) from the capture, but let the
         // client's ACK show the receiver got it.
         if i != 1 {

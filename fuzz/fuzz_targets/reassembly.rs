@@ -22,45 +22,62 @@ fn content(seq: u32) -> u8 {
     (seq.wrapping_mul(0x9E37_79B1) >> 24) as u8
 }
 
+/// The first copy of a range of stream offsets, from the start it is keyed by.
+#[derive(Clone, Copy)]
+struct Claim {
+    /// One past the last offset.
+    end: u64,
+    /// The segment carried these bytes (not cut by the snap length).
+    captured: bool,
+    /// The segment's bytes were the flipped copy (`!content`).
+    altered: bool,
+}
+
 /// The first copy of each stream offset that arrived while it was still ahead of the sink:
-/// `start -> (end, captured, altered)`, ranges never overlap.
+/// `start -> Claim`, ranges never overlap.
 #[derive(Default)]
-struct Claims(BTreeMap<u64, (u64, bool, bool)>);
+struct Claims(BTreeMap<u64, Claim>);
 
 impl Claims {
     /// Claims the parts of `[from, to)` nobody claimed yet.
     fn claim(&mut self, from: u64, to: u64, captured: bool, altered: bool) {
         let mut free = Vec::new();
         let mut cursor = from;
-        let before = self.0.range(..from).next_back().map(|(&s, &(e, ..))| (s, e));
-        if let Some((_, e)) = before {
-            cursor = cursor.max(e);
+        if let Some((_, before)) = self.0.range(..from).next_back() {
+            cursor = cursor.max(before.end);
         }
-        for (&s, &(e, ..)) in self.0.range(from..to) {
+        for (&s, c) in self.0.range(from..to) {
             if s > cursor {
                 free.push((cursor, s));
             }
-            cursor = cursor.max(e);
+            cursor = cursor.max(c.end);
         }
         if cursor < to {
             free.push((cursor, to));
         }
         for (s, e) in free {
-            self.0.insert(s, (e, captured, altered));
+            self.0.insert(
+                s,
+                Claim {
+                    end: e,
+                    captured,
+                    altered,
+                },
+            );
         }
     }
 
-    /// The claim holding offset `o`: `Ok((end, captured, altered))`, else `Err(next start)`.
-    fn at(&self, o: u64) -> Result<(u64, bool, bool), u64> {
+    /// The claim holding offset `o`, else `Err(next start)`.
+    fn at(&self, o: u64) -> Result<Claim, u64> {
         match self.0.range(..=o).next_back() {
-            Some((_, &(e, captured, altered))) if o < e => Ok((e, captured, altered)),
+            Some((_, &c)) if o < c.end => Ok(c),
             _ => Err(self.0.range(o..).next().map_or(u64::MAX, |(&s, _)| s)),
         }
     }
 
     fn forget_before(&mut self, pos: u64) {
-        while let Some((&s, &(e, ..))) = self.0.first_key_value() {
-            if e > pos {
+        while let Some((&s, c)) = self.0.first_key_value() {
+            if c.end > pos {
                 break;
             }
             self.0.remove(&s);
@@ -82,7 +99,7 @@ impl StreamSink for Model {
         let mut i = 0;
         while i < bytes.len() {
             let o = self.pos + i as u64;
-            let (e, captured, altered) = match self.claims.at(o) {
+            let Claim { end: e, captured, altered } = match self.claims.at(o) {
                 Ok(claim) => claim,
                 Err(next) => panic!("offsets {o}..{next}: delivered data no segment carried"),
             };

@@ -11,13 +11,14 @@
 use libfuzzer_sys::fuzz_target;
 use mtlscope::pipeline::inspect::Inspector;
 use mtlscope::pipeline::inspect::tls::Classifier;
+use mtlscope::pipeline::side::Side;
 use mtlscope::pipeline::verdict;
 
 const PORTS: [u16; 4] = [443, 8443, 15008, 4143];
 
 enum Chunk<'a> {
-    Data(usize, &'a [u8]),
-    Gap(usize, u64),
+    Data(Side, &'a [u8]),
+    Gap(Side, u64),
 }
 
 fn chunks(mut data: &[u8]) -> Vec<Chunk<'_>> {
@@ -25,7 +26,7 @@ fn chunks(mut data: &[u8]) -> Vec<Chunk<'_>> {
     while data.len() >= 3 {
         let (c, len) = (data[0], usize::from(u16::from_le_bytes([data[1], data[2]])));
         data = &data[3..];
-        let dir = usize::from(c & 1);
+        let dir = Side::BOTH[usize::from(c & 1)];
         if c & 0x80 != 0 {
             out.push(Chunk::Gap(dir, len as u64));
         } else {
@@ -45,12 +46,12 @@ fuzz_target!(|data: &[u8]| {
     let chunks = chunks(body);
 
     let mut c = Classifier::new();
-    for dir in 0..2 {
-        if head & (2 << dir) != 0 {
+    for dir in Side::BOTH {
+        if head & (2 << dir.index()) != 0 {
             c.start_midstream(dir);
         }
     }
-    let mut inspector = Inspector::new(0, head & 1 != 0, port);
+    let mut inspector = Inspector::new(Side::Lo, head & 1 != 0, port);
     for chunk in &chunks {
         match *chunk {
             Chunk::Data(dir, bytes) => {
@@ -65,11 +66,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = inspector.is_final();
     }
     let facts = &c.facts;
-    let _ = (facts.is_tls13(), facts.server_dir(), c.in_sync(0), c.dead(1));
+    let _ = (facts.is_tls13(), facts.server_dir(), c.in_sync(Side::Lo), c.dead(Side::Hi));
     let _ = verdict::resumption(facts);
     let _ = verdict::session_keys(facts);
 
     let outcome = inspector.outcome();
-    let v = verdict::decide(outcome, 0, port, None, head & 0x20 != 0);
+    let v = verdict::decide(outcome, Side::Lo, port, None, head & 0x20 != 0);
     let _ = serde_json::to_string(&v).unwrap();
 });

@@ -7,6 +7,7 @@ use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State}
 use crate::pipeline::inspect::{Inspector, Outcome};
 use crate::pipeline::reassembly::{StreamSink, DEFAULT_DIR_CAP};
 use crate::pipeline::record::{FlowReport, Output, Summary};
+use crate::pipeline::side::{PerSide, Side};
 use crate::pipeline::source::LinkType;
 use crate::pipeline::verdict::{self, Resumption, SessionOrigin};
 use rustc_hash::FxHashMap;
@@ -67,7 +68,7 @@ fn sweep_due(now: &mut u64, last_sweep: &mut u64, ts: u64) -> Option<u64> {
 /// The reassembler's sink for one direction: the flow's inspector.
 struct DirSink<'a> {
     inspector: &'a mut Inspector,
-    dir: usize,
+    dir: Side,
 }
 
 impl StreamSink for DirSink<'_> {
@@ -156,7 +157,7 @@ pub(crate) fn judge(
     show_payload: bool,
 ) -> crate::pipeline::verdict::Verdict {
     let mut v = verdict::decide(outcome, flow.client_dir, flow.server.port, origin, show_payload);
-    let conflicts = flow.stream_stats[0].conflicts + flow.stream_stats[1].conflicts;
+    let conflicts: u32 = flow.stream_stats.iter().map(|s| s.conflicts).sum();
     if conflicts > 0 {
         v.evidence.push(format!(
             "{conflicts} overlapping segment(s) carried different bytes than the first copy: possible evasion"
@@ -264,7 +265,8 @@ impl<O: Output> Engine<O> {
                     && match flow.state {
                         // A SYN after the connection ended, or with a new ISN once data moved.
                         State::Decided(_) | State::Active(_) => {
-                            (flow.closed() || flow.isn.is_some_and(|isn| isn != seg.seq) && flow.bytes != [0, 0])
+                            (flow.closed()
+                                || flow.isn.is_some_and(|isn| isn != seg.seq) && flow.bytes != PerSide::default())
                                 && flow.isn != Some(seg.seq)
                         }
                         State::Closed => true,
@@ -301,11 +303,13 @@ impl<O: Output> Engine<O> {
                 streams[dir].segment(seq, seg.payload, seg.wire_len, &mut DirSink { inspector, dir });
             }
             if f.ack() {
-                streams[1 - dir].acked(
+                // The ACK is about the other direction's bytes.
+                let receiver = dir.other();
+                streams[receiver].acked(
                     seg.ack,
                     &mut DirSink {
                         inspector,
-                        dir: 1 - dir,
+                        dir: receiver,
                     },
                 );
             }
@@ -353,8 +357,8 @@ impl<O: Output> Engine<O> {
             let flow = self.table.get_mut(slot);
             if let State::Active(a) = &mut flow.state {
                 let Active { streams, inspector } = &mut **a;
-                for (dir, s) in streams.iter_mut().enumerate() {
-                    s.finish(&mut DirSink { inspector, dir });
+                for dir in Side::BOTH {
+                    streams[dir].finish(&mut DirSink { inspector, dir });
                 }
                 let held = a.buffered();
                 self.buffered = self.buffered + held - flow.buffered;
@@ -366,7 +370,7 @@ impl<O: Output> Engine<O> {
         }
     }
 
-    fn create(&mut self, key: FlowKey, dir: usize, seg: &TcpSegment<'_>, ts: u64) -> usize {
+    fn create(&mut self, key: FlowKey, dir: Side, seg: &TcpSegment<'_>, ts: u64) -> usize {
         if self.table.len() >= self.cfg.max_flows {
             self.evict();
         }
@@ -385,7 +389,7 @@ impl<O: Output> Engine<O> {
         let Active { streams, inspector } = *a;
         self.buffered -= flow.buffered;
         flow.buffered = 0;
-        flow.stream_stats = Some(Box::new([streams[0].stats(), streams[1].stats()]));
+        flow.stream_stats = Some(Box::new(streams.each_ref().map(|s| s.stats())));
         drop(streams);
         let outcome = inspector.outcome();
         let mut resumption = None;
@@ -428,8 +432,8 @@ impl<O: Output> Engine<O> {
         let flow = self.table.get_mut(slot);
         if let State::Active(a) = &mut flow.state {
             let Active { streams, inspector } = &mut **a;
-            for (dir, s) in streams.iter_mut().enumerate() {
-                s.finish(&mut DirSink { inspector, dir });
+            for dir in Side::BOTH {
+                streams[dir].finish(&mut DirSink { inspector, dir });
             }
             self.decide(slot);
         }

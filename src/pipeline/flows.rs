@@ -1,6 +1,6 @@
 //! Stage 2, flows: a bidirectional table keyed by the 5-tuple (TCP only, so the protocol is
 //! implied). A connection is stored once and found from either direction: the key puts the
-//! smaller endpoint first, and the direction index says which end sent a packet.
+//! smaller endpoint first, and a [`Side`] says which end sent a packet.
 //!
 //! Who is the client is decided once, in this order: the sender of a SYN without ACK (or the
 //! receiver of a SYN-ACK); else the side that sent a ClientHello (decided by the inspector);
@@ -9,6 +9,7 @@
 use crate::pipeline::decode::TcpSegment;
 use crate::pipeline::inspect::Inspector;
 use crate::pipeline::reassembly::{Reassembler, StreamStats};
+use crate::pipeline::side::{PerSide, Side};
 use crate::pipeline::verdict::Verdict;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -29,13 +30,13 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// Two endpoints, the smaller first, and 0 if `from` was the smaller (1 otherwise): one
-/// conversation gets one key whichever side sent the packet.
-pub fn canonical(from: Endpoint, to: Endpoint) -> ([Endpoint; 2], usize) {
+/// Two endpoints, the smaller first, and the side `from` is on: one conversation gets one key
+/// whichever side sent the packet.
+pub fn canonical(from: Endpoint, to: Endpoint) -> ([Endpoint; 2], Side) {
     if from <= to {
-        ([from, to], 0)
+        ([from, to], Side::Lo)
     } else {
-        ([to, from], 1)
+        ([to, from], Side::Hi)
     }
 }
 
@@ -47,8 +48,8 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
-    /// The key of a segment and the direction it travels (0: from `lo`, 1: from `hi`).
-    pub fn of(seg: &TcpSegment<'_>) -> (FlowKey, usize) {
+    /// The key of a segment and the side that sent it.
+    pub fn of(seg: &TcpSegment<'_>) -> (FlowKey, Side) {
         let src = Endpoint {
             ip: seg.src,
             port: seg.sport,
@@ -61,12 +62,11 @@ impl FlowKey {
         (FlowKey { lo, hi }, dir)
     }
 
-    /// The endpoint that sends in direction `dir`.
-    pub fn sender(&self, dir: usize) -> Endpoint {
-        if dir == 0 {
-            self.lo
-        } else {
-            self.hi
+    /// The endpoint on side `side` (the sender of that direction).
+    pub fn sender(&self, side: Side) -> Endpoint {
+        match side {
+            Side::Lo => self.lo,
+            Side::Hi => self.hi,
         }
     }
 }
@@ -82,14 +82,14 @@ pub enum RolesFrom {
 
 /// The per-connection work that stops once the verdict is final.
 pub struct Active {
-    pub streams: [Reassembler; 2],
+    pub streams: PerSide<Reassembler>,
     pub inspector: Inspector,
 }
 
 impl Active {
     /// Bytes this connection holds in buffers (out-of-order data, partial records).
     pub fn buffered(&self) -> usize {
-        self.streams[0].buffered() + self.streams[1].buffered() + self.inspector.buffered()
+        self.streams.iter().map(Reassembler::buffered).sum::<usize>() + self.inspector.buffered()
     }
 }
 
@@ -107,23 +107,24 @@ pub struct Flow {
     /// Sequence number in order of first packet; reports are sorted by it.
     pub id: u64,
     pub key: FlowKey,
-    pub client_dir: usize,
+    /// The side the client is on (the direction it sends in).
+    pub client_dir: Side,
     pub roles_from: RolesFrom,
     pub first_ts: u64,
     pub last_ts: u64,
-    pub packets: [u64; 2],
+    pub packets: PerSide<u64>,
     /// TCP payload bytes on the wire per direction (including what the snap length cut).
-    pub bytes: [u64; 2],
+    pub bytes: PerSide<u64>,
     /// Initial sequence number of the client's SYN, to tell a retransmitted SYN from a new
     /// connection reusing the 5-tuple.
     pub isn: Option<u32>,
     pub syn_seen: bool,
-    pub fin: [bool; 2],
+    pub fin: PerSide<bool>,
     pub rst: bool,
     /// The reassemblers' counters once they are gone (after the verdict); while the flow is
     /// active they are the reassemblers' own. Boxed so that an open handshake does not carry
     /// a second copy.
-    pub stream_stats: Option<Box<[StreamStats; 2]>>,
+    pub stream_stats: Option<Box<PerSide<StreamStats>>>,
     /// Bytes buffered as last accounted in the engine's total.
     pub buffered: usize,
     /// The overlay tunnel of the first packet (node-level captures). Boxed: most captures
@@ -133,12 +134,12 @@ pub struct Flow {
 }
 
 impl Flow {
-    pub fn new(id: u64, key: FlowKey, dir: usize, seg: &TcpSegment<'_>, ts: u64, dir_cap: usize) -> Flow {
+    pub fn new(id: u64, key: FlowKey, dir: Side, seg: &TcpSegment<'_>, ts: u64, dir_cap: usize) -> Flow {
         let f = seg.flags;
         let (client_dir, roles_from) = if f.syn() && !f.ack() {
             (dir, RolesFrom::Syn)
         } else if f.syn() && f.ack() {
-            (1 - dir, RolesFrom::Syn)
+            (dir.other(), RolesFrom::Syn)
         } else {
             (port_guess(key, dir), RolesFrom::Port)
         };
@@ -150,18 +151,18 @@ impl Flow {
             roles_from,
             first_ts: ts,
             last_ts: ts,
-            packets: [0, 0],
-            bytes: [0, 0],
+            packets: PerSide::default(),
+            bytes: PerSide::default(),
             isn: (f.syn() && !f.ack()).then_some(seg.seq),
             syn_seen: f.syn(),
-            fin: [false, false],
+            fin: PerSide::default(),
             rst: false,
             stream_stats: None,
             buffered: 0,
             tunnel: seg.tunnel.map(Box::new),
             state: State::Active(Box::new(Active {
-                streams: [Reassembler::new(dir_cap), Reassembler::new(dir_cap)],
-                inspector: Inspector::new(client_dir, midstream, key.sender(1 - client_dir).port),
+                streams: PerSide::new(Reassembler::new(dir_cap), Reassembler::new(dir_cap)),
+                inspector: Inspector::new(client_dir, midstream, key.sender(client_dir.other()).port),
             })),
         }
     }
@@ -171,13 +172,13 @@ impl Flow {
     }
 
     pub fn server(&self) -> Endpoint {
-        self.key.sender(1 - self.client_dir)
+        self.key.sender(self.client_dir.other())
     }
 
     /// Per direction: what the reassembler counted.
-    pub fn stream_stats(&self) -> [StreamStats; 2] {
+    pub fn stream_stats(&self) -> PerSide<StreamStats> {
         match (&self.state, &self.stream_stats) {
-            (State::Active(a), _) => [a.streams[0].stats(), a.streams[1].stats()],
+            (State::Active(a), _) => a.streams.each_ref().map(Reassembler::stats),
             (_, Some(s)) => **s,
             (_, None) => Default::default(),
         }
@@ -206,7 +207,7 @@ impl Flow {
 
     /// Both sides said goodbye: no more data can come.
     pub fn closed(&self) -> bool {
-        self.rst || (self.fin[0] && self.fin[1])
+        self.rst || (self.fin[Side::Lo] && self.fin[Side::Hi])
     }
 }
 
@@ -217,35 +218,35 @@ pub struct FlowFacts {
     pub id: u64,
     pub client: Endpoint,
     pub server: Endpoint,
-    /// Direction index (flow key order) the client sends in.
-    pub client_dir: usize,
+    /// The side the client is on (the direction it sends in).
+    pub client_dir: Side,
     pub roles_from: RolesFrom,
     pub first_ts: u64,
     pub last_ts: u64,
-    /// Per direction, in flow key order.
-    pub packets: [u64; 2],
-    pub bytes: [u64; 2],
+    /// Per direction.
+    pub packets: PerSide<u64>,
+    pub bytes: PerSide<u64>,
     pub syn_seen: bool,
-    pub fin: [bool; 2],
+    pub fin: PerSide<bool>,
     pub rst: bool,
-    pub stream_stats: [StreamStats; 2],
+    pub stream_stats: PerSide<StreamStats>,
     pub tunnel: Option<crate::pipeline::decode::tunnel::Tunnel>,
 }
 
 /// With no SYN and no TLS handshake to go by: the server is the side with the well-known (or
 /// at least the lower, non-ephemeral) port; failing that, the first sender is the client.
-fn port_guess(key: FlowKey, first_dir: usize) -> usize {
-    let p = [key.sender(0).port, key.sender(1).port];
+fn port_guess(key: FlowKey, first_dir: Side) -> Side {
+    let (lo, hi) = (key.sender(Side::Lo).port, key.sender(Side::Hi).port);
     let server_like = |port: u16| port < 1024;
     let ephemeral = |port: u16| port >= 32768;
-    match (server_like(p[0]), server_like(p[1])) {
-        (true, false) => return 1,
-        (false, true) => return 0,
+    match (server_like(lo), server_like(hi)) {
+        (true, false) => return Side::Hi,
+        (false, true) => return Side::Lo,
         _ => {}
     }
-    match (ephemeral(p[0]), ephemeral(p[1])) {
-        (true, false) => 0,
-        (false, true) => 1,
+    match (ephemeral(lo), ephemeral(hi)) {
+        (true, false) => Side::Lo,
+        (false, true) => Side::Hi,
         _ => first_dir,
     }
 }
@@ -258,8 +259,8 @@ pub struct FlowTable {
     index: FxHashMap<FlowKey, u32>,
     slots: Vec<Option<Flow>>,
     free: Vec<usize>,
-    /// The last flow found: consecutive packets mostly belong to the same connection (bulk
-    /// transfers), and this skips hashing for them.
+    /// The last flow found, as (key, slot): consecutive packets mostly belong to the same
+    /// connection (bulk transfers), and this skips hashing for them.
     last: std::cell::Cell<Option<(FlowKey, usize)>>,
 }
 

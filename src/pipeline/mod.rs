@@ -18,5 +18,6 @@ pub mod inspect;
 pub mod reassembly;
 pub mod record;
 pub mod runner;
+pub mod side;
 pub mod source;
 pub mod verdict;

@@ -6,6 +6,7 @@ use crate::pipeline::inspect::mesh::{self, MeshSignal};
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
 use crate::pipeline::inspect::tls::{Chain, TlsFacts};
 use crate::pipeline::inspect::Outcome;
+use crate::pipeline::side::Side;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, PartialOrd, Ord)]
@@ -105,7 +106,7 @@ pub fn resumption(f: &TlsFacts) -> Option<Resumption> {
     let certificate_sent = f
         .messages
         .iter()
-        .any(|&(d, t)| usize::from(d) == server && (t == 11 || t == 12 || t == 14));
+        .any(|m| m.from == server && matches!(m.ty, 11 | 12 | 14));
     if certificate_sent || !f.ccs[server] {
         return None;
     }
@@ -220,7 +221,7 @@ pub struct Verdict {
 /// `show_payload` keeps the first bytes of plaintext connections (the user asked for them).
 pub fn decide(
     outcome: Outcome,
-    client_dir: usize,
+    client_dir: Side,
     server_port: u16,
     origin: Option<&SessionOrigin>,
     show_payload: bool,
@@ -244,7 +245,7 @@ pub fn decide(
         } => {
             let payload = show_payload.then(|| Payload {
                 client: escape(&first_bytes[client_dir]),
-                server: escape(&first_bytes[1 - client_dir]),
+                server: escape(&first_bytes[client_dir.other()]),
             });
             let mut evidence = vec![plaintext_evidence(&info)];
             if let Some(p) = upgrade_refused {
@@ -270,7 +271,7 @@ pub fn decide(
             }
         }
         Outcome::Midstream { facts } => {
-            let (c, s) = (facts.app_records[client_dir], facts.app_records[1 - client_dir]);
+            let (c, s) = (facts.app_records[client_dir], facts.app_records[client_dir.other()]);
             let version = facts.server_hello.as_ref().map(|s| version_name(s.version));
             Verdict {
                 verdict: Kind::Encrypted,
@@ -373,15 +374,11 @@ fn decide_tls(
     rep.handshake_messages = f
         .messages
         .iter()
-        .map(|&(d, t)| {
+        .map(|m| {
             format!(
                 "{}:{}",
-                if Some(usize::from(d)) == server {
-                    "server"
-                } else {
-                    "client"
-                },
-                handshake_name(t)
+                if Some(m.from) == server { "server" } else { "client" },
+                handshake_name(m.ty)
             )
         })
         .collect();
@@ -455,17 +452,17 @@ fn decide_tls(
             }
         }
     } else if tls13 {
-        let (k, c, h, ev, requested) = infer_tls13(f);
-        kind = k;
-        confidence = c;
-        handshake = h;
-        evidence.extend(ev);
-        rep.client_cert_requested = requested;
+        let t = infer_tls13(f);
+        kind = t.kind;
+        confidence = t.confidence;
+        handshake = t.handshake;
+        evidence.extend(t.evidence);
+        rep.client_cert_requested = t.cert_requested;
         rep.tls13 = Some(tls13_report(f));
     } else {
         handshake = if fatal.is_some() {
             Handshake::Failed
-        } else if f.finished[0] && f.finished[1] {
+        } else if f.finished[Side::Lo] && f.finished[Side::Hi] {
             Handshake::Complete
         } else {
             Handshake::Incomplete
@@ -496,10 +493,7 @@ fn decide_tls(
             }
             None => {
                 kind = Kind::Tls;
-                if f.messages
-                    .iter()
-                    .any(|&(d, t)| Some(usize::from(d)) == server && t == 14)
-                {
+                if f.messages.iter().any(|m| Some(m.from) == server && m.ty == 14) {
                     evidence.push("no client certificate requested".into());
                 } else {
                     confidence = Confidence::Uncertain;
@@ -562,16 +556,26 @@ fn mesh_evidence(m: &MeshSignal) -> String {
     }
 }
 
-/// Lengths of the TLS 1.3 Finished message and the AEAD tag for a cipher suite.
-fn tls13_lengths(cipher: u16) -> (u32, u32) {
+/// What a TLS 1.3 cipher suite makes of lengths in the encrypted flights.
+struct Tls13Lengths {
+    /// The Finished message: 4-byte header and the suite's hash.
+    finished: u32,
+    /// The AEAD tag every encrypted record ends with.
+    tag: u32,
+}
+
+fn tls13_lengths(cipher: u16) -> Tls13Lengths {
     let hash = if cipher == 0x1302 { 48 } else { 32 };
     let tag = if cipher == 0x1305 { 8 } else { 16 };
-    (4 + hash, tag)
+    Tls13Lengths {
+        finished: 4 + hash,
+        tag,
+    }
 }
 
 fn tls13_report(f: &TlsFacts) -> Tls13Report {
     let cipher = f.server_hello.as_ref().map_or(0x1301, |s| s.cipher);
-    let (fin, tag) = tls13_lengths(cipher);
+    let Tls13Lengths { finished: fin, tag } = tls13_lengths(cipher);
     let t = &f.tls13;
     Tls13Report {
         client_first_record_len: t.client_first_record,
@@ -590,16 +594,32 @@ const ALPS_EE_MAX: u32 = 80;
 /// Smallest Certificate message that can hold a real certificate.
 const MIN_CERTIFICATE: u32 = 100;
 
+/// What the lengths of a TLS 1.3 handshake say about the client's certificate.
+struct Tls13Inference {
+    kind: Kind,
+    confidence: Confidence,
+    handshake: Handshake,
+    evidence: Vec<String>,
+    /// Whether the server asked for a certificate, when the lengths tell.
+    cert_requested: Option<bool>,
+}
+
 /// TLS 1.3: was a client certificate sent? See DESIGN.md: the client's first encrypted record
 /// after ServerHello is its Certificate (or its Finished when none was requested).
-fn infer_tls13(f: &TlsFacts) -> (Kind, Confidence, Handshake, Vec<String>, Option<bool>) {
+fn infer_tls13(f: &TlsFacts) -> Tls13Inference {
     let cipher = f.server_hello.as_ref().map_or(0x1301, |s| s.cipher);
-    let (fin, tag) = tls13_lengths(cipher);
+    let Tls13Lengths { finished: fin, tag } = tls13_lengths(cipher);
     let t = &f.tls13;
     let mut ev = Vec::new();
     let Some(len) = t.client_first_record else {
         ev.push("TLS 1.3: the client's encrypted flight is not in the capture".into());
-        return (Kind::Tls, Confidence::Uncertain, Handshake::Incomplete, ev, None);
+        return Tls13Inference {
+            kind: Kind::Tls,
+            confidence: Confidence::Uncertain,
+            handshake: Handshake::Incomplete,
+            evidence: ev,
+            cert_requested: None,
+        };
     };
     let inner = len.saturating_sub(tag + 1);
     // What the server's flight says, when it wrote one record per message (its last record is
@@ -642,7 +662,13 @@ fn infer_tls13(f: &TlsFacts) -> (Kind, Confidence, Handshake, Vec<String>, Optio
         ev.push(format!(
             "TLS 1.3: client's first encrypted record is {len} bytes ({inner} inner), which fits neither Finished ({fin}), an empty Certificate (8) nor a certificate (record padding?)"
         ));
-        return (Kind::Tls, Confidence::Uncertain, Handshake::Complete, ev, server_says);
+        return Tls13Inference {
+            kind: Kind::Tls,
+            confidence: Confidence::Uncertain,
+            handshake: Handshake::Complete,
+            evidence: ev,
+            cert_requested: server_says,
+        };
     };
     ev.push(format!(
         "TLS 1.3: client's first encrypted record after ServerHello is {len} bytes ({inner} inner) = {what}"
@@ -676,7 +702,13 @@ fn infer_tls13(f: &TlsFacts) -> (Kind, Confidence, Handshake, Vec<String>, Optio
         }
         _ => Handshake::Complete,
     };
-    (kind, confidence, handshake, ev, requested)
+    Tls13Inference {
+        kind,
+        confidence,
+        handshake,
+        evidence: ev,
+        cert_requested: requested,
+    }
 }
 
 pub fn version_name(v: u16) -> String {

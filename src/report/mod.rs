@@ -327,7 +327,13 @@ pub(crate) mod tests {
 
     /// The report of a plaintext connection that carried nothing, with flow id `id`.
     pub(crate) fn sample_report(id: u64) -> FlowReport {
-        let v = crate::pipeline::verdict::decide(crate::pipeline::inspect::Outcome::NoData, 0, 80, None, false);
+        let v = crate::pipeline::verdict::decide(
+            crate::pipeline::inspect::Outcome::NoData,
+            crate::pipeline::side::Side::Lo,
+            80,
+            None,
+            false,
+        );
         let facts = crate::pipeline::flows::FlowFacts {
             id,
             client: Endpoint {
@@ -338,14 +344,14 @@ pub(crate) mod tests {
                 ip: "10.0.0.2".parse().unwrap(),
                 port: 80,
             },
-            client_dir: 0,
+            client_dir: crate::pipeline::side::Side::Lo,
             roles_from: crate::pipeline::flows::RolesFrom::Syn,
             first_ts: 0,
             last_ts: 0,
-            packets: [1, 0],
-            bytes: [0, 0],
+            packets: [1, 0].into(),
+            bytes: Default::default(),
             syn_seen: true,
-            fin: [false; 2],
+            fin: Default::default(),
             rst: false,
             stream_stats: Default::default(),
             tunnel: None,

@@ -291,17 +291,23 @@ fn hex(bytes: &[u8], sep: &str) -> String {
     out
 }
 
+/// RFC 3339 UTC to the second, e.g. "2026-11-22T08:00:00Z". Through a civil date-time, not a
+/// `jiff::Timestamp`: a timestamp stops at 9999-12-30T22:00Z, and RFC 5280's "no expiry"
+/// notAfter is 9999-12-31T23:59:59Z. A GeneralizedTime with a UTC offset can fall just outside
+/// years 0-9999 (RFC 5280 forbids offsets); such a time is clamped to the civil range.
 fn rfc3339(t: &ASN1Time) -> String {
+    const EPOCH: jiff::civil::DateTime = jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
     let secs = t.timestamp();
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    let at = jiff::Span::new()
+        .try_seconds(secs)
+        .and_then(|s| EPOCH.checked_add(s))
+        .unwrap_or(if secs < 0 {
+            jiff::civil::DateTime::MIN
+        } else {
+            jiff::civil::DateTime::MAX
+        });
+    // Precision 0: whole seconds, as X.509 times have.
+    format!("{at:.0}Z")
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`);
@@ -641,6 +647,30 @@ mod tests {
         assert_eq!(unsigned_bits(&[0x7f, 0xff]), 15);
         assert_eq!(unsigned_bits(&[0x00]), 0);
         assert_eq!(unsigned_bits(&[]), 0);
+    }
+
+    #[test]
+    fn rfc3339_from_the_first_to_the_last_second_of_years_0_to_9999() {
+        let at = |secs: i64| rfc3339(&ASN1Time::from_timestamp(secs).unwrap());
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(-62_167_219_200), "0000-01-01T00:00:00Z");
+        assert_eq!(at(253_402_300_799), "9999-12-31T23:59:59Z");
+        // The same text as the arithmetic formatting it replaced, across the whole range.
+        let by_hand = |secs: i64| {
+            let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+            let (y, m, d) = civil_from_days(days);
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+                sod / 3600,
+                sod % 3600 / 60,
+                sod % 60
+            )
+        };
+        let mut secs = -62_167_219_200i64;
+        while secs <= 253_402_300_799 {
+            assert_eq!(at(secs), by_hand(secs), "{secs}");
+            secs += 7_777_777 + secs.rem_euclid(86_399);
+        }
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub mod tls;
 
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
 use crate::pipeline::inspect::tls::{starts_with_hello, Classifier, TlsFacts};
+use crate::pipeline::side::{PerSide, Side};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
 
 /// Bytes that tell a TLS hello from anything else: record header and handshake type.
 const HELLO_PROBE: usize = 6;
@@ -43,8 +47,8 @@ pub enum Outcome {
         info: PlaintextInfo,
         /// The client asked to upgrade to TLS, but no TLS followed (refused or not captured).
         upgrade_refused: Option<Protocol>,
-        /// The first bytes of each direction (flow direction order); shown only on request.
-        first_bytes: [Vec<u8>; 2],
+        /// The first bytes of each direction; shown only on request.
+        first_bytes: PerSide<Vec<u8>>,
     },
     Tls {
         facts: Box<TlsFacts>,
@@ -62,9 +66,9 @@ pub enum Outcome {
 #[derive(Default)]
 struct FirstBytes {
     /// The first bytes of each direction of a plaintext (or mid-stream) connection.
-    head: [Vec<u8>; 2],
+    head: PerSide<Vec<u8>>,
     /// First bytes held while the mode is undecided.
-    probe: [Vec<u8>; 2],
+    probe: PerSide<Vec<u8>>,
 }
 
 pub struct Inspector {
@@ -72,7 +76,7 @@ pub struct Inspector {
     midstream: bool,
     /// The direction believed to be the client: from the SYN, else the port heuristic. A
     /// ClientHello overrides it.
-    client_hint: usize,
+    client_hint: Side,
     /// The server's port under that belief; a tie-breaker for naming plaintext protocols.
     server_port: u16,
     tls: Option<Box<Classifier>>,
@@ -85,11 +89,11 @@ pub struct Inspector {
     adat: Option<Box<Adat>>,
     plain_client_bytes: u64,
     plain_client_msgs: u32,
-    bytes: [u64; 2],
+    bytes: PerSide<u64>,
 }
 
 impl Inspector {
-    pub fn new(client_hint: usize, midstream: bool, server_port: u16) -> Self {
+    pub fn new(client_hint: Side, midstream: bool, server_port: u16) -> Self {
         Inspector {
             mode: Mode::Waiting,
             midstream,
@@ -102,7 +106,7 @@ impl Inspector {
             adat: None,
             plain_client_bytes: 0,
             plain_client_msgs: 0,
-            bytes: [0, 0],
+            bytes: PerSide::default(),
         }
     }
 
@@ -116,11 +120,11 @@ impl Inspector {
     }
 
     /// Payload bytes seen per direction (delivered, not counting gaps).
-    pub fn bytes(&self) -> [u64; 2] {
+    pub fn bytes(&self) -> PerSide<u64> {
         self.bytes
     }
 
-    pub fn data(&mut self, dir: usize, bytes: &[u8]) {
+    pub fn data(&mut self, dir: Side, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
@@ -146,11 +150,11 @@ impl Inspector {
 
     /// The first bytes of `dir` decide the mode; then they and whatever the other direction
     /// held are inspected.
-    fn start(&mut self, dir: usize, first: &[u8]) {
+    fn start(&mut self, dir: Side, first: &[u8]) {
         self.choose_mode(dir, first);
-        let other = self.take_probe(1 - dir);
+        let other = self.take_probe(dir.other());
         if !other.is_empty() {
-            self.route(1 - dir, &other);
+            self.route(dir.other(), &other);
         }
         self.route(dir, first);
         if self
@@ -162,21 +166,21 @@ impl Inspector {
         }
     }
 
-    fn take_probe(&mut self, dir: usize) -> Vec<u8> {
+    fn take_probe(&mut self, dir: Side) -> Vec<u8> {
         self.first
             .as_mut()
             .map(|f| std::mem::take(&mut f.probe[dir]))
             .unwrap_or_default()
     }
 
-    fn head(&self, dir: usize) -> &[u8] {
+    fn head(&self, dir: Side) -> &[u8] {
         self.first.as_ref().map_or(&[][..], |f| &f.head[dir])
     }
 
-    fn choose_mode(&mut self, dir: usize, first: &[u8]) {
+    fn choose_mode(&mut self, dir: Side, first: &[u8]) {
         self.mode = if starts_with_hello(first) {
             Mode::Tls
-        } else if self.midstream && self.bytes[1 - dir] == 0 {
+        } else if self.midstream && self.bytes[dir.other()] == 0 {
             Mode::Midstream
         } else {
             Mode::Plaintext
@@ -185,15 +189,15 @@ impl Inspector {
             Mode::Tls => self.tls = Some(Box::default()),
             Mode::Midstream => {
                 let mut c = Box::<Classifier>::default();
-                c.start_midstream(0);
-                c.start_midstream(1);
+                c.start_midstream(Side::Lo);
+                c.start_midstream(Side::Hi);
                 self.tls = Some(c);
             }
             _ => {}
         }
     }
 
-    fn route(&mut self, dir: usize, bytes: &[u8]) {
+    fn route(&mut self, dir: Side, bytes: &[u8]) {
         if matches!(self.mode, Mode::Plaintext | Mode::Midstream) {
             let head = &mut self.first.get_or_insert_with(Box::default).head[dir];
             if head.len() < HEAD {
@@ -221,7 +225,7 @@ impl Inspector {
         }
     }
 
-    fn plaintext(&mut self, dir: usize, bytes: &[u8]) {
+    fn plaintext(&mut self, dir: Side, bytes: &[u8]) {
         if self.adat.is_none() && dir == self.client_hint && bytes.starts_with(b"ADAT ") {
             self.adat = Some(Box::default());
         }
@@ -255,7 +259,7 @@ impl Inspector {
         }
     }
 
-    pub fn gap(&mut self, dir: usize, len: u64) {
+    pub fn gap(&mut self, dir: Side, len: u64) {
         if let Some(c) = &mut self.tls {
             c.gap(dir, len);
         }
@@ -263,7 +267,7 @@ impl Inspector {
 
     fn plaintext_info(&self) -> PlaintextInfo {
         let c = self.client_hint;
-        plaintext::identify(self.head(c), self.head(1 - c), self.server_port)
+        plaintext::identify(self.head(c), self.head(c.other()), self.server_port)
     }
 
     /// True once the outcome can no longer change: the flow stops buffering and reassembling.
@@ -285,7 +289,9 @@ impl Inspector {
             }
             Mode::Midstream => {
                 let Some(c) = &self.tls else { return true };
-                (0..2).all(|d| c.in_sync(d) && c.facts.app_records[d] >= MIDSTREAM_RECORDS)
+                Side::BOTH
+                    .into_iter()
+                    .all(|d| c.in_sync(d) && c.facts.app_records[d] >= MIDSTREAM_RECORDS)
             }
             Mode::Tls => self.tls.as_ref().is_none_or(|c| tls_final(c)),
         }
@@ -294,7 +300,7 @@ impl Inspector {
     pub fn outcome(mut self) -> Outcome {
         if self.mode == Mode::Waiting {
             // The connection ended while its first bytes were still undecided.
-            for dir in 0..2 {
+            for dir in Side::BOTH {
                 let held = self.take_probe(dir);
                 if !held.is_empty() {
                     if self.mode == Mode::Waiting {
@@ -327,8 +333,10 @@ impl Inspector {
                 let c = self.tls.expect("midstream mode has a classifier");
                 // One silent direction is fine (a one-way transfer); a direction that spoke
                 // must have shown chained records.
-                let ok = (0..2).all(|d| self.bytes[d] == 0 || (c.in_sync(d) && c.facts.app_records[d] >= 1));
-                if ok && (self.bytes[0] > 0 || self.bytes[1] > 0) {
+                let ok = Side::BOTH
+                    .into_iter()
+                    .all(|d| self.bytes[d] == 0 || (c.in_sync(d) && c.facts.app_records[d] >= 1));
+                if ok && self.bytes.iter().any(|&b| b > 0) {
                     Outcome::Midstream {
                         facts: Box::new(c.facts),
                     }
@@ -336,7 +344,7 @@ impl Inspector {
                     let cl = self.client_hint;
                     let heads = self.first.take().map(|f| f.head).unwrap_or_default();
                     Outcome::Plaintext {
-                        info: plaintext::identify(&heads[cl], &heads[1 - cl], self.server_port),
+                        info: plaintext::identify(&heads[cl], &heads[cl.other()], self.server_port),
                         upgrade_refused: None,
                         first_bytes: heads,
                     }
@@ -349,7 +357,7 @@ impl Inspector {
 /// Nothing more to learn from this TLS connection: the handshake finished or failed.
 fn tls_final(c: &Classifier) -> bool {
     let f = &c.facts;
-    let dead = c.dead(0) && c.dead(1);
+    let dead = c.dead(Side::Lo) && c.dead(Side::Hi);
     let fatal = f.alerts.iter().any(|a| a.level == 2 && !a.encrypted);
     if dead || fatal {
         return true;
@@ -360,18 +368,26 @@ fn tls_final(c: &Classifier) -> bool {
         // the server rejected it (e.g. certificate_required).
         t.client_first_record.is_some() && t.server_reply.is_some()
     } else {
-        f.server_hello.is_some() && f.finished[0] && f.finished[1]
+        f.server_hello.is_some() && f.finished[Side::Lo] && f.finished[Side::Hi]
     }
 }
 
 /// Longest ADAT line kept (a base64 certificate chain fits).
 const MAX_ADAT_LINE: usize = 256 * 1024;
+/// Standard base64 (RFC 4648) as ADAT carries it: padding optional (RFC 2228 does not say),
+/// and unused trailing bits tolerated, as GSI implementations have never been strict there.
+const ADAT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// FTP security exchange (RFC 2228): the client sends `ADAT <base64>`, the server answers
 /// `335 ADAT=<base64>` (continue) or `235 ADAT=<base64>` (done). GSI puts a TLS handshake there.
 #[derive(Default)]
 struct Adat {
-    lines: [Vec<u8>; 2],
+    lines: PerSide<Vec<u8>>,
     tls: Classifier,
 }
 
@@ -380,7 +396,7 @@ impl Adat {
         self.lines.iter().map(Vec::capacity).sum::<usize>() + self.tls.buffered()
     }
 
-    fn data(&mut self, dir: usize, from_client: bool, mut bytes: &[u8]) {
+    fn data(&mut self, dir: Side, from_client: bool, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let (part, rest, done) = match bytes.iter().position(|&b| b == b'\n') {
                 Some(i) => (&bytes[..i], &bytes[i + 1..], true),
@@ -402,34 +418,11 @@ impl Adat {
                 line.strip_prefix(b"335 ADAT=")
                     .or_else(|| line.strip_prefix(b"235 ADAT="))
             };
-            if let Some(decoded) = payload.and_then(base64_decode) {
+            if let Some(decoded) = payload.and_then(|p| ADAT_BASE64.decode(p).ok()) {
                 self.tls.data(dir, &decoded);
             }
         }
     }
-}
-
-/// Standard base64 (RFC 4648) with optional padding; None on any other character.
-fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in s.iter().take_while(|&&c| c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -437,9 +430,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_round_trip() {
-        assert_eq!(base64_decode(b"aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode(b"aGVsbG8h").unwrap(), b"hello!");
-        assert!(base64_decode(b"a*b").is_none());
+    fn adat_base64_with_or_without_padding() {
+        assert_eq!(ADAT_BASE64.decode(b"aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(ADAT_BASE64.decode(b"aGVsbG8").unwrap(), b"hello");
+        assert_eq!(ADAT_BASE64.decode(b"aGVsbG8h").unwrap(), b"hello!");
+        assert!(ADAT_BASE64.decode(b"a*b").is_err());
+    }
+
+    #[test]
+    fn adat_lines_reach_the_classifier_decoded() {
+        // "GET /" is not TLS: once decoded and fed, the classifier gives the direction up.
+        let mut a = Adat::default();
+        a.data(Side::Lo, true, b"ADAT R0VUIC8=\r\n");
+        assert!(a.tls.dead(Side::Lo));
+        // Not base64: nothing reaches the classifier.
+        let mut a = Adat::default();
+        a.data(Side::Hi, false, b"335 ADAT=R0V*IC8=\r\n");
+        assert!(!a.tls.dead(Side::Hi));
     }
 }

@@ -1,0 +1,549 @@
+//! The TLS classifier of one connection: walks the record layer of both reassembled directions
+//! itself (so that application-data records are skipped without being buffered), re-finds
+//! record boundaries after a gap or in a capture that starts mid-stream, defragments handshake
+//! messages across records and hands each complete one to the `hello` parsers. It only records
+//! facts; the verdict stage decides what they mean.
+//!
+//! State per direction is driven by one match over (record type, whether that direction is
+//! already encrypted), laid out as a table in [`Classifier::on_record_header`]. Memory is bounded:
+//! a handshake message may not exceed [`MAX_HANDSHAKE`] bytes, and every list kept has a cap.
+
+use super::facts::{Alert, HandshakeMessage, TlsFacts, MAX_LIST};
+use super::hello::{self, ServerHello};
+use crate::pipeline::side::{PerSide, Side};
+
+/// Largest handshake message kept (a certificate chain of a few certificates fits easily).
+pub const MAX_HANDSHAKE: usize = 256 * 1024;
+/// Largest TLS record body: 2^14 plus the expansion TLS 1.2 allows (TLS 1.3 allows 256).
+const MAX_RECORD: usize = (1 << 14) + 2048;
+/// Bytes looked at to re-find the record boundary after a gap or in a mid-stream capture.
+const RESYNC_WINDOW: usize = 64 * 1024;
+
+/// Record content types.
+const CCS: u8 = 20;
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+const APP_DATA: u8 = 23;
+const HEARTBEAT: u8 = 24;
+
+/// Does this 5-byte header look like a TLS record header?
+pub fn plausible_header(h: &[u8]) -> bool {
+    h.len() >= 5
+        && (CCS..=HEARTBEAT).contains(&h[0])
+        && h[1] == 3
+        && h[2] <= 4
+        && usize::from(u16::from_be_bytes([h[3], h[4]])) <= MAX_RECORD
+        && u16::from_be_bytes([h[3], h[4]]) > 0
+}
+
+/// Does this stream start with a handshake record carrying a ClientHello or ServerHello?
+pub fn starts_with_hello(b: &[u8]) -> bool {
+    b.len() >= 6 && b[0] == HANDSHAKE && plausible_header(b) && (b[5] == 1 || b[5] == 2)
+}
+
+#[derive(Default)]
+struct Dir {
+    hdr: [u8; 5],
+    hdr_len: u8,
+    /// Remaining body bytes of the current record (at most 2^16 - 1).
+    need: u32,
+    /// The current record's body is being kept (clear-text handshake or alert).
+    keep: bool,
+    rec_type: u8,
+    /// Boxed and only while a record or a message is incomplete: a connection waiting in
+    /// mid-handshake then holds one pointer per direction instead of two empty vectors.
+    bufs: Option<Box<Bufs>>,
+    /// Records after ChangeCipherSpec (TLS <= 1.2) or ServerHello (TLS 1.3) are encrypted.
+    encrypted: bool,
+    /// Re-finding record boundaries; bytes collected so far.
+    // Boxed on purpose: re-synchronising is rare, and one pointer instead of a vector's three
+    // words is 16 bytes less for every direction of every open connection.
+    #[allow(clippy::box_collection)]
+    resync: Option<Box<Vec<u8>>>,
+    /// Offset in the stream, for messages.
+    offset: u64,
+    dead: bool,
+}
+
+#[derive(Default)]
+struct Bufs {
+    /// The body of the current record, while it is kept.
+    body: Vec<u8>,
+    /// Handshake bytes not yet forming a complete message.
+    hs: Vec<u8>,
+}
+
+impl Dir {
+    fn bufs(&mut self) -> &mut Bufs {
+        self.bufs.get_or_insert_with(Box::default)
+    }
+
+    /// Drop the buffers once nothing is held in them.
+    fn release(&mut self) {
+        if self.bufs.as_ref().is_some_and(|b| b.body.is_empty() && b.hs.is_empty()) {
+            self.bufs = None;
+        }
+    }
+}
+
+/// The TLS classifier for one connection.
+#[derive(Default)]
+pub struct Classifier {
+    dirs: PerSide<Dir>,
+    pub facts: TlsFacts,
+}
+
+impl Classifier {
+    pub fn new() -> Self {
+        Classifier::default()
+    }
+
+    /// Start a direction that is picked up in the middle (no handshake seen): the first record
+    /// boundary is found by looking for record headers that chain back to back.
+    pub fn start_midstream(&mut self, dir: Side) {
+        self.dirs[dir].resync = Some(Box::default());
+        self.dirs[dir].encrypted = true;
+    }
+
+    /// Bytes held: partial record bodies, partial handshake messages, re-synchronisation.
+    pub fn buffered(&self) -> usize {
+        self.dirs
+            .iter()
+            .map(|d| {
+                d.bufs.as_ref().map_or(0, |b| b.body.capacity() + b.hs.capacity())
+                    + d.resync.as_ref().map_or(0, |r| r.capacity())
+            })
+            .sum()
+    }
+
+    /// Is this direction parsing records (not lost)?
+    pub fn in_sync(&self, dir: Side) -> bool {
+        self.dirs[dir].resync.is_none() && !self.dirs[dir].dead
+    }
+
+    /// Has this direction given up (no record boundary found)?
+    pub fn dead(&self, dir: Side) -> bool {
+        self.dirs[dir].dead
+    }
+
+    pub fn data(&mut self, dir: Side, bytes: &[u8]) {
+        if self.dirs[dir].dead {
+            return;
+        }
+        match self.dirs[dir].resync.take() {
+            None => self.feed(dir, bytes),
+            Some(mut buf) => {
+                let room = RESYNC_WINDOW.saturating_sub(buf.len());
+                buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                match find_boundary(&buf) {
+                    Boundary::At(start) => {
+                        self.dirs[dir].offset += start as u64;
+                        self.facts.resynced_records[dir] += 1;
+                        self.feed(dir, &buf[start..]);
+                        if bytes.len() > room {
+                            self.feed(dir, &bytes[room..]);
+                        }
+                    }
+                    Boundary::NeedMore if buf.len() < RESYNC_WINDOW => {
+                        self.dirs[dir].resync = Some(buf);
+                    }
+                    _ => {
+                        self.dirs[dir].dead = true;
+                        self.facts.problem(format!(
+                            "direction {}: no TLS record boundary found in {} bytes",
+                            dir.index(),
+                            buf.len()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn gap(&mut self, dir: Side, len: u64) {
+        let d = &mut self.dirs[dir];
+        d.offset += len;
+        if d.dead || d.resync.is_some() {
+            return;
+        }
+        if d.hdr_len == 0 && !d.keep && u64::from(d.need) >= len {
+            // Inside a record we skip anyway: nothing lost.
+            d.need -= len as u32;
+            return;
+        }
+        let what = if d.keep {
+            "a handshake record"
+        } else {
+            "a record header"
+        };
+        let off = d.offset - len;
+        d.hdr_len = 0;
+        d.need = 0;
+        d.keep = false;
+        d.bufs = None;
+        d.resync = Some(Box::default());
+        self.facts.lost_sync[dir] = true;
+        self.facts.problem(format!(
+            "{len} bytes missing at offset {off} of direction {}, inside {what}",
+            dir.index()
+        ));
+    }
+
+    fn feed(&mut self, dir: Side, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.dirs[dir].dead {
+            let d = &mut self.dirs[dir];
+            if d.need > 0 {
+                let n = (d.need as usize).min(bytes.len());
+                if d.keep {
+                    d.bufs().body.extend_from_slice(&bytes[..n]);
+                }
+                d.need -= n as u32;
+                d.offset += n as u64;
+                bytes = &bytes[n..];
+                if d.need == 0 && d.keep {
+                    d.keep = false;
+                    // The body buffer is dropped after each record: a connection waiting in
+                    // mid-handshake then holds nothing, which is what a million of them cost.
+                    let body = std::mem::take(&mut self.dirs[dir].bufs().body);
+                    self.on_record_body(dir, &body);
+                    self.dirs[dir].release();
+                }
+                continue;
+            }
+            let at = usize::from(d.hdr_len);
+            let n = (5 - at).min(bytes.len());
+            d.hdr[at..at + n].copy_from_slice(&bytes[..n]);
+            d.hdr_len += n as u8;
+            d.offset += n as u64;
+            bytes = &bytes[n..];
+            if d.hdr_len == 5 {
+                d.hdr_len = 0;
+                let hdr = d.hdr;
+                self.on_record_header(dir, hdr);
+            }
+        }
+    }
+
+    /// The record-layer table: what to do with a record of this type in this direction's state.
+    fn on_record_header(&mut self, dir: Side, h: [u8; 5]) {
+        if !plausible_header(&h) {
+            let off = self.dirs[dir].offset - 5;
+            self.facts.problem(format!(
+                "direction {}: not a TLS record at offset {off} (bytes {:02x} {:02x} {:02x})",
+                dir.index(),
+                h[0],
+                h[1],
+                h[2]
+            ));
+            self.dirs[dir].dead = true;
+            return;
+        }
+        let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+        let encrypted = self.dirs[dir].encrypted;
+        let tls13 = self.facts.is_tls13();
+        let d = &mut self.dirs[dir];
+        d.rec_type = h[0];
+        d.need = len as u32;
+        d.keep = false;
+        match (h[0], encrypted) {
+            (HANDSHAKE, false) | (ALERT, false) => {
+                d.keep = true;
+                if let Some(b) = &mut d.bufs {
+                    b.body.clear();
+                }
+            }
+            (CCS, _) => {
+                self.facts.ccs[dir] = true;
+                // TLS 1.3 sends a dummy ChangeCipherSpec for middleboxes (also right after a
+                // HelloRetryRequest, before the second ClientHello); it changes nothing. In
+                // TLS <= 1.2 it can only follow ServerHello.
+                if !tls13 && self.facts.server_hello.is_some() {
+                    d.encrypted = true;
+                }
+            }
+            (HANDSHAKE, true) => {
+                // TLS <= 1.2 Finished (or a renegotiation), encrypted.
+                self.facts.finished[dir] = true;
+            }
+            (ALERT, true) => {
+                self.push_alert(Alert {
+                    dir,
+                    level: 0,
+                    description: 0,
+                    encrypted: true,
+                });
+            }
+            (APP_DATA, _) => self.on_app_record(dir, len as u32),
+            _ => {}
+        }
+    }
+
+    fn push_alert(&mut self, a: Alert) {
+        if self.facts.alerts.len() < MAX_LIST {
+            self.facts.alerts.push(a);
+        }
+    }
+
+    fn on_record_body(&mut self, dir: Side, body: &[u8]) {
+        match self.dirs[dir].rec_type {
+            ALERT => {
+                // Several alerts may share a record; a 2-byte body is the usual case.
+                for a in body.chunks(2) {
+                    if let [level, description] = *a {
+                        self.push_alert(Alert {
+                            dir,
+                            level,
+                            description,
+                            encrypted: false,
+                        });
+                    }
+                }
+            }
+            HANDSHAKE => {
+                let hs = &mut self.dirs[dir].bufs().hs;
+                if hs.len() + body.len() > MAX_HANDSHAKE {
+                    self.facts.problem(format!(
+                        "direction {}: handshake message larger than {MAX_HANDSHAKE} bytes, not parsed",
+                        dir.index()
+                    ));
+                    self.dirs[dir].bufs = None;
+                    self.dirs[dir].dead = true;
+                    return;
+                }
+                hs.extend_from_slice(body);
+                self.drain_handshake(dir);
+            }
+            _ => {}
+        }
+    }
+
+    fn drain_handshake(&mut self, dir: Side) {
+        let mut consumed = 0;
+        let hs = std::mem::take(&mut self.dirs[dir].bufs().hs);
+        while let Some(h) = hs.get(consumed..consumed + 4) {
+            let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+            let Some(msg) = hs.get(consumed..consumed + 4 + len) else {
+                break;
+            };
+            self.on_handshake(dir, msg[0], &msg[4..]);
+            consumed += 4 + len;
+            if self.dirs[dir].encrypted {
+                // A TLS 1.3 ServerHello switches keys: whatever follows in this record is not
+                // ours to parse (it can't be: 1.3 forbids it, but don't trust the peer).
+                consumed = hs.len();
+            }
+        }
+        let mut hs = hs;
+        hs.drain(..consumed.min(hs.len()));
+        // Between messages nothing needs keeping; release the allocation.
+        if !hs.is_empty() {
+            self.dirs[dir].bufs().hs = hs;
+        }
+    }
+
+    fn on_handshake(&mut self, dir: Side, ty: u8, body: &[u8]) {
+        if self.facts.messages.len() < MAX_LIST * 2 {
+            self.facts.messages.push(HandshakeMessage { from: dir, ty });
+        }
+        match ty {
+            1 => self.on_client_hello(dir, body),
+            2 => self.on_server_hello(dir, body),
+            4 => {
+                // NewSessionTicket (clear in TLS <= 1.2): lifetime hint, then the ticket.
+                if let Some(t) = body.get(6..) {
+                    self.facts.new_ticket = Some(hello::hash(t));
+                }
+            }
+            11 => self.on_certificate(dir, body),
+            13 if self.facts.server_dir() == Some(dir) || self.facts.client_dir.is_none() => {
+                self.facts.certificate_requested = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn on_client_hello(&mut self, dir: Side, body: &[u8]) {
+        if self.facts.client_dir.is_none() {
+            self.facts.client_dir = Some(dir);
+        }
+        let f = match hello::client_hello(body) {
+            Ok(f) => f,
+            Err(e) => return self.facts.problem(e.to_string()),
+        };
+        // Keep the first ClientHello's facts after a HelloRetryRequest, but learn PSK/early data.
+        match &mut self.facts.client_hello {
+            Some(prev) if self.facts.hello_retry => {
+                prev.psk_offered |= f.psk_offered;
+            }
+            _ => self.facts.client_hello = Some(f),
+        }
+    }
+
+    fn on_server_hello(&mut self, dir: Side, body: &[u8]) {
+        if self.facts.client_dir.is_none() {
+            self.facts.client_dir = Some(dir.other());
+        }
+        let f = match hello::server_hello(body) {
+            Ok(ServerHello::Hello(f)) => f,
+            Ok(ServerHello::Retry) => {
+                self.facts.hello_retry = true;
+                return;
+            }
+            Err(e) => return self.facts.problem(e.to_string()),
+        };
+        let tls13 = f.version == 0x0304;
+        self.facts.server_hello = Some(f);
+        if tls13 {
+            // Everything after ServerHello is encrypted, in both directions.
+            for d in self.dirs.iter_mut() {
+                d.encrypted = true;
+            }
+        }
+    }
+
+    fn on_certificate(&mut self, dir: Side, body: &[u8]) {
+        let Some(chain) = hello::parse_chain(body) else {
+            self.facts
+                .problem(format!("direction {}: Certificate message not parsed", dir.index()));
+            return;
+        };
+        if self.facts.server_dir() == Some(dir) {
+            self.facts.server_chain = Some(Box::new(chain));
+        } else {
+            self.facts.client_chain = Some(Box::new(chain));
+        }
+    }
+
+    /// An application-data record: counted, and in TLS 1.3 (where the whole handshake after
+    /// ServerHello travels as such records) its length is filed for the inference.
+    fn on_app_record(&mut self, dir: Side, len: u32) {
+        self.facts.app_records[dir] += 1;
+        let Some(sh) = &self.facts.server_hello else {
+            return;
+        };
+        if sh.version != 0x0304 {
+            return;
+        }
+        let cipher = sh.cipher;
+        let from_server = self.facts.server_dir() == Some(dir);
+        let early = self.facts.client_hello.as_ref().is_some_and(|c| c.early_data);
+        self.facts.tls13.record(from_server, len, cipher, early);
+    }
+}
+
+enum Boundary {
+    At(usize),
+    NeedMore,
+    NotFound,
+}
+
+/// Find the first offset where two plausible record headers of the same version chain back to
+/// back. A record boundary is at most one maximal record away, so only that far is searched.
+fn find_boundary(buf: &[u8]) -> Boundary {
+    let last = buf.len().saturating_sub(5).min(MAX_RECORD + 5);
+    for start in 0..last {
+        let h = &buf[start..];
+        if !plausible_header(h) {
+            continue;
+        }
+        let next = start + 5 + usize::from(u16::from_be_bytes([h[3], h[4]]));
+        match buf.get(next..next + 5) {
+            Some(h2) if plausible_header(h2) && h2[1..3] == h[1..3] => return Boundary::At(start),
+            Some(_) => continue,
+            // The candidate can't be confirmed yet; later candidates would be checked with the
+            // same missing bytes, so wait for more.
+            None => return Boundary::NeedMore,
+        }
+    }
+    if buf.len() > MAX_RECORD + 10 {
+        Boundary::NotFound
+    } else {
+        Boundary::NeedMore
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![ty, 3, 3];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    fn handshake(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![ty];
+        m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        m.extend_from_slice(body);
+        m
+    }
+
+    fn client_hello(sni: &str) -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend_from_slice(&[7; 32]);
+        b.push(0); // session id
+        b.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+        let name = sni.as_bytes();
+        let mut sni_ext = vec![0, 0];
+        let list_len = (name.len() + 3) as u16;
+        sni_ext.extend_from_slice(&(list_len + 2).to_be_bytes());
+        sni_ext.extend_from_slice(&list_len.to_be_bytes());
+        sni_ext.push(0);
+        sni_ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        sni_ext.extend_from_slice(name);
+        b.extend_from_slice(&(sni_ext.len() as u16).to_be_bytes());
+        b.extend_from_slice(&sni_ext);
+        handshake(1, &b)
+    }
+
+    #[test]
+    fn client_hello_split_across_records_and_segments() {
+        let ch = client_hello("reviews.test");
+        let (a, b) = ch.split_at(10);
+        let mut stream = record(HANDSHAKE, a);
+        stream.extend(record(HANDSHAKE, b));
+        let mut c = Classifier::new();
+        for byte in stream.chunks(3) {
+            c.data(Side::Lo, byte);
+        }
+        assert_eq!(c.facts.client_dir, Some(Side::Lo));
+        let f = c.facts.client_hello.as_ref().unwrap();
+        assert_eq!(f.sni.as_deref(), Some("reviews.test"));
+    }
+
+    #[test]
+    fn not_tls_kills_direction_without_panic() {
+        let mut c = Classifier::new();
+        c.data(Side::Lo, b"GET / HTTP/1.1\r\n");
+        assert!(c.dead(Side::Lo));
+        assert!(!c.facts.problems.is_empty());
+    }
+
+    #[test]
+    fn midstream_resync_finds_chained_records() {
+        let mut c = Classifier::new();
+        c.start_midstream(Side::Hi);
+        let mut s = vec![0x42; 7]; // tail of a record we joined in the middle of
+        s.extend(record(APP_DATA, &[1; 40]));
+        s.extend(record(APP_DATA, &[2; 50]));
+        s.extend(record(APP_DATA, &[3; 60]));
+        c.data(Side::Hi, &s[..20]);
+        c.data(Side::Hi, &s[20..]);
+        assert!(c.in_sync(Side::Hi));
+        assert_eq!(c.facts.app_records[Side::Hi], 3);
+    }
+
+    #[test]
+    fn gap_inside_application_data_is_harmless() {
+        let mut c = Classifier::new();
+        let r = record(APP_DATA, &[0; 100]);
+        c.data(Side::Lo, &r[..30]);
+        c.gap(Side::Lo, 50);
+        c.data(Side::Lo, &r[80..]);
+        c.data(Side::Lo, &record(APP_DATA, &[0; 10]));
+        assert!(c.in_sync(Side::Lo));
+        assert_eq!(c.facts.app_records[Side::Lo], 2);
+    }
+}
