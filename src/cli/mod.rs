@@ -9,7 +9,7 @@ use crate::pipeline::filter::PacketFilter;
 use crate::pipeline::record::CaptureStats;
 use crate::pipeline::record::Collect;
 use crate::pipeline::record::{Output, Summary};
-use crate::pipeline::runner::read_all;
+use crate::pipeline::runner::{read_all, InputErrors};
 use crate::policy::{Cluster, Explanation};
 use crate::report::{self, Format, JsonLines, LiveTable};
 use anyhow::{Context, Result};
@@ -681,7 +681,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
             }
             let (engine, stats) = run_live(&live, cfg, Collect::default(), &cluster, false)?;
             report_capture(&stats);
-            (engine.out.sorted(), Vec::new())
+            (engine.out.sorted(), InputErrors::default())
         }
         None => {
             if args.input.inputs.is_empty() {
@@ -1000,7 +1000,7 @@ pub fn explain(args: &ExplainArgs) -> Result<i32> {
 }
 
 /// Errors go to standard error, one line each; the exit status says whether there were any.
-fn report_errors(errors: &[String]) -> i32 {
+fn report_errors(errors: &InputErrors) -> i32 {
     for e in errors {
         eprintln!("mtlscope: {e}");
     }

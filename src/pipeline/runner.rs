@@ -1,7 +1,9 @@
 //! The runner: reads every input (capture files, standard input) through the optional BPF
 //! filter into anything that takes packets ([`Packets`]: the engine), with a progress bar when
-//! asked, and collects the errors that did not stop the run. `analyze`, `check`, the agent and
-//! the tests all read their inputs through it.
+//! asked, and collects the errors that did not stop the run ([`InputError`]). `analyze`,
+//! `check`, the agent and the tests all read their inputs through it.
+
+pub use crate::pipeline::input_error::{InputError, InputErrors};
 
 use crate::pipeline::decode::Skip;
 use crate::pipeline::engine::{Config, Engine, Packets};
@@ -10,6 +12,7 @@ use crate::pipeline::record::{Collect, FlowReport, Summary};
 use crate::pipeline::source::CaptureReader;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Read every input through the engine, then close all connections. Returns the input errors;
 /// the connections read before an error are still reported.
@@ -18,8 +21,8 @@ pub fn read_all<P: Packets>(
     filter: &mut Option<PacketFilter>,
     engine: &mut P,
     progress: bool,
-) -> Vec<String> {
-    let mut errors = Vec::new();
+) -> InputErrors {
+    let mut errors = InputErrors::default();
     for input in inputs {
         if let Err(e) = read_one(input, filter, engine, progress) {
             errors.push(e);
@@ -32,13 +35,15 @@ pub fn read_all<P: Packets>(
     errors
 }
 
+/// One input to its end. Its first problem is returned, except that an error that stops the
+/// reading replaces a skipped link type or filter noted before it.
 fn read_one<P: Packets>(
     input: &str,
     filter: &mut Option<PacketFilter>,
     engine: &mut P,
     progress: bool,
-) -> Result<(), String> {
-    let mut reader = CaptureReader::open(input).map_err(|e| e.to_string())?;
+) -> Result<(), InputError> {
+    let mut reader = CaptureReader::open(input)?;
     let bar = progress.then(|| progress_bar(&reader));
     let mut unsupported: BTreeSet<i32> = BTreeSet::new();
     let mut first_error = None;
@@ -49,7 +54,7 @@ fn read_one<P: Packets>(
             Ok(Some(p)) => p,
             Ok(None) => break,
             Err(e) => {
-                first_error = Some(e.to_string());
+                first_error = Some(InputError::from(e));
                 break;
             }
         };
@@ -61,19 +66,22 @@ fn read_one<P: Packets>(
                 // The expression does not apply to this link type (said once per link type):
                 // remember it, skip those packets, keep reading the others.
                 Err(e) => {
-                    first_error.get_or_insert(format!("{input}: {e}"));
+                    first_error.get_or_insert_with(|| InputError::Filter {
+                        file: input.to_string(),
+                        offset,
+                        filter: Arc::new(e),
+                    });
                     continue;
                 }
             }
         }
-        if let Err(Skip::UnsupportedLink(l)) = engine.frame(&packet) {
-            if unsupported.insert(l.0) && first_error.is_none() {
-                first_error = Some(format!(
-                    "{input}: link type {} ({}) at byte {offset} is not supported; its packets were skipped \
-                     (supported: Ethernet, Linux cooked v1/v2, BSD loopback, raw IP)",
-                    l.0,
-                    l.name()
-                ));
+        if let Err(Skip::UnsupportedLink(link)) = engine.frame(&packet) {
+            if unsupported.insert(link.0) && first_error.is_none() {
+                first_error = Some(InputError::UnsupportedLink {
+                    file: input.to_string(),
+                    offset,
+                    link,
+                });
             }
         }
         if engine.stopped() {
@@ -91,10 +99,7 @@ fn read_one<P: Packets>(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    first_error.map_or(Ok(()), Err)
 }
 
 fn progress_bar(reader: &CaptureReader) -> indicatif::ProgressBar {
