@@ -6,10 +6,8 @@ use crate::live::capture::{LiveOptions, PacketSink};
 use crate::live::netns::NetnsTarget;
 use crate::pipeline::engine::{Config, Engine};
 use crate::pipeline::filter::PacketFilter;
-use crate::pipeline::record::CaptureStats;
-use crate::pipeline::record::Collect;
-use crate::pipeline::record::{Output, Summary};
-use crate::pipeline::runner::{read_all, InputErrors};
+use crate::pipeline::record::{CaptureStats, Collect, FlowReport, Output, Summary};
+use crate::pipeline::runner::{engine, InputErrors, Inputs, Live, Ran, RunError};
 use crate::policy::{Cluster, Explanation};
 use crate::report::{self, Format, JsonLines, LiveTable};
 use anyhow::{Context, Result};
@@ -419,15 +417,6 @@ impl PolicyArgs {
     }
 }
 
-/// Build the engine, joined to the cluster dump when there is one.
-fn engine<O: Output>(cfg: Config, out: O, cluster: &Option<Arc<Cluster>>) -> Engine<O> {
-    let e = Engine::new(cfg, out);
-    match cluster {
-        Some(c) => e.with_cluster(c.clone()),
-        None => e,
-    }
-}
-
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
     #[command(flatten)]
@@ -573,7 +562,7 @@ fn show_progress(args: &InputArgs) -> bool {
 
 /// `mtlscope analyze`.
 pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
-    let mut filter = args
+    let filter = args
         .input
         .filter
         .as_deref()
@@ -583,16 +572,21 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     let cfg = args.input.limits.config();
     let cluster = args.input.policy.load()?;
     let progress = show_progress(&args.input);
-    let inputs = &args.input.inputs;
-    if inputs.is_empty() {
+    let paths = &args.input.inputs;
+    if paths.is_empty() {
         anyhow::bail!("no capture file given (name one or more files, or `-` for standard input; `mtlscope capture -i IFACE` captures live)");
     }
+    let inputs = Inputs {
+        paths,
+        filter,
+        progress,
+    };
     let stdout = io::stdout();
     match args.format {
         Format::Jsonl => {
             // Regular files are read as fast as they can be: no flush per connection. Standard
             // input or a FIFO may be a live capture (`tcpdump -w - | mtlscope analyze -`).
-            let files = inputs
+            let files = paths
                 .iter()
                 .all(|p| p != "-" && std::fs::metadata(p).is_ok_and(|m| m.is_file()));
             let lines = if files {
@@ -600,31 +594,20 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             } else {
                 JsonLines::new(io::BufWriter::new(stdout.lock()))
             };
-            let mut engine = engine(cfg, lines, &cluster);
-            let errors = read_all(inputs, &mut filter, &mut engine, progress);
-            if let Some(e) = engine.out_error.take() {
-                return Err(e).context("writing to standard output");
-            }
-            engine.summary.errors = errors.clone();
-            engine
-                .out
-                .summary(&engine.summary)
-                .context("writing to standard output")?;
-            Ok(report_errors(&errors))
+            let mut ran = checked(inputs.run(engine(cfg, lines, cluster.as_ref())))?;
+            ran.out.summary(&ran.summary).context("writing to standard output")?;
+            Ok(report_errors(&ran.summary.errors))
         }
         Format::Json | Format::Table => {
-            let mut engine = engine(cfg, Collect::default(), &cluster);
-            let errors = read_all(inputs, &mut filter, &mut engine, progress);
-            let mut summary = std::mem::take(&mut engine.summary);
-            summary.errors = errors.clone();
-            write_collected(args.format, &engine.out.sorted(), &summary)?;
-            Ok(report_errors(&errors))
+            let ran = checked(inputs.run(engine(cfg, Collect::default(), cluster.as_ref())))?;
+            write_collected(args.format, &ran.out.sorted(), &ran.summary)?;
+            Ok(report_errors(&ran.summary.errors))
         }
     }
 }
 
 /// The table or the JSON document, at the end of the run.
-fn write_collected(format: Format, flows: &[crate::pipeline::record::FlowReport], summary: &Summary) -> Result<()> {
+fn write_collected(format: Format, flows: &[FlowReport], summary: &Summary) -> Result<()> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     if format == Format::Json {
         report::write_json(&mut out, flows, summary)
@@ -664,7 +647,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
         (None, Some(x)) => Some(format!("not ({x})")),
         (None, None) => None,
     };
-    let mut filter = expr
+    let filter = expr
         .as_deref()
         .map(PacketFilter::new)
         .transpose()
@@ -674,14 +657,15 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
     if cluster.is_none() && rules.iter().any(|r| r.require == Requirement::Policy) {
         anyhow::bail!("--require policy needs --policy-from (a cluster dump with the PeerAuthentications)");
     }
-    let (flows, errors) = match args.live.options(expr.clone()) {
-        Some(live) => {
+    let engine = engine(cfg, Collect::default(), cluster.as_ref());
+    let ran = match args.live.options(expr.clone()) {
+        Some(options) => {
             if !args.input.inputs.is_empty() {
                 anyhow::bail!("give capture files or -i/--interface, not both");
             }
-            let (engine, stats) = run_live(&live, cfg, Collect::default(), &cluster, false)?;
-            report_capture(&stats);
-            (engine.out.sorted(), InputErrors::default())
+            let ran = live(&options, engine, false)?;
+            report_live(&ran.summary);
+            ran
         }
         None => {
             if args.input.inputs.is_empty() {
@@ -689,12 +673,15 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
                     "no capture file given (name files, `-` for standard input, or -i IFACE to capture live)"
                 );
             }
-            let progress = show_progress(&args.input);
-            let mut engine = engine(cfg, Collect::default(), &cluster);
-            let errors = read_all(&args.input.inputs, &mut filter, &mut engine, progress);
-            (engine.out.sorted(), errors)
+            let inputs = Inputs {
+                paths: &args.input.inputs,
+                filter,
+                progress: show_progress(&args.input),
+            };
+            checked(inputs.run(engine))?
         }
     };
+    let flows = ran.out.sorted();
     let opts = CheckOptions {
         evidence: args.evidence,
         allow_empty: args.allow_empty,
@@ -718,7 +705,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
         std::fs::write(path, result.junit(args.allow_empty))
             .with_context(|| format!("--junit {}: cannot write the report", path.display()))?;
     }
-    let code = report_errors(&errors);
+    let code = report_errors(&ran.summary.errors);
     Ok(if code != EXIT_OK {
         code
     } else if result.ok {
@@ -730,98 +717,102 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
 
 /// `mtlscope capture`.
 pub fn capture(args: &CaptureArgs) -> Result<i32> {
-    let Some(live) = args.live.options(args.filter.clone()) else {
+    let Some(options) = args.live.options(args.filter.clone()) else {
         anyhow::bail!("-i/--interface is required (e.g. -i eth0, or -i any)");
     };
     let cfg = args.limits.config();
     let cluster = args.policy.load()?;
-    let status = match &live.netns {
-        Some(t) => format!("capturing on {} in {}", live.interface, t.path().display()),
-        None => format!("capturing on {}", live.interface),
+    let status = match &options.netns {
+        Some(t) => format!("capturing on {} in {}", options.interface, t.path().display()),
+        None => format!("capturing on {}", options.interface),
     };
     match args.format {
         Format::Jsonl => {
-            stream_jsonl(&live, cfg, &cluster, false)?;
+            stream_jsonl(&options, cfg, cluster.as_ref(), false)?;
         }
         Format::Json => {
-            let (mut engine, stats) = run_live(&live, cfg, Collect::default(), &cluster, false)?;
-            let mut summary = std::mem::take(&mut engine.summary);
-            summary.capture = Some(stats.clone());
+            let ran = live(&options, engine(cfg, Collect::default(), cluster.as_ref()), false)?;
             let mut out = io::BufWriter::new(io::stdout().lock());
-            report::write_json(&mut out, &engine.out.sorted(), &summary)?;
+            report::write_json(&mut out, &ran.out.sorted(), &ran.summary)?;
             out.flush()?;
-            report_capture(&stats);
+            report_live(&ran.summary);
         }
         Format::Table => {
-            let out = LiveTable::new(status, io::stdout().is_terminal());
-            let (mut engine, stats) = run_live(&live, cfg, out, &cluster, false)?;
-            let summary = std::mem::take(&mut engine.summary);
-            let flows = std::mem::take(&mut engine.out.collect).sorted();
+            let table = LiveTable::new(status, io::stdout().is_terminal());
+            let ran = live(&options, engine(cfg, table, cluster.as_ref()), false)?;
+            let flows = ran.out.collect.sorted();
             let mut out = io::BufWriter::new(io::stdout().lock());
-            report::write_table(&mut out, &flows, &summary, report::terminal_width())?;
+            report::write_table(&mut out, &flows, &ran.summary, report::terminal_width())?;
             out.flush()?;
-            report_capture(&stats);
+            report_live(&ran.summary);
         }
     }
     Ok(EXIT_OK)
 }
 
-/// Feeds live packets to the engine; ticks drive the live table.
-struct LiveSink<'a, O: Output> {
-    engine: &'a mut Engine<O>,
+/// The run's result with a closed pipe or a full disk said as the command line says it.
+fn checked<O>(ran: Result<Ran<O>, RunError>) -> Result<Ran<O>> {
+    ran.or_else(|e| match e {
+        RunError::Output(e) => Err(e).context("writing to standard output"),
+        RunError::Capture(e) => Err(e.into()),
+    })
 }
 
-impl<O: Output + Send> PacketSink for LiveSink<'_, O> {
-    fn packet(&mut self, ts_ns: u64, link: crate::pipeline::source::LinkType, data: &[u8]) {
-        let _ = self.engine.packet(ts_ns, link, data);
+/// Capture into `engine` until Ctrl-C, SIGTERM, --duration or --count (or, with
+/// `stop_on_stdin`, a `stop` line or the end of standard input); then close every connection.
+fn live<O: Output + Send>(options: &LiveOptions, engine: Engine<O>, stop_on_stdin: bool) -> Result<Ran<O>> {
+    let stop = StopSignals::new(stop_on_stdin)?;
+    checked(
+        Live {
+            options,
+            stop: stop.flag(),
+        }
+        .run(engine),
+    )
+}
+
+/// A flag that Ctrl-C and SIGTERM (and, with `stop_on_stdin`, the agent's standard input) set
+/// while it lives; a second signal while stopping ends the process at once.
+struct StopSignals {
+    stop: Arc<AtomicBool>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl StopSignals {
+    fn new(stop_on_stdin: bool) -> Result<StopSignals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut signals = StopSignals {
+            stop: stop.clone(),
+            ids: Vec::new(),
+        };
+        for sig in [SIGINT, SIGTERM] {
+            // A second signal while stopping ends the process at once: registered first, this
+            // action sees the flag as it was before the signal set it.
+            signals.ids.push(signal_hook::flag::register_conditional_shutdown(
+                sig,
+                130,
+                stop.clone(),
+            )?);
+            signals.ids.push(signal_hook::flag::register(sig, stop.clone())?);
+        }
+        if stop_on_stdin {
+            crate::kube::agent::stop_on_stdin(stop);
+        }
+        Ok(signals)
     }
-    fn tick(&mut self) {
-        let (packets, open) = (self.engine.summary.packets, self.engine.active_flows());
-        self.engine.out.tick(packets, open);
+
+    fn flag(&self) -> &AtomicBool {
+        &self.stop
     }
 }
 
-/// Capture until Ctrl-C, SIGTERM, --duration or --count (or, with `stop_on_stdin`, a `stop`
-/// line or the end of standard input); then close every connection.
-fn run_live<O: Output + Send>(
-    live: &LiveOptions,
-    cfg: Config,
-    out: O,
-    cluster: &Option<Arc<Cluster>>,
-    stop_on_stdin: bool,
-) -> Result<(Engine<O>, CaptureStats)> {
-    let mut engine = engine(cfg, out, cluster);
-    let stats = capture_until_stopped(live, &mut LiveSink { engine: &mut engine }, stop_on_stdin)?;
-    engine.finish();
-    if let Some(e) = engine.out_error.take() {
-        return Err(e).context("writing to standard output");
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
     }
-    Ok((engine, stats))
-}
-
-/// Capture into `sink` until Ctrl-C, SIGTERM, --duration or --count (or, with
-/// `stop_on_stdin`, a `stop` line or the end of standard input).
-fn capture_until_stopped(live: &LiveOptions, sink: &mut dyn PacketSink, stop_on_stdin: bool) -> Result<CaptureStats> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut ids = Vec::new();
-    for sig in [SIGINT, SIGTERM] {
-        // A second signal while stopping ends the process at once.
-        ids.push(signal_hook::flag::register_conditional_shutdown(
-            sig,
-            130,
-            stop.clone(),
-        )?);
-        ids.push(signal_hook::flag::register(sig, stop.clone())?);
-    }
-    if stop_on_stdin {
-        crate::kube::agent::stop_on_stdin(stop.clone());
-    }
-    let result = crate::live::capture::run(live, &stop, sink);
-    for id in ids {
-        signal_hook::low_level::unregister(id);
-    }
-    Ok(result?)
 }
 
 /// Packets that only go to the `-w` file.
@@ -849,6 +840,13 @@ fn report_capture(s: &CaptureStats) {
             "mtlscope: warning: {} packets were dropped before mtlscope saw them: some verdicts may be missing or uncertain (try a larger --buffer-size or a narrower -f filter)",
             u64::from(s.dropped) + u64::from(s.if_dropped)
         );
+    }
+}
+
+/// The kernel's counters of a live run (always there after [`live`]).
+fn report_live(summary: &Summary) {
+    if let Some(stats) = &summary.capture {
+        report_capture(stats);
     }
 }
 
@@ -891,46 +889,44 @@ pub fn sniff(args: SniffArgs) -> Result<i32> {
 pub fn agent(args: &AgentArgs) -> Result<i32> {
     let pid = crate::kube::agent::find_container_pid(&args.proc_root, &args.container_id)?;
     let ns = args.proc_root.join(pid.to_string()).join("ns/net");
-    let mut stop = args.stop.clone();
-    if args.pcap {
-        stop.write = Some("/dev/stdout".into());
-    }
-    let live = LiveArgs {
-        interface: Some(args.interface.clone()),
-        netns: Some(ns.display().to_string()),
-        pid: None,
+    let live = LiveOptions {
+        interface: args.interface.clone(),
+        netns: Some(NetnsTarget::Netns(ns.display().to_string())),
+        filter: args.filter.clone(),
+        // `capture`'s defaults for -s and --buffer-size.
         snaplen: 262_144,
         promisc: false,
-        stop,
+        duration: args.stop.duration,
+        count: args.stop.count,
+        write: match args.pcap {
+            true => Some("/dev/stdout".into()),
+            false => args.stop.write.clone(),
+        },
         buffer_size: 32 << 20,
-    };
-    let Some(live) = live.options(args.filter.clone()) else {
-        unreachable!("the interface is set above");
     };
     eprintln!("mtlscope agent: container {} is process {pid}", args.container_id);
     if args.pcap {
         // Packets leave the node only because -w asked for them; the plugin makes the verdicts.
         // The kernel's counters go to standard error, as one JSON line the plugin reads.
-        let stats = capture_until_stopped(&live, &mut WriteOnly, args.stop_on_stdin)?;
+        let stats = {
+            let stop = StopSignals::new(args.stop_on_stdin)?;
+            crate::live::capture::run(&live, stop.flag(), &mut WriteOnly)?
+        };
         eprintln!("{}", serde_json::json!({ "capture": stats }));
         report_capture(&stats);
     } else {
-        stream_jsonl(&live, args.limits.config(), &None, args.stop_on_stdin)?;
+        stream_jsonl(&live, args.limits.config(), None, args.stop_on_stdin)?;
     }
     Ok(EXIT_OK)
 }
 
 /// JSON lines on standard output as verdicts are made, then the summary with the kernel's
-/// counters; the counters on standard error too.
-fn stream_jsonl(live: &LiveOptions, cfg: Config, cluster: &Option<Arc<Cluster>>, stop_on_stdin: bool) -> Result<()> {
+/// counters; the counters on standard error too. Also what the agent streams to the plugin.
+fn stream_jsonl(options: &LiveOptions, cfg: Config, cluster: Option<&Arc<Cluster>>, stop_on_stdin: bool) -> Result<()> {
     let out = JsonLines::new(io::BufWriter::new(io::stdout()));
-    let (mut engine, stats) = run_live(live, cfg, out, cluster, stop_on_stdin)?;
-    engine.summary.capture = Some(stats.clone());
-    engine
-        .out
-        .summary(&engine.summary)
-        .context("writing to standard output")?;
-    report_capture(&stats);
+    let mut ran = live(options, engine(cfg, out, cluster), stop_on_stdin)?;
+    ran.out.summary(&ran.summary).context("writing to standard output")?;
+    report_live(&ran.summary);
     Ok(())
 }
 
@@ -952,7 +948,8 @@ pub fn explain(args: &ExplainArgs) -> Result<i32> {
                 pod.namespace, pod.name
             )
         })?,
-        (None, None) => unreachable!("clap requires --port or --service-port"),
+        // clap requires one of them; said again rather than assumed.
+        (None, None) => anyhow::bail!("--port or --service-port is required"),
     };
     let mut out = io::stdout().lock();
     match args.format {

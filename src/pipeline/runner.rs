@@ -1,22 +1,139 @@
-//! The runner: reads every input (capture files, standard input) through the optional BPF
-//! filter into anything that takes packets ([`Packets`]: the engine), with a progress bar when
-//! asked, and collects the errors that did not stop the run ([`InputError`]). `analyze`,
-//! `check`, the agent and the tests all read their inputs through it.
+//! The runner: the one owner of reading inputs into an engine. Capture files and standard input
+//! are read in order through the optional BPF filter, with a progress bar when asked; a live
+//! capture runs until it is stopped. Either way every connection is closed at the end and the
+//! summary says what did not stop the run (one [`InputError`] per input that could not be read
+//! completely) and, live, what the kernel counted. `analyze`, `check`, `capture`, the agent and
+//! the tests all read through [`Inputs::run`] or [`Live::run`].
 
 pub use crate::pipeline::input_error::{InputError, InputErrors};
 
+use crate::live::capture::{CaptureError, LiveOptions, PacketSink};
 use crate::pipeline::decode::Skip;
 use crate::pipeline::engine::{Config, Engine, Packets};
 use crate::pipeline::filter::PacketFilter;
-use crate::pipeline::record::{Collect, FlowReport, Summary};
-use crate::pipeline::source::CaptureReader;
+use crate::pipeline::record::{CaptureStats, Collect, FlowReport, Output, Summary};
+use crate::pipeline::source::{CaptureReader, LinkType};
+use crate::policy::Cluster;
 
 use std::collections::BTreeSet;
+use std::io;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-/// Read every input through the engine, then close all connections. Returns the input errors;
-/// the connections read before an error are still reported.
-pub fn read_all<P: Packets>(
+/// Capture files (pcap, pcapng, optionally gzip-compressed) and `-` for standard input, read
+/// one after the other into the same engine.
+pub struct Inputs<'a> {
+    pub paths: &'a [String],
+    /// Applied to every packet in user space (per link type; see [`PacketFilter`]).
+    pub filter: Option<PacketFilter>,
+    /// A progress bar per input on standard error.
+    pub progress: bool,
+}
+
+/// A capture on an interface (its filter, in `options`, runs in the kernel) until `stop` is
+/// set or the duration or packet count is reached.
+pub struct Live<'a> {
+    pub options: &'a LiveOptions,
+    pub stop: &'a AtomicBool,
+}
+
+/// What a run leaves: the output (with whatever it collected) and the summary, whose `errors`
+/// hold the input errors and, for a live capture, `capture` the kernel's counters.
+pub struct Ran<O> {
+    pub out: O,
+    pub summary: Summary,
+}
+
+/// What stops a run (a capture error only live). Input errors do not: they are in
+/// [`Ran::summary`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The live capture could not start, or broke off.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// The output could not be written (a closed pipe): reading stopped there.
+    #[error("writing the output")]
+    Output(#[source] io::Error),
+}
+
+/// The engine for a run, joined to the cluster (pods, PeerAuthentication) when there is one.
+pub fn engine<O: Output>(cfg: Config, out: O, cluster: Option<&Arc<Cluster>>) -> Engine<O> {
+    let e = Engine::new(cfg, out);
+    match cluster {
+        Some(c) => e.with_cluster(c.clone()),
+        None => e,
+    }
+}
+
+impl Inputs<'_> {
+    /// Read every input into `engine`, then close all connections. The connections read
+    /// before an input error are still reported.
+    pub fn run<O: Output>(mut self, mut engine: Engine<O>) -> Result<Ran<O>, RunError> {
+        let errors = read_files(self.paths, &mut self.filter, &mut engine, self.progress);
+        ran(engine, errors, None)
+    }
+}
+
+impl Live<'_> {
+    /// Capture into `engine` (on a thread of its own: hence `Send`), then close all
+    /// connections.
+    pub fn run<O: Output + Send>(self, mut engine: Engine<O>) -> Result<Ran<O>, RunError> {
+        let stats = crate::live::capture::run(self.options, self.stop, &mut LiveSink { engine: &mut engine })?;
+        engine.finish();
+        ran(engine, InputErrors::default(), Some(stats))
+    }
+}
+
+/// The end of a run: the output's first write error, or the output with the summary.
+fn ran<O: Output>(
+    mut engine: Engine<O>,
+    errors: InputErrors,
+    capture: Option<CaptureStats>,
+) -> Result<Ran<O>, RunError> {
+    if let Some(e) = engine.out_error.take() {
+        return Err(RunError::Output(e));
+    }
+    let mut summary = std::mem::take(&mut engine.summary);
+    summary.errors = errors;
+    summary.capture = capture;
+    Ok(Ran {
+        out: engine.out,
+        summary,
+    })
+}
+
+/// Read files into reports without touching standard output (the tests' way in).
+pub fn analyze_files(
+    inputs: &[String],
+    filter: Option<PacketFilter>,
+    cfg: Config,
+) -> Result<(Vec<FlowReport>, Summary), RunError> {
+    let ran = Inputs {
+        paths: inputs,
+        filter,
+        progress: false,
+    }
+    .run(Engine::new(cfg, Collect::default()))?;
+    Ok((ran.out.sorted(), ran.summary))
+}
+
+/// Feeds live packets to the engine; ticks drive the live table.
+struct LiveSink<'a, O: Output> {
+    engine: &'a mut Engine<O>,
+}
+
+impl<O: Output + Send> PacketSink for LiveSink<'_, O> {
+    fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]) {
+        let _ = self.engine.packet(ts_ns, link, data);
+    }
+    fn tick(&mut self) {
+        let (packets, open) = (self.engine.summary.packets, self.engine.active_flows());
+        self.engine.out.tick(packets, open);
+    }
+}
+
+/// Every input in order, then the end of all connections; stops early when the output is gone.
+fn read_files<P: Packets>(
     inputs: &[String],
     filter: &mut Option<PacketFilter>,
     engine: &mut P,
@@ -117,18 +234,4 @@ fn progress_bar(reader: &CaptureReader) -> indicatif::ProgressBar {
     };
     bar.set_prefix(reader.name().to_string());
     bar
-}
-
-/// Exposed for tests: analyze files into reports without touching stdout.
-pub fn analyze_files(
-    inputs: &[String],
-    filter: Option<&str>,
-    cfg: Config,
-) -> anyhow::Result<(Vec<FlowReport>, Summary)> {
-    let mut filter = filter.map(PacketFilter::new).transpose()?;
-    let mut engine = Engine::new(cfg, Collect::default());
-    let errors = read_all(inputs, &mut filter, &mut engine, false);
-    let mut summary = std::mem::take(&mut engine.summary);
-    summary.errors = errors;
-    Ok((engine.out.sorted(), summary))
 }
