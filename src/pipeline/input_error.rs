@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 /// Why an input was not read completely. The message is one line and starts with the file.
 ///
-/// `Clone` because a [`Summary`](crate::pipeline::record::Summary) is: the wrapped errors hold
-/// an `io::Error`, which is not, so they are shared.
+/// `Clone` because the summary that carries it is: the wrapped errors hold an `io::Error`,
+/// which is not, so they are shared.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InputError {
     /// The source could not open, read or parse the input: an open or read error, a corrupt or
