@@ -6,7 +6,7 @@
 
 use mtlscope::pipeline::engine::Config;
 use mtlscope::pipeline::record::FlowReport;
-use mtlscope::pipeline::runner::analyze_files;
+use mtlscope::pipeline::runner::{analyze_files, InputErrors};
 use mtlscope::pipeline::verdict::{Handshake, Kind};
 use std::path::{Path, PathBuf};
 
@@ -94,7 +94,7 @@ fn manifest(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-fn analyze(path: &Path) -> (Vec<FlowReport>, Vec<String>) {
+fn analyze(path: &Path) -> (Vec<FlowReport>, InputErrors) {
     let (flows, summary) = analyze_files(&[path.to_string_lossy().into_owned()], None, Config::default()).unwrap();
     (flows, summary.errors)
 }

@@ -1,6 +1,7 @@
 //! A real capture cut at every byte offset (and gzip/pcapng captures at a dense sample): each cut
 //! gives the packets before it plus at most one clean error naming the byte offset, never a
-//! panic. The corpus files run whole in tests/conformance.rs.
+//! panic; through the runner, that error is the summary's one typed input error, with the same
+//! message, file and offset. The corpus files run whole in tests/conformance.rs.
 
 use mtlscope::pipeline::engine::{Config, Engine};
 use mtlscope::pipeline::record::Collect;
@@ -74,4 +75,46 @@ fn every_cut_is_clean() {
     }
     eprintln!("truncation sweep: {total} cut points, no panic, every error names the byte offset");
     assert!(total > 5000);
+}
+
+/// Through the runner, as `analyze` reads files: a cut file gives the same message as the
+/// reader, as a typed error in the summary that names the file and the byte offset.
+#[test]
+fn a_cut_file_is_one_input_error_with_its_offset() {
+    use mtlscope::pipeline::runner::{analyze_files, InputError};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/openssl-tls12-mtls-rsa.pcap");
+    let data = std::fs::read(&path).unwrap();
+    let dir = std::env::temp_dir().join(format!("mtlscope-truncation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cut.pcap");
+    let name = file.to_string_lossy().into_owned();
+    let mut checked = 0;
+    for cut in (40..data.len()).step_by(97) {
+        std::fs::write(&file, &data[..cut]).unwrap();
+        let mut reader = CaptureReader::open(&name).unwrap();
+        let direct = loop {
+            match reader.next_packet() {
+                Ok(Some(_)) => {}
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        let (_, summary) = analyze_files(std::slice::from_ref(&name), None, Config::default()).unwrap();
+        let errors: Vec<&InputError> = summary.errors.iter().collect();
+        match direct {
+            None => assert!(errors.is_empty(), "cut at {cut}: {errors:?}"),
+            Some(direct) => {
+                assert_eq!(errors.len(), 1, "cut at {cut}: {errors:?}");
+                let e = errors[0];
+                assert!(matches!(e, InputError::Source(_)), "cut at {cut}: {e:?}");
+                assert_eq!(e.to_string(), direct.to_string(), "cut at {cut}");
+                assert_eq!(e.file(), Some(name.as_str()), "cut at {cut}");
+                assert_eq!(e.offset(), direct.position().map(|p| p.offset), "cut at {cut}");
+                assert!(e.offset().is_some(), "cut at {cut}: no offset in {e}");
+                checked += 1;
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(checked > 10, "only {checked} cuts gave an error");
 }

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod enrich;
 pub mod filter;
 pub mod flows;
+pub mod input_error;
 pub mod inspect;
 pub mod reassembly;
 pub mod record;

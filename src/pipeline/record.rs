@@ -121,7 +121,8 @@ pub struct Summary {
     /// PeerAuthentication findings by severity, when a cluster dump was given.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub findings: BTreeMap<&'static str, u64>,
-    pub errors: Vec<String>,
+    /// Inputs not read completely, each serialized as its message.
+    pub errors: crate::pipeline::input_error::InputErrors,
     /// Traffic encrypted between nodes (WireGuard, IPsec ESP): the pod connections inside it
     /// are not visible, so they get no verdict.
     #[serde(skip_serializing_if = "Vec::is_empty")]

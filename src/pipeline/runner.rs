@@ -1,25 +1,145 @@
-//! The runner: reads every input (capture files, standard input) through the optional BPF
-//! filter into anything that takes packets ([`Packets`]: the engine), with a progress bar when
-//! asked, and collects the errors that did not stop the run. `analyze`, `check`, the agent and
-//! the tests all read their inputs through it.
+//! The runner: the one owner of reading inputs into an engine. Capture files and standard input
+//! are read in order through the optional BPF filter, with a progress bar when asked; a live
+//! capture runs until it is stopped. Either way every connection is closed at the end and the
+//! summary says what did not stop the run (one [`InputError`] per input that could not be read
+//! completely) and, live, what the kernel counted. `analyze`, `check`, `capture`, the agent and
+//! the tests all read through [`Inputs::run`] or [`Live::run`].
 
+pub use crate::pipeline::input_error::{InputError, InputErrors};
+
+use crate::live::capture::{CaptureError, LiveOptions, PacketSink};
 use crate::pipeline::decode::Skip;
 use crate::pipeline::engine::{Config, Engine, Packets};
 use crate::pipeline::filter::PacketFilter;
-use crate::pipeline::record::{Collect, FlowReport, Summary};
-use crate::pipeline::source::CaptureReader;
+use crate::pipeline::record::{CaptureStats, Collect, FlowReport, Output, Summary};
+use crate::pipeline::source::{CaptureReader, LinkType};
+use crate::policy::Cluster;
 
 use std::collections::BTreeSet;
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-/// Read every input through the engine, then close all connections. Returns the input errors;
-/// the connections read before an error are still reported.
-pub fn read_all<P: Packets>(
+/// Capture files (pcap, pcapng, optionally gzip-compressed) and `-` for standard input, read
+/// one after the other into the same engine.
+pub struct Inputs<'a> {
+    pub paths: &'a [String],
+    /// Applied to every packet in user space (per link type; see [`PacketFilter`]).
+    pub filter: Option<PacketFilter>,
+    /// A progress bar per input on standard error.
+    pub progress: bool,
+}
+
+/// A capture on an interface (its filter, in `options`, runs in the kernel) until `stop` is
+/// set or the duration or packet count is reached.
+pub struct Live<'a> {
+    pub options: &'a LiveOptions,
+    pub stop: &'a AtomicBool,
+}
+
+/// What a run leaves: the output (with whatever it collected) and the summary, whose `errors`
+/// hold the input errors and, for a live capture, `capture` the kernel's counters.
+pub struct Ran<O> {
+    pub out: O,
+    pub summary: Summary,
+}
+
+/// What stops a run (a capture error only live). Input errors do not: they are in
+/// [`Ran::summary`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The live capture could not start, or broke off.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// The output could not be written (a closed pipe): reading stopped there.
+    #[error("writing the output")]
+    Output(#[source] io::Error),
+}
+
+/// The engine for a run, joined to the cluster (pods, PeerAuthentication) when there is one.
+pub fn engine<O: Output>(cfg: Config, out: O, cluster: Option<&Arc<Cluster>>) -> Engine<O> {
+    let e = Engine::new(cfg, out);
+    match cluster {
+        Some(c) => e.with_cluster(c.clone()),
+        None => e,
+    }
+}
+
+impl Inputs<'_> {
+    /// Read every input into `engine`, then close all connections. The connections read
+    /// before an input error are still reported.
+    pub fn run<O: Output>(mut self, mut engine: Engine<O>) -> Result<Ran<O>, RunError> {
+        let errors = read_files(self.paths, &mut self.filter, &mut engine, self.progress);
+        ran(engine, errors, None)
+    }
+}
+
+impl Live<'_> {
+    /// Capture into `engine` (on a thread of its own: hence `Send`), then close all
+    /// connections.
+    pub fn run<O: Output + Send>(self, mut engine: Engine<O>) -> Result<Ran<O>, RunError> {
+        let stats = crate::live::capture::run(self.options, self.stop, &mut LiveSink { engine: &mut engine })?;
+        engine.finish();
+        ran(engine, InputErrors::default(), Some(stats))
+    }
+}
+
+/// The end of a run: the output's first write error, or the output with the summary.
+fn ran<O: Output>(
+    mut engine: Engine<O>,
+    errors: InputErrors,
+    capture: Option<CaptureStats>,
+) -> Result<Ran<O>, RunError> {
+    if let Some(e) = engine.out_error.take() {
+        return Err(RunError::Output(e));
+    }
+    let mut summary = std::mem::take(&mut engine.summary);
+    summary.errors = errors;
+    summary.capture = capture;
+    Ok(Ran {
+        out: engine.out,
+        summary,
+    })
+}
+
+/// Read files into reports without touching standard output (the tests' way in).
+pub fn analyze_files(
+    inputs: &[String],
+    filter: Option<PacketFilter>,
+    cfg: Config,
+) -> Result<(Vec<FlowReport>, Summary), RunError> {
+    let ran = Inputs {
+        paths: inputs,
+        filter,
+        progress: false,
+    }
+    .run(Engine::new(cfg, Collect::default()))?;
+    Ok((ran.out.sorted(), ran.summary))
+}
+
+/// Feeds live packets to the engine; ticks drive the live table.
+struct LiveSink<'a, O: Output> {
+    engine: &'a mut Engine<O>,
+}
+
+impl<O: Output + Send> PacketSink for LiveSink<'_, O> {
+    fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]) {
+        let _ = self.engine.packet(ts_ns, link, data);
+    }
+    fn tick(&mut self) {
+        let (packets, open) = (self.engine.summary.packets, self.engine.active_flows());
+        self.engine.out.tick(packets, open);
+    }
+}
+
+/// Every input in order, then the end of all connections; stops early when the output is gone.
+fn read_files<P: Packets>(
     inputs: &[String],
     filter: &mut Option<PacketFilter>,
     engine: &mut P,
     progress: bool,
-) -> Vec<String> {
-    let mut errors = Vec::new();
+) -> InputErrors {
+    let mut errors = InputErrors::default();
     for input in inputs {
         if let Err(e) = read_one(input, filter, engine, progress) {
             errors.push(e);
@@ -32,13 +152,15 @@ pub fn read_all<P: Packets>(
     errors
 }
 
+/// One input to its end. Its first problem is returned, except that an error that stops the
+/// reading replaces a skipped link type or filter noted before it.
 fn read_one<P: Packets>(
     input: &str,
     filter: &mut Option<PacketFilter>,
     engine: &mut P,
     progress: bool,
-) -> Result<(), String> {
-    let mut reader = CaptureReader::open(input).map_err(|e| e.to_string())?;
+) -> Result<(), InputError> {
+    let mut reader = CaptureReader::open(input)?;
     let bar = progress.then(|| progress_bar(&reader));
     let mut unsupported: BTreeSet<i32> = BTreeSet::new();
     let mut first_error = None;
@@ -49,7 +171,7 @@ fn read_one<P: Packets>(
             Ok(Some(p)) => p,
             Ok(None) => break,
             Err(e) => {
-                first_error = Some(e.to_string());
+                first_error = Some(InputError::from(e));
                 break;
             }
         };
@@ -61,19 +183,22 @@ fn read_one<P: Packets>(
                 // The expression does not apply to this link type (said once per link type):
                 // remember it, skip those packets, keep reading the others.
                 Err(e) => {
-                    first_error.get_or_insert(format!("{input}: {e}"));
+                    first_error.get_or_insert_with(|| InputError::Filter {
+                        file: input.to_string(),
+                        offset,
+                        filter: Arc::new(e),
+                    });
                     continue;
                 }
             }
         }
-        if let Err(Skip::UnsupportedLink(l)) = engine.frame(&packet) {
-            if unsupported.insert(l.0) && first_error.is_none() {
-                first_error = Some(format!(
-                    "{input}: link type {} ({}) at byte {offset} is not supported; its packets were skipped \
-                     (supported: Ethernet, Linux cooked v1/v2, BSD loopback, raw IP)",
-                    l.0,
-                    l.name()
-                ));
+        if let Err(Skip::UnsupportedLink(link)) = engine.frame(&packet) {
+            if unsupported.insert(link.0) && first_error.is_none() {
+                first_error = Some(InputError::UnsupportedLink {
+                    file: input.to_string(),
+                    offset,
+                    link,
+                });
             }
         }
         if engine.stopped() {
@@ -91,10 +216,7 @@ fn read_one<P: Packets>(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    first_error.map_or(Ok(()), Err)
 }
 
 fn progress_bar(reader: &CaptureReader) -> indicatif::ProgressBar {
@@ -112,18 +234,4 @@ fn progress_bar(reader: &CaptureReader) -> indicatif::ProgressBar {
     };
     bar.set_prefix(reader.name().to_string());
     bar
-}
-
-/// Exposed for tests: analyze files into reports without touching stdout.
-pub fn analyze_files(
-    inputs: &[String],
-    filter: Option<&str>,
-    cfg: Config,
-) -> anyhow::Result<(Vec<FlowReport>, Summary)> {
-    let mut filter = filter.map(PacketFilter::new).transpose()?;
-    let mut engine = Engine::new(cfg, Collect::default());
-    let errors = read_all(inputs, &mut filter, &mut engine, false);
-    let mut summary = std::mem::take(&mut engine.summary);
-    summary.errors = errors;
-    Ok((engine.out.sorted(), summary))
 }

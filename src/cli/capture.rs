@@ -1,0 +1,65 @@
+//! `mtlscope capture`: live capture on an interface, optionally inside another network
+//! namespace, to a table that refreshes as verdicts arrive, one JSON document at the end, or
+//! JSON lines as each verdict is final.
+
+use super::flags::CaptureArgs;
+use super::run::{live, report_live};
+use crate::live::capture::LiveOptions;
+use crate::pipeline::engine::Config;
+use crate::pipeline::record::Collect;
+use crate::pipeline::runner::engine;
+use crate::policy::Cluster;
+use crate::report::{self, Format, JsonLines, LiveTable, EXIT_OK};
+use anyhow::{Context, Result};
+use std::io::{self, IsTerminal, Write};
+use std::sync::Arc;
+
+/// `mtlscope capture`.
+pub fn capture(args: &CaptureArgs) -> Result<i32> {
+    let Some(options) = args.live.options(args.filter.clone()) else {
+        anyhow::bail!("-i/--interface is required (e.g. -i eth0, or -i any)");
+    };
+    let cfg = args.limits.config();
+    let cluster = args.policy.load()?;
+    let status = match &options.netns {
+        Some(t) => format!("capturing on {} in {}", options.interface, t.path().display()),
+        None => format!("capturing on {}", options.interface),
+    };
+    match args.format {
+        Format::Jsonl => {
+            stream_jsonl(&options, cfg, cluster.as_ref(), false)?;
+        }
+        Format::Json => {
+            let ran = live(&options, engine(cfg, Collect::default(), cluster.as_ref()), false)?;
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            report::write_json(&mut out, &ran.out.sorted(), &ran.summary)?;
+            out.flush()?;
+            report_live(&ran.summary);
+        }
+        Format::Table => {
+            let table = LiveTable::new(status, io::stdout().is_terminal());
+            let ran = live(&options, engine(cfg, table, cluster.as_ref()), false)?;
+            let flows = ran.out.collect.sorted();
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            report::write_table(&mut out, &flows, &ran.summary, report::terminal_width())?;
+            out.flush()?;
+            report_live(&ran.summary);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// JSON lines on standard output as verdicts are made, then the summary with the kernel's
+/// counters; the counters on standard error too. Also what the agent streams to the plugin.
+pub(super) fn stream_jsonl(
+    options: &LiveOptions,
+    cfg: Config,
+    cluster: Option<&Arc<Cluster>>,
+    stop_on_stdin: bool,
+) -> Result<()> {
+    let out = JsonLines::new(io::BufWriter::new(io::stdout()));
+    let mut ran = live(options, engine(cfg, out, cluster), stop_on_stdin)?;
+    ran.out.summary(&ran.summary).context("writing to standard output")?;
+    report_live(&ran.summary);
+    Ok(())
+}

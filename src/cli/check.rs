@@ -1,0 +1,127 @@
+//! `mtlscope check`: the CI gate. Rules from `--require` and `--rules`, the connections of
+//! capture files or a live capture, then the result as text, JSON, GitHub annotations and
+//! JUnit XML; exit 1 on a violation, 2 when an input could not be read completely.
+
+use super::flags::{CheckArgs, CheckFormat};
+use super::run::{checked, live, report_errors, report_live};
+use crate::check::{self, CheckOptions, Requirement, Rule};
+use crate::pipeline::filter::PacketFilter;
+use crate::pipeline::record::Collect;
+use crate::pipeline::runner::{engine, Inputs};
+use crate::report::{EXIT_OK, EXIT_VIOLATION};
+use anyhow::{Context, Result};
+use std::io::{self, Write};
+
+/// `mtlscope check`.
+pub fn check(args: &CheckArgs) -> Result<i32> {
+    let rules = rules(args)?;
+    let expr = filter_expr(args);
+    let filter = expr
+        .as_deref()
+        .map(PacketFilter::new)
+        .transpose()
+        .context("-f/--filter or --exclude")?;
+    let cfg = args.input.limits.config();
+    let cluster = args.input.policy.load()?;
+    if cluster.is_none() && rules.iter().any(|r| r.require == Requirement::Policy) {
+        anyhow::bail!("--require policy needs --policy-from (a cluster dump with the PeerAuthentications)");
+    }
+    let engine = engine(cfg, Collect::default(), cluster.as_ref());
+    let ran = match args.live.options(expr) {
+        Some(options) => {
+            if !args.input.inputs.is_empty() {
+                anyhow::bail!("give capture files or -i/--interface, not both");
+            }
+            let ran = live(&options, engine, false)?;
+            report_live(&ran.summary);
+            ran
+        }
+        None => {
+            if args.input.inputs.is_empty() {
+                anyhow::bail!(
+                    "no capture file given (name files, `-` for standard input, or -i IFACE to capture live)"
+                );
+            }
+            let inputs = Inputs {
+                paths: &args.input.inputs,
+                filter,
+                progress: args.input.progress(),
+            };
+            checked(inputs.run(engine))?
+        }
+    };
+    let opts = CheckOptions {
+        evidence: args.evidence,
+        allow_empty: args.allow_empty,
+        min_flows: args.min_flows,
+        include_loopback: args.include_loopback,
+    };
+    let result = check::evaluate(&rules, &ran.out.sorted(), &opts);
+    write_result(args, &result)?;
+    // An input not read completely fails the check whatever the rules said.
+    let code = report_errors(&ran.summary.errors);
+    Ok(if code != EXIT_OK {
+        code
+    } else if result.ok {
+        EXIT_OK
+    } else {
+        EXIT_VIOLATION
+    })
+}
+
+/// The `--rules` file's rules, after a first one over every connection for `--require`.
+fn rules(args: &CheckArgs) -> Result<Vec<Rule>> {
+    let mut rules = match &args.rules {
+        Some(path) => check::load_rules(path)?,
+        None => Vec::new(),
+    };
+    if let Some(level) = args.require {
+        let name = match &args.exclude {
+            Some(x) => format!("every connection (--require, --exclude '{x}')"),
+            None => "every connection (--require)".to_string(),
+        };
+        rules.insert(
+            0,
+            Rule {
+                name,
+                selector: Default::default(),
+                require: level,
+                client_identity: None,
+            },
+        );
+    }
+    Ok(rules)
+}
+
+/// `-f` without what `--exclude` matches. --exclude drops the packets it matches, so the
+/// connections they make are never seen.
+fn filter_expr(args: &CheckArgs) -> Option<String> {
+    match (&args.input.filter, &args.exclude) {
+        (Some(f), Some(x)) => Some(format!("({f}) and not ({x})")),
+        (Some(f), None) => Some(f.clone()),
+        (None, Some(x)) => Some(format!("not ({x})")),
+        (None, None) => None,
+    }
+}
+
+/// GitHub annotations (under GitHub Actions), then the text or JSON result on standard
+/// output; the JUnit file with `--junit`.
+fn write_result(args: &CheckArgs, result: &check::CheckReport) -> Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+        out.write_all(result.github(args.allow_empty).as_bytes())?;
+    }
+    match args.format {
+        CheckFormat::Text => out.write_all(result.text(args.allow_empty).as_bytes())?,
+        CheckFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, result)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush().context("writing to standard output")?;
+    if let Some(path) = &args.junit {
+        std::fs::write(path, result.junit(args.allow_empty))
+            .with_context(|| format!("--junit {}: cannot write the report", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! The command line's flags, as clap parses them: [`Cli`] and its [`Command`]s, one argument
+//! struct per command, and the groups several commands share ([`InputArgs`], [`LiveArgs`],
+//! [`StopArgs`], [`Limits`], [`PolicyArgs`], [`KubeArgs`], [`ClusterFlags`]). Only values and
+//! their syntax are checked here; `setup` turns them into the objects that do the work.
+
+use crate::check::{EvidenceLevel, Requirement};
+use crate::report::Format;
+use clap::{Args, Parser, Subcommand};
+
+/// Is this TCP traffic really encrypted, and is the client really authenticated?
+#[derive(Parser, Debug)]
+#[command(name = "mtlscope", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Give every TCP connection in capture files a verdict: plaintext, tls or mtls.
+    Analyze(AnalyzeArgs),
+    /// Capture live on an interface (optionally inside another network namespace) and give
+    /// every connection a verdict as it is decided.
+    Capture(CaptureArgs),
+    /// Fail (exit 1) when connections in capture files (or a live capture) are not encrypted as
+    /// required.
+    Check(CheckArgs),
+    /// Istio PeerAuthentication, computed as Istio does.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Capture in Kubernetes pods through a helper pod on their node (`kubectl mtlscope sniff`),
+    /// with pod names and the expected PeerAuthentication mode for every connection.
+    #[command(after_help = SNIFF_EXAMPLES)]
+    Sniff(SniffArgs),
+    /// Delete helper pods that a killed `sniff` left behind.
+    Cleanup(CleanupArgs),
+    /// Run on a node (by the kubectl plugin's helper pod): find a container's process by its
+    /// container ID, capture in its network namespace, stream verdicts as JSON lines.
+    Agent(AgentArgs),
+}
+
+const SNIFF_EXAMPLES: &str = "Examples:
+  kubectl mtlscope sniff productpage-v1-7d9f -n bookinfo
+  kubectl mtlscope sniff deploy/productpage -n bookinfo --duration 30s
+  kubectl mtlscope sniff -l app=reviews -n bookinfo -o jsonl
+  kubectl mtlscope sniff productpage-v1-7d9f -c istio-proxy -i eth0 -f 'tcp port 9080' -w out.pcap
+  kubectl mtlscope sniff deploy/reviews -n bookinfo --dry-run -o yaml";
+
+/// Which cluster, as kubectl's flags say it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClusterFlags {
+    /// The namespace (default: the kubeconfig context's, else `default`).
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// The kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Path to the kubeconfig file (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SniffArgs {
+    /// What to capture in: POD, pod/NAME, deploy/NAME, sts/NAME, ds/NAME, rs/NAME or svc/NAME
+    /// (every pod of a workload).
+    #[arg(value_name = "TARGET", required_unless_present = "selector")]
+    pub target: Option<String>,
+    /// Capture in every pod matching this label selector instead.
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR", conflicts_with = "target")]
+    pub selector: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+    /// The container whose process the helper enters (default: the
+    /// kubectl.kubernetes.io/default-container annotation, else the first that is not a mesh
+    /// sidecar). All containers of a pod share its network, so this rarely matters.
+    #[arg(short = 'c', long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Interface inside the pod: eth0 for pod-to-pod (sidecar-to-sidecar) traffic, lo for the
+    /// app <-> sidecar leg, any for both.
+    #[arg(short = 'i', long = "interface", default_value = "eth0", value_name = "IFACE")]
+    pub interface: String,
+    /// Only packets matching this BPF expression (tcpdump syntax).
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Stop after this long (e.g. 30s, 2m); default: until Ctrl-C.
+    #[arg(long, value_parser = crate::live::capture::parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+    /// Stop each pod's capture after this many packets.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Also bring the packets back and write them to this pcap file (one file per pod when
+    /// there are several: FILE-<namespace>-<pod>.pcap). Without it only verdicts leave the node.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+    /// table, json or jsonl; with --dry-run: yaml (default) or json.
+    #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
+    pub format: Option<crate::kube::sniff::SniffFormat>,
+    /// Print the helper pods (and the agent commands) without creating anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The helper image (default: the published image of this version).
+    #[arg(long, value_name = "IMAGE", default_value_t = crate::kube::helper_pod::default_image())]
+    pub image: String,
+    /// The helper's imagePullPolicy.
+    #[arg(long, value_name = "POLICY", default_value = "IfNotPresent")]
+    pub image_pull_policy: String,
+    /// Run the helper as a privileged container instead of with the capabilities NET_RAW,
+    /// SYS_ADMIN and SYS_PTRACE (for runtimes whose seccomp or AppArmor profile refuses setns).
+    #[arg(long)]
+    pub privileged: bool,
+    /// Create the helper pods in this namespace (default: the target's).
+    #[arg(long, value_name = "NS")]
+    pub helper_namespace: Option<String>,
+    /// How long to wait for a helper pod to run (image pull included).
+    #[arg(long, value_parser = crate::live::capture::parse_duration, default_value = "2m", value_name = "DURATION")]
+    pub pod_running_timeout: std::time::Duration,
+    /// Do not join the cluster's PeerAuthentications (pod names are still shown).
+    #[arg(long)]
+    pub no_policy: bool,
+    /// Istio's root namespace (default: from the mesh config, else istio-system).
+    #[arg(long, value_name = "NS")]
+    pub root_namespace: Option<String>,
+    /// The agent's command in the helper image.
+    #[arg(long, default_value = "mtlscope", value_name = "PATH", hide = true)]
+    pub agent_path: String,
+    /// Without --duration, stop anyway after this long (the helper pod's deadline follows).
+    #[arg(long, value_parser = crate::live::capture::parse_duration, default_value = "1h", value_name = "DURATION")]
+    pub max_duration: std::time::Duration,
+    /// Most connections each agent tracks at once (sized for the helper's 512 MiB limit).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_flows: usize,
+    /// Out-of-order bytes buffered per direction of a connection.
+    #[arg(long, default_value_t = crate::pipeline::reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
+    pub stream_buffer: usize,
+    /// Close a connection after this many seconds without packets.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub idle_timeout: u64,
+    /// Bytes all connections of one agent may buffer (sized for the helper's 512 MiB limit).
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    pub total_buffer: usize,
+    /// Include the first bytes of plaintext connections (they leave the node with the verdicts).
+    #[arg(long)]
+    pub show_payload: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+    /// Look in every namespace.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Only list what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The target container, as in the pod's status.containerStatuses[].containerID
+    /// (e.g. containerd://3f1c...); all containers of a pod share its network namespace.
+    #[arg(long, value_name = "ID")]
+    pub container_id: String,
+    /// Where the node's processes are visible (the helper runs with hostPID: true).
+    #[arg(long, default_value = "/proc", value_name = "DIR")]
+    pub proc_root: std::path::PathBuf,
+    /// Interface inside the pod: eth0 for sidecar-to-sidecar traffic, lo for the app <-> sidecar leg, any for both.
+    #[arg(short = 'i', long = "interface", default_value = "eth0", value_name = "IFACE")]
+    pub interface: String,
+    /// Only packets matching this BPF expression (tcpdump syntax).
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+    #[command(flatten)]
+    pub stop: StopArgs,
+    #[command(flatten)]
+    pub limits: Limits,
+    /// Stream the captured packets as pcap on standard output instead of verdicts (the plugin's
+    /// `-w`); the summary goes to standard error.
+    #[arg(long, conflicts_with = "write")]
+    pub pcap: bool,
+    /// Stop (and report the connections still open) when standard input says `stop` or ends:
+    /// how the plugin stops the agent through the exec stream on Ctrl-C.
+    #[arg(long)]
+    pub stop_on_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// The effective PeerAuthentication mode for a pod and port, the policy that decided it,
+    /// and the policies that were ignored and why.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Files or folders of YAML/JSON with the pods, services, PeerAuthentications and the
+    /// `istio` ConfigMap (`kubectl get ... -A -o yaml`).
+    #[arg(long = "from", value_name = "PATH", required_unless_present = "cluster")]
+    pub from: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// The pod's namespace.
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: String,
+    #[arg(long, value_name = "NAME")]
+    pub pod: String,
+    /// The pod's (container) port; with --service-port, a port of a Service in front of it.
+    #[arg(long, value_name = "PORT", required_unless_present = "service_port")]
+    pub port: Option<u16>,
+    /// A Service port, translated to the pod's target port as Istio does.
+    #[arg(long, value_name = "PORT", conflicts_with = "port")]
+    pub service_port: Option<u16>,
+    #[arg(long, value_name = "NS")]
+    pub root_namespace: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: CheckFormat,
+}
+
+/// When a live capture stops, and whether it keeps the packets: shared by `capture`, `check`
+/// and `agent`.
+#[derive(Args, Debug, Clone)]
+pub struct StopArgs {
+    /// Stop after this long (e.g. 30s, 2m).
+    #[arg(long, value_parser = crate::live::capture::parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+    /// Stop after this many packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Also write the captured packets to this pcap file.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+}
+
+/// Live capture options, shared by `capture` and `check`.
+#[derive(Args, Debug, Clone)]
+pub struct LiveArgs {
+    /// Capture live on this interface (`any` for all of them) instead of reading files.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Enter this network namespace first: a name under /var/run/netns, or a path such as
+    /// /proc/PID/ns/net.
+    #[arg(long, value_name = "NAME|PATH", conflicts_with = "pid")]
+    pub netns: Option<String>,
+    /// Enter the network namespace of this process first.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Bytes kept of each packet.
+    #[arg(short = 's', long, default_value_t = 262_144, value_name = "BYTES")]
+    pub snaplen: i32,
+    /// Put the interface in promiscuous mode (off by default, as `tcpdump -p`).
+    #[arg(long)]
+    pub promisc: bool,
+    #[command(flatten)]
+    pub stop: StopArgs,
+    /// Kernel capture buffer; a larger one survives bursts without drops.
+    #[arg(long, default_value_t = 32 << 20, value_name = "BYTES")]
+    pub buffer_size: i32,
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// Only packets matching this BPF expression (tcpdump syntax), applied in the kernel.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// A table that refreshes as verdicts arrive (on a terminal), one JSON document at the
+    /// end, or JSON lines as soon as each verdict is final.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub format: Format,
+    #[command(flatten)]
+    pub limits: Limits,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Where packets come from and which of them count: shared by `analyze` and `check`.
+#[derive(Args, Debug)]
+pub struct InputArgs {
+    /// Capture files (pcap, pcapng, optionally gzip-compressed); `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub inputs: Vec<String>,
+    /// Only packets matching this BPF expression (tcpdump syntax), e.g. 'tcp port 443'.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Show progress on standard error (default: only when it is a terminal and not under CI).
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+    /// Never show progress.
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub limits: Limits,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// A cluster dump to join connections to pods and PeerAuthentication.
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Files or folders of YAML/JSON (e.g. `kubectl get pods,services,peerauthentications,configmaps -A -o yaml`):
+    /// shows pod names and the PeerAuthentication mode Istio expects for each connection.
+    #[arg(long = "policy-from", value_name = "PATH")]
+    pub policy_from: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Istio's root namespace (default: the mesh config's rootNamespace, else istio-system).
+    #[arg(long, value_name = "NS")]
+    pub root_namespace: Option<String>,
+}
+
+/// Reading the cluster itself instead of a dump.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KubeArgs {
+    /// Read pods, services, PeerAuthentications (security.istio.io v1, else v1beta1) and the
+    /// `istio` mesh config from the cluster of the current kubeconfig context.
+    #[arg(long)]
+    pub cluster: bool,
+    /// The kubeconfig context to use (as kubectl --context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Path to the kubeconfig file (as kubectl --kubeconfig; default: KUBECONFIG, ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output format: a table, one JSON document, or JSON lines (one connection per line as
+    /// soon as its verdict is final, then a summary line).
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// Every connection (after --exclude) must meet this.
+    #[arg(long, value_enum, value_name = "LEVEL", required_unless_present = "rules")]
+    pub require: Option<Requirement>,
+    /// Leave out packets matching this BPF expression, e.g. 'port 15020 or port 15021'.
+    #[arg(long, value_name = "EXPR")]
+    pub exclude: Option<String>,
+    /// YAML file of rules: `rules: [{name, match: {ports, cidrs, server_cidrs, client_cidrs, sni}, require, client_identity}]`.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+    /// Also write a JUnit XML report (one testsuite per rule, one testcase per connection).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<std::path::PathBuf>,
+    /// Report format on standard output.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: CheckFormat,
+    /// `certain` refuses verdicts inferred from encrypted lengths (TLS 1.3) or linked resumptions.
+    #[arg(long, value_enum, default_value = "inferred")]
+    pub evidence: EvidenceLevel,
+    /// A rule that matches no connection passes instead of failing with "nothing to check".
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Fail unless at least this many connections carried data.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub min_flows: usize,
+    /// Also judge loopback connections (inside a pod, the app <-> sidecar leg is plaintext by
+    /// design, so they are left out by default).
+    #[arg(long)]
+    pub include_loopback: bool,
+}
+
+/// Resource bounds.
+#[derive(Args, Debug, Clone)]
+pub struct Limits {
+    /// Most connections tracked at once; the least recently active are closed past it.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_flows: usize,
+    /// Out-of-order bytes buffered per direction of a connection before a hole is given up.
+    #[arg(long, default_value_t = crate::pipeline::reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
+    pub stream_buffer: usize,
+    /// Close a connection after this many seconds without packets (capture time).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub idle_timeout: u64,
+    /// Bytes all connections together may buffer before the largest buffers are given up.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub total_buffer: usize,
+    /// Include the first bytes of plaintext connections in the report. Off by default: they
+    /// can carry credentials and personal data.
+    #[arg(long)]
+    pub show_payload: bool,
+}

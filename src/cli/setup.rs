@@ -1,0 +1,122 @@
+//! From checked flags to the objects that do the work (ripgrep's low-level / high-level
+//! arguments): the engine's [`Config`] from [`Limits`], [`LiveOptions`] from [`LiveArgs`], the
+//! Kubernetes target, the cluster (a dump and/or the API) from [`PolicyArgs`] and [`KubeArgs`],
+//! and whether to show progress. Notes about the cluster go to standard error here.
+
+use super::flags::{ClusterFlags, InputArgs, KubeArgs, Limits, LiveArgs, PolicyArgs};
+use crate::kube::client::KubeTarget;
+use crate::live::capture::LiveOptions;
+use crate::live::netns::NetnsTarget;
+use crate::pipeline::engine::Config;
+use crate::policy::Cluster;
+use anyhow::{Context, Result};
+use std::io::{self, IsTerminal};
+use std::sync::Arc;
+
+impl ClusterFlags {
+    pub(super) fn target(&self) -> KubeTarget {
+        KubeTarget {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+impl LiveArgs {
+    /// The live capture, or `None` without `-i/--interface` (files are read instead).
+    pub(super) fn options(&self, filter: Option<String>) -> Option<LiveOptions> {
+        let interface = self.interface.clone()?;
+        let netns = match (&self.netns, self.pid) {
+            (Some(n), _) => Some(NetnsTarget::Netns(n.clone())),
+            (None, Some(p)) => Some(NetnsTarget::Pid(p)),
+            (None, None) => None,
+        };
+        Some(LiveOptions {
+            interface,
+            netns,
+            filter,
+            snaplen: self.snaplen,
+            promisc: self.promisc,
+            duration: self.stop.duration,
+            count: self.stop.count,
+            write: self.stop.write.clone(),
+            buffer_size: self.buffer_size,
+        })
+    }
+}
+
+impl InputArgs {
+    /// Progress on standard error: as asked, else only on a terminal and not under CI.
+    pub(super) fn progress(&self) -> bool {
+        if self.no_progress {
+            return false;
+        }
+        self.progress || (io::stderr().is_terminal() && std::env::var_os("CI").is_none())
+    }
+}
+
+impl Limits {
+    /// The engine's bounds.
+    pub fn config(&self) -> Config {
+        Config {
+            dir_cap: self.stream_buffer,
+            idle_timeout_ns: self.idle_timeout.saturating_mul(1_000_000_000),
+            max_flows: self.max_flows.max(1),
+            total_buffer_cap: self.total_buffer.max(1 << 16),
+            show_payload: self.show_payload,
+            ..Config::default()
+        }
+    }
+}
+
+impl KubeArgs {
+    /// The cluster's objects, read through the Kubernetes API (`namespace`: only that one and
+    /// the root namespace). Notes (no Istio installed, v1beta1 fallback) go to standard error.
+    pub(super) fn read(&self, namespace: Option<&str>) -> Result<Cluster> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let target = KubeTarget {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        };
+        let objects = rt.block_on(async {
+            let client = crate::kube::client::client(&target).await?;
+            crate::kube::client::cluster_objects(&client, namespace).await
+        })?;
+        for n in &objects.notes {
+            eprintln!("mtlscope: {n}");
+        }
+        objects.into_cluster().context("--cluster")
+    }
+}
+
+/// A cluster from dump files and/or the live cluster, with the root namespace override.
+pub(super) fn load_cluster(
+    paths: &[std::path::PathBuf],
+    kube: &KubeArgs,
+    root_namespace: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<Option<Cluster>> {
+    let mut c = match (paths.is_empty(), kube.cluster) {
+        (true, false) => return Ok(None),
+        (false, false) => Cluster::load_paths(paths).context("--policy-from")?,
+        (true, true) => kube.read(namespace)?,
+        (false, true) => anyhow::bail!("give a cluster dump (--policy-from/--from) or --cluster, not both"),
+    };
+    if let Some(ns) = root_namespace {
+        c.set_root_namespace(ns);
+    }
+    for w in c.warnings() {
+        eprintln!("mtlscope: warning: {w}");
+    }
+    // Objects Istio's admission would refuse: said once each, then left out, as Istio does.
+    for r in c.rejected() {
+        eprintln!("mtlscope: warning: skipped {r}");
+    }
+    Ok(Some(c))
+}
+
+impl PolicyArgs {
+    pub(super) fn load(&self) -> Result<Option<Arc<Cluster>>> {
+        Ok(load_cluster(&self.policy_from, &self.kube, self.root_namespace.as_deref(), None)?.map(Arc::new))
+    }
+}
