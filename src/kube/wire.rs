@@ -268,7 +268,7 @@ struct SummaryDef {
     buffer_limit_hits: u64,
     #[serde(default, deserialize_with = "finding_counts")]
     findings: BTreeMap<&'static str, u64>,
-    errors: Vec<String>,
+    errors: crate::pipeline::input_error::InputErrors,
     #[serde(default)]
     node_encrypted: Vec<NodeEncryptedReport>,
     #[serde(default)]

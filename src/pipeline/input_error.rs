@@ -8,7 +8,7 @@
 
 use crate::pipeline::filter::FilterError;
 use crate::pipeline::source::{LinkType, SourceError};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Arc;
 
 /// Why an input was not read completely. The message is one line and starts with the file.
@@ -123,6 +123,23 @@ impl<'a> IntoIterator for &'a InputErrors {
 impl FromIterator<InputError> for InputErrors {
     fn from_iter<I: IntoIterator<Item = InputError>>(iter: I) -> Self {
         InputErrors(iter.into_iter().collect())
+    }
+}
+
+impl<T: Into<InputError>> Extend<T> for InputErrors {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().map(Into::into));
+    }
+}
+
+/// Read back from another process's summary (the agent's, in the kubectl plugin): only the
+/// messages travel, so each becomes [`InputError::Relayed`].
+impl<'de> Deserialize<'de> for InputErrors {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(InputError::Relayed)
+            .collect())
     }
 }
 
