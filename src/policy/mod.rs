@@ -35,6 +35,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
@@ -271,108 +272,123 @@ pub fn finding(mode: Mode, verdict: &str) -> Option<Finding> {
 // Cluster objects
 // ---------------------------------------------------------------------------------------------
 
-/// `metadata.creationTimestamp`, as seconds and nanoseconds since the Unix epoch (UTC).
+/// An instant read from a `creationTimestamp`. Ordered as instants, not as text:
+/// `10:00:00+02:00` is older than `09:00:00Z`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp {
-    pub secs: i64,
-    pub nanos: u32,
+pub struct Timestamp(jiff::Timestamp);
+
+/// Why a `creationTimestamp` is not a time the API server would have stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TimestampError {
+    #[error("{text:?} is not an RFC 3339 time: expected {expected} at byte {offset}")]
+    Layout {
+        text: String,
+        /// 0-based byte offset of the first byte that breaks the layout.
+        offset: usize,
+        expected: &'static str,
+    },
+    /// RFC 3339 allows second 60; Go's `time.Parse`, and so the API server, refuses it (jiff
+    /// would fold it into :59).
+    #[error("{text:?} is not an RFC 3339 time: second 60 (a leap second) is refused by Kubernetes")]
+    LeapSecond { text: String },
+    /// RFC 3339's `time-numoffset` hour is 00-23 (jiff reads up to 25 for POSIX zones).
+    #[error("{text:?} is not an RFC 3339 time: offset hour {hour} is past 23")]
+    OffsetHour { text: String, hour: u8 },
+    /// The layout is right but a value is not: day 30 of February, hour 24, a year jiff cannot
+    /// hold (after 9999-12-30).
+    #[error("{text:?} is not an RFC 3339 time: {source}")]
+    Value {
+        text: String,
+        #[source]
+        source: jiff::Error,
+    },
 }
+
+/// RFC 3339 section 5.6 `date-time` up to the seconds: `d` is an ASCII digit, `T` is `T`, `t` or
+/// a space (the RFC's note on readability), anything else is itself.
+const DATE_TIME: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
+
+/// jiff keeps nanoseconds; Kubernetes (Go's `time.Parse`) reads a longer fraction and drops the
+/// digits past the ninth, so they are dropped here too.
+const MAX_FRACTION_DIGITS: usize = 9;
 
 impl Timestamp {
-    /// RFC 3339 as Kubernetes writes it (`2024-05-14T09:12:41Z`), with optional fraction and
-    /// numeric offset. `None` for anything else, without panicking on any input.
-    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-        let b = s.as_bytes();
-        let num = |from: usize, to: usize| -> Option<i64> {
-            let digits = b.get(from..to)?;
-            let mut n: i64 = 0;
-            for &d in digits {
-                if !d.is_ascii_digit() {
-                    return None;
-                }
-                n = n * 10 + i64::from(d - b'0');
-            }
-            Some(n)
-        };
-        let at = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
-        if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt ") && at(13, b":") && at(16, b":")) {
-            return None;
-        }
-        let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-        let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-        let mut i = 19;
-        let mut nanos: u32 = 0;
-        if at(i, b".") {
-            i += 1;
-            let start = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                if i - start < 9 {
-                    nanos = nanos * 10 + u32::from(b[i] - b'0');
-                }
-                i += 1;
-            }
-            if i == start {
-                return None;
-            }
-            for _ in (i - start)..9 {
-                nanos *= 10;
-            }
-        }
-        let offset = if at(i, b"Zz") {
-            i += 1;
-            0
-        } else if at(i, b"+-") {
-            let sign = if at(i, b"-") { -1 } else { 1 };
-            if !at(i + 3, b":") {
-                return None;
-            }
-            let (oh, om) = (num(i + 1, i + 3)?, num(i + 4, i + 6)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            i += 6;
-            sign * (oh * 3600 + om * 60)
-        } else {
-            return None;
-        };
-        if i != b.len() {
-            return None;
-        }
-        if !(1..=12).contains(&month)
-            || day < 1
-            || day > days_in_month(year, month)
-            || hour > 23
-            || minute > 59
-            || second > 59
-        {
-            return None;
-        }
-        let days = days_from_civil(year, month, day);
-        Some(Timestamp {
-            secs: days * 86_400 + hour * 3600 + minute * 60 + second - offset,
-            nanos,
-        })
+    /// RFC 3339 as Kubernetes writes it (`2024-05-14T09:12:41Z`), with an optional fraction and
+    /// a numeric offset (`+02:00`) instead of `Z`. Every other form jiff would read (ISO 8601
+    /// basic `20240514T091241Z`, `+0200`, `-04`, no seconds, a `,` fraction, `[UTC]`
+    /// annotations, six-digit years) is refused, as the API server refuses it. Never panics.
+    pub fn parse_rfc3339(text: &str) -> Result<Timestamp, TimestampError> {
+        let checked = rfc3339_layout(text)?;
+        checked
+            .parse::<jiff::Timestamp>()
+            .map(Timestamp)
+            .map_err(|source| TimestampError::Value {
+                text: text.to_owned(),
+                source,
+            })
     }
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+impl From<Timestamp> for jiff::Timestamp {
+    fn from(t: Timestamp) -> jiff::Timestamp {
+        t.0
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Checks the RFC 3339 layout that jiff's grammar is wider than, and returns the text for jiff
+/// (a fraction longer than nanoseconds cut to nine digits).
+fn rfc3339_layout(text: &str) -> Result<Cow<'_, str>, TimestampError> {
+    let b = text.as_bytes();
+    let layout = |offset: usize, expected: &'static str| TimestampError::Layout {
+        text: text.to_owned(),
+        offset,
+        expected,
+    };
+    for (i, &want) in DATE_TIME.iter().enumerate() {
+        let (ok, expected) = match (want, b.get(i)) {
+            (b'd', got) => (got.is_some_and(u8::is_ascii_digit), "a digit"),
+            (b'T', got) => (got.is_some_and(|c| matches!(c, b'T' | b't' | b' ')), "'T'"),
+            (b'-', got) => (got == Some(&b'-'), "'-'"),
+            (_, got) => (got == Some(&b':'), "':'"),
+        };
+        if !ok {
+            return Err(layout(i, expected));
+        }
+    }
+    if &b[17..19] == b"60" {
+        return Err(TimestampError::LeapSecond { text: text.to_owned() });
+    }
+
+    let mut end = DATE_TIME.len();
+    let mut cut = None;
+    if b.get(end) == Some(&b'.') {
+        let digits = b[end + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(layout(end + 1, "a digit after '.'"));
+        }
+        if digits > MAX_FRACTION_DIGITS {
+            cut = Some((end + 1 + MAX_FRACTION_DIGITS, end + 1 + digits));
+        }
+        end += 1 + digits;
+    }
+    match &b[end..] {
+        [b'Z' | b'z'] => {}
+        [b'+' | b'-', h1, h2, b':', m1, m2] if [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) => {
+            let hour = (h1 - b'0') * 10 + (h2 - b'0');
+            if hour > 23 {
+                return Err(TimestampError::OffsetHour {
+                    text: text.to_owned(),
+                    hour,
+                });
+            }
+        }
+        _ => return Err(layout(end, "'Z' or an offset +HH:MM / -HH:MM ending the text")),
+    }
+    // Every byte before `end` is ASCII, so these are character boundaries.
+    Ok(match cut {
+        Some((keep, skip)) => Cow::Owned(format!("{}{}", &text[..keep], &text[skip..])),
+        None => Cow::Borrowed(text),
+    })
 }
 
 /// A PeerAuthentication that passed Istio's validation.
@@ -1135,7 +1151,7 @@ fn parse_creation(meta: &Meta) -> Result<(Option<Timestamp>, Option<String>), St
         None | Some(Value::Null) => Ok((None, None)),
         Some(Value::String(s)) => Timestamp::parse_rfc3339(s)
             .map(|t| (Some(t), Some(s.clone())))
-            .ok_or_else(|| format!("metadata.creationTimestamp {s:?} is not an RFC 3339 time")),
+            .map_err(|e| format!("metadata.creationTimestamp {e}")),
         Some(other) => Err(format!(
             "metadata.creationTimestamp must be a string, found {}",
             json_type(other)
@@ -2303,7 +2319,7 @@ mod tests {
             namespace: ns.into(),
             name: "same".into(),
             api_version: "security.istio.io/v1".into(),
-            creation_timestamp: Timestamp::parse_rfc3339(T0),
+            creation_timestamp: Timestamp::parse_rfc3339(T0).ok(),
             created: Some(T0.into()),
             selector: None,
             mode,
@@ -2594,14 +2610,20 @@ mod tests {
         assert_eq!(c.pod_by_ip("10.0.0.3".parse().unwrap()), None);
     }
 
+    fn instant(s: &str) -> Option<(i64, i32)> {
+        let t = jiff::Timestamp::from(Timestamp::parse_rfc3339(s).ok()?);
+        Some((t.as_second(), t.subsec_nanosecond()))
+    }
+
     #[test]
     fn timestamp_parser_is_strict_and_total() {
-        let t = |s| Timestamp::parse_rfc3339(s);
-        assert_eq!(t("1970-01-01T00:00:00Z"), Some(Timestamp { secs: 0, nanos: 0 }));
-        assert_eq!(t("2024-05-14T09:12:41Z").map(|t| t.secs), Some(1_715_677_961));
-        assert_eq!(t("2024-05-14T09:12:41.5Z").map(|t| t.nanos), Some(500_000_000));
-        assert_eq!(t("2024-05-14T11:12:41+02:00").map(|t| t.secs), Some(1_715_677_961));
-        assert!(t("2024-02-29T00:00:00Z").is_some());
+        assert_eq!(instant("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(instant("2024-05-14T09:12:41Z"), Some((1_715_677_961, 0)));
+        assert_eq!(instant("2024-05-14T09:12:41.5Z"), Some((1_715_677_961, 500_000_000)));
+        assert_eq!(instant("2024-05-14T11:12:41+02:00"), Some((1_715_677_961, 0)));
+        assert_eq!(instant("2024-05-14t09:12:41z"), Some((1_715_677_961, 0)));
+        assert_eq!(instant("2024-05-14 09:12:41-00:00"), Some((1_715_677_961, 0)));
+        assert!(instant("2024-02-29T00:00:00Z").is_some());
         for bad in [
             "",
             "2023-02-29T00:00:00Z",
@@ -2615,9 +2637,52 @@ mod tests {
             "２０２４-05-14T09:12:41Z",
             "2024-05-14T09:12:41+02:0",
             "-024-05-14T09:12:41Z",
+            // Forms jiff reads and the API server does not.
+            "20240514T091241Z",
+            "2024-05-14T09:12Z",
+            "2024-05-14T09:12:41,5Z",
+            "2024-05-14T09:12:41-04",
+            "2024-05-14T09:12:41Z[UTC]",
+            "+002024-05-14T09:12:41Z",
+            "2024-05-14T23:59:60Z",
+            "2024-05-14T09:12:41+24:00",
+            "2024-05-14T09:12:41+02:00:30",
+            "2024-05-14T09:12:41+02:60",
         ] {
-            assert_eq!(t(bad), None, "{bad}");
+            assert_eq!(instant(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn fraction_past_nanoseconds_is_cut() {
+        assert_eq!(
+            instant("2024-05-14T09:12:41.1234567899Z"),
+            Some((1_715_677_961, 123_456_789))
+        );
+        assert_eq!(
+            instant("2024-05-14T11:12:41.000000001999+02:00"),
+            Some((1_715_677_961, 1))
+        );
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong_and_where() {
+        let err = |s| Timestamp::parse_rfc3339(s).unwrap_err().to_string();
+        assert_eq!(
+            err("yesterday"),
+            "\"yesterday\" is not an RFC 3339 time: expected a digit at byte 0"
+        );
+        assert_eq!(
+            err("2024-05-14T09:12:41+0200"),
+            "\"2024-05-14T09:12:41+0200\" is not an RFC 3339 time: expected 'Z' or an offset \
+             +HH:MM / -HH:MM ending the text at byte 19"
+        );
+        assert!(
+            err("2023-02-29T00:00:00Z").contains("'day'"),
+            "{}",
+            err("2023-02-29T00:00:00Z")
+        );
+        assert!(err("2024-05-14T23:59:60Z").contains("leap second"));
     }
 
     #[test]
