@@ -362,7 +362,7 @@ fn target_pod(pod: Pod, namespace: &str) -> Result<policy::Pod, KubeError> {
         meta.entry("namespace")
             .or_insert_with(|| Value::String(namespace.to_owned()));
     }
-    policy::Pod::from_object(obj).map_err(decode)
+    policy::Pod::from_object(obj).map_err(|e| decode(e.to_string()))
 }
 
 #[cfg(test)]
