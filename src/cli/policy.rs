@@ -20,12 +20,15 @@ pub fn explain(args: &ExplainArgs) -> Result<i32> {
     let pod = c.find_pod(&args.namespace, &args.pod)?;
     let (port, d) = match (args.port, args.service_port) {
         (Some(p), _) => (p, c.effective(pod, p)),
-        (None, Some(sp)) => c.effective_for_service_port(pod, sp).with_context(|| {
-            format!(
-                "no Service in {} selects pod {} with port {sp}",
-                pod.namespace, pod.name
-            )
-        })?,
+        (None, Some(sp)) => {
+            let found = c.effective_for_service_port(pod, sp).with_context(|| {
+                format!(
+                    "no Service in {} selects pod {} with port {sp}",
+                    pod.namespace, pod.name
+                )
+            })?;
+            (found.port, found.decision)
+        }
         // clap requires one of them; said again rather than assumed.
         (None, None) => anyhow::bail!("--port or --service-port is required"),
     };

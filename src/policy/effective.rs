@@ -5,15 +5,18 @@
 use super::cluster::Cluster;
 use super::model::{PeerAuthentication, Pod};
 use super::query::selects;
-use super::types::{Applied, DecidedBy, Decision, Ignored, Level, Mode};
+use super::types::{Applied, DecidedBy, Decision, Ignored, Level, Mode, PortDecision};
 use std::cmp::Ordering;
 
 impl Cluster {
     /// [`Cluster::effective`] for a connection to a Service port: translated to the pod's port
     /// first. `None` when no Service maps that port to the pod.
-    pub fn effective_for_service_port(&self, pod: &Pod, service_port: u16) -> Option<(u16, Decision)> {
+    pub fn effective_for_service_port(&self, pod: &Pod, service_port: u16) -> Option<PortDecision> {
         let port = self.target_port(pod, service_port)?;
-        Some((port, self.effective(pod, port)))
+        Some(PortDecision {
+            port,
+            decision: self.effective(pod, port),
+        })
     }
 
     /// The mode Istio enforces for connections to `pod` on `port` (the pod's own port, see
@@ -440,7 +443,7 @@ mod tests {
             ),
         ]);
         let p = c.pod("bookinfo", "reviews-v1").unwrap();
-        let (port, d) = c.effective_for_service_port(p, 80).unwrap();
+        let PortDecision { port, decision: d } = c.effective_for_service_port(p, 80).unwrap();
         assert_eq!(port, 9080);
         assert_eq!(d.mode, Mode::Permissive);
         assert_eq!(d.decided_by.level, Level::Port);

@@ -529,7 +529,7 @@ mod tests {
         assert_eq!(p.ips.len(), 2);
         // Bare integer YAML keys in portLevelMtls are read as ports.
         assert_eq!(c.policies()[0].port_level.get(&8443), Some(&Mode::Permissive));
-        let (port, d) = c.effective_for_service_port(p, 443).unwrap();
+        let crate::policy::PortDecision { port, decision: d } = c.effective_for_service_port(p, 443).unwrap();
         assert_eq!(
             (port, d.mode, d.decided_by.level),
             (8443, Mode::Permissive, Level::Port)

@@ -65,4 +65,4 @@ pub use load::LoadError;
 pub use model::{Container, ContainerPort, PeerAuthentication, Pod, Service, ServicePort, TargetPort};
 pub use query::LookupError;
 pub use timestamp::{Timestamp, TimestampError};
-pub use types::{Applied, DecidedBy, Decision, Ignored, Level, Mode};
+pub use types::{Applied, DecidedBy, Decision, Ignored, Level, Mode, PortDecision};

@@ -115,6 +115,14 @@ pub struct Applied {
     pub mode: Mode,
 }
 
+/// [`Decision`] for a Service port, with the pod's port it was translated to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortDecision {
+    /// The pod's (container's) port the Service port maps to: the one policies are keyed by.
+    pub port: u16,
+    pub decision: Decision,
+}
+
 /// The effective mode for one pod and port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
