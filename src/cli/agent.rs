@@ -4,8 +4,9 @@
 use super::capture::stream_jsonl;
 use super::flags::AgentArgs;
 use super::run::{report_capture, StopSignals};
-use crate::live::capture::{LiveOptions, PacketSink};
+use crate::live::capture::LiveOptions;
 use crate::live::netns::NetnsTarget;
+use crate::pipeline::runner::PacketSink;
 use crate::pipeline::source::LinkType;
 use crate::report::EXIT_OK;
 use anyhow::Result;

@@ -6,14 +6,17 @@
 use crate::live::capture::LiveOptions;
 use crate::pipeline::engine::Engine;
 use crate::pipeline::record::{CaptureStats, Output, Summary};
-use crate::pipeline::runner::{InputErrors, Live, Ran, RunError};
+use crate::pipeline::runner::{InputErrors, Live, PacketSink, Ran, RunError};
 use crate::report::{EXIT_BAD_INPUT, EXIT_OK};
 use anyhow::{Context, Result};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// The run's result with a closed pipe or a full disk said as the command line says it.
-pub(super) fn checked<O>(ran: Result<Ran<O>, RunError>) -> Result<Ran<O>> {
+pub(super) fn checked<O, E>(ran: Result<Ran<O>, RunError<E>>) -> Result<Ran<O>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     ran.or_else(|e| match e {
         RunError::Output(e) => Err(e).context("writing to standard output"),
         RunError::Capture(e) => Err(e.into()),
@@ -24,13 +27,8 @@ pub(super) fn checked<O>(ran: Result<Ran<O>, RunError>) -> Result<Ran<O>> {
 /// `stop_on_stdin`, a `stop` line or the end of standard input); then close every connection.
 pub(super) fn live<O: Output + Send>(options: &LiveOptions, engine: Engine<O>, stop_on_stdin: bool) -> Result<Ran<O>> {
     let stop = StopSignals::new(stop_on_stdin)?;
-    checked(
-        Live {
-            options,
-            stop: stop.flag(),
-        }
-        .run(engine),
-    )
+    let capture = |sink: &mut dyn PacketSink| crate::live::capture::run(options, stop.flag(), sink);
+    checked(Live { capture }.run(engine))
 }
 
 /// A flag that Ctrl-C and SIGTERM (and, with `stop_on_stdin`, the agent's standard input) set

@@ -8,6 +8,7 @@
 
 use crate::live::netns::{self, NetnsError, NetnsTarget};
 use crate::pipeline::record::CaptureStats;
+pub use crate::pipeline::runner::PacketSink;
 use crate::pipeline::source::LinkType;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::os::fd::AsFd;
@@ -30,13 +31,6 @@ pub struct LiveOptions {
     pub write: Option<PathBuf>,
     /// Kernel buffer in bytes; larger survives bursts without drops.
     pub buffer_size: i32,
-}
-
-/// Where live packets go (the engine), and a regular tick for live views.
-pub trait PacketSink: Send {
-    fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]);
-    /// Called at least every [`POLL_MS`] milliseconds.
-    fn tick(&mut self) {}
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,6 @@
 
 pub use crate::pipeline::input_error::{InputError, InputErrors};
 
-use crate::live::capture::{CaptureError, LiveOptions, PacketSink};
 use crate::pipeline::decode::Skip;
 use crate::pipeline::engine::{Config, Engine, Packets};
 use crate::pipeline::filter::PacketFilter;
@@ -17,7 +16,6 @@ use crate::policy::Cluster;
 
 use std::collections::BTreeSet;
 use std::io;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Capture files (pcap, pcapng, optionally gzip-compressed) and `-` for standard input, read
@@ -30,11 +28,18 @@ pub struct Inputs<'a> {
     pub progress: bool,
 }
 
-/// A capture on an interface (its filter, in `options`, runs in the kernel) until `stop` is
-/// set or the duration or packet count is reached.
-pub struct Live<'a> {
-    pub options: &'a LiveOptions,
-    pub stop: &'a AtomicBool,
+/// Where live packets go (the engine), and a regular tick for live views. A capture calls
+/// [`PacketSink::tick`] at least every few hundred milliseconds, packets or not.
+pub trait PacketSink: Send {
+    fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]);
+    fn tick(&mut self) {}
+}
+
+/// A live capture: `capture` pushes packets into the sink it is given until it is stopped, and
+/// returns what the kernel counted (the live module's `capture::run`, on an interface). The runner
+/// knows nothing of interfaces or namespaces; the caller does.
+pub struct Live<F> {
+    pub capture: F,
 }
 
 /// What a run leaves: the output (with whatever it collected) and the summary, whose `errors`
@@ -47,10 +52,10 @@ pub struct Ran<O> {
 /// What stops a run (a capture error only live). Input errors do not: they are in
 /// [`Ran::summary`].
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub enum RunError<E = std::convert::Infallible> {
     /// The live capture could not start, or broke off.
     #[error(transparent)]
-    Capture(#[from] CaptureError),
+    Capture(E),
     /// The output could not be written (a closed pipe): reading stopped there.
     #[error("writing the output")]
     Output(#[source] io::Error),
@@ -74,22 +79,26 @@ impl Inputs<'_> {
     }
 }
 
-impl Live<'_> {
+impl<F, E> Live<F>
+where
+    F: FnOnce(&mut dyn PacketSink) -> Result<CaptureStats, E>,
+    E: std::error::Error,
+{
     /// Capture into `engine` (on a thread of its own: hence `Send`), then close all
     /// connections.
-    pub fn run<O: Output + Send>(self, mut engine: Engine<O>) -> Result<Ran<O>, RunError> {
-        let stats = crate::live::capture::run(self.options, self.stop, &mut LiveSink { engine: &mut engine })?;
+    pub fn run<O: Output + Send>(self, mut engine: Engine<O>) -> Result<Ran<O>, RunError<E>> {
+        let stats = (self.capture)(&mut LiveSink { engine: &mut engine }).map_err(RunError::Capture)?;
         engine.finish();
         ran(engine, InputErrors::default(), Some(stats))
     }
 }
 
 /// The end of a run: the output's first write error, or the output with the summary.
-fn ran<O: Output>(
+fn ran<O: Output, E>(
     mut engine: Engine<O>,
     errors: InputErrors,
     capture: Option<CaptureStats>,
-) -> Result<Ran<O>, RunError> {
+) -> Result<Ran<O>, RunError<E>> {
     if let Some(e) = engine.out_error.take() {
         return Err(RunError::Output(e));
     }
