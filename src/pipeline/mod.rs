@@ -6,8 +6,9 @@
 //! `plaintext` / `tls` / `mtls` with the evidence, and [`enrich`] joins what the cluster knows.
 //! [`record`] is what comes out: one [`record::FlowReport`] per connection and a
 //! [`record::Summary`], handed to an [`record::Output`]. [`engine`] drives one packet through
-//! the stages; [`runner`] reads every input into an engine. A stage never reaches back into an
-//! earlier one.
+//! the stages; [`runner`] reads every input into an engine, and [`input_error`] says which input
+//! could not be read completely, where. [`side`] names the two ends of a connection for every
+//! stage. A stage never reaches back into an earlier one.
 
 pub mod decode;
 pub mod engine;
