@@ -148,6 +148,55 @@ fn rules_file_scopes_and_client_identity() {
     );
 }
 
+/// SNI globs with alternatives (Istio's SNI is `outbound_.PORT_._.HOST`), and an IPv6 network of IPv4-mapped addresses that holds the
+/// capture's IPv4 clients.
+#[test]
+fn rules_file_sni_alternatives_and_mapped_networks() {
+    let rules = tmp("sni.yaml");
+    std::fs::write(
+        &rules,
+        r#"rules:
+  - name: reviews and ratings are mutual TLS
+    match: { sni: "outbound_.*_._.{reviews,ratings}.bookinfo.svc.cluster.local", client_cidrs: ["::ffff:10.99.0.0/120"] }
+    require: mtls
+  - name: nobody asks for details
+    match: { sni: "details.*" }
+    require: mtls
+"#,
+    )
+    .unwrap();
+    let o = check(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--allow-empty",
+        &capture("istio-like-tls12-mtls-spiffe.pcap"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let s = out(&o);
+    assert!(
+        s.contains("rule 'reviews and ratings are mutual TLS' (require mtls): 1 matched, 1 passed, 0 failed"),
+        "{s}"
+    );
+    assert!(
+        s.contains("rule 'nobody asks for details' (require mtls): 0 matched"),
+        "{s}"
+    );
+}
+
+#[test]
+fn invalid_glob_is_exit_2_naming_rule_and_key() {
+    let rules = tmp("bad-glob.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - name: x\n    require: mtls\n    client_identity: \"spiffe://cluster.local/ns/[bookinfo\"\n",
+    )
+    .unwrap();
+    let o = check(&["--rules", rules.to_str().unwrap(), &capture("plaintext-http.pcap")]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("bad-glob.yaml: rule 'x': client_identity: "), "{e}");
+}
+
 #[test]
 fn invalid_rules_file_is_exit_2_with_line_and_column() {
     let rules = tmp("bad.yaml");
@@ -191,7 +240,12 @@ fn json_and_junit_reports() {
     assert!(xml.starts_with("<?xml"));
     assert_eq!(xml.matches("<testcase ").count(), 3);
     assert_eq!(xml.matches("<failure ").count(), 1);
-    assert!(xml.contains("tests=\"3\" failures=\"1\""));
+    // quick-junit writes every count, zero or not: `skipped` and `errors` too.
+    assert!(
+        xml.contains("<testsuites name=\"mtlscope\" tests=\"3\" skipped=\"0\" failures=\"1\" errors=\"0\">"),
+        "{xml}"
+    );
+    assert!(xml.contains("<failure message=\"plaintext: requires tls\">"), "{xml}");
     assert_eq!(xml.matches("<testsuite ").count(), xml.matches("</testsuite>").count());
 }
 

@@ -1,6 +1,7 @@
 //! The `check --rules` file parser (YAML or JSON). Layout: the whole input is the file's text
 //! (invalid UTF-8 is replaced, as a file read would reject it before the parser sees it). A
-//! parsed rule set is then evaluated against no connections, which walks every selector.
+//! parsed rule set is then evaluated against no connections, which compiles every network and
+//! glob again, and rendered every way `check` renders it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mtlscope::check::{evaluate, parse_rules, CheckOptions, EvidenceLevel};
@@ -19,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
             let report = evaluate(&rules, &[], &opts);
             let _ = report.text(true);
             let _ = report.junit(true);
+            let _ = report.github(false);
         }
         Err(e) => {
             // Every error names the file it is about.

@@ -324,7 +324,7 @@ mod tests {
             write: None,
         };
         let mut r = Results::new(SniffFormat::Json, std::slice::from_ref(&capture));
-        let report = crate::report::tests::sample_report(7);
+        let report = crate::report::json::tests::sample_report(7);
         r.flow(0, report.clone(), None).unwrap();
         assert_eq!(r.counts.line(), "1 connection: 1 no-data");
         let (kept, i) = &r.flows[0];
