@@ -2,7 +2,7 @@
 # generate.sh - regenerate mtlscope's committed test captures and their expected results.
 #
 #   sudo captures/generate.sh             # all scenarios
-#   sudo captures/generate.sh NAME        # one scenario (NAME = capture basename, no extension)
+#   sudo captures/generate.sh NAME...     # some scenarios (NAME = capture basename, no extension)
 #   captures/generate.sh list             # list scenario names
 #
 # All traffic runs between two network namespaces created here (mtls-gen-cli 10.99.0.1 <-> veth
@@ -271,25 +271,33 @@ server_saw_client_cert() { # yes|no
 # ----------------------------------------------------------------------------------------------
 # expected results
 # ----------------------------------------------------------------------------------------------
-CUR_NAME="" CUR_EXT="" CUR_FILE="" EXP_FILE=""
+CUR_NAME="" CUR_EXT="" CUR_FILE="" EXP_FILE="" CFG_FILE=""
 begin() { # name ext : start a scenario and its capture (unless CAPTURE=no)
     CUR_NAME=$1 CUR_EXT=$2
     CUR_FILE=$WORK/$CUR_NAME.$CUR_EXT
     EXP_FILE=$WORK/$CUR_NAME.conns
+    CFG_FILE=$WORK/$CUR_NAME.configured
     : >"$EXP_FILE"
+    : >"$CFG_FILE"
     log "scenario $CUR_NAME"
     [ "${3:-}" = nocapture ] || cap_start "$CUR_FILE"
 }
 # expect key=value ...   (one connection, in order of first packet)
 #   port= verdict= conf= ver= sni= alpn= resumed= req= hs= cid= sid= proto= [client=]
+#   They state what the wire shows; what the peers did but the wire hides goes into `configured`.
 #   "null" means JSON null; resumed/req take true|false|null
 expect() { printf '%s\x1f' "$@" >>"$EXP_FILE"; printf '\n' >>"$EXP_FILE"; }
+# configured key=value ...   (optional, one per connection in the same order as expect; written
+#   as the top-level "configured" list: what the peers were set up to do and reported, including
+#   what the wire cannot show, so that the connection entries can state only what it does)
+#   cstack= sstack= ver= suite= req= sent= hs= [padding= answer= captured= snaplen= chlen= sni=]
+configured() { printf '%s\x1f' "$@" >>"$CFG_FILE"; printf '\n' >>"$CFG_FILE"; }
 finish() { # description : stop capture, write capture + expected file into OUT_DIR
     local desc=$1
     [ -z "$TCPDUMP_PID" ] || cap_stop
-    python3 - "$EXP_FILE" "$CUR_NAME.$CUR_EXT" "$desc" "$CLI_IP" "$SRV_IP" >"$WORK/$CUR_NAME.expected.json" <<'PY'
+    python3 - "$EXP_FILE" "$CUR_NAME.$CUR_EXT" "$desc" "$CLI_IP" "$SRV_IP" "$CFG_FILE" >"$WORK/$CUR_NAME.expected.json" <<'PY'
 import json, sys
-conns_file, capture, desc, cli_ip, srv_ip = sys.argv[1:]
+conns_file, capture, desc, cli_ip, srv_ip, cfg_file = sys.argv[1:]
 keys = ["port", "verdict", "conf", "ver", "sni", "alpn", "resumed", "req", "hs", "cid", "sid", "proto", "client"]
 conns = []
 for line in open(conns_file):
@@ -321,7 +329,7 @@ for line in open(conns_file):
     conf = s("conf")
     assert conf in ("certain", "inferred", "uncertain"), conf
     hs = s("hs")
-    assert hs in ("complete", "failed", "not-seen", "none"), hs
+    assert hs in ("complete", "failed", "incomplete", "not-seen", "none"), hs
     conns.append({
         "client": s("client", cli_ip),
         "server": f"{srv_ip}:{s('port')}",
@@ -337,7 +345,41 @@ for line in open(conns_file):
         "server_identity": s("sid", "null"),
         "plaintext_protocol": s("proto", "null"),
     })
-json.dump({"capture": capture, "description": desc, "connections": conns}, sys.stdout, indent=2)
+out = {"capture": capture, "description": desc, "connections": conns}
+cfg_keys = {"cstack": "client_stack", "sstack": "server_stack", "ver": "tls_version", "suite": "cipher_suite",
+            "req": "client_cert_requested", "sent": "client_cert_sent", "hs": "handshake",
+            "padding": "record_padding", "answer": "server_answer", "captured": "captured",
+            "snaplen": "snaplen", "chlen": "client_hello_length", "sni": "sni"}
+configured = []
+for line in open(cfg_file):
+    line = line.rstrip("\n")
+    if not line:
+        continue
+    c = {}
+    for item in line.split("\x1f"):
+        if not item:
+            continue
+        k, _, v = item.partition("=")
+        if k not in cfg_keys:
+            sys.exit(f"{capture}: unknown configured key {k!r}")
+        if k in ("req", "sent"):
+            assert v in ("true", "false"), (k, v)
+            v = v == "true"
+        elif k in ("padding", "snaplen", "chlen"):
+            v = int(v)
+        elif v == "null":
+            v = None
+        c[cfg_keys[k]] = v
+    for k in ("cstack", "sstack", "ver", "req", "sent", "hs"):
+        if cfg_keys[k] not in c:
+            sys.exit(f"{capture}: configured without {k}")
+    assert c["handshake"] in ("complete", "failed"), c["handshake"]
+    configured.append(c)
+if configured:
+    if len(configured) != len(conns):
+        sys.exit(f"{capture}: {len(configured)} configured entries for {len(conns)} connections")
+    out["configured"] = configured
+json.dump(out, sys.stdout, indent=2)
 print()
 PY
     mv -f "$CUR_FILE" "$OUT_DIR/$CUR_NAME.$CUR_EXT"
@@ -1163,15 +1205,255 @@ sc_node_wireguard() {
 }
 
 # ==============================================================================================
+# other TLS stacks (issue 19): BoringSSL, rustls, Go, Java JSSE, Python ssl; peers in captures/peers/
+# ==============================================================================================
+# Each peer program is built once into PEERS_TARGET (outside the repository: build output is never
+# committed), and again only when one of its sources is newer than the binary. Each server accepts
+# one connection, reads "GET / HTTP/1.0", answers "HTTP/1.0 200 ok" and closes; each side prints
+# "handshake ok version=... suite=... client_cert=..." (server) / "server_cert=..." (client).
+PEERS_SRC=$HERE/peers
+PEERS_TARGET=${PEERS_TARGET:-$(cd "$HERE/../.." && pwd)/peers-target}
+BORING_PEER="" RUSTLS_PEER="" GO_PEER="" JAVA_CP="" JAVA_KEYSTORES=""
+
+stale() { # binary sources... : true when the binary is missing or older than one of the sources
+    local bin=$1; shift
+    [ -e "$bin" ] || return 0
+    [ -n "$(find "$@" -newer "$bin" -print -quit)" ]
+}
+lock_version() { # crate : its version in the peers' Cargo.lock
+    awk -v n="\"$1\"" '$1 == "name" && $3 == n { getline; gsub(/"/, "", $3); print $3; exit }' "$PEERS_SRC/rust/Cargo.lock"
+}
+build_rust_peers() {
+    [ -z "$BORING_PEER" ] || return 0
+    local out=$PEERS_TARGET/release src=$PEERS_SRC/rust
+    if stale "$out/boring-peer" "$src/Cargo.toml" "$src/Cargo.lock" "$src/src" ||
+        stale "$out/rustls-peer" "$src/Cargo.toml" "$src/Cargo.lock" "$src/src"; then
+        need cargo; need cmake; need clang
+        log "building captures/peers/rust into $PEERS_TARGET (the first build compiles BoringSSL: minutes)"
+        CARGO_TARGET_DIR=$PEERS_TARGET nice cargo build --release --locked -j 2 \
+            --manifest-path "$src/Cargo.toml" >&2 || die "could not build captures/peers/rust"
+    fi
+    BORING_PEER=$out/boring-peer RUSTLS_PEER=$out/rustls-peer
+}
+build_go_peer() {
+    [ -z "$GO_PEER" ] || return 0
+    GO_PEER=$PEERS_TARGET/go-peer
+    if stale "$GO_PEER" "$PEERS_SRC/go"; then
+        need go
+        log "building captures/peers/go (standard library only, no module download)"
+        mkdir -p "$PEERS_TARGET"
+        (cd "$PEERS_SRC/go" && GOFLAGS=-mod=mod GOPROXY=off GOCACHE=$PEERS_TARGET/go-cache \
+            GOPATH=$PEERS_TARGET/gopath nice go build -o "$GO_PEER" .) >&2 || die "could not build captures/peers/go"
+    fi
+}
+build_java_peer() {
+    [ -z "$JAVA_CP" ] || return 0
+    JAVA_CP=$PEERS_TARGET/java
+    if stale "$JAVA_CP/JssePeer.class" "$PEERS_SRC/java"; then
+        need javac; need java
+        log "compiling captures/peers/java"
+        mkdir -p "$JAVA_CP"
+        nice javac -d "$JAVA_CP" "$PEERS_SRC/java/JssePeer.java" >&2 || die "could not compile captures/peers/java"
+    fi
+}
+# Java's keys are made by keytool (PKCS12 stores, password changeit) and signed by the test CA:
+# java-server CN=server.test DNS:server.test, java-client CN=client.test (no SAN), RSA 2048.
+java_keystores() {
+    [ -z "$JAVA_KEYSTORES" ] || return 0
+    need keytool
+    local n cn ext
+    for n in server client; do
+        if [ $n = server ]; then cn=server.test ext=$C/server-rsa.ext; else cn=client.test ext=$C/client-rsa.ext; fi
+        keytool -genkeypair -alias $n -keyalg RSA -keysize 2048 -dname "CN=$cn" -validity 3650 \
+            -keystore "$C/java-$n.p12" -storetype PKCS12 -storepass changeit 2>/dev/null
+        keytool -certreq -alias $n -keystore "$C/java-$n.p12" -storepass changeit -file "$C/java-$n.csr" 2>/dev/null
+        openssl x509 -req -in "$C/java-$n.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial -days 3650 \
+            -sha256 -extfile "$ext" -out "$C/java-$n.pem" 2>/dev/null
+        # the CA first, so that keytool can build the chain (leaf, CA) for the signed reply
+        keytool -importcert -noprompt -alias ca -file "$C/ca.pem" -keystore "$C/java-$n.p12" -storepass changeit >/dev/null 2>&1
+        keytool -importcert -alias $n -file "$C/java-$n.pem" -keystore "$C/java-$n.p12" -storepass changeit >/dev/null 2>&1
+        openssl verify -CAfile "$C/ca.pem" "$C/java-$n.pem" >/dev/null
+    done
+    keytool -importcert -noprompt -alias ca -file "$C/ca.pem" -keystore "$C/java-trust.p12" -storetype PKCS12 \
+        -storepass changeit >/dev/null 2>&1
+    JAVA_KEYSTORES=1
+}
+
+OSSL_LABEL() { echo "OpenSSL $(openssl version | awk '{print $2}')"; }
+stack_label() { # stack : the name, version and library written into "configured"
+    case $1 in
+        boringssl) echo "BoringSSL (Rust boring $(lock_version boring))" ;;
+        rustls) echo "rustls $(lock_version rustls) (ring $(lock_version ring))" ;;
+        go) echo "Go $(go version | awk '{print $3}' | sed 's/^go//') crypto/tls" ;;
+        java) echo "Java $(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}') JSSE" ;;
+        python) echo "Python $(python3 -c 'import platform; print(platform.python_version())') ssl ($(python3 -c 'import ssl; print(" ".join(ssl.OPENSSL_VERSION.split()[:2]))'))" ;;
+        openssl) OSSL_LABEL ;;
+    esac
+}
+iana_suite() { # suite name as a stack prints it -> IANA name
+    case $1 in
+        TLS13_*) echo "TLS_${1#TLS13_}" ;;
+        TLS_*) echo "$1" ;;
+        *) local n
+           n=$(openssl ciphers -stdname ALL 2>/dev/null | awk -v o="$1" '$3 == o { print $1; exit }')
+           [ -n "$n" ] || die "unknown cipher suite name '$1'"
+           echo "$n" ;;
+    esac
+}
+ossl_suite() { # the suite the last s_client negotiated (IANA name)
+    local n
+    n=$(sed -n 's/^\(New\|Reused\), TLSv1\.[0-3], Cipher is \(.*\)$/\2/p' "$CLIENT_LOG" | head -1)
+    [ -n "$n" ] || { cat "$CLIENT_LOG" >&2; die "no cipher in the s_client output"; }
+    iana_suite "$n"
+}
+
+# peer_run stack port ver(1.2|1.3) mode(mtls|none|empty) [client args...]
+#   mtls: server requires a certificate, client presents one; none: no CertificateRequest;
+#   empty: server requests one (optional), client has none and answers with an empty Certificate.
+#   Certificates: BoringSSL and rustls ECDSA P-256 (server-ec, client-ec: as meshes issue them),
+#   Go and Python RSA (server-rsa, client-rsa), Java its keytool RSA keys.
+PEER_SUITE=""
+peer_prepare() { # stack : build its peer and make its keys (before the capture starts)
+    case $1 in
+        boringssl|rustls) build_rust_peers ;;
+        go) build_go_peer ;;
+        java) build_java_peer; java_keystores ;;
+    esac
+}
+peer_run() {
+    local stack=$1 port=$2 ver=$3 mode=$4; shift 4
+    local auth=none scert=server-rsa ccert=none
+    case $mode in mtls) auth=require ;; empty) auth=request ;; none) ;; *) die "mode $mode" ;; esac
+    case $stack in boringssl|rustls) scert=server-ec; [ "$mode" = mtls ] && ccert=client-ec ;;
+                   *) [ "$mode" = mtls ] && ccert=client-rsa ;; esac
+    peer_prepare "$stack"
+    local -a srv cli
+    case $stack in
+        boringssl|rustls)
+            local bin=$BORING_PEER; [ "$stack" = rustls ] && bin=$RUSTLS_PEER
+            srv=("$bin" server --listen "$SRV_IP:$port" --tls "$ver" --cert "$C/$scert.pem" --key "$C/$scert.key"
+                --ca "$C/ca.pem" --client-auth "$auth")
+            cli=("$bin" client --connect "$SRV_IP:$port" --tls "$ver" --sni server.test --ca "$C/ca.pem")
+            [ "$ccert" = none ] || cli+=(--cert "$C/$ccert.pem" --key "$C/$ccert.key") ;;
+        go)
+            srv=("$GO_PEER" server -listen "$SRV_IP:$port" -tls "$ver" -cert "$C/$scert.pem" -key "$C/$scert.key"
+                -ca "$C/ca.pem" -client-auth "$auth")
+            cli=("$GO_PEER" client -connect "$SRV_IP:$port" -tls "$ver" -sni server.test -ca "$C/ca.pem")
+            [ "$ccert" = none ] || cli+=(-cert "$C/$ccert.pem" -key "$C/$ccert.key") ;;
+        java)
+            local cks=-; [ "$ccert" = none ] || cks=$C/java-client.p12
+            srv=(java -cp "$JAVA_CP" JssePeer server "$SRV_IP" "$port" "$ver" "$C/java-server.p12" "$C/java-trust.p12" "$auth")
+            cli=(java -cp "$JAVA_CP" JssePeer client "$SRV_IP" "$port" "$ver" "$cks" "$C/java-trust.p12" server.test) ;;
+        python)
+            local ck=- kk=-; [ "$ccert" = none ] || { ck=$C/$ccert.pem kk=$C/$ccert.key; }
+            srv=(python3 "$PEERS_SRC/python/tls_peer.py" server "$SRV_IP" "$port" "$ver" "$C/$scert.pem" "$C/$scert.key"
+                "$C/ca.pem" "$auth")
+            cli=(python3 "$PEERS_SRC/python/tls_peer.py" client "$SRV_IP" "$port" "$ver" "$ck" "$kk" "$C/ca.pem" server.test) ;;
+        *) die "unknown stack $stack" ;;
+    esac
+    cli+=("$@")
+    srv_bg "peer.$port" timeout 30 "${srv[@]}"
+    local spid=$SRV_PID
+    wait_listen "$port"
+    local clog=$WORK/peer-client.$port slog=$WORK/peer.$port.out
+    in_cli "${cli[@]}" >"$clog" 2>&1 || true
+    wait_exit "$spid" 10
+    local bad=""
+    grep -q "^handshake ok version=TLSv$ver " "$clog" || bad="client handshake"
+    grep -q "^HTTP/1.0 200 ok" "$clog" || bad="client got no HTTP 200"
+    grep -q "^handshake ok version=TLSv$ver " "$slog" || bad="server handshake"
+    if [ "$mode" = mtls ]; then grep -q "client_cert=none" "$slog" && bad="server saw no client certificate"
+    else grep -q "client_cert=none" "$slog" || bad="server saw a client certificate"; fi
+    local cs ss
+    cs=$(sed -n 's/^handshake ok .* suite=\([^ ]*\) .*/\1/p' "$clog")
+    ss=$(sed -n 's/^handshake ok .* suite=\([^ ]*\) .*/\1/p' "$slog")
+    [ -n "$cs" ] && [ "$(iana_suite "$cs")" = "$(iana_suite "$ss")" ] || bad="client and server report different suites ($cs / $ss)"
+    if [ -n "$bad" ]; then
+        { echo "--- client"; cat "$clog"; echo "--- server"; cat "$slog" "$WORK/peer.$port.err"; } >&2
+        die "$stack $ver $mode: $bad"
+    fi
+    PEER_SUITE=$(iana_suite "$cs")
+    log "  $stack TLS $ver $mode: $PEER_SUITE"
+}
+
+# stack_case name stack port ver mode [client args...] : one scenario, one connection, the stack on both ends
+stack_case() {
+    local name=$1; shift
+    scenario "$name"
+    eval "sc_${name//-/_}() { peer_scenario $name $(printf '%q ' "$@"); }"
+}
+peer_scenario() {
+    local name=$1 stack=$2 port=$3 ver=$4 mode=$5; shift 5
+    peer_prepare "$stack"
+    begin "$name" pcap
+    peer_run "$stack" "$port" "$ver" "$mode" "$@"
+    local label keys sid="" cid=""
+    label=$(stack_label "$stack")
+    case $stack in
+        boringssl|rustls) keys="ECDSA P-256 server certificate"; [ "$mode" = mtls ] && keys="ECDSA P-256 server and client certificates" ;;
+        java) keys="RSA server certificate (keytool)"; [ "$mode" = mtls ] && keys="RSA server and client certificates (keytool)" ;;
+        *) keys="RSA server certificate"; [ "$mode" = mtls ] && keys="RSA server and client certificates" ;;
+    esac
+    local what req sent
+    case $mode in
+        mtls) what="server requires a client certificate, client presents it" req=true sent=true ;;
+        none) what="no client certificate requested" req=false sent=false ;;
+        empty) what="server requests a client certificate (optional), client has none: empty Certificate" req=true sent=false ;;
+    esac
+    local extra=""; [ $# -gt 0 ] && extra=" (client: $*)"
+    if [ "$ver" = 1.3 ]; then
+        if [ "$mode" = mtls ]; then
+            expect port="$port" verdict=mtls conf=inferred "ver=TLS 1.3" sni=server.test req=true hs=complete
+        else
+            expect port="$port" verdict=tls conf=inferred "ver=TLS 1.3" sni=server.test req=$req hs=complete
+        fi
+    else
+        [ "$mode" = mtls ] || die "TLS 1.2 stack cases are mTLS only"
+        sid=server.test cid=client.test
+        expect port="$port" verdict=mtls conf=certain "ver=TLS 1.2" sni=server.test req=true hs=complete cid=$cid sid=$sid
+    fi
+    configured "cstack=$label" "sstack=$label" "ver=TLS $ver" "suite=$PEER_SUITE" req=$req sent=$sent hs=complete
+    finish "$label client -> server, TLS $ver $PEER_SUITE, $keys, $what$extra"
+}
+
+# name                                   stack     port ver mode
+stack_case boringssl-tls13-mtls-ecdsa      boringssl 4450 1.3 mtls
+stack_case boringssl-tls13-server-only     boringssl 4451 1.3 none
+stack_case boringssl-tls13-empty-client-cert boringssl 4452 1.3 empty
+stack_case boringssl-tls12-mtls-ecdsa      boringssl 4453 1.2 mtls
+stack_case rustls-tls13-mtls-ecdsa         rustls    4454 1.3 mtls
+stack_case rustls-tls13-server-only        rustls    4455 1.3 none
+stack_case rustls-tls13-empty-client-cert  rustls    4456 1.3 empty
+stack_case rustls-tls12-mtls-ecdsa         rustls    4457 1.2 mtls
+# rustls lets a client choose its suites: the ChaCha20 case (BoringSSL and Go pick AES-GCM on AES hardware)
+stack_case rustls-tls13-chacha20-mtls-ecdsa rustls   4458 1.3 mtls --suites TLS13_CHACHA20_POLY1305_SHA256
+stack_case go-tls13-mtls-rsa               go        4459 1.3 mtls
+stack_case go-tls13-server-only            go        4460 1.3 none
+stack_case go-tls13-empty-client-cert      go        4461 1.3 empty
+stack_case go-tls12-mtls-rsa               go        4462 1.2 mtls
+stack_case java-tls13-mtls-rsa             java      4463 1.3 mtls
+stack_case java-tls13-server-only          java      4464 1.3 none
+stack_case java-tls13-empty-client-cert    java      4465 1.3 empty
+stack_case java-tls12-mtls-rsa             java      4466 1.2 mtls
+stack_case python-tls13-mtls-rsa           python    4467 1.3 mtls
+stack_case python-tls13-server-only        python    4468 1.3 none
+stack_case python-tls13-empty-client-cert  python    4469 1.3 empty
+stack_case python-tls12-mtls-rsa           python    4470 1.2 mtls
+
+# ==============================================================================================
 main() {
     if [ "${1:-}" = list ]; then printf '%s\n' "${SCENARIOS[@]}"; exit 0; fi
     if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then sed -n '2,9p' "$0"; exit 0; fi
     local -a todo=("${SCENARIOS[@]}")
     if [ $# -gt 0 ]; then
-        local want s found=""; want=${1%.pcap}; want=${want%.pcapng}; want=${want##*/}
-        for s in "${SCENARIOS[@]}"; do [ "$s" = "$want" ] && found=1; done
-        [ -n "$found" ] || die "unknown scenario '$1' (try: $0 list)"
-        todo=("$want")
+        todo=()
+        local arg want s found
+        for arg in "$@"; do
+            found=""; want=${arg%.pcap}; want=${want%.pcapng}; want=${want##*/}
+            for s in "${SCENARIOS[@]}"; do [ "$s" = "$want" ] && found=1; done
+            [ -n "$found" ] || die "unknown scenario '$arg' (try: $0 list)"
+            todo+=("$want")
+        done
     fi
     check_tools
     WORK=$(mktemp -d /tmp/mtls-gen.XXXXXX)
