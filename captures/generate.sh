@@ -1440,6 +1440,181 @@ stack_case python-tls13-server-only        python    4468 1.3 none
 stack_case python-tls13-empty-client-cert  python    4469 1.3 empty
 stack_case python-tls12-mtls-rsa           python    4470 1.2 mtls
 
+# ---- TLS 1.3 record padding (RFC 8446 5.4): OpenSSL pads every record to a multiple of 512 ----
+ossl_padded() { # port mode(mtls|none)
+    local port=$1 mode=$2
+    local -a sreq=() ccert=()
+    [ "$mode" = mtls ] && { sreq=("${REQUIRE_CERT[@]}"); ccert=("${CLI_RSA[@]}"); }
+    s_server_start "$port" 1 -tls1_3 "${SRV_RSA[@]}" "${sreq[@]}" -record_padding 512
+    s_client_get "$port" -tls1_3 "${ccert[@]}" "${SNI[@]}" -record_padding 512
+    s_server_wait; client_ok
+    if [ "$mode" = mtls ]; then server_saw_client_cert yes; else server_saw_client_cert no; fi
+}
+
+scenario openssl-tls13-padding512-mtls
+sc_openssl_tls13_padding512_mtls() {
+    begin openssl-tls13-padding512-mtls pcap
+    ossl_padded 4471 mtls
+    # Padded, a Finished is as long as a Certificate: never mtls on length alone (DESIGN.md).
+    expect port=4471 verdict=tls conf=uncertain "ver=TLS 1.3" sni=server.test req=true hs=complete
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=$(OSSL_LABEL) s_server" "ver=TLS 1.3" "suite=$(ossl_suite)" \
+        req=true sent=true hs=complete padding=512
+    finish "OpenSSL s_client -> s_server -Verify 1, TLS 1.3, -record_padding 512 on both sides, client presents RSA cert: every encrypted record padded to a multiple of 512 bytes"
+}
+
+scenario openssl-tls13-padding512-server-only
+sc_openssl_tls13_padding512_server_only() {
+    begin openssl-tls13-padding512-server-only pcap
+    ossl_padded 4472 none
+    expect port=4472 verdict=tls conf=uncertain "ver=TLS 1.3" sni=server.test req=false hs=complete
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=$(OSSL_LABEL) s_server" "ver=TLS 1.3" "suite=$(ossl_suite)" \
+        req=false sent=false hs=complete padding=512
+    finish "OpenSSL s_client -> s_server, TLS 1.3, -record_padding 512 on both sides, no client certificate requested: the client's Finished padded to 512 bytes"
+}
+
+# ---- a TLS ClientHello answered by a server that does not speak TLS ----
+hello_to_plain_client() { # port : s_client (TLS 1.2-1.3, SNI server.test) must fail on the answer
+    local port=$1
+    CLIENT_LOG=$WORK/s_client.$port.$RANDOM
+    printf 'GET / HTTP/1.0\r\n\r\n' | in_cli openssl s_client -connect "$SRV_IP:$port" "${SNI[@]}" \
+        -CAfile "$C/ca.pem" >"$CLIENT_LOG" 2>&1 && { cat "$CLIENT_LOG" >&2; die "s_client succeeded against a non-TLS server"; }
+    grep -q "wrong version number\|packet length too long\|record layer failure" "$CLIENT_LOG" ||
+        { cat "$CLIENT_LOG" >&2; die "s_client did not fail on a non-TLS answer"; }
+}
+
+scenario openssl-client-hello-answered-by-http
+sc_openssl_client_hello_answered_by_http() {
+    local d=$WORK/nginx-plain port=8081
+    mkdir -p "$d"
+    cat >"$d/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+events { worker_connections 64; }
+http {
+    access_log $d/access.log;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    server {
+        listen $SRV_IP:$port;
+        location / { return 200 "hello\n"; }
+    }
+}
+EOF
+    begin openssl-client-hello-answered-by-http pcap
+    srv_bg nginx-plain nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log"
+    local npid=$SRV_PID
+    wait_listen "$port"
+    hello_to_plain_client "$port"
+    sleep 0.3
+    kill -QUIT "$npid" 2>/dev/null || true
+    wait_exit "$npid" 5
+    grep -q '" 400 ' "$d/access.log" || { cat "$d/access.log" >&2; die "nginx did not answer the ClientHello with 400"; }
+    # Not encrypted: the server answered in plaintext HTTP, the handshake failed (DESIGN.md).
+    expect port=$port verdict=plaintext conf=certain sni=server.test req=null hs=failed proto=http
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=nginx $(nginx -v 2>&1 | sed 's|.*nginx/||') (plain HTTP)" ver=null \
+        req=false sent=false hs=failed "answer=HTTP/1.1 400 Bad Request"
+    finish "OpenSSL s_client (TLS 1.2-1.3, SNI server.test) -> nginx plain HTTP on port 8081: the ClientHello is answered with HTTP/1.1 400 Bad Request; s_client fails (wrong version number)"
+}
+
+SSH_BANNER='SSH-2.0-OpenSSH_9.2p1\r\n'
+scenario openssl-client-hello-answered-by-ssh
+sc_openssl_client_hello_answered_by_ssh() {
+    local port=2222
+    begin openssl-client-hello-answered-by-ssh pcap
+    srv_bg banner python3 "$PEERS_SRC/python/answer_server.py" "$SRV_IP" "$port" "$SSH_BANNER"
+    local bpid=$SRV_PID
+    wait_listen "$port"
+    hello_to_plain_client "$port"
+    wait_exit "$bpid" 8
+    grep -q "^received 160301\|^received 160303" "$WORK/banner.out" ||
+        { cat "$WORK/banner.out" "$WORK/banner.err" >&2; die "the banner server did not receive a ClientHello"; }
+    expect port=$port verdict=plaintext conf=certain sni=server.test req=null hs=failed proto=ssh
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=Python answer_server.py (SSH banner)" ver=null \
+        req=false sent=false hs=failed "answer=SSH-2.0-OpenSSH_9.2p1"
+    finish "OpenSSL s_client (TLS 1.2-1.3, SNI server.test) -> a server on port 2222 that answers the ClientHello with the SSH banner 'SSH-2.0-OpenSSH_9.2p1\\r\\n'; s_client fails"
+}
+
+# ---- only one direction captured (asymmetric routing, a span port) ----
+scenario openssl-tls12-mtls-rsa-client-to-server-only
+sc_openssl_tls12_mtls_rsa_client_to_server_only() {
+    begin openssl-tls12-mtls-rsa-client-to-server-only pcap nocapture
+    local raw=$WORK/raw-4473.pcap
+    cap_start "$raw"
+    ossl_single 4473 1.2 rsa mtls-rsa "${SNI[@]}"
+    cap_stop
+    local suite; suite=$(ossl_suite)
+    tcpdump -r "$raw" -w "$CUR_FILE" "src host $CLI_IP" 2>/dev/null
+    [ "$(tcpdump -r "$CUR_FILE" -n "src host $SRV_IP" 2>/dev/null | wc -l)" = 0 ] || die "server packets left in the one-way capture"
+    # The client's Certificate is in clear: mtls, certain, without the ServerHello (DESIGN.md).
+    # client_cert_requested: a TLS 1.2 client sends a Certificate only when asked. Not in this
+    # direction: the server's identity and its Finished, so the handshake is incomplete on the wire
+    # (configured: complete).
+    expect port=4473 verdict=mtls conf=certain "ver=TLS 1.2" sni=server.test req=true hs=incomplete cid=$CID_RSA
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=$(OSSL_LABEL) s_server" "ver=TLS 1.2" "suite=$suite" \
+        req=true sent=true hs=complete captured=client-to-server
+    finish "OpenSSL s_client -> s_server -verify 1, TLS 1.2 mTLS (RSA client cert), only the client's packets kept (tcpdump -r ... 'src host 10.99.0.1'): ClientHello, Certificate, ClientKeyExchange, CertificateVerify, ChangeCipherSpec, Finished, application data; no ServerHello"
+}
+
+# ---- a ClientHello longer than mtlscope's 256 KiB handshake cap ----
+scenario python-tls12-client-hello-300k
+sc_python_tls12_client_hello_300k() {
+    local port=4474 size=307200
+    begin python-tls12-client-hello-300k pcap
+    # s_server reads the first record, sees a message over its 131396-byte ClientHello limit and
+    # closes. For the whole message to be on the wire, s_server is stopped until the server's
+    # kernel has acknowledged every byte (a 4 MiB receive buffer in the server namespace only).
+    local rmem; rmem=$(ip netns exec "$SRV_NS" sysctl -n net.ipv4.tcp_rmem)
+    ip netns exec "$SRV_NS" sysctl -qw net.ipv4.tcp_rmem="4096 4194304 6291456"
+    srv_bg s_server.$port openssl s_server -4 -accept "$port" -naccept 1 -www "${SRV_RSA[@]}"
+    local spid=$SRV_PID
+    S_SERVER_LOG=$WORK/s_server.$port
+    wait_listen "$port"
+    kill -STOP "$spid"
+    local out=$WORK/huge.out i
+    in_cli python3 "$PEERS_SRC/python/huge_client_hello.py" "$SRV_IP" "$port" "$size" >"$out" 2>&1 &
+    local cpid=$!; BG_PIDS+=("$cpid")
+    for i in $(seq 100); do grep -q "^sent " "$out" && break; sleep 0.1; done
+    kill -CONT "$spid"
+    wait "$cpid" || true
+    wait_exit "$spid" 5
+    ip netns exec "$SRV_NS" sysctl -qw net.ipv4.tcp_rmem="$rmem"
+    grep -q "^sent [0-9]* unacked 0$" "$out" || { cat "$out" >&2; die "the ClientHello was not all acknowledged"; }
+    grep -q "^answer 15" "$out" || { cat "$out" >&2; die "s_server did not answer with an alert"; }
+    grep -qi "excessive message size" "$S_SERVER_LOG.err" || { cat "$S_SERVER_LOG.err" >&2; die "s_server did not reject the size"; }
+    local alert; alert=$(sed -n 's/^answer 15[0-9a-f]\{8\}02\([0-9a-f][0-9a-f]\).*/\1/p' "$out")
+    [ "$alert" = 2f ] || { cat "$out" >&2; die "expected a fatal illegal_parameter alert, got '$alert'"; }
+    # Failed before ServerHello, no certificate possible: tls, certain (docs/verdicts.md). Whether
+    # the server would have asked for a certificate is not on the wire (configured: it would not).
+    expect port=$port verdict=tls conf=certain sni=null req=null hs=failed
+    configured "cstack=Python $(python3 -c 'import platform; print(platform.python_version())') huge_client_hello.py (hand-built, no TLS library)" \
+        "sstack=$(OSSL_LABEL) s_server" ver=null \
+        req=false sent=false hs=failed "answer=TLS alert illegal_parameter (fatal)" chlen=$size
+    finish "a hand-built TLS 1.2 ClientHello whose handshake message is 307200 bytes (over mtlscope's 256 KiB cap; a valid start, no SNI, then zero filler) in 19 records -> OpenSSL s_server, which rejects it (excessive message size) with a fatal illegal_parameter alert in clear and closes"
+}
+
+# ---- snap length 96: each packet cut after 30 bytes of TCP payload ----
+scenario openssl-tls13-mtls-rsa-snaplen96
+sc_openssl_tls13_mtls_rsa_snaplen96() {
+    CAP_ARGS=(-s 96)
+    begin openssl-tls13-mtls-rsa-snaplen96 pcap
+    CAP_ARGS=()
+    ossl_single 4475 1.3 rsa mtls-rsa "${SNI[@]}"
+    # The 96-byte packets keep the record headers at the start of each segment but not the SNI,
+    # the ServerHello's supported_versions or the records inside segments (neither Finished is
+    # visible): the handshake's bytes are missing, so as far as seen: uncertain, never mtls, and
+    # the handshake's end is not in the capture (docs/verdicts.md).
+    expect port=4475 verdict=tls conf=uncertain sni=null req=null hs=incomplete
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=$(OSSL_LABEL) s_server" "ver=TLS 1.3" "suite=$(ossl_suite)" \
+        req=true sent=true hs=complete snaplen=96 "sni=server.test"
+    finish "as openssl-tls13-mtls-rsa (TLS 1.3, client presents RSA cert), captured live with tcpdump -s 96: every packet cut to 96 bytes (Ethernet + IPv4 + TCP with timestamps = 66, so 30 bytes of payload)"
+}
+
 # ==============================================================================================
 main() {
     if [ "${1:-}" = list ]; then printf '%s\n' "${SCENARIOS[@]}"; exit 0; fi
