@@ -30,12 +30,26 @@ fn digits(b: &mut [u8; 27], end: usize, width: usize, mut v: u64) {
     }
 }
 
-/// The digits written by hand into a fixed buffer; the date from `civil_from_days` (Howard
-/// Hinnant's algorithm, in the certificate parser).
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`),
+/// as the report and certificate times were computed before jiff.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The digits written by hand into a fixed buffer; the date from `civil_from_days`.
 fn hand_written_hinnant(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let rem = secs % 86_400;
-    let (year, month, day) = mtlscope::pipeline::inspect::certs::civil_from_days((secs / 86_400) as i64);
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let mut b = *b"0000-00-00T00:00:00.000000Z";
     digits(&mut b, 4, 4, year as u64);
     digits(&mut b, 7, 2, month as u64);

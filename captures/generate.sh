@@ -2,7 +2,7 @@
 # generate.sh - regenerate mtlscope's committed test captures and their expected results.
 #
 #   sudo captures/generate.sh             # all scenarios
-#   sudo captures/generate.sh NAME        # one scenario (NAME = capture basename, no extension)
+#   sudo captures/generate.sh NAME...     # some scenarios (NAME = capture basename, no extension)
 #   captures/generate.sh list             # list scenario names
 #
 # All traffic runs between two network namespaces created here (mtls-gen-cli 10.99.0.1 <-> veth
@@ -271,25 +271,33 @@ server_saw_client_cert() { # yes|no
 # ----------------------------------------------------------------------------------------------
 # expected results
 # ----------------------------------------------------------------------------------------------
-CUR_NAME="" CUR_EXT="" CUR_FILE="" EXP_FILE=""
+CUR_NAME="" CUR_EXT="" CUR_FILE="" EXP_FILE="" CFG_FILE=""
 begin() { # name ext : start a scenario and its capture (unless CAPTURE=no)
     CUR_NAME=$1 CUR_EXT=$2
     CUR_FILE=$WORK/$CUR_NAME.$CUR_EXT
     EXP_FILE=$WORK/$CUR_NAME.conns
+    CFG_FILE=$WORK/$CUR_NAME.configured
     : >"$EXP_FILE"
+    : >"$CFG_FILE"
     log "scenario $CUR_NAME"
     [ "${3:-}" = nocapture ] || cap_start "$CUR_FILE"
 }
 # expect key=value ...   (one connection, in order of first packet)
 #   port= verdict= conf= ver= sni= alpn= resumed= req= hs= cid= sid= proto= [client=]
+#   They state what the wire shows; what the peers did but the wire hides goes into `configured`.
 #   "null" means JSON null; resumed/req take true|false|null
 expect() { printf '%s\x1f' "$@" >>"$EXP_FILE"; printf '\n' >>"$EXP_FILE"; }
+# configured key=value ...   (optional, one per connection in the same order as expect; written
+#   as the top-level "configured" list: what the peers were set up to do and reported, including
+#   what the wire cannot show, so that the connection entries can state only what it does)
+#   cstack= sstack= ver= suite= req= sent= hs= [padding= answer= captured= snaplen= chlen= sni=]
+configured() { printf '%s\x1f' "$@" >>"$CFG_FILE"; printf '\n' >>"$CFG_FILE"; }
 finish() { # description : stop capture, write capture + expected file into OUT_DIR
     local desc=$1
     [ -z "$TCPDUMP_PID" ] || cap_stop
-    python3 - "$EXP_FILE" "$CUR_NAME.$CUR_EXT" "$desc" "$CLI_IP" "$SRV_IP" >"$WORK/$CUR_NAME.expected.json" <<'PY'
+    python3 - "$EXP_FILE" "$CUR_NAME.$CUR_EXT" "$desc" "$CLI_IP" "$SRV_IP" "$CFG_FILE" >"$WORK/$CUR_NAME.expected.json" <<'PY'
 import json, sys
-conns_file, capture, desc, cli_ip, srv_ip = sys.argv[1:]
+conns_file, capture, desc, cli_ip, srv_ip, cfg_file = sys.argv[1:]
 keys = ["port", "verdict", "conf", "ver", "sni", "alpn", "resumed", "req", "hs", "cid", "sid", "proto", "client"]
 conns = []
 for line in open(conns_file):
@@ -321,7 +329,7 @@ for line in open(conns_file):
     conf = s("conf")
     assert conf in ("certain", "inferred", "uncertain"), conf
     hs = s("hs")
-    assert hs in ("complete", "failed", "not-seen", "none"), hs
+    assert hs in ("complete", "failed", "incomplete", "not-seen", "none"), hs
     conns.append({
         "client": s("client", cli_ip),
         "server": f"{srv_ip}:{s('port')}",
@@ -337,7 +345,41 @@ for line in open(conns_file):
         "server_identity": s("sid", "null"),
         "plaintext_protocol": s("proto", "null"),
     })
-json.dump({"capture": capture, "description": desc, "connections": conns}, sys.stdout, indent=2)
+out = {"capture": capture, "description": desc, "connections": conns}
+cfg_keys = {"cstack": "client_stack", "sstack": "server_stack", "ver": "tls_version", "suite": "cipher_suite",
+            "req": "client_cert_requested", "sent": "client_cert_sent", "hs": "handshake",
+            "padding": "record_padding", "answer": "server_answer", "captured": "captured",
+            "snaplen": "snaplen", "chlen": "client_hello_length", "sni": "sni"}
+configured = []
+for line in open(cfg_file):
+    line = line.rstrip("\n")
+    if not line:
+        continue
+    c = {}
+    for item in line.split("\x1f"):
+        if not item:
+            continue
+        k, _, v = item.partition("=")
+        if k not in cfg_keys:
+            sys.exit(f"{capture}: unknown configured key {k!r}")
+        if k in ("req", "sent"):
+            assert v in ("true", "false"), (k, v)
+            v = v == "true"
+        elif k in ("padding", "snaplen", "chlen"):
+            v = int(v)
+        elif v == "null":
+            v = None
+        c[cfg_keys[k]] = v
+    for k in ("cstack", "sstack", "ver", "req", "sent", "hs"):
+        if cfg_keys[k] not in c:
+            sys.exit(f"{capture}: configured without {k}")
+    assert c["handshake"] in ("complete", "failed"), c["handshake"]
+    configured.append(c)
+if configured:
+    if len(configured) != len(conns):
+        sys.exit(f"{capture}: {len(configured)} configured entries for {len(conns)} connections")
+    out["configured"] = configured
+json.dump(out, sys.stdout, indent=2)
 print()
 PY
     mv -f "$CUR_FILE" "$OUT_DIR/$CUR_NAME.$CUR_EXT"
@@ -1163,15 +1205,430 @@ sc_node_wireguard() {
 }
 
 # ==============================================================================================
+# other TLS stacks (issue 19): BoringSSL, rustls, Go, Java JSSE, Python ssl; peers in captures/peers/
+# ==============================================================================================
+# Each peer program is built once into PEERS_TARGET (outside the repository: build output is never
+# committed), and again only when one of its sources is newer than the binary. Each server accepts
+# one connection, reads "GET / HTTP/1.0", answers "HTTP/1.0 200 ok" and closes; each side prints
+# "handshake ok version=... suite=... client_cert=..." (server) / "server_cert=..." (client).
+PEERS_SRC=$HERE/peers
+PEERS_TARGET=${PEERS_TARGET:-$(cd "$HERE/../.." && pwd)/peers-target}
+BORING_PEER="" RUSTLS_PEER="" GO_PEER="" JAVA_CP="" JAVA_KEYSTORES=""
+
+stale() { # binary sources... : true when the binary is missing or older than one of the sources
+    local bin=$1; shift
+    [ -e "$bin" ] || return 0
+    [ -n "$(find "$@" -newer "$bin" -print -quit)" ]
+}
+lock_version() { # crate : its version in the peers' Cargo.lock
+    awk -v n="\"$1\"" '$1 == "name" && $3 == n { getline; gsub(/"/, "", $3); print $3; exit }' "$PEERS_SRC/rust/Cargo.lock"
+}
+build_rust_peers() {
+    [ -z "$BORING_PEER" ] || return 0
+    local out=$PEERS_TARGET/release src=$PEERS_SRC/rust
+    if stale "$out/boring-peer" "$src/Cargo.toml" "$src/Cargo.lock" "$src/src" ||
+        stale "$out/rustls-peer" "$src/Cargo.toml" "$src/Cargo.lock" "$src/src"; then
+        need cargo; need cmake; need clang
+        log "building captures/peers/rust into $PEERS_TARGET (the first build compiles BoringSSL: minutes)"
+        CARGO_TARGET_DIR=$PEERS_TARGET nice cargo build --release --locked -j 2 \
+            --manifest-path "$src/Cargo.toml" >&2 || die "could not build captures/peers/rust"
+    fi
+    BORING_PEER=$out/boring-peer RUSTLS_PEER=$out/rustls-peer
+}
+build_go_peer() {
+    [ -z "$GO_PEER" ] || return 0
+    GO_PEER=$PEERS_TARGET/go-peer
+    if stale "$GO_PEER" "$PEERS_SRC/go"; then
+        need go
+        log "building captures/peers/go (standard library only, no module download)"
+        mkdir -p "$PEERS_TARGET"
+        (cd "$PEERS_SRC/go" && GOFLAGS=-mod=mod GOPROXY=off GOCACHE=$PEERS_TARGET/go-cache \
+            GOPATH=$PEERS_TARGET/gopath nice go build -o "$GO_PEER" .) >&2 || die "could not build captures/peers/go"
+    fi
+}
+build_java_peer() {
+    [ -z "$JAVA_CP" ] || return 0
+    JAVA_CP=$PEERS_TARGET/java
+    if stale "$JAVA_CP/JssePeer.class" "$PEERS_SRC/java"; then
+        need javac; need java
+        log "compiling captures/peers/java"
+        mkdir -p "$JAVA_CP"
+        nice javac -d "$JAVA_CP" "$PEERS_SRC/java/JssePeer.java" >&2 || die "could not compile captures/peers/java"
+    fi
+}
+# Java's keys are made by keytool (PKCS12 stores, password changeit) and signed by the test CA:
+# java-server CN=server.test DNS:server.test, java-client CN=client.test (no SAN), RSA 2048.
+java_keystores() {
+    [ -z "$JAVA_KEYSTORES" ] || return 0
+    need keytool
+    local n cn ext
+    for n in server client; do
+        if [ $n = server ]; then cn=server.test ext=$C/server-rsa.ext; else cn=client.test ext=$C/client-rsa.ext; fi
+        keytool -genkeypair -alias $n -keyalg RSA -keysize 2048 -dname "CN=$cn" -validity 3650 \
+            -keystore "$C/java-$n.p12" -storetype PKCS12 -storepass changeit 2>/dev/null
+        keytool -certreq -alias $n -keystore "$C/java-$n.p12" -storepass changeit -file "$C/java-$n.csr" 2>/dev/null
+        openssl x509 -req -in "$C/java-$n.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial -days 3650 \
+            -sha256 -extfile "$ext" -out "$C/java-$n.pem" 2>/dev/null
+        # the CA first, so that keytool can build the chain (leaf, CA) for the signed reply
+        keytool -importcert -noprompt -alias ca -file "$C/ca.pem" -keystore "$C/java-$n.p12" -storepass changeit >/dev/null 2>&1
+        keytool -importcert -alias $n -file "$C/java-$n.pem" -keystore "$C/java-$n.p12" -storepass changeit >/dev/null 2>&1
+        openssl verify -CAfile "$C/ca.pem" "$C/java-$n.pem" >/dev/null
+    done
+    keytool -importcert -noprompt -alias ca -file "$C/ca.pem" -keystore "$C/java-trust.p12" -storetype PKCS12 \
+        -storepass changeit >/dev/null 2>&1
+    JAVA_KEYSTORES=1
+}
+
+OSSL_LABEL() { echo "OpenSSL $(openssl version | awk '{print $2}')"; }
+stack_label() { # stack : the name, version and library written into "configured"
+    case $1 in
+        boringssl) echo "BoringSSL (Rust boring $(lock_version boring))" ;;
+        rustls) echo "rustls $(lock_version rustls) (ring $(lock_version ring))" ;;
+        go) echo "Go $(go version | awk '{print $3}' | sed 's/^go//') crypto/tls" ;;
+        java) echo "Java $(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}') JSSE" ;;
+        python) echo "Python $(python3 -c 'import platform; print(platform.python_version())') ssl ($(python3 -c 'import ssl; print(" ".join(ssl.OPENSSL_VERSION.split()[:2]))'))" ;;
+        openssl) OSSL_LABEL ;;
+    esac
+}
+iana_suite() { # suite name as a stack prints it -> IANA name
+    case $1 in
+        TLS13_*) echo "TLS_${1#TLS13_}" ;;
+        TLS_*) echo "$1" ;;
+        *) local n
+           n=$(openssl ciphers -stdname ALL 2>/dev/null | awk -v o="$1" '$3 == o { print $1; exit }')
+           [ -n "$n" ] || die "unknown cipher suite name '$1'"
+           echo "$n" ;;
+    esac
+}
+ossl_suite() { # the suite the last s_client negotiated (IANA name)
+    local n
+    n=$(sed -n 's/^\(New\|Reused\), TLSv1\.[0-3], Cipher is \(.*\)$/\2/p' "$CLIENT_LOG" | head -1)
+    [ -n "$n" ] || { cat "$CLIENT_LOG" >&2; die "no cipher in the s_client output"; }
+    iana_suite "$n"
+}
+
+# peer_run stack port ver(1.2|1.3) mode(mtls|none|empty) [client args...]
+#   mtls: server requires a certificate, client presents one; none: no CertificateRequest;
+#   empty: server requests one (optional), client has none and answers with an empty Certificate.
+#   Certificates: BoringSSL and rustls ECDSA P-256 (server-ec, client-ec: as meshes issue them),
+#   Go and Python RSA (server-rsa, client-rsa), Java its keytool RSA keys.
+PEER_SUITE=""
+peer_prepare() { # stack : build its peer and make its keys (before the capture starts)
+    case $1 in
+        boringssl|rustls) build_rust_peers ;;
+        go) build_go_peer ;;
+        java) build_java_peer; java_keystores ;;
+    esac
+}
+peer_run() {
+    local stack=$1 port=$2 ver=$3 mode=$4; shift 4
+    local auth=none scert=server-rsa ccert=none
+    case $mode in mtls) auth=require ;; empty) auth=request ;; none) ;; *) die "mode $mode" ;; esac
+    case $stack in boringssl|rustls) scert=server-ec; [ "$mode" = mtls ] && ccert=client-ec ;;
+                   *) [ "$mode" = mtls ] && ccert=client-rsa ;; esac
+    peer_prepare "$stack"
+    local -a srv cli
+    case $stack in
+        boringssl|rustls)
+            local bin=$BORING_PEER; [ "$stack" = rustls ] && bin=$RUSTLS_PEER
+            srv=("$bin" server --listen "$SRV_IP:$port" --tls "$ver" --cert "$C/$scert.pem" --key "$C/$scert.key"
+                --ca "$C/ca.pem" --client-auth "$auth")
+            cli=("$bin" client --connect "$SRV_IP:$port" --tls "$ver" --sni server.test --ca "$C/ca.pem")
+            [ "$ccert" = none ] || cli+=(--cert "$C/$ccert.pem" --key "$C/$ccert.key") ;;
+        go)
+            srv=("$GO_PEER" server -listen "$SRV_IP:$port" -tls "$ver" -cert "$C/$scert.pem" -key "$C/$scert.key"
+                -ca "$C/ca.pem" -client-auth "$auth")
+            cli=("$GO_PEER" client -connect "$SRV_IP:$port" -tls "$ver" -sni server.test -ca "$C/ca.pem")
+            [ "$ccert" = none ] || cli+=(-cert "$C/$ccert.pem" -key "$C/$ccert.key") ;;
+        java)
+            local cks=-; [ "$ccert" = none ] || cks=$C/java-client.p12
+            srv=(java -cp "$JAVA_CP" JssePeer server "$SRV_IP" "$port" "$ver" "$C/java-server.p12" "$C/java-trust.p12" "$auth")
+            cli=(java -cp "$JAVA_CP" JssePeer client "$SRV_IP" "$port" "$ver" "$cks" "$C/java-trust.p12" server.test) ;;
+        python)
+            local ck=- kk=-; [ "$ccert" = none ] || { ck=$C/$ccert.pem kk=$C/$ccert.key; }
+            srv=(python3 "$PEERS_SRC/python/tls_peer.py" server "$SRV_IP" "$port" "$ver" "$C/$scert.pem" "$C/$scert.key"
+                "$C/ca.pem" "$auth")
+            cli=(python3 "$PEERS_SRC/python/tls_peer.py" client "$SRV_IP" "$port" "$ver" "$ck" "$kk" "$C/ca.pem" server.test) ;;
+        *) die "unknown stack $stack" ;;
+    esac
+    cli+=("$@")
+    srv_bg "peer.$port" timeout 30 "${srv[@]}"
+    local spid=$SRV_PID
+    wait_listen "$port"
+    local clog=$WORK/peer-client.$port slog=$WORK/peer.$port.out
+    in_cli "${cli[@]}" >"$clog" 2>&1 || true
+    wait_exit "$spid" 10
+    local bad=""
+    grep -q "^handshake ok version=TLSv$ver " "$clog" || bad="client handshake"
+    grep -q "^HTTP/1.0 200 ok" "$clog" || bad="client got no HTTP 200"
+    grep -q "^handshake ok version=TLSv$ver " "$slog" || bad="server handshake"
+    if [ "$mode" = mtls ]; then grep -q "client_cert=none" "$slog" && bad="server saw no client certificate"
+    else grep -q "client_cert=none" "$slog" || bad="server saw a client certificate"; fi
+    local cs ss
+    cs=$(sed -n 's/^handshake ok .* suite=\([^ ]*\) .*/\1/p' "$clog")
+    ss=$(sed -n 's/^handshake ok .* suite=\([^ ]*\) .*/\1/p' "$slog")
+    [ -n "$cs" ] && [ "$(iana_suite "$cs")" = "$(iana_suite "$ss")" ] || bad="client and server report different suites ($cs / $ss)"
+    if [ -n "$bad" ]; then
+        { echo "--- client"; cat "$clog"; echo "--- server"; cat "$slog" "$WORK/peer.$port.err"; } >&2
+        die "$stack $ver $mode: $bad"
+    fi
+    PEER_SUITE=$(iana_suite "$cs")
+    log "  $stack TLS $ver $mode: $PEER_SUITE"
+}
+
+# stack_case name stack port ver mode [client args...] : one scenario, one connection, the stack on both ends
+stack_case() {
+    local name=$1; shift
+    scenario "$name"
+    eval "sc_${name//-/_}() { peer_scenario $name $(printf '%q ' "$@"); }"
+}
+peer_scenario() {
+    local name=$1 stack=$2 port=$3 ver=$4 mode=$5; shift 5
+    peer_prepare "$stack"
+    begin "$name" pcap
+    peer_run "$stack" "$port" "$ver" "$mode" "$@"
+    local label keys sid="" cid=""
+    label=$(stack_label "$stack")
+    case $stack in
+        boringssl|rustls) keys="ECDSA P-256 server certificate"; [ "$mode" = mtls ] && keys="ECDSA P-256 server and client certificates" ;;
+        java) keys="RSA server certificate (keytool)"; [ "$mode" = mtls ] && keys="RSA server and client certificates (keytool)" ;;
+        *) keys="RSA server certificate"; [ "$mode" = mtls ] && keys="RSA server and client certificates" ;;
+    esac
+    local what req sent
+    case $mode in
+        mtls) what="server requires a client certificate, client presents it" req=true sent=true ;;
+        none) what="no client certificate requested" req=false sent=false ;;
+        empty) what="server requests a client certificate (optional), client has none: empty Certificate" req=true sent=false ;;
+    esac
+    local extra=""; [ $# -gt 0 ] && extra=" (client: $*)"
+    if [ "$ver" = 1.3 ]; then
+        if [ "$mode" = mtls ]; then
+            expect port="$port" verdict=mtls conf=inferred "ver=TLS 1.3" sni=server.test req=true hs=complete
+        else
+            expect port="$port" verdict=tls conf=inferred "ver=TLS 1.3" sni=server.test req=$req hs=complete
+        fi
+    else
+        [ "$mode" = mtls ] || die "TLS 1.2 stack cases are mTLS only"
+        sid=server.test cid=client.test
+        expect port="$port" verdict=mtls conf=certain "ver=TLS 1.2" sni=server.test req=true hs=complete cid=$cid sid=$sid
+    fi
+    configured "cstack=$label" "sstack=$label" "ver=TLS $ver" "suite=$PEER_SUITE" req=$req sent=$sent hs=complete
+    finish "$label client -> server, TLS $ver $PEER_SUITE, $keys, $what$extra"
+}
+
+# name                                   stack     port ver mode
+stack_case boringssl-tls13-mtls-ecdsa      boringssl 4450 1.3 mtls
+stack_case boringssl-tls13-server-only     boringssl 4451 1.3 none
+stack_case boringssl-tls13-empty-client-cert boringssl 4452 1.3 empty
+stack_case boringssl-tls12-mtls-ecdsa      boringssl 4453 1.2 mtls
+stack_case rustls-tls13-mtls-ecdsa         rustls    4454 1.3 mtls
+stack_case rustls-tls13-server-only        rustls    4455 1.3 none
+stack_case rustls-tls13-empty-client-cert  rustls    4456 1.3 empty
+stack_case rustls-tls12-mtls-ecdsa         rustls    4457 1.2 mtls
+# rustls lets a client choose its suites: the ChaCha20 case (BoringSSL and Go pick AES-GCM on AES hardware)
+stack_case rustls-tls13-chacha20-mtls-ecdsa rustls   4458 1.3 mtls --suites TLS13_CHACHA20_POLY1305_SHA256
+stack_case go-tls13-mtls-rsa               go        4459 1.3 mtls
+stack_case go-tls13-server-only            go        4460 1.3 none
+stack_case go-tls13-empty-client-cert      go        4461 1.3 empty
+stack_case go-tls12-mtls-rsa               go        4462 1.2 mtls
+stack_case java-tls13-mtls-rsa             java      4463 1.3 mtls
+stack_case java-tls13-server-only          java      4464 1.3 none
+stack_case java-tls13-empty-client-cert    java      4465 1.3 empty
+stack_case java-tls12-mtls-rsa             java      4466 1.2 mtls
+stack_case python-tls13-mtls-rsa           python    4467 1.3 mtls
+stack_case python-tls13-server-only        python    4468 1.3 none
+stack_case python-tls13-empty-client-cert  python    4469 1.3 empty
+stack_case python-tls12-mtls-rsa           python    4470 1.2 mtls
+
+# ---- TLS 1.3 record padding (RFC 8446 5.4): OpenSSL pads every record to a multiple of 512 ----
+ossl_padded() { # port mode(mtls|none)
+    local port=$1 mode=$2
+    local -a sreq=() ccert=()
+    [ "$mode" = mtls ] && { sreq=("${REQUIRE_CERT[@]}"); ccert=("${CLI_RSA[@]}"); }
+    s_server_start "$port" 1 -tls1_3 "${SRV_RSA[@]}" "${sreq[@]}" -record_padding 512
+    s_client_get "$port" -tls1_3 "${ccert[@]}" "${SNI[@]}" -record_padding 512
+    s_server_wait; client_ok
+    if [ "$mode" = mtls ]; then server_saw_client_cert yes; else server_saw_client_cert no; fi
+}
+
+scenario openssl-tls13-padding512-mtls
+sc_openssl_tls13_padding512_mtls() {
+    begin openssl-tls13-padding512-mtls pcap
+    ossl_padded 4471 mtls
+    # Padded, a Finished is as long as a Certificate: never mtls on length alone (DESIGN.md).
+    expect port=4471 verdict=tls conf=uncertain "ver=TLS 1.3" sni=server.test req=true hs=complete
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=$(OSSL_LABEL) s_server" "ver=TLS 1.3" "suite=$(ossl_suite)" \
+        req=true sent=true hs=complete padding=512
+    finish "OpenSSL s_client -> s_server -Verify 1, TLS 1.3, -record_padding 512 on both sides, client presents RSA cert: every encrypted record padded to a multiple of 512 bytes"
+}
+
+scenario openssl-tls13-padding512-server-only
+sc_openssl_tls13_padding512_server_only() {
+    begin openssl-tls13-padding512-server-only pcap
+    ossl_padded 4472 none
+    expect port=4472 verdict=tls conf=uncertain "ver=TLS 1.3" sni=server.test req=false hs=complete
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=$(OSSL_LABEL) s_server" "ver=TLS 1.3" "suite=$(ossl_suite)" \
+        req=false sent=false hs=complete padding=512
+    finish "OpenSSL s_client -> s_server, TLS 1.3, -record_padding 512 on both sides, no client certificate requested: the client's Finished padded to 512 bytes"
+}
+
+# ---- a TLS ClientHello answered by a server that does not speak TLS ----
+hello_to_plain_client() { # port : s_client (TLS 1.2-1.3, SNI server.test) must fail on the answer
+    local port=$1
+    CLIENT_LOG=$WORK/s_client.$port.$RANDOM
+    printf 'GET / HTTP/1.0\r\n\r\n' | in_cli openssl s_client -connect "$SRV_IP:$port" "${SNI[@]}" \
+        -CAfile "$C/ca.pem" >"$CLIENT_LOG" 2>&1 && { cat "$CLIENT_LOG" >&2; die "s_client succeeded against a non-TLS server"; }
+    grep -q "wrong version number\|packet length too long\|record layer failure" "$CLIENT_LOG" ||
+        { cat "$CLIENT_LOG" >&2; die "s_client did not fail on a non-TLS answer"; }
+}
+
+scenario openssl-client-hello-answered-by-http
+sc_openssl_client_hello_answered_by_http() {
+    local d=$WORK/nginx-plain port=8081
+    mkdir -p "$d"
+    cat >"$d/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+events { worker_connections 64; }
+http {
+    access_log $d/access.log;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    server {
+        listen $SRV_IP:$port;
+        location / { return 200 "hello\n"; }
+    }
+}
+EOF
+    begin openssl-client-hello-answered-by-http pcap
+    srv_bg nginx-plain nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log"
+    local npid=$SRV_PID
+    wait_listen "$port"
+    hello_to_plain_client "$port"
+    sleep 0.3
+    kill -QUIT "$npid" 2>/dev/null || true
+    wait_exit "$npid" 5
+    grep -q '" 400 ' "$d/access.log" || { cat "$d/access.log" >&2; die "nginx did not answer the ClientHello with 400"; }
+    # Not encrypted: the server answered in plaintext HTTP, the handshake failed (DESIGN.md).
+    expect port=$port verdict=plaintext conf=certain sni=server.test req=null hs=failed proto=http
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=nginx $(nginx -v 2>&1 | sed 's|.*nginx/||') (plain HTTP)" ver=null \
+        req=false sent=false hs=failed "answer=HTTP/1.1 400 Bad Request"
+    finish "OpenSSL s_client (TLS 1.2-1.3, SNI server.test) -> nginx plain HTTP on port 8081: the ClientHello is answered with HTTP/1.1 400 Bad Request; s_client fails (wrong version number)"
+}
+
+SSH_BANNER='SSH-2.0-OpenSSH_9.2p1\r\n'
+scenario openssl-client-hello-answered-by-ssh
+sc_openssl_client_hello_answered_by_ssh() {
+    local port=2222
+    begin openssl-client-hello-answered-by-ssh pcap
+    srv_bg banner python3 "$PEERS_SRC/python/answer_server.py" "$SRV_IP" "$port" "$SSH_BANNER"
+    local bpid=$SRV_PID
+    wait_listen "$port"
+    hello_to_plain_client "$port"
+    wait_exit "$bpid" 8
+    grep -q "^received 160301\|^received 160303" "$WORK/banner.out" ||
+        { cat "$WORK/banner.out" "$WORK/banner.err" >&2; die "the banner server did not receive a ClientHello"; }
+    expect port=$port verdict=plaintext conf=certain sni=server.test req=null hs=failed proto=ssh
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=Python answer_server.py (SSH banner)" ver=null \
+        req=false sent=false hs=failed "answer=SSH-2.0-OpenSSH_9.2p1"
+    finish "OpenSSL s_client (TLS 1.2-1.3, SNI server.test) -> a server on port 2222 that answers the ClientHello with the SSH banner 'SSH-2.0-OpenSSH_9.2p1\\r\\n'; s_client fails"
+}
+
+# ---- only one direction captured (asymmetric routing, a span port) ----
+scenario openssl-tls12-mtls-rsa-client-to-server-only
+sc_openssl_tls12_mtls_rsa_client_to_server_only() {
+    begin openssl-tls12-mtls-rsa-client-to-server-only pcap nocapture
+    local raw=$WORK/raw-4473.pcap
+    cap_start "$raw"
+    ossl_single 4473 1.2 rsa mtls-rsa "${SNI[@]}"
+    cap_stop
+    local suite; suite=$(ossl_suite)
+    tcpdump -r "$raw" -w "$CUR_FILE" "src host $CLI_IP" 2>/dev/null
+    [ "$(tcpdump -r "$CUR_FILE" -n "src host $SRV_IP" 2>/dev/null | wc -l)" = 0 ] || die "server packets left in the one-way capture"
+    # The client's Certificate is in clear: mtls, certain, without the ServerHello (DESIGN.md).
+    # client_cert_requested: a TLS 1.2 client sends a Certificate only when asked. Not in this
+    # direction: the server's identity and its Finished, so the handshake is incomplete on the wire
+    # (configured: complete).
+    expect port=4473 verdict=mtls conf=certain "ver=TLS 1.2" sni=server.test req=true hs=incomplete cid=$CID_RSA
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=$(OSSL_LABEL) s_server" "ver=TLS 1.2" "suite=$suite" \
+        req=true sent=true hs=complete captured=client-to-server
+    finish "OpenSSL s_client -> s_server -verify 1, TLS 1.2 mTLS (RSA client cert), only the client's packets kept (tcpdump -r ... 'src host 10.99.0.1'): ClientHello, Certificate, ClientKeyExchange, CertificateVerify, ChangeCipherSpec, Finished, application data; no ServerHello"
+}
+
+# ---- a ClientHello longer than mtlscope's 256 KiB handshake cap ----
+scenario python-tls12-client-hello-300k
+sc_python_tls12_client_hello_300k() {
+    local port=4474 size=307200
+    begin python-tls12-client-hello-300k pcap
+    # s_server reads the first record, sees a message over its 131396-byte ClientHello limit and
+    # closes. For the whole message to be on the wire, s_server is stopped until the server's
+    # kernel has acknowledged every byte (a 4 MiB receive buffer in the server namespace only).
+    local rmem; rmem=$(ip netns exec "$SRV_NS" sysctl -n net.ipv4.tcp_rmem)
+    ip netns exec "$SRV_NS" sysctl -qw net.ipv4.tcp_rmem="4096 4194304 6291456"
+    srv_bg s_server.$port openssl s_server -4 -accept "$port" -naccept 1 -www "${SRV_RSA[@]}"
+    local spid=$SRV_PID
+    S_SERVER_LOG=$WORK/s_server.$port
+    wait_listen "$port"
+    kill -STOP "$spid"
+    local out=$WORK/huge.out i
+    in_cli python3 "$PEERS_SRC/python/huge_client_hello.py" "$SRV_IP" "$port" "$size" >"$out" 2>&1 &
+    local cpid=$!; BG_PIDS+=("$cpid")
+    for i in $(seq 100); do grep -q "^sent " "$out" && break; sleep 0.1; done
+    kill -CONT "$spid"
+    wait "$cpid" || true
+    wait_exit "$spid" 5
+    ip netns exec "$SRV_NS" sysctl -qw net.ipv4.tcp_rmem="$rmem"
+    grep -q "^sent [0-9]* unacked 0$" "$out" || { cat "$out" >&2; die "the ClientHello was not all acknowledged"; }
+    grep -q "^answer 15" "$out" || { cat "$out" >&2; die "s_server did not answer with an alert"; }
+    grep -qi "excessive message size" "$S_SERVER_LOG.err" || { cat "$S_SERVER_LOG.err" >&2; die "s_server did not reject the size"; }
+    local alert; alert=$(sed -n 's/^answer 15[0-9a-f]\{8\}02\([0-9a-f][0-9a-f]\).*/\1/p' "$out")
+    [ "$alert" = 2f ] || { cat "$out" >&2; die "expected a fatal illegal_parameter alert, got '$alert'"; }
+    # Failed before ServerHello, no certificate possible: tls, certain (docs/verdicts.md). Whether
+    # the server would have asked for a certificate is not on the wire (configured: it would not).
+    expect port=$port verdict=tls conf=certain sni=null req=null hs=failed
+    configured "cstack=Python $(python3 -c 'import platform; print(platform.python_version())') huge_client_hello.py (hand-built, no TLS library)" \
+        "sstack=$(OSSL_LABEL) s_server" ver=null \
+        req=false sent=false hs=failed "answer=TLS alert illegal_parameter (fatal)" chlen=$size
+    finish "a hand-built TLS 1.2 ClientHello whose handshake message is 307200 bytes (over mtlscope's 256 KiB cap; a valid start, no SNI, then zero filler) in 19 records -> OpenSSL s_server, which rejects it (excessive message size) with a fatal illegal_parameter alert in clear and closes"
+}
+
+# ---- snap length 96: each packet cut after 30 bytes of TCP payload ----
+scenario openssl-tls13-mtls-rsa-snaplen96
+sc_openssl_tls13_mtls_rsa_snaplen96() {
+    CAP_ARGS=(-s 96)
+    begin openssl-tls13-mtls-rsa-snaplen96 pcap
+    CAP_ARGS=()
+    ossl_single 4475 1.3 rsa mtls-rsa "${SNI[@]}"
+    # The 96-byte packets keep the record headers at the start of each segment but not the SNI,
+    # the ServerHello's supported_versions or the records inside segments (neither Finished is
+    # visible): the handshake's bytes are missing, so as far as seen: uncertain, never mtls, and
+    # the handshake's end is not in the capture (docs/verdicts.md).
+    expect port=4475 verdict=tls conf=uncertain sni=null req=null hs=incomplete
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=$(OSSL_LABEL) s_server" "ver=TLS 1.3" "suite=$(ossl_suite)" \
+        req=true sent=true hs=complete snaplen=96 "sni=server.test"
+    finish "as openssl-tls13-mtls-rsa (TLS 1.3, client presents RSA cert), captured live with tcpdump -s 96: every packet cut to 96 bytes (Ethernet + IPv4 + TCP with timestamps = 66, so 30 bytes of payload)"
+}
+
+# ==============================================================================================
 main() {
     if [ "${1:-}" = list ]; then printf '%s\n' "${SCENARIOS[@]}"; exit 0; fi
     if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then sed -n '2,9p' "$0"; exit 0; fi
     local -a todo=("${SCENARIOS[@]}")
     if [ $# -gt 0 ]; then
-        local want s found=""; want=${1%.pcap}; want=${want%.pcapng}; want=${want##*/}
-        for s in "${SCENARIOS[@]}"; do [ "$s" = "$want" ] && found=1; done
-        [ -n "$found" ] || die "unknown scenario '$1' (try: $0 list)"
-        todo=("$want")
+        todo=()
+        local arg want s found
+        for arg in "$@"; do
+            found=""; want=${arg%.pcap}; want=${want%.pcapng}; want=${want##*/}
+            for s in "${SCENARIOS[@]}"; do [ "$s" = "$want" ] && found=1; done
+            [ -n "$found" ] || die "unknown scenario '$arg' (try: $0 list)"
+            todo+=("$want")
+        done
     fi
     check_tools
     WORK=$(mktemp -d /tmp/mtls-gen.XXXXXX)

@@ -72,3 +72,38 @@ fn every_capture_gives_its_expected_result() {
         failures.join("\n")
     );
 }
+
+/// The whole result of every capture — every field of every connection (verdict, confidence,
+/// handshake, evidence, the TLS 1.3 lengths, certificates...) and the summary — is the JSON
+/// document `mtlscope analyze FILE -o json` writes, compared byte for byte with
+/// `tests/golden/captures/FILE.json`. The expected files above are the independent truth for
+/// the fields a scenario decides; this catches a change in any other field. After a change
+/// that is meant, `SNAPSHOTS=overwrite cargo test --test captures` rewrites the golden files,
+/// and the diff is reviewed like code.
+#[test]
+fn every_capture_gives_its_whole_golden_result() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/captures");
+    let mut captures: Vec<PathBuf> = std::fs::read_dir(captures_dir())
+        .expect("captures/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".pcap") || name.ends_with(".pcapng")
+        })
+        .collect();
+    captures.sort();
+    assert!(captures.len() >= 20, "only {} captures", captures.len());
+    for capture in &captures {
+        let (flows, summary) =
+            analyze_files(&[capture.to_string_lossy().into_owned()], None, Config::default()).unwrap();
+        let mut doc = Vec::new();
+        mtlscope::report::write_json(&mut doc, &flows, &summary).unwrap();
+        let name = capture.file_name().unwrap().to_string_lossy().into_owned();
+        snapbox::Assert::new()
+            .action_env(snapbox::assert::DEFAULT_ACTION_ENV)
+            .eq(
+                snapbox::Data::text(String::from_utf8(doc).unwrap()).raw(),
+                snapbox::Data::read_from(&golden.join(format!("{name}.json")), None).raw(),
+            );
+    }
+}

@@ -265,3 +265,326 @@ fn github_actions_annotations() {
         "{s}"
     );
 }
+
+/// The first `n` packets of a classic pcap file (little-endian, as the bundled captures are),
+/// written whole: a capture that stopped early, not a truncated file.
+fn first_packets(name: &str, n: usize, out: &str) -> String {
+    let data = std::fs::read(capture(name)).unwrap();
+    assert_eq!(
+        &data[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "{name}: not a little-endian pcap"
+    );
+    let mut end = 24;
+    for _ in 0..n {
+        let incl = u32::from_le_bytes(data[end + 8..end + 12].try_into().unwrap()) as usize;
+        end += 16 + incl;
+    }
+    let path = tmp(out);
+    std::fs::write(&path, &data[..end]).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// openssl-tls12-mtls-rsa.pcap up to the server's flight (CertificateRequest, ServerHelloDone):
+/// the client's answer, and so its certificate, is not in the capture.
+fn tls12_client_answer_missing() -> String {
+    first_packets("openssl-tls12-mtls-rsa.pcap", 9, "tls12-client-answer-missing.pcap")
+}
+
+const ANSWER_MISSING: &str =
+    "the verdict is uncertain (\"certificate requested; the client's answer is not in the capture\")";
+
+#[test]
+fn uncertain_never_satisfies_tls_mtls_or_encrypted() {
+    let f = tls12_client_answer_missing();
+    for (level, hint) in [
+        ("tls", "; --allow-uncertain accepts it"),
+        ("encrypted", "; --allow-uncertain accepts it"),
+        ("mtls", ""),
+    ] {
+        let o = check(&["--require", level, &f]);
+        assert_eq!(o.status.code(), Some(1), "{level}: {}", out(&o));
+        let want = match level {
+            "encrypted" => "encryption",
+            l => l,
+        };
+        assert!(
+            out(&o).contains(&format!(":4402 tls: requires {want}; {ANSWER_MISSING}{hint}\n")),
+            "{level}: {}",
+            out(&o)
+        );
+    }
+    // --allow-uncertain lets it satisfy tls and encrypted, never mtls.
+    for level in ["tls", "encrypted"] {
+        let o = check(&["--require", level, "--allow-uncertain", &f]);
+        assert_eq!(o.status.code(), Some(0), "{level}: {}", out(&o));
+        assert!(
+            out(&o).contains("1 matched, 1 passed, 0 failed (1 passed on uncertain verdicts, allowed): ok"),
+            "{}",
+            out(&o)
+        );
+    }
+    let o = check(&["--require", "mtls", "--allow-uncertain", &f]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    // --evidence certain is not lowered by --allow-uncertain.
+    let o = check(&["--require", "tls", "--allow-uncertain", "--evidence", "certain", &f]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("tls is uncertain (\"certificate requested;"),
+        "{}",
+        out(&o)
+    );
+}
+
+/// A TLS 1.3 resumption whose first handshake is not in the capture is `tls, uncertain`.
+#[test]
+fn uncertain_resumption_fails_require_tls() {
+    let f = capture("openssl-tls13-resume-psk.pcap");
+    let o = check(&["--require", "tls", "-o", "json", &f]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rule = &v["rules"][0];
+    assert_eq!((rule["matched"].as_u64(), rule["passed"].as_u64()), (Some(2), Some(1)));
+    let violation = &rule["violations"][0];
+    assert_eq!(violation["confidence"], "uncertain");
+    assert_eq!(violation["failure"], "uncertain");
+    assert_eq!(
+        violation["reason"],
+        "tls: requires tls; the verdict is uncertain (\"resumed (psk): no certificates on the wire and the original handshake is not in this capture; client identity not observable\"); --allow-uncertain accepts it"
+    );
+    let o = check(&["--require", "tls", "--allow-uncertain", "-o", "json", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rules"][0]["passed_uncertain"], 1);
+    assert_eq!(v["rules"][0]["passed_inferred"], 1);
+    assert_eq!(v["rules"][0]["allow_uncertain"], true);
+}
+
+#[test]
+fn rules_file_allow_uncertain_is_per_rule() {
+    let rules = tmp("allow-uncertain.yaml");
+    std::fs::write(
+        &rules,
+        r#"rules:
+  - name: resumed sessions may be uncertain
+    match: { ports: [4418] }
+    require: tls
+    allow_uncertain: true
+  - name: the rest must be sure
+    match: { ports: [4402] }
+    require: tls
+"#,
+    )
+    .unwrap();
+    let files = [capture("openssl-tls13-resume-psk.pcap"), tls12_client_answer_missing()];
+    let o = check(&["--rules", rules.to_str().unwrap(), &files[0], &files[1]]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let s = out(&o);
+    assert!(
+        s.contains("rule 'resumed sessions may be uncertain' (require tls): 2 matched, 2 passed, 0 failed (1 passed on inferred verdicts) (1 passed on uncertain verdicts, allowed): ok"),
+        "{s}"
+    );
+    assert!(
+        s.contains("FAIL [the rest must be sure] 10.99.0.1:40436 -> 10.99.0.2:4402 tls: requires tls; the verdict is uncertain"),
+        "{s}"
+    );
+    // --allow-uncertain says it for every rule.
+    let o = check(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--allow-uncertain",
+        &files[0],
+        &files[1],
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}
+
+#[test]
+fn failed_handshake_never_satisfies_tls_mtls_or_encrypted() {
+    let tls12 = capture("openssl-tls12-client-cert-required-missing.pcap");
+    let tls13 = capture("openssl-tls13-client-cert-required-missing.pcap");
+    for level in ["tls", "mtls", "encrypted"] {
+        let want = if level == "encrypted" { "encryption" } else { level };
+        for extra in [&[][..], &["--allow-uncertain"][..]] {
+            let mut args = vec!["--require", level];
+            args.extend_from_slice(extra);
+            args.push(&tls12);
+            let o = check(&args);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {}", out(&o));
+            // The verdict is tls, certain: the handshake decides.
+            assert!(
+                out(&o).contains(&format!(
+                    ":4423 tls: requires {want}; the handshake failed (\"handshake failed: server alert handshake_failure\")\n"
+                )),
+                "{args:?}: {}",
+                out(&o)
+            );
+        }
+        // TLS 1.3: an inferred verdict, and an encrypted alert ends the handshake.
+        let o = check(&["--require", level, &tls13]);
+        assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+        assert!(
+            out(&o).contains(&format!(
+                ":4422 tls: requires {want}; the handshake failed (\"server answered the client's flight with an encrypted alert\")\n"
+            )),
+            "{}",
+            out(&o)
+        );
+    }
+    // `any` only counts.
+    assert_eq!(check(&["--require", "any", &tls12]).status.code(), Some(0));
+}
+
+#[test]
+fn midstream_is_encrypted_but_never_tls() {
+    let f = capture("openssl-tls12-midstream.pcap");
+    for extra in [&[][..], &["--evidence", "certain"][..]] {
+        let mut args = vec!["--require", "encrypted", &f];
+        args.extend_from_slice(extra);
+        let o = check(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", out(&o));
+    }
+    for level in ["tls", "mtls"] {
+        let o = check(&["--require", level, "--allow-uncertain", &f]);
+        assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+        assert!(
+            out(&o).contains(&format!(
+                ":4421 encrypted: requires {level}; the handshake is not in the capture\n"
+            )),
+            "{}",
+            out(&o)
+        );
+    }
+}
+
+#[test]
+fn evidence_certain_applies_to_tls() {
+    let tls13 = capture("openssl-tls13-server-only-rsa.pcap");
+    let tls12 = capture("openssl-tls12-server-only-rsa.pcap");
+    assert_eq!(check(&["--require", "tls", &tls13]).status.code(), Some(0));
+    let o = check(&["--require", "tls", "--evidence", "certain", &tls13]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains(" tls: tls is only inferred; --evidence certain requires it in clear\n"),
+        "{}",
+        out(&o)
+    );
+    let o = check(&["--require", "tls", "--evidence", "certain", &tls12]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    // An inferred mtls verdict does not prove TLS in clear either; encryption needs no more.
+    let m13 = capture("openssl-tls13-mtls-rsa.pcap");
+    assert_eq!(
+        check(&["--require", "tls", "--evidence", "certain", &m13])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        check(&["--require", "encrypted", "--evidence", "certain", &m13])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+/// The same failures, with the same reasons, in the text, JSON, JUnit XML and GitHub
+/// annotations of one run.
+#[test]
+fn every_output_carries_the_same_failures() {
+    let files = [
+        tls12_client_answer_missing(),
+        capture("openssl-tls12-client-cert-required-missing.pcap"),
+        // Not openssl-tls12-mtls-rsa.pcap: its connection is the one cut short above.
+        capture("openssl-tls12-mtls-ecdsa.pcap"),
+    ];
+    let reasons = [
+        format!("tls: requires tls; {ANSWER_MISSING}; --allow-uncertain accepts it"),
+        "tls: requires tls; the handshake failed (\"handshake failed: server alert handshake_failure\")".to_string(),
+    ];
+    let junit = tmp("same-failures.xml");
+    let o = Command::new(env!("CARGO_BIN_EXE_mtlscope"))
+        .args(["check", "--require", "tls", "--junit", junit.to_str().unwrap()])
+        .args(&files)
+        .env("CI", "true")
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let s = out(&o);
+    let annotations: Vec<&str> = s.lines().filter(|l| l.starts_with("::error ")).collect();
+    let text: Vec<&str> = s.lines().filter(|l| l.starts_with("FAIL [")).collect();
+    assert_eq!((annotations.len(), text.len()), (2, 2), "{s}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    assert_eq!((report.tests, report.failures), (3, 2), "{xml}");
+    let messages: Vec<String> = report.test_suites[0]
+        .test_cases
+        .iter()
+        .filter_map(|c| match &c.status {
+            quick_junit::TestCaseStatus::NonSuccess { message, .. } => message.as_ref().map(|m| m.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages, reasons);
+    let o = check(&["--require", "tls", "-o", "json", &files[0], &files[1], &files[2]]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let violations = v["rules"][0]["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 2);
+    for (i, reason) in reasons.iter().enumerate() {
+        assert_eq!(violations[i]["reason"], reason.as_str());
+        assert!(annotations[i].ends_with(reason.as_str()), "{}", annotations[i]);
+        assert!(text[i].ends_with(reason.trim_start_matches("tls: ")), "{}", text[i]);
+    }
+    assert_eq!(violations[0]["failure"], "uncertain");
+    assert_eq!(violations[1]["failure"], "handshake-failed");
+    assert_eq!(violations[1]["handshake"], "failed");
+}
+
+/// `--require policy`: a STRICT port expects mTLS, judged as `--require mtls` is.
+#[test]
+fn strict_policy_needs_positive_evidence() {
+    let dump = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/policy/bookinfo")
+        .to_string_lossy()
+        .into_owned();
+    let policy = |extra: &[&str], file: &str| {
+        let mut args = vec!["--require", "policy", "--policy-from", &dump];
+        args.extend_from_slice(extra);
+        args.push(file);
+        check(&args)
+    };
+    let o = policy(&[], &capture("openssl-tls12-client-cert-required-missing.pcap"));
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains(":4423 tls: STRICT expects mtls; the handshake failed (\"handshake failed: server alert handshake_failure\")\n"),
+        "{}",
+        out(&o)
+    );
+    // Uncertain: said so rather than "TLS without a client certificate".
+    let o = policy(&["--allow-uncertain"], &tls12_client_answer_missing());
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains(&format!(":4402 tls: STRICT expects mtls; {ANSWER_MISSING}\n")),
+        "{}",
+        out(&o)
+    );
+    let o = policy(&[], &capture("openssl-tls12-midstream.pcap"));
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains(":4421 encrypted: STRICT expects mtls; the handshake is not in the capture\n"),
+        "{}",
+        out(&o)
+    );
+    let m13 = capture("openssl-tls13-mtls-rsa.pcap");
+    assert_eq!(policy(&[], &m13).status.code(), Some(0));
+    let o = policy(&["--evidence", "certain"], &m13);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains(" mtls: mtls is only inferred;"), "{}", out(&o));
+    assert_eq!(
+        policy(&["--evidence", "certain"], &capture("openssl-tls12-mtls-rsa.pcap"))
+            .status
+            .code(),
+        Some(0)
+    );
+}

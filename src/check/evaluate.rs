@@ -1,21 +1,13 @@
-//! Judging connections against rules: which connections each rule selects, why one falls short
-//! of what the rule requires, and the counts per rule that every rendering of a check shows.
+//! Judging connections against rules: which connections each rule selects, the judgement of
+//! each ([`judge`](crate::check::judge)), and the counts per rule that every rendering of a
+//! check shows.
 
+use crate::check::judge::{judge, Demand, EvidenceLevel};
 use crate::check::rules::{Cidr, Match, Pattern, Requirement, Rule};
 use crate::pipeline::record::FlowReport;
-use crate::pipeline::verdict::{Confidence, Kind};
+use crate::pipeline::verdict::{Confidence, Handshake, Kind};
 use serde::Serialize;
 use std::net::IpAddr;
-
-/// How much proof a verdict needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum EvidenceLevel {
-    /// Only what the wire shows in clear (TLS 1.3 client certificates cannot pass `mtls`).
-    Certain,
-    /// Also verdicts inferred with confidence (TLS 1.3 record lengths, linked resumptions).
-    #[default]
-    Inferred,
-}
 
 pub struct CheckOptions {
     pub evidence: EvidenceLevel,
@@ -31,6 +23,10 @@ pub struct Violation {
     pub server: String,
     pub verdict: Kind,
     pub confidence: Confidence,
+    pub handshake: Handshake,
+    /// What fell short, as a stable name: `verdict`, `handshake-failed`, `uncertain`,
+    /// `not-certain`, `policy`, `identity-mismatch` or `identity-hidden`.
+    pub failure: &'static str,
     pub reason: String,
     pub evidence: Vec<String>,
 }
@@ -52,11 +48,16 @@ pub struct RuleResult {
     pub selector: Match,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_identity: Option<String>,
+    /// Uncertain verdicts may pass (`--allow-uncertain`, or `allow_uncertain: true`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_uncertain: bool,
     pub status: Status,
     pub matched: usize,
     pub passed: usize,
     /// Passing connections whose verdict was inferred (TLS 1.3, resumptions), said so openly.
     pub passed_inferred: usize,
+    /// Passing connections whose verdict was uncertain (allowed by the rule, or `require: any`).
+    pub passed_uncertain: usize,
     /// Connections that carried no data: nothing to judge, not counted as matched.
     pub no_data: usize,
     /// Loopback connections left out (see `--include-loopback`).
@@ -136,72 +137,31 @@ fn endpoint(f: &FlowReport, client: bool) -> String {
     }
 }
 
-/// Why a connection fails its rule, or None when it passes.
-fn judge(c: &Compiled, f: &FlowReport, level: EvidenceLevel) -> Option<String> {
-    let rule = c.rule;
-    let v = &f.verdict;
-    let name = v.verdict.name();
-    if rule.require == Requirement::Policy {
-        use crate::policy::Finding;
-        let policy = f.kubernetes.as_ref().and_then(|k| k.policy.as_ref());
-        return match policy.and_then(|p| p.finding.as_ref()) {
-            Some(Finding::Violation(msg)) => Some(format!("{name}: {msg}")),
-            _ => None,
-        };
-    }
-    let met = match rule.require {
-        Requirement::Any | Requirement::Policy => true,
-        Requirement::Encrypted => matches!(v.verdict, Kind::Mtls | Kind::Tls | Kind::Encrypted),
-        Requirement::Tls => matches!(v.verdict, Kind::Mtls | Kind::Tls),
-        Requirement::Mtls => v.verdict == Kind::Mtls,
-    };
-    if !met {
-        let why = match (rule.require, v.verdict, v.confidence) {
-            (Requirement::Mtls, Kind::Tls, Confidence::Uncertain) => {
-                "requires mtls; client authentication could not be established"
-            }
-            (Requirement::Mtls, Kind::Encrypted, _) => "requires mtls; the handshake is not in the capture",
-            (Requirement::Mtls, _, _) => "requires mtls",
-            (Requirement::Tls, _, _) => "requires tls",
-            _ => "requires encryption",
-        };
-        return Some(format!("{name}: {why}"));
-    }
-    if rule.require == Requirement::Mtls && level == EvidenceLevel::Certain && v.confidence != Confidence::Certain {
-        return Some(format!(
-            "{name} is only inferred; --evidence certain requires it in clear"
-        ));
-    }
-    if let (Some(g), Some(pattern)) = (&rule.client_identity, &c.client_identity) {
-        match &v.client_identity {
-            Some(id) if !pattern.as_ref().is_some_and(|p| p.matches(id)) => {
-                return Some(format!("client identity {id} does not match {g}"))
-            }
-            None if level == EvidenceLevel::Certain && rule.require != Requirement::Any => {
-                return Some(format!(
-                    "client identity not visible; --evidence certain requires it to match {g}"
-                ))
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 /// Judge every connection against every rule that selects it.
 pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> CheckReport {
     let mut results = Vec::new();
     for rule in rules {
         let compiled = Compiled::new(rule);
+        let demand = Demand {
+            require: rule.require,
+            allow_uncertain: rule.allow_uncertain,
+            evidence: opts.evidence,
+            client_identity: rule
+                .client_identity
+                .as_deref()
+                .map(|g| (g, compiled.client_identity.as_ref().and_then(Option::as_ref))),
+        };
         let mut r = RuleResult {
             name: rule.name.clone(),
             require: rule.require,
             selector: rule.selector.clone(),
             client_identity: rule.client_identity.clone(),
+            allow_uncertain: rule.allow_uncertain,
             status: Status::Pass,
             matched: 0,
             passed: 0,
             passed_inferred: 0,
+            passed_uncertain: 0,
             no_data: 0,
             loopback: 0,
             violations: Vec::new(),
@@ -217,23 +177,28 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
                 continue;
             }
             r.matched += 1;
-            let reason = judge(&compiled, f, opts.evidence);
-            r.cases.push((endpoint(f, true), endpoint(f, false), reason.clone()));
-            match reason {
-                None => {
-                    r.passed += 1;
-                    if f.verdict.confidence != Confidence::Certain {
-                        r.passed_inferred += 1;
-                    }
-                }
-                Some(reason) => r.violations.push(Violation {
+            let judged = judge(&demand, f).map_err(|s| (s.code(), s.to_string()));
+            let reason = judged.as_ref().err().map(|(_, reason)| reason.clone());
+            r.cases.push((endpoint(f, true), endpoint(f, false), reason));
+            match judged {
+                Err((failure, reason)) => r.violations.push(Violation {
                     client: endpoint(f, true),
                     server: endpoint(f, false),
                     verdict: f.verdict.verdict,
                     confidence: f.verdict.confidence,
+                    handshake: f.verdict.handshake,
+                    failure,
                     reason,
                     evidence: f.verdict.evidence.clone(),
                 }),
+                Ok(()) => {
+                    r.passed += 1;
+                    match f.verdict.confidence {
+                        Confidence::Certain => {}
+                        Confidence::Inferred => r.passed_inferred += 1,
+                        Confidence::Uncertain => r.passed_uncertain += 1,
+                    }
+                }
             }
         }
         r.status = if !r.violations.is_empty() {
@@ -262,5 +227,171 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
         connections: flows.len(),
         rules: results,
         problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::verdict::Handshake;
+
+    fn flow(id: u64, kind: Kind, confidence: Confidence, handshake: Handshake, evidence: &str) -> FlowReport {
+        let mut f = crate::report::json::tests::sample_report(id);
+        f.client.port = 40000 + id as u16;
+        f.verdict.verdict = kind;
+        f.verdict.confidence = confidence;
+        f.verdict.handshake = handshake;
+        f.verdict.evidence = vec![evidence.to_string()];
+        f
+    }
+
+    fn rule(name: &str, require: Requirement, allow_uncertain: bool) -> Rule {
+        Rule {
+            name: name.into(),
+            selector: Match::default(),
+            require,
+            client_identity: None,
+            allow_uncertain,
+        }
+    }
+
+    fn opts() -> CheckOptions {
+        CheckOptions {
+            evidence: EvidenceLevel::Inferred,
+            allow_empty: false,
+            min_flows: 0,
+            include_loopback: false,
+        }
+    }
+
+    /// A certain, an inferred, an uncertain and a failed connection.
+    fn flows() -> Vec<FlowReport> {
+        vec![
+            flow(
+                1,
+                Kind::Tls,
+                Confidence::Certain,
+                Handshake::Complete,
+                "no client certificate requested",
+            ),
+            flow(
+                2,
+                Kind::Tls,
+                Confidence::Inferred,
+                Handshake::Complete,
+                "TLS 1.3: Finished alone",
+            ),
+            flow(
+                3,
+                Kind::Tls,
+                Confidence::Uncertain,
+                Handshake::Incomplete,
+                "ClientHello seen, no ServerHello in the capture",
+            ),
+            flow(
+                4,
+                Kind::Tls,
+                Confidence::Certain,
+                Handshake::Failed,
+                "handshake failed: server alert bad_certificate",
+            ),
+        ]
+    }
+
+    #[test]
+    fn uncertain_fails_unless_the_rule_allows_it_and_is_counted_apart() {
+        let rules = [
+            rule("strict", Requirement::Tls, false),
+            rule("relaxed", Requirement::Tls, true),
+        ];
+        let r = evaluate(&rules, &flows(), &opts());
+        assert!(!r.ok);
+        let [strict, relaxed] = &r.rules[..] else { panic!() };
+        assert_eq!((strict.matched, strict.passed, strict.violations.len()), (4, 2, 2));
+        assert_eq!((strict.passed_inferred, strict.passed_uncertain), (1, 0));
+        let failures: Vec<_> = strict
+            .violations
+            .iter()
+            .map(|v| (v.client.as_str(), v.failure, v.handshake))
+            .collect();
+        assert_eq!(
+            failures,
+            [
+                ("10.0.0.1:40003", "uncertain", Handshake::Incomplete),
+                ("10.0.0.1:40004", "handshake-failed", Handshake::Failed)
+            ]
+        );
+        // Allowed: the uncertain one passes, said so; the failed handshake still fails.
+        assert_eq!(
+            (relaxed.passed, relaxed.passed_inferred, relaxed.passed_uncertain),
+            (3, 1, 1)
+        );
+        assert_eq!(relaxed.violations.len(), 1);
+        assert_eq!(relaxed.violations[0].failure, "handshake-failed");
+        let text = r.text(false);
+        assert!(
+            text.contains("rule 'relaxed' (require tls): 4 matched, 3 passed, 1 failed (1 passed on inferred verdicts) (1 passed on uncertain verdicts, allowed): FAILED"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["rules"][1]["allow_uncertain"], true);
+        assert!(json["rules"][0].get("allow_uncertain").is_none());
+        assert_eq!(json["rules"][1]["passed_uncertain"], 1);
+        assert_eq!(json["rules"][0]["violations"][0]["failure"], "uncertain");
+        assert_eq!(json["rules"][0]["violations"][1]["handshake"], "failed");
+    }
+
+    /// Text, JSON, JUnit and GitHub annotations carry the same failures, each with its reason.
+    #[test]
+    fn every_rendering_carries_the_same_failures() {
+        let rules = [
+            rule("tls", Requirement::Tls, false),
+            rule("encrypted", Requirement::Encrypted, false),
+        ];
+        let r = evaluate(&rules, &flows(), &opts());
+        let reasons: Vec<&str> = r
+            .rules
+            .iter()
+            .flat_map(|r| &r.violations)
+            .map(|v| v.reason.as_str())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "tls: requires tls; the verdict is uncertain (\"ClientHello seen, no ServerHello in the capture\"); --allow-uncertain accepts it",
+                "tls: requires tls; the handshake failed (\"handshake failed: server alert bad_certificate\")",
+                "tls: requires encryption; the verdict is uncertain (\"ClientHello seen, no ServerHello in the capture\"); --allow-uncertain accepts it",
+                "tls: requires encryption; the handshake failed (\"handshake failed: server alert bad_certificate\")",
+            ]
+        );
+        let text = r.text(false);
+        let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL [")).collect();
+        assert_eq!(fails.len(), 4, "{text}");
+        // The uncertain reason already quotes the evidence: no second `evidence:` line for it.
+        assert_eq!(text.matches("evidence: ClientHello seen").count(), 0, "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        let github = r.github(false);
+        assert_eq!(github.lines().count(), 4, "{github}");
+        let junit = quick_junit::Report::deserialize_from_str(&r.junit(false)).unwrap();
+        assert_eq!((junit.tests, junit.failures), (8, 4));
+        let messages: Vec<String> = junit
+            .test_suites
+            .iter()
+            .flat_map(|s| &s.test_cases)
+            .filter_map(|c| match &c.status {
+                quick_junit::TestCaseStatus::NonSuccess { message, .. } => message.as_ref().map(|m| m.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(messages, reasons);
+        for (i, reason) in reasons.iter().enumerate() {
+            let rule = &json["rules"][i / 2];
+            assert_eq!(rule["violations"][i % 2]["reason"], *reason);
+            assert_eq!(rule["status"], "fail");
+            let tail = reason.trim_start_matches("tls: ");
+            assert_eq!(text.matches(tail).count(), 1, "{tail}\n{text}");
+            // GitHub's workflow commands escape only %, CR and LF in the message.
+            assert_eq!(github.matches(*reason).count(), 1, "{reason}\n{github}");
+        }
     }
 }

@@ -54,7 +54,7 @@ impl CheckReport {
 mod tests {
     use crate::check::evaluate::{CheckReport, RuleResult, Status, Violation};
     use crate::check::rules::{Match, Requirement};
-    use crate::pipeline::verdict::{Confidence, Kind};
+    use crate::pipeline::verdict::{Confidence, Handshake, Kind};
     use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
     fn rule(name: &str, cases: Vec<(&str, &str, Option<&str>)>, evidence: &[&str]) -> RuleResult {
@@ -66,6 +66,8 @@ mod tests {
                     server: s.to_string(),
                     verdict: Kind::Plaintext,
                     confidence: Confidence::Certain,
+                    handshake: Handshake::None,
+                    failure: "verdict",
                     reason: reason.to_string(),
                     evidence: evidence.iter().map(|e| e.to_string()).collect(),
                 })
@@ -76,6 +78,7 @@ mod tests {
             require: Requirement::Mtls,
             selector: Match::default(),
             client_identity: None,
+            allow_uncertain: false,
             status: match (cases.is_empty(), violations.is_empty()) {
                 (true, _) => Status::Empty,
                 (false, true) => Status::Pass,
@@ -84,6 +87,7 @@ mod tests {
             matched: cases.len(),
             passed: cases.len() - violations.len(),
             passed_inferred: 0,
+            passed_uncertain: 0,
             no_data: 0,
             loopback: 0,
             violations,

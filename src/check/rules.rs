@@ -21,7 +21,7 @@ pub enum Requirement {
     /// Anything: the rule only counts connections (useful with `client_identity`).
     Any,
     /// What Istio's PeerAuthentication expects for the server pod and port (needs a cluster
-    /// dump): a violation fails, a warning or note passes.
+    /// dump): a violation fails and a STRICT port is held to `mtls`; a warning or note passes.
     Policy,
 }
 
@@ -56,6 +56,10 @@ pub struct Rule {
     /// Glob the client certificate identity must match, where it is visible (see [`Pattern`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_identity: Option<String>,
+    /// Let an `uncertain` verdict satisfy `require` (by default it never does): for traffic
+    /// that is known to be padded or resumed from outside the capture.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_uncertain: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,7 +19,8 @@ impl CheckReport {
                     v.verdict.name(),
                     v.reason.trim_start_matches(&format!("{}: ", v.verdict.name()))
                 );
-                if let Some(e) = v.evidence.first() {
+                // An uncertain verdict's reason already quotes this line.
+                if let Some(e) = v.evidence.first().filter(|e| !v.reason.contains(e.as_str())) {
                     let _ = writeln!(s, "     evidence: {e}");
                 }
             }
@@ -44,6 +45,13 @@ impl CheckReport {
             );
             if r.passed_inferred > 0 {
                 line.push_str(&format!(" ({} passed on inferred verdicts)", r.passed_inferred));
+            }
+            if r.passed_uncertain > 0 {
+                let allowed = if r.allow_uncertain { ", allowed" } else { "" };
+                line.push_str(&format!(
+                    " ({} passed on uncertain verdicts{allowed})",
+                    r.passed_uncertain
+                ));
             }
             if r.no_data > 0 {
                 line.push_str(&format!(", {} without data not checked", r.no_data));

@@ -69,7 +69,8 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
     })
 }
 
-/// The `--rules` file's rules, after a first one over every connection for `--require`.
+/// The `--rules` file's rules, after a first one over every connection for `--require`;
+/// `--allow-uncertain` is then said on each.
 fn rules(args: &CheckArgs) -> Result<Vec<Rule>> {
     let mut rules = match &args.rules {
         Some(path) => check::load_rules(path)?,
@@ -87,8 +88,14 @@ fn rules(args: &CheckArgs) -> Result<Vec<Rule>> {
                 selector: Default::default(),
                 require: level,
                 client_identity: None,
+                allow_uncertain: false,
             },
         );
+    }
+    if args.allow_uncertain {
+        for r in &mut rules {
+            r.allow_uncertain = true;
+        }
     }
     Ok(rules)
 }

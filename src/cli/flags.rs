@@ -347,13 +347,15 @@ pub struct CheckArgs {
     pub input: InputArgs,
     #[command(flatten)]
     pub live: LiveArgs,
-    /// Every connection (after --exclude) must meet this.
+    /// Every connection (after --exclude) must meet this, on positive evidence: a failed
+    /// handshake never meets mtls, tls or encrypted, nor does an uncertain verdict (see
+    /// --allow-uncertain).
     #[arg(long, value_enum, value_name = "LEVEL", required_unless_present = "rules")]
     pub require: Option<Requirement>,
     /// Leave out packets matching this BPF expression, e.g. 'port 15020 or port 15021'.
     #[arg(long, value_name = "EXPR")]
     pub exclude: Option<String>,
-    /// YAML file of rules: `rules: [{name, match: {ports, cidrs, server_cidrs, client_cidrs, sni}, require, client_identity}]`.
+    /// YAML file of rules: `rules: [{name, match: {ports, cidrs, server_cidrs, client_cidrs, sni}, require, client_identity, allow_uncertain}]`.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<std::path::PathBuf>,
     /// Also write a JUnit XML report (one testsuite per rule, one testcase per connection).
@@ -362,9 +364,17 @@ pub struct CheckArgs {
     /// Report format on standard output.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub format: CheckFormat,
-    /// `certain` refuses verdicts inferred from encrypted lengths (TLS 1.3) or linked resumptions.
+    /// `certain` refuses tls and mtls verdicts inferred from encrypted lengths (TLS 1.3) or
+    /// linked resumptions, for --require tls, mtls and policy (STRICT); uncertain ones too,
+    /// whatever --allow-uncertain says.
     #[arg(long, value_enum, default_value = "inferred")]
     pub evidence: EvidenceLevel,
+    /// Let an uncertain verdict (record padding, a resumption whose first handshake is not in
+    /// the capture, a handshake seen in part) pass a requirement its kind meets, in every rule,
+    /// as `allow_uncertain: true` does for one rule: an uncertain `tls` passes tls and
+    /// encrypted, never mtls. Counted apart; a failed handshake and --evidence certain still fail it.
+    #[arg(long)]
+    pub allow_uncertain: bool,
     /// A rule that matches no connection passes instead of failing with "nothing to check".
     #[arg(long)]
     pub allow_empty: bool,

@@ -269,7 +269,7 @@ pub trait Output {
 /// speed; measured since (per call, `cargo bench --bench timestamps` medians and a loop of 4 M
 /// calls under `perf stat`, CPU time, on this 2-core machine): jiff's `Display` at precision 6
 /// into a String sized for it, 38-44 ns; the same through `format!`, 43-49 ns; digits by hand in
-/// a fixed buffer with the date from `certs::civil_from_days`, 50-60 ns (36 ns of it building
+/// a fixed buffer with the date from Hinnant's `civil_from_days`, 50-60 ns (36 ns of it building
 /// the String), or 44-49 ns with the date from jiff. `analyze -o jsonl` spends about 10 µs per
 /// connection on the benchmark capture: jiff is under 1% of that, and cheaper than the digits.
 pub fn rfc3339(ns: u64) -> String {

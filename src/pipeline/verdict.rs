@@ -1,5 +1,6 @@
 //! Stage 5, verdict: turns what the inspector saw into `plaintext`, `tls` or `mtls`, with the
 //! evidence and how sure we are — following the table in DESIGN.md ("what the wire can prove").
+//! What TLS 1.3's encrypted lengths say about the client's certificate is read by [`tls13`].
 
 use crate::pipeline::inspect::certs::CertInfo;
 use crate::pipeline::inspect::coverage::{self, Coverage};
@@ -10,6 +11,10 @@ use crate::pipeline::inspect::tls::{Chain, TlsFacts};
 use crate::pipeline::inspect::Outcome;
 use crate::pipeline::side::Side;
 use serde::Serialize;
+pub use tls13::Tls13Report;
+use tls13::{tls13_report, Answer, Progress};
+
+mod tls13;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -83,14 +88,6 @@ pub struct AlertReport {
     pub from: &'static str,
     pub level: &'static str,
     pub description: String,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Tls13Report {
-    pub client_first_record_len: Option<u32>,
-    pub client_first_inner_len: Option<u32>,
-    pub finished_len: u32,
-    pub server_flight_inner_lens: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -542,44 +539,6 @@ fn mesh_evidence(m: &MeshSignal) -> String {
     }
 }
 
-/// What a TLS 1.3 cipher suite makes of lengths in the encrypted flights.
-struct Tls13Lengths {
-    /// The Finished message: 4-byte header and the suite's hash.
-    finished: u32,
-    /// The AEAD tag every encrypted record ends with.
-    tag: u32,
-}
-
-fn tls13_lengths(cipher: u16) -> Tls13Lengths {
-    let hash = if cipher == 0x1302 { 48 } else { 32 };
-    let tag = if cipher == 0x1305 { 8 } else { 16 };
-    Tls13Lengths {
-        finished: 4 + hash,
-        tag,
-    }
-}
-
-fn tls13_report(f: &TlsFacts) -> Tls13Report {
-    let cipher = f.server_hello.as_ref().map_or(0x1301, |s| s.cipher);
-    let Tls13Lengths { finished: fin, tag } = tls13_lengths(cipher);
-    let t = &f.tls13;
-    Tls13Report {
-        client_first_record_len: t.client_first_record,
-        client_first_inner_len: t.client_first_record.map(|l| l.saturating_sub(tag + 1)),
-        finished_len: fin,
-        server_flight_inner_lens: t.server_flight.to_vec(),
-    }
-}
-
-/// An empty client Certificate message: type, 3-byte length, empty context, empty list.
-const EMPTY_CERTIFICATE: u32 = 8;
-/// A client EncryptedExtensions carrying only ALPS (Chrome): 4-byte header, 2-byte list length,
-/// the extension's 4-byte header, then the settings (empty or a few HTTP/2 SETTINGS).
-const ALPS_EE_MIN: u32 = 10;
-const ALPS_EE_MAX: u32 = 80;
-/// Smallest Certificate message that can hold a real certificate.
-const MIN_CERTIFICATE: u32 = 100;
-
 /// What the lengths of a TLS 1.3 handshake say about the client's certificate.
 struct Tls13Inference {
     kind: Kind,
@@ -590,110 +549,25 @@ struct Tls13Inference {
     cert_requested: Option<bool>,
 }
 
-/// TLS 1.3: was a client certificate sent? See DESIGN.md: the client's first encrypted record
-/// after ServerHello is its Certificate (or its Finished when none was requested).
+/// TLS 1.3: was a client certificate sent? `tls13` reads the lengths; an answer it is not sure
+/// of is `tls`, uncertain.
 fn infer_tls13(f: &TlsFacts) -> Tls13Inference {
-    let cipher = f.server_hello.as_ref().map_or(0x1301, |s| s.cipher);
-    let Tls13Lengths { finished: fin, tag } = tls13_lengths(cipher);
-    let t = &f.tls13;
-    let mut ev = Vec::new();
-    let Some(len) = t.client_first_record else {
-        ev.push("TLS 1.3: the client's encrypted flight is not in the capture".into());
-        return Tls13Inference {
-            kind: Kind::Tls,
-            confidence: Confidence::Uncertain,
-            handshake: Handshake::Incomplete,
-            evidence: ev,
-            cert_requested: None,
-        };
-    };
-    let inner = len.saturating_sub(tag + 1);
-    // What the server's flight says, when it wrote one record per message (its last record is
-    // then exactly Finished): EE, [CertificateRequest], Certificate, CertificateVerify, Finished.
-    let server_says = match t.server_flight.as_slice() {
-        [.., last] if *last == fin && t.server_flight.len() == 5 => Some(true),
-        [.., last] if *last == fin && t.server_flight.len() == 4 => Some(false),
-        _ => None,
-    };
-    let flight = t.server_flight.iter().map(u32::to_string).collect::<Vec<_>>().join("+");
-    let alps = f.client_hello.as_ref().is_some_and(|c| c.alps_offered);
-    let alps_ee = inner
-        .checked_sub(fin)
-        .filter(|ee| alps && (ALPS_EE_MIN..=ALPS_EE_MAX).contains(ee));
-    let (kind, requested, what) = if inner == fin {
-        (
-            Kind::Tls,
-            Some(false),
-            format!("Finished ({fin}) alone: no certificate requested"),
-        )
-    } else if let Some(ee) = alps_ee {
-        (
-            Kind::Tls,
-            Some(false),
-            format!("the client's EncryptedExtensions for ALPS ({ee}) + Finished ({fin}): no certificate requested"),
-        )
-    } else if inner == EMPTY_CERTIFICATE || inner == EMPTY_CERTIFICATE + fin {
-        (
-            Kind::Tls,
-            Some(true),
-            "an empty Certificate (8): certificate requested, none sent".to_string(),
-        )
-    } else if inner >= MIN_CERTIFICATE {
-        (
-            Kind::Mtls,
-            Some(true),
-            "a Certificate: the client sent a certificate".to_string(),
-        )
-    } else {
-        ev.push(format!(
-            "TLS 1.3: client's first encrypted record is {len} bytes ({inner} inner), which fits neither Finished ({fin}), an empty Certificate (8) nor a certificate (record padding?)"
-        ));
-        return Tls13Inference {
-            kind: Kind::Tls,
-            confidence: Confidence::Uncertain,
-            handshake: Handshake::Complete,
-            evidence: ev,
-            cert_requested: server_says,
-        };
-    };
-    ev.push(format!(
-        "TLS 1.3: client's first encrypted record after ServerHello is {len} bytes ({inner} inner) = {what}"
-    ));
-    let mut confidence = Confidence::Inferred;
-    match server_says {
-        Some(s) if Some(s) == requested => ev.push(format!(
-            "server flight of {} records ({flight}) {} a CertificateRequest",
-            t.server_flight.len(),
-            if s { "includes" } else { "has no" }
-        )),
-        Some(s) => {
-            confidence = Confidence::Uncertain;
-            ev.push(format!(
-                "but the server flight of {} records ({flight}) suggests {} CertificateRequest",
-                t.server_flight.len(),
-                if s { "a" } else { "no" }
-            ));
-        }
-        None if !t.server_flight.is_empty() => ev.push(format!(
-            "server flight in {} records ({flight}): no cross-check",
-            t.server_flight.len()
-        )),
-        None => {}
-    }
-    let handshake = match t.server_reply {
-        // An encrypted 2-byte reply right after the client's flight is an alert.
-        Some(2) => {
-            ev.push("server answered the client's flight with an encrypted alert".into());
-            Handshake::Failed
-        }
-        _ => Handshake::Complete,
+    let r = tls13::read(f);
+    let (kind, confidence) = match r.answer {
+        Answer::Certificate => (Kind::Mtls, Confidence::Inferred),
+        Answer::NoCertificate => (Kind::Tls, Confidence::Inferred),
+        Answer::Unknown => (Kind::Tls, Confidence::Uncertain),
     };
     Tls13Inference {
         kind,
         confidence,
-        handshake,
-        evidence: ev,
-        cert_requested: requested,
+        handshake: match r.progress {
+            Progress::ClientFlightMissing => Handshake::Incomplete,
+            Progress::Complete => Handshake::Complete,
+            Progress::Rejected => Handshake::Failed,
+        },
+        evidence: r.evidence,
+        cert_requested: r.cert_requested,
     }
 }
 

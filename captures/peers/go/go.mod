@@ -1,0 +1,3 @@
+module mtlscope/captures/peers/go
+
+go 1.19
