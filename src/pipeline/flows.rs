@@ -379,6 +379,7 @@ mod memory_budget {
             size_of::<super::Active>()
         );
         let c = size_of::<crate::pipeline::inspect::tls::Classifier>();
-        assert!(c <= 352, "Classifier is {c} bytes");
+        // 352 before issue 19 added the oversized handshake message (8 bytes, docs/performance.md).
+        assert!(c <= 360, "Classifier is {c} bytes");
     }
 }

@@ -53,8 +53,9 @@ struct Dir {
     /// The current record's body is being kept (clear-text handshake or alert).
     keep: bool,
     rec_type: u8,
-    /// The current record's version field.
-    rec_version: u16,
+    /// The current record's minor version (the major is always 3, see `plausible_header`);
+    /// one byte, so that it fits beside `rec_type` and the classifier does not grow.
+    rec_minor: u8,
     /// Boxed and only while a record or a message is incomplete: a connection waiting in
     /// mid-handshake then holds one pointer per direction instead of two empty vectors.
     bufs: Option<Box<Bufs>>,
@@ -272,7 +273,7 @@ impl Classifier {
         let tls13 = self.facts.is_tls13();
         let d = &mut self.dirs[dir];
         d.rec_type = h[0];
-        d.rec_version = u16::from_be_bytes([h[1], h[2]]);
+        d.rec_minor = h[2];
         d.need = len as u32;
         d.keep = false;
         match (h[0], encrypted) {
@@ -459,7 +460,7 @@ impl Classifier {
             return;
         };
         let chain = Box::new(Chain {
-            record_version: self.dirs[dir].rec_version,
+            record_version: 0x0300 | u16::from(self.dirs[dir].rec_minor),
             ..chain
         });
         if self.facts.server_dir() == Some(dir) {
