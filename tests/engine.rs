@@ -1,155 +1,16 @@
 //! Flow-table and verdict behaviour on packets built here, for situations the captures don't
 //! show: 5-tuple reuse, retransmitted SYNs, roles without a SYN, conflicting overlaps, gaps.
 
-use etherparse::PacketBuilder;
-use mtlscope::pipeline::engine::{Config, Engine};
 use mtlscope::pipeline::flows::RolesFrom;
-use mtlscope::pipeline::record::Collect;
-use mtlscope::pipeline::record::FlowReport;
-use mtlscope::pipeline::source::{CaptureReader, LinkType};
 use mtlscope::pipeline::verdict::{Confidence, Kind};
 
-const C: [u8; 4] = [10, 1, 0, 1];
-const S: [u8; 4] = [10, 1, 0, 2];
-
-struct Conn {
-    cport: u16,
-    sport: u16,
-    cseq: u32,
-    sseq: u32,
-}
-
-/// `from`/`to`: address and port.
-fn frame(from: ([u8; 4], u16), to: ([u8; 4], u16), seq: u32, ack: Option<u32>, flags: &str, payload: &[u8]) -> Vec<u8> {
-    let ((src, sp), (dst, dp)) = (from, to);
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
-    let mut t = b.tcp(sp, dp, seq, 65535);
-    if flags.contains('S') {
-        t = t.syn();
-    }
-    if flags.contains('F') {
-        t = t.fin();
-    }
-    if flags.contains('R') {
-        t = t.rst();
-    }
-    if let Some(a) = ack {
-        t = t.ack(a);
-    }
-    let mut out = Vec::new();
-    t.write(&mut out, payload).unwrap();
-    out
-}
-
-impl Conn {
-    fn new(cport: u16, sport: u16, cseq: u32, sseq: u32) -> Self {
-        Conn {
-            cport,
-            sport,
-            cseq,
-            sseq,
-        }
-    }
-    fn syn(&self) -> Vec<u8> {
-        frame((C, self.cport), (S, self.sport), self.cseq, None, "S", &[])
-    }
-    fn synack(&self) -> Vec<u8> {
-        frame(
-            (S, self.sport),
-            (C, self.cport),
-            self.sseq,
-            Some(self.cseq + 1),
-            "S",
-            &[],
-        )
-    }
-    fn client(&mut self, data: &[u8]) -> Vec<u8> {
-        let f = frame(
-            (C, self.cport),
-            (S, self.sport),
-            self.cseq + 1,
-            Some(self.sseq + 1),
-            "",
-            data,
-        );
-        self.cseq += data.len() as u32;
-        f
-    }
-    fn server(&mut self, data: &[u8]) -> Vec<u8> {
-        let f = frame(
-            (S, self.sport),
-            (C, self.cport),
-            self.sseq + 1,
-            Some(self.cseq + 1),
-            "",
-            data,
-        );
-        self.sseq += data.len() as u32;
-        f
-    }
-    fn fins(&self) -> Vec<Vec<u8>> {
-        vec![
-            frame(
-                (C, self.cport),
-                (S, self.sport),
-                self.cseq + 1,
-                Some(self.sseq + 1),
-                "F",
-                &[],
-            ),
-            frame(
-                (S, self.sport),
-                (C, self.cport),
-                self.sseq + 1,
-                Some(self.cseq + 2),
-                "F",
-                &[],
-            ),
-        ]
-    }
-}
-
-fn run(frames: &[Vec<u8>]) -> Vec<FlowReport> {
-    let mut e = Engine::new(Config::default(), Collect::default());
-    for (i, f) in frames.iter().enumerate() {
-        let _ = e.packet(1_700_000_000_000_000_000 + i as u64 * 1000, LinkType::ETHERNET, f);
-    }
-    e.finish();
-    e.out.sorted()
-}
-
-/// One TCP payload of a capture, and who sent it.
-struct Payload {
-    from_client: bool,
-    bytes: Vec<u8>,
-}
-
-impl Conn {
-    /// The frame that carries `p` in its direction.
-    fn send(&mut self, p: &Payload) -> Vec<u8> {
-        if p.from_client {
-            self.client(&p.bytes)
-        } else {
-            self.server(&p.bytes)
-        }
-    }
-}
+#[path = "support/frames.rs"]
+mod frames;
+use frames::{frame, run, Conn, Payload, C, S};
 
 /// The first handshake record of a real TLS 1.2 mTLS capture in each direction, and more.
 fn tls12_payloads() -> Vec<Payload> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/captures/openssl-tls12-mtls-rsa.pcap");
-    let mut r = CaptureReader::open(path).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet().unwrap() {
-        let seg = mtlscope::pipeline::decode::decode(p.link, p.data).unwrap();
-        if !seg.payload.is_empty() {
-            out.push(Payload {
-                from_client: seg.dport == 4402,
-                bytes: seg.payload.to_vec(),
-            });
-        }
-    }
-    out
+    frames::payloads("openssl-tls12-mtls-rsa.pcap", 4402)
 }
 
 #[test]

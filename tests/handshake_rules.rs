@@ -3,108 +3,20 @@
 //! over the handshake size limit, a snap length that cuts the handshake, and `uncertain`
 //! verdicts that say what is missing. Real handshakes come from this repository's captures.
 
-use etherparse::PacketBuilder;
 use mtlscope::check::{evaluate, parse_rules, CheckOptions, EvidenceLevel};
-use mtlscope::pipeline::engine::{Config, Engine};
-use mtlscope::pipeline::record::{Collect, FlowReport};
-use mtlscope::pipeline::source::{CaptureReader, LinkType};
+use mtlscope::pipeline::record::FlowReport;
 use mtlscope::pipeline::verdict::{Confidence, Handshake, Kind};
 
-const C: [u8; 4] = [10, 1, 0, 1];
-const S: [u8; 4] = [10, 1, 0, 2];
-
-fn frame(from: ([u8; 4], u16), to: ([u8; 4], u16), seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
-    let ((src, sp), (dst, dp)) = (from, to);
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
-    let mut t = b.tcp(sp, dp, seq, 65535);
-    if syn {
-        t = t.syn();
-    }
-    if let Some(a) = ack {
-        t = t.ack(a);
-    }
-    let mut out = Vec::new();
-    t.write(&mut out, payload).unwrap();
-    out
-}
-
-/// One connection's frames, in order; sequence numbers follow the bytes sent.
-struct Conn {
-    cport: u16,
-    sport: u16,
-    cseq: u32,
-    sseq: u32,
-}
-
-impl Conn {
-    fn new(cport: u16, sport: u16) -> Self {
-        Conn {
-            cport,
-            sport,
-            cseq: 1000,
-            sseq: 5000,
-        }
-    }
-    fn syn(&self) -> Vec<u8> {
-        frame((C, self.cport), (S, self.sport), self.cseq, None, true, &[])
-    }
-    fn synack(&self) -> Vec<u8> {
-        frame(
-            (S, self.sport),
-            (C, self.cport),
-            self.sseq,
-            Some(self.cseq + 1),
-            true,
-            &[],
-        )
-    }
-    fn client(&mut self, data: &[u8]) -> Vec<u8> {
-        let f = frame(
-            (C, self.cport),
-            (S, self.sport),
-            self.cseq + 1,
-            Some(self.sseq + 1),
-            false,
-            data,
-        );
-        self.cseq += data.len() as u32;
-        f
-    }
-    fn server(&mut self, data: &[u8]) -> Vec<u8> {
-        let f = frame(
-            (S, self.sport),
-            (C, self.cport),
-            self.sseq + 1,
-            Some(self.cseq + 1),
-            false,
-            data,
-        );
-        self.sseq += data.len() as u32;
-        f
-    }
-}
-
-fn run(frames: &[Vec<u8>]) -> Vec<FlowReport> {
-    let mut e = Engine::new(Config::default(), Collect::default());
-    for (i, f) in frames.iter().enumerate() {
-        let _ = e.packet(1_700_000_000_000_000_000 + i as u64 * 1000, LinkType::ETHERNET, f);
-    }
-    e.finish();
-    e.out.sorted()
-}
+#[path = "support/frames.rs"]
+mod frames;
+use frames::{run, Conn};
 
 /// The TCP payloads of a capture in this repository, each with whether the client sent it.
 fn payloads(capture: &str, server_port: u16) -> Vec<(bool, Vec<u8>)> {
-    let path = format!("{}/captures/{capture}", env!("CARGO_MANIFEST_DIR"));
-    let mut r = CaptureReader::open(&path).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet().unwrap() {
-        let seg = mtlscope::pipeline::decode::decode(p.link, p.data).unwrap();
-        if !seg.payload.is_empty() {
-            out.push((seg.dport == server_port, seg.payload.to_vec()));
-        }
-    }
-    out
+    frames::payloads(capture, server_port)
+        .into_iter()
+        .map(|p| (p.from_client, p.bytes))
+        .collect()
 }
 
 fn tls12_mtls() -> Vec<(bool, Vec<u8>)> {
@@ -117,7 +29,7 @@ fn client_hello() -> Vec<u8> {
 
 /// A handshake where the server answers the ClientHello with `answer`.
 fn answered_with(answer: &[u8], handshake: bool) -> FlowReport {
-    let mut c = Conn::new(40100, 8081);
+    let mut c = Conn::new(40100, 8081, 1000, 5000);
     let mut frames = if handshake {
         vec![c.syn(), c.synack()]
     } else {
@@ -199,7 +111,7 @@ fn an_answer_of_unknown_bytes_is_plaintext_unless_the_capture_started_mid_stream
 
 #[test]
 fn a_refused_starttls_client_hello_is_plaintext_in_the_preamble_protocol() {
-    let mut c = Conn::new(40101, 25);
+    let mut c = Conn::new(40101, 25, 1000, 5000);
     let mut frames = vec![c.syn(), c.synack()];
     frames.push(c.server(b"220 mx.test ESMTP\r\n"));
     frames.push(c.client(b"EHLO client.test\r\n"));
@@ -239,7 +151,7 @@ fn check_fails_a_client_hello_answered_in_plaintext() {
 
 #[test]
 fn client_direction_alone_with_a_client_certificate_is_mtls_certain() {
-    let mut c = Conn::new(40102, 4402);
+    let mut c = Conn::new(40102, 4402, 1000, 5000);
     let mut frames = vec![c.syn()];
     for (from_client, p) in tls12_mtls() {
         if from_client {
@@ -271,7 +183,7 @@ fn client_direction_alone_with_a_client_certificate_is_mtls_certain() {
 
 #[test]
 fn client_direction_alone_without_a_certificate_says_the_server_is_missing() {
-    let mut c = Conn::new(40103, 4401);
+    let mut c = Conn::new(40103, 4401, 1000, 5000);
     let mut frames = vec![c.syn()];
     for (from_client, p) in payloads("openssl-tls12-server-only-rsa.pcap", 4401) {
         if from_client {
@@ -290,7 +202,7 @@ fn client_direction_alone_without_a_certificate_says_the_server_is_missing() {
 
 #[test]
 fn server_direction_alone_says_the_client_is_missing() {
-    let mut c = Conn::new(40104, 4402);
+    let mut c = Conn::new(40104, 4402, 1000, 5000);
     let mut frames = vec![c.synack()];
     for (from_client, p) in tls12_mtls() {
         if from_client {
@@ -325,7 +237,7 @@ fn huge_client_hello(len: u32) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_client_hello_over_the_limit_is_named_and_the_alert_is_the_servers() {
-    let mut c = Conn::new(40105, 4474);
+    let mut c = Conn::new(40105, 4474, 1000, 5000);
     let mut frames = vec![c.syn(), c.synack()];
     for r in huge_client_hello(300_000) {
         frames.push(c.client(&r));
@@ -345,7 +257,7 @@ fn a_client_hello_over_the_limit_is_named_and_the_alert_is_the_servers() {
     );
 
     // Unanswered, it is all there is to say.
-    let mut c = Conn::new(40106, 4474);
+    let mut c = Conn::new(40106, 4474, 1000, 5000);
     let mut frames = vec![c.syn(), c.synack()];
     for r in huge_client_hello(300_000) {
         frames.push(c.client(&r));
@@ -363,7 +275,7 @@ fn a_client_hello_over_the_limit_is_named_and_the_alert_is_the_servers() {
 
 #[test]
 fn a_snap_length_that_cuts_the_handshake_is_named() {
-    let mut c = Conn::new(40107, 4402);
+    let mut c = Conn::new(40107, 4402, 1000, 5000);
     let mut frames = vec![c.syn(), c.synack()];
     for (from_client, p) in tls12_mtls() {
         let mut f = if from_client { c.client(&p) } else { c.server(&p) };
@@ -386,7 +298,7 @@ fn a_snap_length_that_cuts_the_handshake_is_named() {
 
 #[test]
 fn a_server_that_never_answers_is_said_so() {
-    let mut c = Conn::new(40108, 443);
+    let mut c = Conn::new(40108, 443, 1000, 5000);
     let frames = vec![c.syn(), c.synack(), c.client(&client_hello())];
     let v = &run(&frames)[0].verdict;
     assert_eq!((v.verdict, v.confidence), (Kind::Tls, Confidence::Uncertain));
@@ -399,7 +311,7 @@ fn a_server_that_never_answers_is_said_so() {
 /// The TLS 1.2 mTLS handshake with the payload at `index` lost from the capture (the receiver's
 /// ACKs still show it was sent).
 fn tls12_mtls_without(index: usize) -> FlowReport {
-    let mut c = Conn::new(40109 + index as u16, 4402);
+    let mut c = Conn::new(40109 + index as u16, 4402, 1000, 5000);
     let mut frames = vec![c.syn(), c.synack()];
     for (i, (from_client, p)) in tls12_mtls().into_iter().enumerate() {
         let f = if from_client { c.client(&p) } else { c.server(&p) };
