@@ -216,3 +216,68 @@ fn closed_stdout_is_not_an_error() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// The table of `analyze FILES` with COLUMNS as given (None: not set), into a pipe.
+fn table(columns: Option<&str>, extra: &[&str], files: &[&str]) -> String {
+    let mut cmd = bin();
+    cmd.arg("analyze").args(extra).env("CI", "true").env_remove("COLUMNS");
+    for f in files {
+        cmd.arg(capture(f));
+    }
+    if let Some(c) = columns {
+        cmd.env("COLUMNS", c);
+    }
+    let o = cmd.output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    stdout(&o)
+}
+
+const TABLE_CAPTURES: [&str; 3] = [
+    "istio-like-tls12-mtls-spiffe.pcap",
+    "go-tls13-mtls-rsa.pcap",
+    "plaintext-http.pcap",
+];
+
+#[test]
+fn table_follows_columns_and_never_splits_an_address() {
+    for c in ["80", "200"] {
+        let out = table(Some(c), &[], &TABLE_CAPTURES);
+        let width: usize = c.parse().unwrap();
+        for l in out.lines() {
+            assert!(l.chars().count() <= width, "COLUMNS={c}: {l:?}\n{out}");
+        }
+        for whole in ["10.99.0.1:38218", "10.99.0.2:9080", "mtls (inferred)", "10.99.0.2:8080"] {
+            assert!(
+                out.lines().any(|l| l.contains(whole)),
+                "COLUMNS={c}: {whole} split\n{out}"
+            );
+        }
+        // The evidence's conclusion is there, not cut off.
+        assert!(!out.contains('…') && out.contains("the client sent a"), "{out}");
+    }
+}
+
+#[test]
+fn table_into_a_pipe_without_columns_is_not_wrapped() {
+    let out = table(None, &[], &TABLE_CAPTURES);
+    // Header, three rows, three box lines, the summary.
+    assert_eq!(out.lines().count(), 8, "{out}");
+    assert!(
+        out.contains("outbound_.9080_._.reviews.bookinfo.svc.cluster.local"),
+        "{out}"
+    );
+}
+
+#[test]
+fn wide_table_has_cipher_alpn_first_seen_and_all_the_evidence() {
+    let out = table(Some("80"), &["-o", "wide"], &["go-tls13-mtls-rsa.pcap"]);
+    let header = out.lines().nth(1).unwrap_or_default();
+    for h in ["cipher", "alpn", "first seen", "evidence"] {
+        assert!(header.contains(h), "{out}");
+    }
+    assert!(out.contains("TLS_AES_128_GCM_SHA256"), "{out}");
+    let j = json(&run(&["analyze", "-o", "json", &capture("go-tls13-mtls-rsa.pcap")]));
+    for line in j["flows"][0]["evidence"].as_array().unwrap() {
+        assert!(out.contains(line.as_str().unwrap()), "{line} missing\n{out}");
+    }
+}

@@ -36,12 +36,18 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
             out.flush()?;
             report_live(&ran.summary);
         }
-        Format::Table => {
+        Format::Table | Format::Wide => {
             let table = LiveTable::new(status, io::stdout().is_terminal());
             let ran = live(&options, engine(cfg, table, cluster.as_ref()), false)?;
             let flows = ran.out.collect.sorted();
             let mut out = io::BufWriter::new(io::stdout().lock());
-            report::write_table(&mut out, &flows, &ran.summary, report::terminal_width())?;
+            report::write_table(
+                &mut out,
+                &flows,
+                &ran.summary,
+                report::terminal_width(),
+                args.format.columns(),
+            )?;
             out.flush()?;
             report_live(&ran.summary);
         }
