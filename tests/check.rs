@@ -250,20 +250,46 @@ fn json_and_junit_reports() {
 }
 
 #[test]
-fn github_actions_annotations() {
+fn github_actions_annotations_go_to_stderr_with_the_file_and_a_title() {
+    let file = capture("plaintext-http.pcap");
     let o = Command::new(env!("CARGO_BIN_EXE_mtlscope"))
-        .args(["check", "--require", "mtls", &capture("plaintext-http.pcap")])
+        .args(["check", "--require", "mtls", &file])
         .env("GITHUB_ACTIONS", "true")
         .output()
         .unwrap();
-    let s = out(&o);
-    assert!(
-        s.lines()
-            .next()
-            .unwrap()
-            .starts_with("::error title=mtlscope%3A every connection (--require)::10.99.0.1:"),
-        "{s}"
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let first = err.lines().find(|l| l.starts_with("::error ")).unwrap_or_default();
+    let props = format!(
+        "file={},title=mtlscope%3A every connection (--require)::10.99.0.1:",
+        file.replace(':', "%3A").replace(',', "%2C")
     );
+    assert!(first.starts_with(&format!("::error {props}")), "{err}");
+    assert!(!out(&o).contains("::error"), "{}", out(&o));
+}
+
+#[test]
+fn github_actions_json_on_stdout_stays_json() {
+    let o = Command::new(env!("CARGO_BIN_EXE_mtlscope"))
+        .args([
+            "check",
+            "--require",
+            "mtls",
+            "-o",
+            "json",
+            &capture("plaintext-http.pcap"),
+            &capture("nginx-curl-tls12.pcap"),
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o)));
+    assert_eq!(doc["ok"], false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("::error ")).collect();
+    assert!(!errors.is_empty(), "{err}");
+    // Two inputs and no file per connection: no file= at all, a title on each.
+    assert!(errors.iter().all(|l| l.starts_with("::error title=mtlscope")), "{err}");
 }
 
 /// The first `n` packets of a classic pcap file (little-endian, as the bundled captures are),

@@ -370,7 +370,7 @@ mod tests {
         // The uncertain reason already quotes the evidence: no second `evidence:` line for it.
         assert_eq!(text.matches("evidence: ClientHello seen").count(), 0, "{text}");
         let json = serde_json::to_value(&r).unwrap();
-        let github = r.github(false);
+        let github = r.github(false, None);
         assert_eq!(github.lines().count(), 4, "{github}");
         let junit = quick_junit::Report::deserialize_from_str(&r.junit(false)).unwrap();
         assert_eq!((junit.tests, junit.failures), (8, 4));
