@@ -281,3 +281,22 @@ fn wide_table_has_cipher_alpn_first_seen_and_all_the_evidence() {
         assert!(out.contains(line.as_str().unwrap()), "{line} missing\n{out}");
     }
 }
+
+/// `capture -w - -o jsonl` wrote pcap and JSON into the same standard output.
+#[test]
+fn packets_and_a_report_on_standard_output_are_refused() {
+    for args in [
+        &["capture", "-i", "lo", "-w", "-", "-o", "jsonl"][..],
+        &["capture", "-i", "lo", "-w", "/dev/stdout"],
+        &["check", "-i", "lo", "-w", "-", "--require", "mtls"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("cannot go there too") && err.contains("-w capture.pcap"),
+            "{args:?}: {err}"
+        );
+    }
+}

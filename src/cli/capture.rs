@@ -4,6 +4,7 @@
 
 use super::flags::CaptureArgs;
 use super::run::{live, report_live};
+use super::setup::refuse_packets_on_stdout;
 use crate::live::capture::LiveOptions;
 use crate::pipeline::engine::Config;
 use crate::pipeline::record::Collect;
@@ -19,6 +20,8 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
     let Some(options) = args.live.options(args.filter.clone()) else {
         anyhow::bail!("-i/--interface is required (e.g. -i eth0, or -i any)");
     };
+    // Every format reports on standard output.
+    refuse_packets_on_stdout(&options, &format!("-o {}", args.format.name()))?;
     let cfg = args.limits.config();
     let cluster = args.policy.load()?;
     let status = match &options.netns {

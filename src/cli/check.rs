@@ -32,6 +32,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
             if !args.input.inputs.is_empty() {
                 anyhow::bail!("give capture files or -i/--interface, not both");
             }
+            super::setup::refuse_packets_on_stdout(&options, "the check's result")?;
             let ran = live(&options, engine, false)?;
             report_live(&ran.summary);
             ran

@@ -227,7 +227,8 @@ pub struct StopArgs {
     /// Stop after this many packets.
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
-    /// Also write the captured packets to this pcap file.
+    /// Also write the captured packets to this pcap file (not `-`: the report is on standard
+    /// output; `tcpdump -w -` streams packets alone).
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<std::path::PathBuf>,
 }

@@ -35,6 +35,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// The name `-o` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Wide => "wide",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
+        }
+    }
+
     /// The table's columns: `-o wide` adds some and shows every line of the evidence.
     pub fn columns(self) -> Columns {
         match self {
