@@ -300,3 +300,18 @@ fn packets_and_a_report_on_standard_output_are_refused() {
         );
     }
 }
+
+/// `--progress` said it forced the bar, but indicatif hid it whenever standard error was not a
+/// terminal (as here: a pipe, under CI=true).
+#[test]
+fn progress_flag_draws_the_bar_on_a_standard_error_that_is_not_a_terminal() {
+    let file = capture("go-tls13-mtls-rsa.pcap");
+    let o = run(&["analyze", "--progress", &file]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("go-tls13-mtls-rsa.pcap") && err.contains('['), "{err:?}");
+    // The table on standard output is untouched.
+    assert!(!stdout(&o).contains('\x1b'), "{}", stdout(&o));
+    let o = run(&["analyze", &file]);
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
