@@ -287,9 +287,17 @@ fn github_actions_json_on_stdout_stays_json() {
     assert_eq!(doc["ok"], false);
     let err = String::from_utf8_lossy(&o.stderr);
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("::error ")).collect();
-    assert!(!errors.is_empty(), "{err}");
-    // Two inputs and no file per connection: no file= at all, a title on each.
-    assert!(errors.iter().all(|l| l.starts_with("::error title=mtlscope")), "{err}");
+    // Two inputs: each violation names its own file (both fail mtls), and has a title.
+    assert_eq!(errors.len(), 2, "{err}");
+    for (name, line) in ["plaintext-http.pcap", "nginx-curl-tls12.pcap"].iter().zip(&errors) {
+        let file = capture(name).replace(':', "%3A").replace(',', "%2C");
+        assert!(
+            line.starts_with(&format!("::error file={file},title=mtlscope")),
+            "{err}"
+        );
+    }
+    let violations = doc["rules"][0]["violations"].as_array().unwrap();
+    assert_eq!(violations[0]["file"], capture("plaintext-http.pcap"), "{doc}");
 }
 
 /// The first `n` packets of a classic pcap file (little-endian, as the bundled captures are),
@@ -537,7 +545,9 @@ fn every_output_carries_the_same_failures() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let s = out(&o);
-    let annotations: Vec<&str> = s.lines().filter(|l| l.starts_with("::error ")).collect();
+    // Annotations on standard error (the runner reads both streams), each naming its file.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let annotations: Vec<&str> = err.lines().filter(|l| l.starts_with("::error ")).collect();
     let text: Vec<&str> = s.lines().filter(|l| l.starts_with("FAIL [")).collect();
     assert_eq!((annotations.len(), text.len()), (2, 2), "{s}");
     let xml = std::fs::read_to_string(&junit).unwrap();
@@ -560,6 +570,12 @@ fn every_output_carries_the_same_failures() {
     for (i, reason) in reasons.iter().enumerate() {
         assert_eq!(violations[i]["reason"], reason.as_str());
         assert!(annotations[i].ends_with(reason.as_str()), "{}", annotations[i]);
+        let file = files[i].replace(':', "%3A").replace(',', "%2C");
+        assert!(
+            annotations[i].starts_with(&format!("::error file={file},")),
+            "{}",
+            annotations[i]
+        );
         assert!(text[i].ends_with(reason.trim_start_matches("tls: ")), "{}", text[i]);
     }
     assert_eq!(violations[0]["failure"], "uncertain");

@@ -217,12 +217,16 @@ fn closed_stdout_is_not_an_error() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
-/// The table of `analyze FILES` with COLUMNS as given (None: not set), into a pipe.
+/// The table of `analyze FILES` (bundled captures, or absolute paths) with COLUMNS as given
+/// (None: not set), into a pipe.
 fn table(columns: Option<&str>, extra: &[&str], files: &[&str]) -> String {
     let mut cmd = bin();
     cmd.arg("analyze").args(extra).env("CI", "true").env_remove("COLUMNS");
     for f in files {
-        cmd.arg(capture(f));
+        match f.starts_with('/') {
+            true => cmd.arg(f),
+            false => cmd.arg(capture(f)),
+        };
     }
     if let Some(c) = columns {
         cmd.env("COLUMNS", c);
@@ -238,10 +242,26 @@ const TABLE_CAPTURES: [&str; 3] = [
     "plaintext-http.pcap",
 ];
 
+/// The bundled captures under short names, as `ls`-ed captures often are: the file column the
+/// three inputs bring takes no more width than an address.
+fn short_named(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let short = tmp(&format!("{}.pcap", (b'a' + i as u8) as char));
+            std::fs::copy(capture(n), &short).unwrap();
+            short.to_string_lossy().into_owned()
+        })
+        .collect()
+}
+
 #[test]
 fn table_follows_columns_and_never_splits_an_address() {
+    let short = short_named(&TABLE_CAPTURES);
+    let files: Vec<&str> = short.iter().map(String::as_str).collect();
     for c in ["80", "200"] {
-        let out = table(Some(c), &[], &TABLE_CAPTURES);
+        let out = table(Some(c), &[], &files);
         let width: usize = c.parse().unwrap();
         for l in out.lines() {
             assert!(l.chars().count() <= width, "COLUMNS={c}: {l:?}\n{out}");
@@ -254,6 +274,9 @@ fn table_follows_columns_and_never_splits_an_address() {
         }
         // The evidence's conclusion is there, not cut off.
         assert!(!out.contains('…') && out.contains("the client sent a"), "{out}");
+        for name in ["a.pcap", "b.pcap", "c.pcap"] {
+            assert!(out.contains(&format!(" {name} ")), "COLUMNS={c}: {name}\n{out}");
+        }
     }
 }
 
@@ -299,6 +322,30 @@ fn packets_and_a_report_on_standard_output_are_refused() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// Several inputs got no file column: which capture a connection came from was lost.
+#[test]
+fn several_inputs_get_a_file_column_and_a_file_per_connection() {
+    let files = ["go-tls13-mtls-rsa.pcap", "plaintext-http.pcap"];
+    let out = table(Some("80"), &[], &files);
+    assert!(out.lines().nth(1).unwrap_or_default().contains(" file "), "{out}");
+    // Without the directory both share, never split.
+    for f in files {
+        assert!(out.contains(&format!(" {f} ")), "{f} missing\n{out}");
+    }
+    let one = table(Some("200"), &[], &files[..1]);
+    assert!(!one.lines().nth(1).unwrap_or_default().contains(" file "), "{one}");
+    let j = json(&run(&["analyze", "-o", "json", &capture(files[0]), &capture(files[1])]));
+    let got: Vec<&str> = j["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [capture(files[0]), capture(files[1])]);
+    let j = json(&run(&["analyze", "-o", "json", &capture(files[0])]));
+    assert!(j["flows"][0].get("file").is_none(), "{j}");
 }
 
 /// `--progress` said it forced the bar, but indicatif hid it whenever standard error was not a

@@ -19,10 +19,10 @@ fn property(s: &str) -> String {
 
 impl CheckReport {
     /// GitHub Actions workflow commands, one `::error` per violation or failed rule, each with
-    /// a `title` (`mtlscope: RULE`) and, when `file` names the capture the connections came
-    /// from, `file=` so the annotation points at it.
+    /// a `title` (`mtlscope: RULE`) and `file=` so the annotation points at the capture: a
+    /// violation's own file when several were read, else `file`, the one capture read.
     pub fn github(&self, allow_empty: bool, file: Option<&str>) -> String {
-        let props = |title: &str| match file {
+        let props = |title: &str, file: Option<&str>| match file {
             Some(f) => format!("file={},title={}", property(f), property(title)),
             None => format!("title={}", property(title)),
         };
@@ -31,14 +31,15 @@ impl CheckReport {
             let title = format!("mtlscope: {}", r.name);
             for v in &r.violations {
                 let text = format!("{} -> {} {}", v.client, v.server, v.reason);
-                let _ = writeln!(s, "::error {}::{}", props(&title), message(&text));
+                let file = v.file.as_deref().or(file);
+                let _ = writeln!(s, "::error {}::{}", props(&title, file), message(&text));
             }
             if r.status == Status::Empty && !allow_empty {
-                let _ = writeln!(s, "::error {}::nothing to check", props(&title));
+                let _ = writeln!(s, "::error {}::nothing to check", props(&title, file));
             }
         }
         for p in &self.problems {
-            let _ = writeln!(s, "::error {}::{}", props("mtlscope"), message(p));
+            let _ = writeln!(s, "::error {}::{}", props("mtlscope", file), message(p));
         }
         s
     }

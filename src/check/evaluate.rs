@@ -19,6 +19,9 @@ pub struct CheckOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Violation {
+    /// The capture file the connection came from, when several were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub client: String,
     pub server: String,
     pub verdict: Kind,
@@ -182,6 +185,7 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
             r.cases.push((endpoint(f, true), endpoint(f, false), reason));
             match judged {
                 Err((failure, reason)) => r.violations.push(Violation {
+                    file: f.file.clone(),
                     client: endpoint(f, true),
                     server: endpoint(f, false),
                     verdict: f.verdict.verdict,

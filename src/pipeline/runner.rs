@@ -150,6 +150,10 @@ fn read_files<P: Packets>(
 ) -> InputErrors {
     let mut errors = InputErrors::default();
     for input in inputs {
+        // With several inputs each connection says which one it came from.
+        if inputs.len() > 1 {
+            engine.input(input);
+        }
         if let Err(e) = read_one(input, filter, engine, progress) {
             errors.push(e);
         }

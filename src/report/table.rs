@@ -31,6 +31,8 @@ pub enum Columns {
 /// an agent's JSON line).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Row {
+    /// The capture file, when several were read (see [`FlowReport::file`]).
+    pub file: Option<String>,
     pub client: String,
     pub server: String,
     /// The verdict, its confidence when not certain, and `resumed` / `loopback` labels.
@@ -60,6 +62,7 @@ impl Row {
         };
         let alpn = tls.map(|t| alpn_text(t.alpn.as_deref(), &t.alpn_offered));
         Row {
+            file: f.file.clone(),
             client: end(k.and_then(|k| k.client_pod.as_ref()), &f.client),
             server: end(k.and_then(|k| k.server_pod.as_ref()), &f.server),
             verdict: verdict_text(v.verdict.name(), v.confidence.name(), v.resumed, f.loopback),
@@ -116,6 +119,7 @@ impl Row {
             .map(|_| alpn_text(text("/tls/alpn"), &strings("/tls/alpn_offered")));
         let flag = |k: &str| f.get(k).and_then(serde_json::Value::as_bool).unwrap_or(false);
         Row {
+            file: text("/file").map(str::to_owned),
             client: end("client"),
             server: end("server"),
             verdict: verdict_text(
@@ -183,7 +187,8 @@ const MIN_WRAPPED: usize = 16;
 
 /// A table of rows (none: no table), then `summary_line`.
 ///
-/// Addresses, verdicts, versions, policies, ciphers and times never wrap: their columns are as
+/// With several inputs the first column names the file each connection came from.
+/// Addresses, file names, verdicts, versions, policies, ciphers and times never wrap: their columns are as
 /// wide as their content. The sni, client identity and evidence columns share what is left and
 /// wrap at spaces (a word longer than its column, such as a long SPIFFE ID, is split), and
 /// sni and identity get at most two sevenths of that room each, so the evidence keeps three
@@ -230,11 +235,26 @@ fn layout(rows: &[Row], columns: Columns, compact: bool) -> Vec<Col> {
     let k8s = rows.iter().any(|r| r.policy.is_some());
     let policy = |r: &Row| r.policy.clone().unwrap_or_else(|| "-".into());
     let first = |r: &Row| r.evidence.first().cloned().unwrap_or_default();
+    let files = file_cells(rows);
+    let mut cols = Vec::new();
     if compact {
-        return vec![
-            col("client\n→ server", true, rows, |r| {
+        // The file over the addresses: it costs no width when the name is short.
+        let ends = match &files {
+            Some(files) => Col {
+                header: "file\nclient\n→ server",
+                fixed: true,
+                cells: rows
+                    .iter()
+                    .zip(files)
+                    .map(|(r, f)| format!("{f}\n{}\n→ {}", r.client, r.server))
+                    .collect(),
+            },
+            None => col("client\n→ server", true, rows, |r| {
                 format!("{}\n→ {}", r.client, r.server)
             }),
+        };
+        cols.extend([
+            ends,
             col("verdict\ntls", true, rows, |r| match (&r.policy, k8s) {
                 (_, false) => format!("{}\n{}", r.verdict, r.tls),
                 (_, true) => format!("{}\n{}\n{}", r.verdict, r.tls, policy(r)),
@@ -243,15 +263,23 @@ fn layout(rows: &[Row], columns: Columns, compact: bool) -> Vec<Col> {
                 format!("{}\n{}", r.sni, r.identity)
             }),
             col("evidence", false, rows, first),
-        ];
+        ]);
+        return cols;
     }
     let wide = columns == Columns::Wide;
-    let mut cols = vec![
+    if let Some(cells) = files {
+        cols.push(Col {
+            header: "file",
+            fixed: true,
+            cells,
+        });
+    }
+    cols.extend([
         col("client", true, rows, |r| r.client.clone()),
         col("server", true, rows, |r| r.server.clone()),
         col("verdict", true, rows, |r| r.verdict.clone()),
         col("tls", true, rows, |r| r.tls.clone()),
-    ];
+    ]);
     if wide {
         cols.push(col("cipher", true, rows, |r| r.cipher.clone()));
         cols.push(col("alpn", false, rows, |r| r.alpn.clone()));
@@ -268,6 +296,27 @@ fn layout(rows: &[Row], columns: Columns, compact: bool) -> Vec<Col> {
         cols.push(col("evidence", false, rows, first));
     }
     cols
+}
+
+/// With several inputs, which one each row came from (`-` when a row does not say), without
+/// the directory all of them share: `a.pcap` and `b.pcap` for `/tmp/caps/a.pcap
+/// /tmp/caps/b.pcap`. `None` when no row names a file (one input, a live capture).
+fn file_cells(rows: &[Row]) -> Option<Vec<String>> {
+    use std::path::{Path, PathBuf};
+    let mut paths = rows.iter().filter_map(|r| r.file.as_deref()).map(Path::new);
+    let mut common: PathBuf = paths.next()?.parent().unwrap_or(Path::new("")).into();
+    for p in paths {
+        while !p.starts_with(&common) && common.pop() {}
+    }
+    let short = |f: &str| match Path::new(f).strip_prefix(&common) {
+        Ok(rest) if !rest.as_os_str().is_empty() => rest.display().to_string(),
+        _ => f.to_owned(),
+    };
+    Some(
+        rows.iter()
+            .map(|r| r.file.as_deref().map_or_else(|| "-".to_owned(), short))
+            .collect(),
+    )
 }
 
 /// The width a table of `cols` takes with only its fixed columns filled: borders (one per
@@ -429,6 +478,7 @@ mod tests {
 
     fn row(client: &str, server: &str, verdict: &str, evidence: &str) -> Row {
         Row {
+            file: None,
             client: client.into(),
             server: server.into(),
             verdict: verdict.into(),
@@ -528,6 +578,35 @@ mod tests {
         assert!(t.lines().any(|l| l.contains(LONG)), "{t}");
         assert!(t.contains("second line of evidence"), "{t}");
         whole(&t, &["TLS_AES_128_GCM_SHA256", "2024-05-01T10:00:00.123456Z"]);
+    }
+
+    #[test]
+    fn file_names_lose_only_the_directory_they_share() {
+        let with = |files: &[Option<&str>]| -> Vec<Row> {
+            files
+                .iter()
+                .map(|f| Row {
+                    file: f.map(str::to_owned),
+                    ..Row::default()
+                })
+                .collect()
+        };
+        let cells = |files: &[Option<&str>]| file_cells(&with(files));
+        assert_eq!(cells(&[None, None]), None);
+        assert_eq!(
+            cells(&[Some("/tmp/caps/a.pcap"), Some("/tmp/caps/day2/b.pcap")]).unwrap(),
+            ["a.pcap", "day2/b.pcap"]
+        );
+        assert_eq!(
+            cells(&[Some("caps/a.pcap"), Some("-"), None]).unwrap(),
+            ["caps/a.pcap", "-", "-"]
+        );
+        assert_eq!(
+            cells(&[Some("/x/a.pcap"), Some("/y/a.pcap")]).unwrap(),
+            ["x/a.pcap", "y/a.pcap"]
+        );
+        // Every connection from the other file: its name alone.
+        assert_eq!(cells(&[Some("/tmp/a.pcap")]).unwrap(), ["a.pcap"]);
     }
 
     #[test]
