@@ -362,3 +362,31 @@ fn progress_flag_draws_the_bar_on_a_standard_error_that_is_not_a_terminal() {
     let o = run(&["analyze", &file]);
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
 }
+
+/// The README says loopback connections are labelled; the table did not say so. The bundled
+/// plaintext capture moved to 127.0.0.1 -> 127.0.0.2 (Ethernet, IPv4: the addresses at bytes
+/// 26..34 of each frame; the header checksum is not checked).
+#[test]
+fn loopback_connections_are_labelled_in_the_table() {
+    let mut data = std::fs::read(capture("plaintext-http.pcap")).unwrap();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let incl = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = at + 16;
+        for ip in [frame + 26, frame + 30] {
+            assert_eq!(&data[ip..ip + 3], &[10, 99, 0], "not the lab's addresses");
+            data[ip..ip + 3].copy_from_slice(&[127, 0, 0]);
+        }
+        at = frame + incl;
+    }
+    let path = tmp("loopback-http.pcap");
+    std::fs::write(&path, &data).unwrap();
+    let path = path.to_string_lossy().into_owned();
+    let out = table(Some("200"), &[], &[&path]);
+    assert!(
+        out.contains("127.0.0.1:54414") && out.contains("plaintext, loopback"),
+        "{out}"
+    );
+    let j = json(&run(&["analyze", "-o", "json", &path]));
+    assert_eq!(j["flows"][0]["loopback"], true, "{j}");
+}
