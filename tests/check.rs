@@ -250,20 +250,54 @@ fn json_and_junit_reports() {
 }
 
 #[test]
-fn github_actions_annotations() {
+fn github_actions_annotations_go_to_stderr_with_the_file_and_a_title() {
+    let file = capture("plaintext-http.pcap");
     let o = Command::new(env!("CARGO_BIN_EXE_mtlscope"))
-        .args(["check", "--require", "mtls", &capture("plaintext-http.pcap")])
+        .args(["check", "--require", "mtls", &file])
         .env("GITHUB_ACTIONS", "true")
         .output()
         .unwrap();
-    let s = out(&o);
-    assert!(
-        s.lines()
-            .next()
-            .unwrap()
-            .starts_with("::error title=mtlscope%3A every connection (--require)::10.99.0.1:"),
-        "{s}"
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let first = err.lines().find(|l| l.starts_with("::error ")).unwrap_or_default();
+    let props = format!(
+        "file={},title=mtlscope%3A every connection (--require)::10.99.0.1:",
+        file.replace(':', "%3A").replace(',', "%2C")
     );
+    assert!(first.starts_with(&format!("::error {props}")), "{err}");
+    assert!(!out(&o).contains("::error"), "{}", out(&o));
+}
+
+#[test]
+fn github_actions_json_on_stdout_stays_json() {
+    let o = Command::new(env!("CARGO_BIN_EXE_mtlscope"))
+        .args([
+            "check",
+            "--require",
+            "mtls",
+            "-o",
+            "json",
+            &capture("plaintext-http.pcap"),
+            &capture("nginx-curl-tls12.pcap"),
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o)));
+    assert_eq!(doc["ok"], false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("::error ")).collect();
+    // Two inputs: each violation names its own file (both fail mtls), and has a title.
+    assert_eq!(errors.len(), 2, "{err}");
+    for (name, line) in ["plaintext-http.pcap", "nginx-curl-tls12.pcap"].iter().zip(&errors) {
+        let file = capture(name).replace(':', "%3A").replace(',', "%2C");
+        assert!(
+            line.starts_with(&format!("::error file={file},title=mtlscope")),
+            "{err}"
+        );
+    }
+    let violations = doc["rules"][0]["violations"].as_array().unwrap();
+    assert_eq!(violations[0]["file"], capture("plaintext-http.pcap"), "{doc}");
 }
 
 /// The first `n` packets of a classic pcap file (little-endian, as the bundled captures are),
@@ -511,7 +545,9 @@ fn every_output_carries_the_same_failures() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let s = out(&o);
-    let annotations: Vec<&str> = s.lines().filter(|l| l.starts_with("::error ")).collect();
+    // Annotations on standard error (the runner reads both streams), each naming its file.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let annotations: Vec<&str> = err.lines().filter(|l| l.starts_with("::error ")).collect();
     let text: Vec<&str> = s.lines().filter(|l| l.starts_with("FAIL [")).collect();
     assert_eq!((annotations.len(), text.len()), (2, 2), "{s}");
     let xml = std::fs::read_to_string(&junit).unwrap();
@@ -534,6 +570,12 @@ fn every_output_carries_the_same_failures() {
     for (i, reason) in reasons.iter().enumerate() {
         assert_eq!(violations[i]["reason"], reason.as_str());
         assert!(annotations[i].ends_with(reason.as_str()), "{}", annotations[i]);
+        let file = files[i].replace(':', "%3A").replace(',', "%2C");
+        assert!(
+            annotations[i].starts_with(&format!("::error file={file},")),
+            "{}",
+            annotations[i]
+        );
         assert!(text[i].ends_with(reason.trim_start_matches("tls: ")), "{}", text[i]);
     }
     assert_eq!(violations[0]["failure"], "uncertain");

@@ -216,3 +216,177 @@ fn closed_stdout_is_not_an_error() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// The table of `analyze FILES` (bundled captures, or absolute paths) with COLUMNS as given
+/// (None: not set), into a pipe.
+fn table(columns: Option<&str>, extra: &[&str], files: &[&str]) -> String {
+    let mut cmd = bin();
+    cmd.arg("analyze").args(extra).env("CI", "true").env_remove("COLUMNS");
+    for f in files {
+        match f.starts_with('/') {
+            true => cmd.arg(f),
+            false => cmd.arg(capture(f)),
+        };
+    }
+    if let Some(c) = columns {
+        cmd.env("COLUMNS", c);
+    }
+    let o = cmd.output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    stdout(&o)
+}
+
+const TABLE_CAPTURES: [&str; 3] = [
+    "istio-like-tls12-mtls-spiffe.pcap",
+    "go-tls13-mtls-rsa.pcap",
+    "plaintext-http.pcap",
+];
+
+/// The bundled captures under short names, as `ls`-ed captures often are: the file column the
+/// three inputs bring takes no more width than an address.
+fn short_named(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let short = tmp(&format!("{}.pcap", (b'a' + i as u8) as char));
+            std::fs::copy(capture(n), &short).unwrap();
+            short.to_string_lossy().into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn table_follows_columns_and_never_splits_an_address() {
+    let short = short_named(&TABLE_CAPTURES);
+    let files: Vec<&str> = short.iter().map(String::as_str).collect();
+    for c in ["80", "200"] {
+        let out = table(Some(c), &[], &files);
+        let width: usize = c.parse().unwrap();
+        for l in out.lines() {
+            assert!(l.chars().count() <= width, "COLUMNS={c}: {l:?}\n{out}");
+        }
+        for whole in ["10.99.0.1:38218", "10.99.0.2:9080", "mtls (inferred)", "10.99.0.2:8080"] {
+            assert!(
+                out.lines().any(|l| l.contains(whole)),
+                "COLUMNS={c}: {whole} split\n{out}"
+            );
+        }
+        // The evidence's conclusion is there, not cut off.
+        assert!(!out.contains('…') && out.contains("the client sent a"), "{out}");
+        for name in ["a.pcap", "b.pcap", "c.pcap"] {
+            assert!(out.contains(&format!(" {name} ")), "COLUMNS={c}: {name}\n{out}");
+        }
+    }
+}
+
+#[test]
+fn table_into_a_pipe_without_columns_is_not_wrapped() {
+    let out = table(None, &[], &TABLE_CAPTURES);
+    // Header, three rows, three box lines, the summary.
+    assert_eq!(out.lines().count(), 8, "{out}");
+    assert!(
+        out.contains("outbound_.9080_._.reviews.bookinfo.svc.cluster.local"),
+        "{out}"
+    );
+}
+
+#[test]
+fn wide_table_has_cipher_alpn_first_seen_and_all_the_evidence() {
+    let out = table(Some("80"), &["-o", "wide"], &["go-tls13-mtls-rsa.pcap"]);
+    let header = out.lines().nth(1).unwrap_or_default();
+    for h in ["cipher", "alpn", "first seen", "evidence"] {
+        assert!(header.contains(h), "{out}");
+    }
+    assert!(out.contains("TLS_AES_128_GCM_SHA256"), "{out}");
+    let j = json(&run(&["analyze", "-o", "json", &capture("go-tls13-mtls-rsa.pcap")]));
+    for line in j["flows"][0]["evidence"].as_array().unwrap() {
+        assert!(out.contains(line.as_str().unwrap()), "{line} missing\n{out}");
+    }
+}
+
+/// `capture -w - -o jsonl` wrote pcap and JSON into the same standard output.
+#[test]
+fn packets_and_a_report_on_standard_output_are_refused() {
+    for args in [
+        &["capture", "-i", "lo", "-w", "-", "-o", "jsonl"][..],
+        &["capture", "-i", "lo", "-w", "/dev/stdout"],
+        &["check", "-i", "lo", "-w", "-", "--require", "mtls"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("cannot go there too") && err.contains("-w capture.pcap"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// Several inputs got no file column: which capture a connection came from was lost.
+#[test]
+fn several_inputs_get_a_file_column_and_a_file_per_connection() {
+    let files = ["go-tls13-mtls-rsa.pcap", "plaintext-http.pcap"];
+    let out = table(Some("80"), &[], &files);
+    assert!(out.lines().nth(1).unwrap_or_default().contains(" file "), "{out}");
+    // Without the directory both share, never split.
+    for f in files {
+        assert!(out.contains(&format!(" {f} ")), "{f} missing\n{out}");
+    }
+    let one = table(Some("200"), &[], &files[..1]);
+    assert!(!one.lines().nth(1).unwrap_or_default().contains(" file "), "{one}");
+    let j = json(&run(&["analyze", "-o", "json", &capture(files[0]), &capture(files[1])]));
+    let got: Vec<&str> = j["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [capture(files[0]), capture(files[1])]);
+    let j = json(&run(&["analyze", "-o", "json", &capture(files[0])]));
+    assert!(j["flows"][0].get("file").is_none(), "{j}");
+}
+
+/// `--progress` said it forced the bar, but indicatif hid it whenever standard error was not a
+/// terminal (as here: a pipe, under CI=true).
+#[test]
+fn progress_flag_draws_the_bar_on_a_standard_error_that_is_not_a_terminal() {
+    let file = capture("go-tls13-mtls-rsa.pcap");
+    let o = run(&["analyze", "--progress", &file]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("go-tls13-mtls-rsa.pcap") && err.contains('['), "{err:?}");
+    // The table on standard output is untouched.
+    assert!(!stdout(&o).contains('\x1b'), "{}", stdout(&o));
+    let o = run(&["analyze", &file]);
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+/// The README says loopback connections are labelled; the table did not say so. The bundled
+/// plaintext capture moved to 127.0.0.1 -> 127.0.0.2 (Ethernet, IPv4: the addresses at bytes
+/// 26..34 of each frame; the header checksum is not checked).
+#[test]
+fn loopback_connections_are_labelled_in_the_table() {
+    let mut data = std::fs::read(capture("plaintext-http.pcap")).unwrap();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let incl = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = at + 16;
+        for ip in [frame + 26, frame + 30] {
+            assert_eq!(&data[ip..ip + 3], &[10, 99, 0], "not the lab's addresses");
+            data[ip..ip + 3].copy_from_slice(&[127, 0, 0]);
+        }
+        at = frame + incl;
+    }
+    let path = tmp("loopback-http.pcap");
+    std::fs::write(&path, &data).unwrap();
+    let path = path.to_string_lossy().into_owned();
+    let out = table(Some("200"), &[], &[&path]);
+    assert!(
+        out.contains("127.0.0.1:54414") && out.contains("plaintext, loopback"),
+        "{out}"
+    );
+    let j = json(&run(&["analyze", "-o", "json", &path]));
+    assert_eq!(j["flows"][0]["loopback"], true, "{j}");
+}

@@ -19,6 +19,9 @@ pub struct CheckOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Violation {
+    /// The capture file the connection came from, when several were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub client: String,
     pub server: String,
     pub verdict: Kind,
@@ -182,6 +185,7 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
             r.cases.push((endpoint(f, true), endpoint(f, false), reason));
             match judged {
                 Err((failure, reason)) => r.violations.push(Violation {
+                    file: f.file.clone(),
                     client: endpoint(f, true),
                     server: endpoint(f, false),
                     verdict: f.verdict.verdict,
@@ -370,7 +374,7 @@ mod tests {
         // The uncertain reason already quotes the evidence: no second `evidence:` line for it.
         assert_eq!(text.matches("evidence: ClientHello seen").count(), 0, "{text}");
         let json = serde_json::to_value(&r).unwrap();
-        let github = r.github(false);
+        let github = r.github(false, None);
         assert_eq!(github.lines().count(), 4, "{github}");
         let junit = quick_junit::Report::deserialize_from_str(&r.junit(false)).unwrap();
         assert_eq!((junit.tests, junit.failures), (8, 4));

@@ -62,6 +62,7 @@ mod tests {
             .iter()
             .filter_map(|(c, s, fail)| {
                 fail.map(|reason| Violation {
+                    file: None,
                     client: c.to_string(),
                     server: s.to_string(),
                     verdict: Kind::Plaintext,

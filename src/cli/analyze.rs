@@ -48,7 +48,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             ran.out.summary(&ran.summary).context("writing to standard output")?;
             Ok(report_errors(&ran.summary.errors))
         }
-        Format::Json | Format::Table => {
+        Format::Json | Format::Table | Format::Wide => {
             let ran = checked(inputs.run(engine(cfg, Collect::default(), cluster.as_ref())))?;
             write_collected(args.format, &ran.out.sorted(), &ran.summary)?;
             Ok(report_errors(&ran.summary.errors))
@@ -62,8 +62,7 @@ fn write_collected(format: Format, flows: &[FlowReport], summary: &Summary) -> R
     if format == Format::Json {
         report::write_json(&mut out, flows, summary)
     } else {
-        let width = report::terminal_width();
-        report::write_table(&mut out, flows, summary, width)
+        report::write_table(&mut out, flows, summary, report::terminal_width(), format.columns())
     }
     .and_then(|()| out.flush())
     .context("writing to standard output")

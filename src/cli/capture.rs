@@ -4,6 +4,7 @@
 
 use super::flags::CaptureArgs;
 use super::run::{live, report_live};
+use super::setup::refuse_packets_on_stdout;
 use crate::live::capture::LiveOptions;
 use crate::pipeline::engine::Config;
 use crate::pipeline::record::Collect;
@@ -19,6 +20,8 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
     let Some(options) = args.live.options(args.filter.clone()) else {
         anyhow::bail!("-i/--interface is required (e.g. -i eth0, or -i any)");
     };
+    // Every format reports on standard output.
+    refuse_packets_on_stdout(&options, &format!("-o {}", args.format.name()))?;
     let cfg = args.limits.config();
     let cluster = args.policy.load()?;
     let status = match &options.netns {
@@ -36,12 +39,18 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
             out.flush()?;
             report_live(&ran.summary);
         }
-        Format::Table => {
+        Format::Table | Format::Wide => {
             let table = LiveTable::new(status, io::stdout().is_terminal());
             let ran = live(&options, engine(cfg, table, cluster.as_ref()), false)?;
             let flows = ran.out.collect.sorted();
             let mut out = io::BufWriter::new(io::stdout().lock());
-            report::write_table(&mut out, &flows, &ran.summary, report::terminal_width())?;
+            report::write_table(
+                &mut out,
+                &flows,
+                &ran.summary,
+                report::terminal_width(),
+                args.format.columns(),
+            )?;
             out.flush()?;
             report_live(&ran.summary);
         }

@@ -32,6 +32,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
             if !args.input.inputs.is_empty() {
                 anyhow::bail!("give capture files or -i/--interface, not both");
             }
+            super::setup::refuse_packets_on_stdout(&options, "the check's result")?;
             let ran = live(&options, engine, false)?;
             report_live(&ran.summary);
             ran
@@ -111,13 +112,21 @@ fn filter_expr(args: &CheckArgs) -> Option<String> {
     }
 }
 
-/// GitHub annotations (under GitHub Actions), then the text or JSON result on standard
-/// output; the JUnit file with `--junit`.
+/// GitHub annotations on standard error (under GitHub Actions: the runner reads both streams),
+/// then the text or JSON result on standard output; the JUnit file with `--junit`.
 fn write_result(args: &CheckArgs, result: &check::CheckReport) -> Result<()> {
-    let mut out = io::BufWriter::new(io::stdout().lock());
     if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
-        out.write_all(result.github(args.allow_empty).as_bytes())?;
+        // The report has no file per connection: name the capture when there is only one.
+        let file = match args.input.inputs.as_slice() {
+            [one] if one != "-" => Some(one.as_str()),
+            _ => None,
+        };
+        let mut err = io::stderr().lock();
+        err.write_all(result.github(args.allow_empty, file).as_bytes())
+            .and_then(|()| err.flush())
+            .context("writing the GitHub annotations to standard error")?;
     }
+    let mut out = io::BufWriter::new(io::stdout().lock());
     match args.format {
         CheckFormat::Text => out.write_all(result.text(args.allow_empty).as_bytes())?,
         CheckFormat::Json => {

@@ -227,7 +227,8 @@ pub struct StopArgs {
     /// Stop after this many packets.
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
-    /// Also write the captured packets to this pcap file.
+    /// Also write the captured packets to this pcap file (not `-`: the report is on standard
+    /// output; `tcpdump -w -` streams packets alone).
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<std::path::PathBuf>,
 }
@@ -265,8 +266,8 @@ pub struct CaptureArgs {
     /// Only packets matching this BPF expression (tcpdump syntax), applied in the kernel.
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
-    /// A table that refreshes as verdicts arrive (on a terminal), one JSON document at the
-    /// end, or JSON lines as soon as each verdict is final.
+    /// A table that refreshes as verdicts arrive (on a terminal; `wide`: more columns and all
+    /// the evidence), one JSON document at the end, or JSON lines as soon as each verdict is final.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub format: Format,
     #[command(flatten)]
@@ -329,8 +330,9 @@ pub struct KubeArgs {
 pub struct AnalyzeArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Output format: a table, one JSON document, or JSON lines (one connection per line as
-    /// soon as its verdict is final, then a summary line).
+    /// Output format: a table (`wide`: more columns and all the evidence), one JSON document,
+    /// or JSON lines (one connection per line as soon as its verdict is final, then a summary
+    /// line).
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub format: Format,
 }

@@ -45,6 +45,26 @@ impl LiveArgs {
     }
 }
 
+/// `-w -` (or `/dev/stdout`) when the report goes to standard output too: a reader of either
+/// would get pcap and report interleaved (`capture -w - -o jsonl` did), so it is refused,
+/// naming `report` (`-o jsonl`) and the ways to get the packets.
+pub(super) fn refuse_packets_on_stdout(options: &LiveOptions, report: &str) -> Result<()> {
+    const STDOUT: [&str; 4] = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+    let Some(w) = options.write.as_deref() else {
+        return Ok(());
+    };
+    if STDOUT.iter().any(|s| w == std::path::Path::new(s)) {
+        anyhow::bail!(
+            "-w {}: the report ({report}) goes to standard output, so the packets cannot go there too; \
+             write them to a file (-w capture.pcap), or capture them alone with `tcpdump -i {} -w -` \
+             (`mtlscope analyze -` reads them)",
+            w.display(),
+            options.interface
+        );
+    }
+    Ok(())
+}
+
 impl InputArgs {
     /// Progress on standard error: as asked, else only on a terminal and not under CI.
     pub(super) fn progress(&self) -> bool {

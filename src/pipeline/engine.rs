@@ -113,6 +113,9 @@ pub trait Packets {
     fn stopped(&self) -> bool;
     /// Connections open now, when known (for the progress bar).
     fn open_flows(&self) -> Option<usize>;
+    /// The packets that follow come from this input: the connections they open are reported
+    /// with it as their `file`. Called only when there are several inputs.
+    fn input(&mut self, name: &str);
     /// End of all input: close every connection.
     fn finish(&mut self);
 }
@@ -126,6 +129,10 @@ impl<O: Output> Packets for Engine<O> {
     }
     fn open_flows(&self) -> Option<usize> {
         Some(self.active_flows())
+    }
+    fn input(&mut self, name: &str) {
+        self.inputs.push(name.to_owned());
+        self.input = u32::try_from(self.inputs.len()).unwrap_or(u32::MAX);
     }
     fn finish(&mut self) {
         Engine::finish(self)
@@ -147,6 +154,10 @@ pub struct Engine<O: Output> {
     buffered: usize,
     /// The enrich stage (pods, PeerAuthentication), applied to every report.
     cluster: Option<std::sync::Arc<crate::policy::Cluster>>,
+    /// The inputs named by [`Packets::input`], and the number (from 1) of the one being read,
+    /// which new connections keep in [`Flow::input`]; 0 when none was named.
+    inputs: Vec<String>,
+    input: u32,
 }
 
 /// The verdict of a connection whose inspection is over, with the evidence the flow's own
@@ -207,6 +218,8 @@ impl<O: Output> Engine<O> {
             out_error: None,
             buffered: 0,
             cluster: None,
+            inputs: Vec::new(),
+            input: 0,
         }
     }
 
@@ -222,7 +235,10 @@ impl<O: Output> Engine<O> {
     }
 
     fn report(&self, flow: &FlowFacts, v: crate::pipeline::verdict::Verdict) -> FlowReport {
-        report(self.cluster.as_deref(), flow, v)
+        let mut r = report(self.cluster.as_deref(), flow, v);
+        let named = (flow.input as usize).checked_sub(1);
+        r.file = named.and_then(|i| self.inputs.get(i)).cloned();
+        r
     }
 
     /// Connections currently tracked.
@@ -380,7 +396,9 @@ impl<O: Output> Engine<O> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.table.insert(Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap))
+        let mut flow = Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap);
+        flow.input = self.input;
+        self.table.insert(flow)
     }
 
     /// Final verdict for an active flow: free its buffers, remember session keys, stream it.

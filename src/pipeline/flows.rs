@@ -136,6 +136,9 @@ pub struct Flow {
     /// The overlay tunnel of the first packet (node-level captures). Boxed: most captures
     /// have none, and it would be a sixth of every connection's state.
     pub tunnel: Option<Box<crate::pipeline::decode::tunnel::Tunnel>>,
+    /// The input the first packet came from, as the engine numbers them (0: not said, as
+    /// with one input or a live capture).
+    pub input: u32,
     pub state: State,
 }
 
@@ -168,6 +171,7 @@ impl Flow {
             stream_stats: None,
             buffered: 0,
             tunnel: seg.tunnel.map(Box::new),
+            input: 0,
             state: State::Active(Box::new(Active {
                 streams: PerSide::new(Reassembler::new(dir_cap), Reassembler::new(dir_cap)),
                 inspector: Inspector::new(client_dir, midstream, key.sender(client_dir.other()).port),
@@ -231,6 +235,7 @@ impl Flow {
             rst: self.rst,
             stream_stats: self.stream_stats(),
             tunnel: self.tunnel.as_deref().copied(),
+            input: self.input,
         }
     }
 
@@ -260,6 +265,8 @@ pub struct FlowFacts {
     pub rst: bool,
     pub stream_stats: PerSide<StreamStats>,
     pub tunnel: Option<crate::pipeline::decode::tunnel::Tunnel>,
+    /// See [`Flow::input`].
+    pub input: u32,
 }
 
 /// With no SYN and no TLS handshake to go by: the server is the side with the well-known (or

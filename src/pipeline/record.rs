@@ -25,6 +25,10 @@ pub struct FlowReport {
     pub client: Endpoint,
     pub server: Endpoint,
     pub roles_from: RolesFrom,
+    /// The capture file the connection's first packet was read from, as given; only when
+    /// several inputs were read (a connection that goes on in the next file keeps the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Both ends are this host (127.0.0.0/8, ::1, or the same address): inside a pod, the
     /// app <-> sidecar leg, which is plaintext by design.
     pub loopback: bool,
@@ -61,6 +65,7 @@ impl FlowReport {
             client: flow.client,
             server: flow.server,
             roles_from: flow.roles_from,
+            file: None,
             loopback: is_loopback(flow.client.ip, flow.server.ip),
             first_seen: rfc3339(flow.first_ts),
             last_seen: rfc3339(flow.last_ts),

@@ -150,6 +150,10 @@ fn read_files<P: Packets>(
 ) -> InputErrors {
     let mut errors = InputErrors::default();
     for input in inputs {
+        // With several inputs each connection says which one it came from.
+        if inputs.len() > 1 {
+            engine.input(input);
+        }
         if let Err(e) = read_one(input, filter, engine, progress) {
             errors.push(e);
         }
@@ -228,19 +232,29 @@ fn read_one<P: Packets>(
     first_error.map_or(Ok(()), Err)
 }
 
+/// The bar on standard error. The caller decided to show it (`--progress`, or a terminal), so
+/// it is drawn even when standard error is not a terminal: indicatif's own stderr target hides
+/// itself there, which made `--progress` do nothing under CI or into a log.
 fn progress_bar(reader: &CaptureReader) -> indicatif::ProgressBar {
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    let target = || match io::stderr().is_terminal() {
+        true => ProgressDrawTarget::stderr(),
+        false => ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), 20),
+    };
     let bar = match reader.len_hint() {
-        Some(len) => ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()).with_style(
+        Some(len) => ProgressBar::with_draw_target(Some(len), target()).with_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         ),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+        None => ProgressBar::with_draw_target(None, target()).with_style(
             ProgressStyle::with_template("{prefix} {spinner} {bytes} {bytes_per_sec} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         ),
     };
     bar.set_prefix(reader.name().to_string());
+    // Drawn once now: a capture shorter than one update would otherwise never show it.
+    bar.tick();
     bar
 }

@@ -105,6 +105,7 @@ pub(crate) mod tests {
             rst: false,
             stream_stats: Default::default(),
             tunnel: None,
+            input: 0,
         };
         FlowReport::build(&facts, v)
     }

@@ -6,7 +6,7 @@ pub mod json;
 pub mod table;
 
 pub use json::{write_json, JsonLines};
-pub use table::{write_rows, write_table, LiveTable, Row};
+pub use table::{write_rows, write_rows_as, write_table, Columns, LiveTable, Row, Width};
 
 use std::io::{self, IsTerminal};
 
@@ -15,17 +15,41 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_VIOLATION: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 
-pub fn terminal_width() -> Option<u16> {
-    if io::stdout().is_terminal() {
-        None // comfy-table asks the terminal
-    } else {
-        std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).or(Some(200))
+/// The table's width: `COLUMNS` when it is set (as `ls` reads it), else the terminal's when
+/// standard output is one, else unlimited: into a pipe or a file nothing is wrapped or cut.
+pub fn terminal_width() -> Width {
+    match std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<u16>().ok()) {
+        Some(c) if c > 0 => Width::Columns(c),
+        _ if io::stdout().is_terminal() => Width::Terminal,
+        _ => Width::Unlimited,
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Table,
+    /// The table with more columns (cipher, ALPN, first seen) and every line of the evidence.
+    Wide,
     Json,
     Jsonl,
+}
+
+impl Format {
+    /// The name `-o` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Wide => "wide",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
+        }
+    }
+
+    /// The table's columns: `-o wide` adds some and shows every line of the evidence.
+    pub fn columns(self) -> Columns {
+        match self {
+            Format::Wide => Columns::Wide,
+            _ => Columns::Default,
+        }
+    }
 }
