@@ -216,3 +216,42 @@ fn closed_stdout_is_not_an_error() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+// -r, completions, man pages and examples: the conventions tcpdump, kubectl and ripgrep set.
+
+#[test]
+fn read_file_flag_reads_as_file_arguments_do() {
+    let (a, b) = (capture("openssl-tls12-mtls-rsa.pcap"), capture("plaintext-http.pcap"));
+    let positional = run(&["analyze", "-o", "json", &a, &b]);
+    assert_eq!(positional.status.code(), Some(0), "{}", stderr(&positional));
+    for args in [
+        vec!["analyze", "-o", "json", "-r", &a, "-r", &b],
+        vec!["analyze", "-o", "json", "-r", &a, &b],
+        vec!["analyze", "-o", "json", &a, "--read-file", &b],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(json(&o)["flows"], json(&positional)["flows"], "{args:?}");
+    }
+    let o = run(&["check", "-r", &a, "--require", "mtls"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = run(&["check", "-r", &a, "-r", &b, "--require", "mtls"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the plaintext file was not read: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn read_file_flags_and_file_arguments_are_read_in_command_line_order() {
+    let o = run(&["analyze", "missing-2.pcap", "-r", "missing-1.pcap", "missing-3.pcap"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    let at = |name| err.find(name).unwrap_or_else(|| panic!("{name} not named: {err}"));
+    assert!(
+        at("missing-2.pcap") < at("missing-1.pcap") && at("missing-1.pcap") < at("missing-3.pcap"),
+        "{err}"
+    );
+}

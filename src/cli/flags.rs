@@ -281,6 +281,10 @@ pub struct InputArgs {
     /// Capture files (pcap, pcapng, optionally gzip-compressed); `-` reads standard input.
     #[arg(value_name = "FILE")]
     pub inputs: Vec<String>,
+    /// Read this capture file (`-`: standard input), as tcpdump -r and tshark -r do; repeat it
+    /// for more files. Same as a FILE argument; all are read in command-line order.
+    #[arg(short = 'r', long = "read-file", value_name = "FILE")]
+    pub read_file: Vec<String>,
     /// Only packets matching this BPF expression (tcpdump syntax), e.g. 'tcp port 443'.
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,

@@ -27,12 +27,11 @@ pub use sniff::{cleanup, sniff};
 
 pub use crate::report::{EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION};
 
-use clap::Parser;
 use std::io;
 
 /// Run the command line; returns the exit status.
 pub fn main() -> i32 {
-    run_cli(Cli::parse())
+    main_as("mtlscope")
 }
 
 /// As [`main`], with usage and help naming the program `bin_name` (`kubectl mtlscope` when run
@@ -41,7 +40,10 @@ pub fn main_as(bin_name: &'static str) -> i32 {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().bin_name(bin_name).get_matches();
     match Cli::from_arg_matches(&matches) {
-        Ok(cli) => run_cli(cli),
+        Ok(mut cli) => {
+            cli.command.finish(&matches);
+            run_cli(cli)
+        }
         Err(e) => e.exit(),
     }
 }
