@@ -19,6 +19,10 @@ pub struct CheckOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Violation {
+    /// The connection's `id`, `community_id` and `file`, as `analyze -o json` reports them.
+    pub id: u64,
+    pub community_id: Option<String>,
+    pub file: Option<String>,
     pub client: String,
     pub server: String,
     pub verdict: Kind,
@@ -182,6 +186,9 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
             r.cases.push((endpoint(f, true), endpoint(f, false), reason));
             match judged {
                 Err((failure, reason)) => r.violations.push(Violation {
+                    id: f.id,
+                    community_id: f.community_id.clone(),
+                    file: f.file.clone(),
                     client: endpoint(f, true),
                     server: endpoint(f, false),
                     verdict: f.verdict.verdict,

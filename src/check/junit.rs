@@ -62,6 +62,9 @@ mod tests {
             .iter()
             .filter_map(|(c, s, fail)| {
                 fail.map(|reason| Violation {
+                    id: 1,
+                    community_id: None,
+                    file: None,
                     client: c.to_string(),
                     server: s.to_string(),
                     verdict: Kind::Plaintext,

@@ -3,7 +3,7 @@
 //! capture files), so a connection can continue from one file into the next.
 
 use crate::pipeline::decode::{self, Skip, TcpSegment};
-use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State};
+use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State, NO_SOURCE};
 use crate::pipeline::inspect::coverage::Coverage;
 use crate::pipeline::inspect::{Inspector, Outcome};
 use crate::pipeline::reassembly::{StreamSink, DEFAULT_DIR_CAP};
@@ -115,6 +115,8 @@ pub trait Packets {
     fn open_flows(&self) -> Option<usize>;
     /// End of all input: close every connection.
     fn finish(&mut self);
+    /// The frames that follow come from this input (see [`Engine::source`]).
+    fn source(&mut self, name: &str);
 }
 
 impl<O: Output> Packets for Engine<O> {
@@ -129,6 +131,9 @@ impl<O: Output> Packets for Engine<O> {
     }
     fn finish(&mut self) {
         Engine::finish(self)
+    }
+    fn source(&mut self, name: &str) {
+        Engine::source(self, name)
     }
 }
 
@@ -147,6 +152,9 @@ pub struct Engine<O: Output> {
     buffered: usize,
     /// The enrich stage (pods, PeerAuthentication), applied to every report.
     cluster: Option<std::sync::Arc<crate::policy::Cluster>>,
+    /// The inputs named so far ([`Engine::source`]); a connection's `file` is the one its first
+    /// packet came from (a connection may go on in the next file).
+    sources: Vec<String>,
 }
 
 /// The verdict of a connection whose inspection is over, with the evidence the flow's own
@@ -207,6 +215,15 @@ impl<O: Output> Engine<O> {
             out_error: None,
             buffered: 0,
             cluster: None,
+            sources: Vec::new(),
+        }
+    }
+
+    /// The packets that follow come from this input (a capture file, `-`, an interface): the
+    /// `file` of the connections they start.
+    pub fn source(&mut self, name: &str) {
+        if self.sources.last().map(String::as_str) != Some(name) {
+            self.sources.push(name.to_string());
         }
     }
 
@@ -222,7 +239,9 @@ impl<O: Output> Engine<O> {
     }
 
     fn report(&self, flow: &FlowFacts, v: crate::pipeline::verdict::Verdict) -> FlowReport {
-        report(self.cluster.as_deref(), flow, v)
+        let mut r = report(self.cluster.as_deref(), flow, v);
+        r.file = self.sources.get(flow.source as usize).cloned();
+        r
     }
 
     /// Connections currently tracked.
@@ -380,7 +399,11 @@ impl<O: Output> Engine<O> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.table.insert(Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap))
+        let mut flow = Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap);
+        flow.source = (self.sources.len().checked_sub(1))
+            .and_then(|i| u32::try_from(i).ok())
+            .unwrap_or(NO_SOURCE);
+        self.table.insert(flow)
     }
 
     /// Final verdict for an active flow: free its buffers, remember session keys, stream it.

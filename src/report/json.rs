@@ -105,6 +105,7 @@ pub(crate) mod tests {
             rst: false,
             stream_stats: Default::default(),
             tunnel: None,
+            source: crate::pipeline::flows::NO_SOURCE,
         };
         FlowReport::build(&facts, v)
     }
