@@ -4,7 +4,7 @@
 
 use crate::check::judge::{judge, Demand, EvidenceLevel};
 use crate::check::rules::{Cidr, Match, Pattern, Requirement, Rule};
-use crate::pipeline::record::FlowReport;
+use crate::pipeline::record::{FlowReport, SCHEMA_VERSION};
 use crate::pipeline::verdict::{Confidence, Handshake, Kind};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -75,6 +75,8 @@ pub struct RuleResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
+    /// [`SCHEMA_VERSION`], as in `analyze -o json`.
+    pub schema_version: u32,
     pub ok: bool,
     pub connections: usize,
     pub rules: Vec<RuleResult>,
@@ -230,6 +232,7 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
             .iter()
             .all(|r| r.status == Status::Pass || (r.status == Status::Empty && opts.allow_empty));
     CheckReport {
+        schema_version: SCHEMA_VERSION,
         ok,
         connections: flows.len(),
         rules: results,

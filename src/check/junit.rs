@@ -103,6 +103,7 @@ mod tests {
 
     fn report() -> CheckReport {
         CheckReport {
+            schema_version: crate::pipeline::record::SCHEMA_VERSION,
             ok: false,
             connections: 2,
             rules: vec![

@@ -9,6 +9,11 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
 
+/// The `schema_version` at the top of every JSON document (`analyze -o json`, the summary line
+/// of `-o jsonl`, `check -o json`): raised when a field changes meaning or goes away, not when
+/// one is added. The schemas are in `docs/schema/`.
+pub const SCHEMA_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TcpReport {
     pub syn: bool,
