@@ -258,3 +258,103 @@ fn read_file_flags_and_file_arguments_are_read_in_command_line_order() {
         "{err}"
     );
 }
+
+/// Every command, as `mtlscope help` would list it, with its subcommands.
+const COMMANDS: &[&[&str]] = &[
+    &["analyze"],
+    &["capture"],
+    &["check"],
+    &["policy"],
+    &["policy", "explain"],
+    &["sniff"],
+    &["cleanup"],
+    &["agent"],
+    &["completions"],
+    &["man"],
+];
+
+#[test]
+fn every_command_help_ends_with_examples() {
+    for cmd in COMMANDS {
+        for help in ["-h", "--help"] {
+            let o = run(&[cmd, &[help][..]].concat());
+            assert_eq!(o.status.code(), Some(0), "{cmd:?} {help}: {}", stderr(&o));
+            let out = stdout(&o);
+            let examples = out
+                .find("\nExamples")
+                .unwrap_or_else(|| panic!("{cmd:?} {help}: no examples:\n{out}"));
+            assert!(
+                out[examples..].contains(&format!("mtlscope {}", cmd.join(" "))),
+                "{cmd:?} {help}: {out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bash_completions_name_every_command_and_flag() {
+    let o = run(&["completions", "bash"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let script = stdout(&o);
+    for cmd in COMMANDS {
+        assert!(script.contains(cmd.last().unwrap()), "{cmd:?} missing");
+    }
+    for flag in ["--read-file", "--require", "--policy-from", "--output"] {
+        assert!(script.contains(flag), "{flag} missing");
+    }
+    let path = tmp("mtlscope.bash");
+    std::fs::write(&path, &script).unwrap();
+    let syntax = Command::new("bash").arg("-n").arg(&path).output();
+    if let Ok(s) = syntax {
+        assert!(s.status.success(), "bash -n: {}", stderr(&s));
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let o = run(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        assert!(stdout(&o).contains("analyze"), "{shell}");
+    }
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+/// `man -l` renders the page, where man is installed; the roff is checked either way.
+fn assert_man_page(page: &Path, name: &str, contains: &[&str]) {
+    let roff = std::fs::read_to_string(page).unwrap();
+    assert!(
+        roff.starts_with(".ie") || roff.contains(&format!(".TH {name} 1")),
+        "{name}: {roff}"
+    );
+    let rendered = match Command::new("man")
+        .args(["-l", "-P", "cat"])
+        .arg(page)
+        .env("MANWIDTH", "100")
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => roff,
+    };
+    for c in contains {
+        assert!(rendered.contains(c), "{name}: {c} missing:\n{rendered}");
+    }
+}
+
+#[test]
+fn man_page_renders_with_every_command() {
+    let o = run(&["man"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = tmp("mtlscope.1");
+    std::fs::write(&page, &o.stdout).unwrap();
+    assert_man_page(&page, "mtlscope", &["analyze", "check", "sniff", "completions", "man"]);
+
+    let dir = tmp("man1");
+    let o = run(&["man", "--dir", &dir.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for cmd in COMMANDS {
+        let name = format!("mtlscope-{}", cmd.join("-"));
+        assert_man_page(&dir.join(format!("{name}.1")), &name, &["Examples"]);
+    }
+    assert_man_page(
+        &dir.join("mtlscope-analyze.1"),
+        "mtlscope-analyze",
+        &["--read-file", "tcpdump -i eth0 -U -w -"],
+    );
+}

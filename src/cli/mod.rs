@@ -1,7 +1,7 @@
 //! The command line, kept thin as ripgrep keeps its binary: [`flags`] parses and checks the
 //! flags, `setup` turns them into the objects that do the work, one file per command runs it
-//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `policy explain`) through
-//! the library, and this file maps the outcome to an exit status. `main.rs` and the kubectl
+//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `policy explain`, and
+//! `completions` and `man` in `generate`) through the library, and this file maps the outcome to an exit status. `main.rs` and the kubectl
 //! plugin's binary only call [`main`] or [`main_as`].
 
 mod agent;
@@ -9,6 +9,7 @@ mod analyze;
 mod capture;
 mod check;
 pub mod flags;
+mod generate;
 mod policy;
 mod run;
 mod setup;
@@ -19,9 +20,11 @@ pub use analyze::analyze;
 pub use capture::capture;
 pub use check::check;
 pub use flags::{
-    AgentArgs, AnalyzeArgs, CaptureArgs, CheckArgs, CheckFormat, CleanupArgs, Cli, ClusterFlags, Command, ExplainArgs,
-    InputArgs, KubeArgs, Limits, LiveArgs, PolicyArgs, PolicyCommand, SniffArgs, StopArgs,
+    AgentArgs, AnalyzeArgs, CaptureArgs, CheckArgs, CheckFormat, CleanupArgs, Cli, ClusterFlags, Command,
+    CompletionsArgs, ExplainArgs, InputArgs, KubeArgs, Limits, LiveArgs, ManArgs, PolicyArgs, PolicyCommand, SniffArgs,
+    StopArgs,
 };
+pub use generate::{completions, man};
 pub use policy::explain;
 pub use sniff::{cleanup, sniff};
 
@@ -59,6 +62,8 @@ fn run_cli(cli: Cli) -> i32 {
         Command::Sniff(args) => sniff(args),
         Command::Cleanup(args) => cleanup(&args),
         Command::Agent(args) => agent(&args),
+        Command::Completions(args) => completions(&args),
+        Command::Man(args) => man(&args),
     };
     match result {
         Ok(code) => code,
