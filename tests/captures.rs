@@ -75,7 +75,7 @@ fn every_capture_gives_its_expected_result() {
 
 /// The whole result of every capture — every field of every connection (verdict, confidence,
 /// handshake, evidence, the TLS 1.3 lengths, certificates...) and the summary — is the JSON
-/// document `mtlscope analyze FILE -o json` writes, compared byte for byte with
+/// document `mtlscope analyze captures/FILE -o json` writes, compared byte for byte with
 /// `tests/golden/captures/FILE.json`. The expected files above are the independent truth for
 /// the fields a scenario decides; this catches a change in any other field. After a change
 /// that is meant, `SNAPSHOTS=overwrite cargo test --test captures` rewrites the golden files,
@@ -94,11 +94,12 @@ fn every_capture_gives_its_whole_golden_result() {
     captures.sort();
     assert!(captures.len() >= 20, "only {} captures", captures.len());
     for capture in &captures {
-        let (flows, summary) =
-            analyze_files(&[capture.to_string_lossy().into_owned()], None, Config::default()).unwrap();
+        let name = capture.file_name().unwrap().to_string_lossy().into_owned();
+        // Named relative to the package root (the tests' working directory), as
+        // `mtlscope analyze captures/NAME` names it: each connection's `file` says so.
+        let (flows, summary) = analyze_files(&[format!("captures/{name}")], None, Config::default()).unwrap();
         let mut doc = Vec::new();
         mtlscope::report::write_json(&mut doc, &flows, &summary).unwrap();
-        let name = capture.file_name().unwrap().to_string_lossy().into_owned();
         snapbox::Assert::new()
             .action_env(snapbox::assert::DEFAULT_ACTION_ENV)
             .eq(

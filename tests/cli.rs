@@ -97,7 +97,10 @@ fn gzip_input_gives_same_verdicts() {
         "json",
         &capture("openssl-tls12-mtls-ecdsa.pcap"),
     ]));
-    let b = json(&run(&["analyze", "-o", "json", gz.to_str().unwrap()]));
+    let mut b = json(&run(&["analyze", "-o", "json", gz.to_str().unwrap()]));
+    // Everything but the input each connection names.
+    assert_eq!(b["flows"][0]["file"], gz.to_str().unwrap());
+    b["flows"][0]["file"] = a["flows"][0]["file"].clone();
     assert_eq!(a["flows"], b["flows"]);
 }
 
@@ -344,8 +347,9 @@ fn several_inputs_get_a_file_column_and_a_file_per_connection() {
         .map(|f| f["file"].as_str().unwrap())
         .collect();
     assert_eq!(got, [capture(files[0]), capture(files[1])]);
+    // With one input too, as every JSON connection names its input.
     let j = json(&run(&["analyze", "-o", "json", &capture(files[0])]));
-    assert!(j["flows"][0].get("file").is_none(), "{j}");
+    assert_eq!(j["flows"][0]["file"], capture(files[0]), "{j}");
 }
 
 /// `--progress` said it forced the bar, but indicatif hid it whenever standard error was not a
@@ -389,4 +393,143 @@ fn loopback_connections_are_labelled_in_the_table() {
     );
     let j = json(&run(&["analyze", "-o", "json", &path]));
     assert_eq!(j["flows"][0]["loopback"], true, "{j}");
+}
+
+// -r, completions, man pages and examples: the conventions tcpdump, kubectl and ripgrep set.
+
+#[test]
+fn read_file_flag_reads_as_file_arguments_do() {
+    let (a, b) = (capture("openssl-tls12-mtls-rsa.pcap"), capture("plaintext-http.pcap"));
+    let positional = run(&["analyze", "-o", "json", &a, &b]);
+    assert_eq!(positional.status.code(), Some(0), "{}", stderr(&positional));
+    for args in [
+        vec!["analyze", "-o", "json", "-r", &a, "-r", &b],
+        vec!["analyze", "-o", "json", "-r", &a, &b],
+        vec!["analyze", "-o", "json", &a, "--read-file", &b],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(json(&o)["flows"], json(&positional)["flows"], "{args:?}");
+    }
+    let o = run(&["check", "-r", &a, "--require", "mtls"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = run(&["check", "-r", &a, "-r", &b, "--require", "mtls"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the plaintext file was not read: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn read_file_flags_and_file_arguments_are_read_in_command_line_order() {
+    let o = run(&["analyze", "missing-2.pcap", "-r", "missing-1.pcap", "missing-3.pcap"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    let at = |name| err.find(name).unwrap_or_else(|| panic!("{name} not named: {err}"));
+    assert!(
+        at("missing-2.pcap") < at("missing-1.pcap") && at("missing-1.pcap") < at("missing-3.pcap"),
+        "{err}"
+    );
+}
+
+/// Every command, as `mtlscope help` would list it, with its subcommands.
+const COMMANDS: &[&[&str]] = &[
+    &["analyze"],
+    &["capture"],
+    &["check"],
+    &["policy"],
+    &["policy", "explain"],
+    &["sniff"],
+    &["cleanup"],
+    &["agent"],
+    &["completions"],
+    &["man"],
+];
+
+#[test]
+fn every_command_help_ends_with_examples() {
+    for cmd in COMMANDS {
+        for help in ["-h", "--help"] {
+            let o = run(&[cmd, &[help][..]].concat());
+            assert_eq!(o.status.code(), Some(0), "{cmd:?} {help}: {}", stderr(&o));
+            let out = stdout(&o);
+            let examples = out
+                .find("\nExamples")
+                .unwrap_or_else(|| panic!("{cmd:?} {help}: no examples:\n{out}"));
+            assert!(
+                out[examples..].contains(&format!("mtlscope {}", cmd.join(" "))),
+                "{cmd:?} {help}: {out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bash_completions_name_every_command_and_flag() {
+    let o = run(&["completions", "bash"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let script = stdout(&o);
+    for cmd in COMMANDS {
+        assert!(script.contains(cmd.last().unwrap()), "{cmd:?} missing");
+    }
+    for flag in ["--read-file", "--require", "--policy-from", "--output"] {
+        assert!(script.contains(flag), "{flag} missing");
+    }
+    let path = tmp("mtlscope.bash");
+    std::fs::write(&path, &script).unwrap();
+    let syntax = Command::new("bash").arg("-n").arg(&path).output();
+    if let Ok(s) = syntax {
+        assert!(s.status.success(), "bash -n: {}", stderr(&s));
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let o = run(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        assert!(stdout(&o).contains("analyze"), "{shell}");
+    }
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+/// `man -l` renders the page, where man is installed; the roff is checked either way.
+fn assert_man_page(page: &Path, name: &str, contains: &[&str]) {
+    let roff = std::fs::read_to_string(page).unwrap();
+    assert!(
+        roff.starts_with(".ie") || roff.contains(&format!(".TH {name} 1")),
+        "{name}: {roff}"
+    );
+    let rendered = match Command::new("man")
+        .args(["-l", "-P", "cat"])
+        .arg(page)
+        .env("MANWIDTH", "100")
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => roff,
+    };
+    for c in contains {
+        assert!(rendered.contains(c), "{name}: {c} missing:\n{rendered}");
+    }
+}
+
+#[test]
+fn man_page_renders_with_every_command() {
+    let o = run(&["man"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = tmp("mtlscope.1");
+    std::fs::write(&page, &o.stdout).unwrap();
+    assert_man_page(&page, "mtlscope", &["analyze", "check", "sniff", "completions", "man"]);
+
+    let dir = tmp("man1");
+    let o = run(&["man", "--dir", &dir.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for cmd in COMMANDS {
+        let name = format!("mtlscope-{}", cmd.join("-"));
+        assert_man_page(&dir.join(format!("{name}.1")), &name, &["Examples"]);
+    }
+    assert_man_page(
+        &dir.join("mtlscope-analyze.1"),
+        "mtlscope-analyze",
+        &["--read-file", "tcpdump -i eth0 -U -w -"],
+    );
 }

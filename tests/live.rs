@@ -306,3 +306,66 @@ fn helper_capabilities_are_enough_and_each_is_needed() {
         assert!(out.contains(missing), "with {caps}: {out}");
     }
 }
+
+/// README's streaming example as written, `tcpdump -i IFACE -U -w - | mtlscope analyze - -o
+/// jsonl`: with `-U` tcpdump writes each packet as it captures it, so every verdict comes out
+/// while tcpdump is still running (without it, tcpdump holds its buffer until the buffer fills
+/// or tcpdump stops); when tcpdump stops, the summary line follows.
+#[test]
+fn readme_streaming_example_gives_verdicts_while_tcpdump_runs() {
+    if !can_run() || !sh("command -v tcpdump").status.success() {
+        return;
+    }
+    let mut lab = Lab::new("g", 8);
+    lab.servers();
+    let mut tcpdump = Command::new("ip")
+        .args(["netns", "exec", &lab.server_ns(), "tcpdump", "-i", &lab.server_if()])
+        .args(["-U", "-w", "-", "tcp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let analyze = bin()
+        .args(["analyze", "-", "-o", "jsonl"])
+        .stdin(tcpdump.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    lab.traffic(8);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut analyze = analyze;
+    let out = analyze.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while verdicts_by_port(&lines.join("\n")).len() < 3 {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) => lines.push(l),
+            Err(_) => panic!("no verdict while tcpdump runs (is -U honoured?): {lines:?}"),
+        }
+    }
+    assert!(tcpdump.try_wait().unwrap().is_none(), "tcpdump stopped early");
+    assert_eq!(verdicts_by_port(&lines.join("\n")), expected(), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l.contains(r#""file":"-""#)),
+        "standard input is file `-`: {lines:?}"
+    );
+
+    sh(&format!("kill {}", tcpdump.id()));
+    let _ = tcpdump.wait();
+    let o = analyze.wait_with_output().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["connections"], 3, "{lines:?}");
+}

@@ -58,6 +58,7 @@ mod tests {
     #[test]
     fn every_command_has_a_title_and_the_file_when_known() {
         let r = CheckReport {
+            schema_version: crate::pipeline::record::SCHEMA_VERSION,
             ok: false,
             connections: 0,
             rules: Vec::new(),

@@ -4,7 +4,7 @@
 
 use crate::check::judge::{judge, Demand, EvidenceLevel};
 use crate::check::rules::{Cidr, Match, Pattern, Requirement, Rule};
-use crate::pipeline::record::FlowReport;
+use crate::pipeline::record::{FlowReport, SCHEMA_VERSION};
 use crate::pipeline::verdict::{Confidence, Handshake, Kind};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -19,8 +19,9 @@ pub struct CheckOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Violation {
-    /// The capture file the connection came from, when several were read.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The connection's `id`, `community_id` and `file`, as `analyze -o json` reports them.
+    pub id: u64,
+    pub community_id: Option<String>,
     pub file: Option<String>,
     pub client: String,
     pub server: String,
@@ -74,6 +75,8 @@ pub struct RuleResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
+    /// [`SCHEMA_VERSION`], as in `analyze -o json`.
+    pub schema_version: u32,
     pub ok: bool,
     pub connections: usize,
     pub rules: Vec<RuleResult>,
@@ -185,6 +188,8 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
             r.cases.push((endpoint(f, true), endpoint(f, false), reason));
             match judged {
                 Err((failure, reason)) => r.violations.push(Violation {
+                    id: f.id,
+                    community_id: f.community_id.clone(),
                     file: f.file.clone(),
                     client: endpoint(f, true),
                     server: endpoint(f, false),
@@ -227,6 +232,7 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
             .iter()
             .all(|r| r.status == Status::Pass || (r.status == Status::Empty && opts.allow_empty));
     CheckReport {
+        schema_version: SCHEMA_VERSION,
         ok,
         connections: flows.len(),
         rules: results,

@@ -62,6 +62,8 @@ mod tests {
             .iter()
             .filter_map(|(c, s, fail)| {
                 fail.map(|reason| Violation {
+                    id: 1,
+                    community_id: None,
                     file: None,
                     client: c.to_string(),
                     server: s.to_string(),
@@ -101,6 +103,7 @@ mod tests {
 
     fn report() -> CheckReport {
         CheckReport {
+            schema_version: crate::pipeline::record::SCHEMA_VERSION,
             ok: false,
             connections: 2,
             rules: vec![

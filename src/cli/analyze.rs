@@ -24,7 +24,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     let progress = args.input.progress();
     let paths = &args.input.inputs;
     if paths.is_empty() {
-        anyhow::bail!("no capture file given (name one or more files, or `-` for standard input; `mtlscope capture -i IFACE` captures live)");
+        anyhow::bail!("no capture file given (name one or more files, as arguments or with -r FILE, or `-` for standard input; `mtlscope capture -i IFACE` captures live)");
     }
     let inputs = Inputs {
         paths,

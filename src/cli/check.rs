@@ -40,7 +40,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
         None => {
             if args.input.inputs.is_empty() {
                 anyhow::bail!(
-                    "no capture file given (name files, `-` for standard input, or -i IFACE to capture live)"
+                    "no capture file given (name files, as arguments or with -r FILE, `-` for standard input, or -i IFACE to capture live)"
                 );
             }
             let inputs = Inputs {

@@ -15,28 +15,97 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Every command says how it is used in its `--help` (and in its man page), after the flags:
+/// `Examples:` and one command line per line, real flags only (a test in this file walks the
+/// whole command tree for them).
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Give every TCP connection in capture files a verdict: plaintext, tls or mtls.
+    #[command(after_help = ANALYZE_EXAMPLES)]
     Analyze(AnalyzeArgs),
     /// Capture live on an interface (optionally inside another network namespace) and give
     /// every connection a verdict as it is decided.
+    #[command(after_help = CAPTURE_EXAMPLES)]
     Capture(CaptureArgs),
     /// Fail (exit 1) when connections in capture files (or a live capture) are not encrypted as
     /// required.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
     /// Istio PeerAuthentication, computed as Istio does.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = EXPLAIN_EXAMPLES)]
     Policy(PolicyCommand),
     /// Capture in Kubernetes pods through a helper pod on their node (`kubectl mtlscope sniff`),
     /// with pod names and the expected PeerAuthentication mode for every connection.
     #[command(after_help = SNIFF_EXAMPLES)]
     Sniff(SniffArgs),
     /// Delete helper pods that a killed `sniff` left behind.
+    #[command(after_help = CLEANUP_EXAMPLES)]
     Cleanup(CleanupArgs),
     /// Run on a node (by the kubectl plugin's helper pod): find a container's process by its
     /// container ID, capture in its network namespace, stream verdicts as JSON lines.
+    #[command(after_help = AGENT_EXAMPLES)]
     Agent(AgentArgs),
+    /// Print a shell completion script for mtlscope.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command to a folder.
+    #[command(after_help = MAN_EXAMPLES)]
+    Man(ManArgs),
+}
+
+const ANALYZE_EXAMPLES: &str = "Examples:
+  mtlscope analyze capture.pcap
+  mtlscope analyze -r capture.pcap.gz -o json
+  mtlscope analyze a.pcap b.pcapng -f 'tcp port 443' -o jsonl
+  tcpdump -i eth0 -U -w - | mtlscope analyze - -o jsonl
+  mtlscope analyze capture.pcap --policy-from cluster.yaml";
+
+const CAPTURE_EXAMPLES: &str = "Examples:
+  sudo mtlscope capture -i eth0
+  sudo mtlscope capture -i any -f 'tcp port 9080' --duration 30s -o jsonl
+  sudo mtlscope capture -i eth0 --pid 4242 -w out.pcap
+  sudo mtlscope capture -i eth0 --netns cni-1234 --policy-from cluster.yaml";
+
+const CHECK_EXAMPLES: &str = "Examples:
+  mtlscope check -r capture.pcap --require mtls
+  mtlscope check capture.pcap --require tls --exclude 'port 15020 or port 15021'
+  mtlscope check capture.pcap --rules rules.yaml --junit report.xml -o json
+  mtlscope check capture.pcap --require policy --policy-from cluster.yaml
+  sudo mtlscope check -i eth0 --duration 1m --require mtls";
+
+const EXPLAIN_EXAMPLES: &str = "Examples:
+  mtlscope policy explain --from cluster.yaml -n bookinfo --pod reviews-v1-5d9f --port 9080
+  mtlscope policy explain --cluster -n bookinfo --pod reviews-v1-5d9f --service-port 9080 -o json";
+
+const CLEANUP_EXAMPLES: &str = "Examples:
+  kubectl mtlscope cleanup -n bookinfo
+  kubectl mtlscope cleanup -A --dry-run";
+
+const AGENT_EXAMPLES: &str = "Examples (the helper pod of `kubectl mtlscope sniff` runs it; see `sniff --dry-run`):
+  mtlscope agent --container-id containerd://3f1c0e2a -i eth0 --duration 30s
+  mtlscope agent --container-id containerd://3f1c0e2a -i lo --pcap --stop-on-stdin";
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  mtlscope completions bash > /etc/bash_completion.d/mtlscope
+  mtlscope completions zsh > \"${fpath[1]}/_mtlscope\"
+  mtlscope completions fish > ~/.config/fish/completions/mtlscope.fish";
+
+const MAN_EXAMPLES: &str = "Examples:
+  mtlscope man | man -l -
+  mtlscope man --dir /usr/local/share/man/man1";
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write mtlscope.1 and a page per command (mtlscope-analyze.1, ...) to this folder instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 const SNIFF_EXAMPLES: &str = "Examples:
@@ -189,6 +258,7 @@ pub struct AgentArgs {
 pub enum PolicyCommand {
     /// The effective PeerAuthentication mode for a pod and port, the policy that decided it,
     /// and the policies that were ignored and why.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
 }
 
@@ -282,6 +352,10 @@ pub struct InputArgs {
     /// Capture files (pcap, pcapng, optionally gzip-compressed); `-` reads standard input.
     #[arg(value_name = "FILE")]
     pub inputs: Vec<String>,
+    /// Read this capture file (`-`: standard input), as tcpdump -r and tshark -r do; repeat it
+    /// for more files. Same as a FILE argument; all are read in command-line order.
+    #[arg(short = 'r', long = "read-file", value_name = "FILE")]
+    pub read_file: Vec<String>,
     /// Only packets matching this BPF expression (tcpdump syntax), e.g. 'tcp port 443'.
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
@@ -408,4 +482,57 @@ pub struct Limits {
     /// can carry credentials and personal data.
     #[arg(long)]
     pub show_payload: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    /// The command line an example line runs mtlscope with: the part of a pipeline or a
+    /// redirection that names it, without `sudo` or `kubectl`.
+    fn example_args(line: &str) -> Option<Vec<String>> {
+        let part = line.split(['|', '>']).find(|p| p.contains("mtlscope"))?;
+        let mut words = shell_words::split(part).ok()?;
+        words.retain(|w| w != "sudo" && w != "kubectl");
+        (words.first().map(String::as_str) == Some("mtlscope")).then_some(words)
+    }
+
+    /// Every command and subcommand has an `Examples:` section in its help, and every example
+    /// there parses: a flag renamed or removed breaks this test, not a reader's copy-paste.
+    #[test]
+    fn every_command_has_examples_that_parse() {
+        fn walk(cmd: &clap::Command, path: String, checked: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                let help = sub
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_else(|| panic!("`{path}` has no examples"));
+                let mut lines = help.lines();
+                assert!(
+                    lines.next().is_some_and(|l| l.starts_with("Examples")),
+                    "{path}: {help}"
+                );
+                let mut n = 0;
+                for line in lines {
+                    let args = example_args(line).unwrap_or_else(|| panic!("{path}: not an mtlscope line: {line}"));
+                    assert!(
+                        args.join(" ").contains(path.trim()),
+                        "{path}: example of another command: {line}"
+                    );
+                    if let Err(e) = Cli::try_parse_from(&args) {
+                        panic!("{path}: example does not parse: {line}\n{e}");
+                    }
+                    n += 1;
+                }
+                assert!(n > 0, "{path}: no example lines");
+                checked.push(path.clone());
+                walk(sub, path, checked);
+            }
+        }
+        let mut checked = Vec::new();
+        walk(&Cli::command(), String::new(), &mut checked);
+        assert!(checked.len() >= 10, "{checked:?}");
+    }
 }

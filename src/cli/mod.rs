@@ -1,7 +1,7 @@
 //! The command line, kept thin as ripgrep keeps its binary: [`flags`] parses and checks the
 //! flags, `setup` turns them into the objects that do the work, one file per command runs it
-//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `policy explain`) through
-//! the library, and this file maps the outcome to an exit status. `main.rs` and the kubectl
+//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `policy explain`, and
+//! `completions` and `man` in `generate`) through the library, and this file maps the outcome to an exit status. `main.rs` and the kubectl
 //! plugin's binary only call [`main`] or [`main_as`].
 
 mod agent;
@@ -9,6 +9,7 @@ mod analyze;
 mod capture;
 mod check;
 pub mod flags;
+mod generate;
 mod policy;
 mod run;
 mod setup;
@@ -19,20 +20,21 @@ pub use analyze::analyze;
 pub use capture::capture;
 pub use check::check;
 pub use flags::{
-    AgentArgs, AnalyzeArgs, CaptureArgs, CheckArgs, CheckFormat, CleanupArgs, Cli, ClusterFlags, Command, ExplainArgs,
-    InputArgs, KubeArgs, Limits, LiveArgs, PolicyArgs, PolicyCommand, SniffArgs, StopArgs,
+    AgentArgs, AnalyzeArgs, CaptureArgs, CheckArgs, CheckFormat, CleanupArgs, Cli, ClusterFlags, Command,
+    CompletionsArgs, ExplainArgs, InputArgs, KubeArgs, Limits, LiveArgs, ManArgs, PolicyArgs, PolicyCommand, SniffArgs,
+    StopArgs,
 };
+pub use generate::{completions, man};
 pub use policy::explain;
 pub use sniff::{cleanup, sniff};
 
 pub use crate::report::{EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION};
 
-use clap::Parser;
 use std::io;
 
 /// Run the command line; returns the exit status.
 pub fn main() -> i32 {
-    run_cli(Cli::parse())
+    main_as("mtlscope")
 }
 
 /// As [`main`], with usage and help naming the program `bin_name` (`kubectl mtlscope` when run
@@ -41,7 +43,10 @@ pub fn main_as(bin_name: &'static str) -> i32 {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().bin_name(bin_name).get_matches();
     match Cli::from_arg_matches(&matches) {
-        Ok(cli) => run_cli(cli),
+        Ok(mut cli) => {
+            cli.command.finish(&matches);
+            run_cli(cli)
+        }
         Err(e) => e.exit(),
     }
 }
@@ -57,6 +62,8 @@ fn run_cli(cli: Cli) -> i32 {
         Command::Sniff(args) => sniff(args),
         Command::Cleanup(args) => cleanup(&args),
         Command::Agent(args) => agent(&args),
+        Command::Completions(args) => completions(&args),
+        Command::Man(args) => man(&args),
     };
     match result {
         Ok(code) => code,

@@ -28,7 +28,8 @@ where
 pub(super) fn live<O: Output + Send>(options: &LiveOptions, engine: Engine<O>, stop_on_stdin: bool) -> Result<Ran<O>> {
     let stop = StopSignals::new(stop_on_stdin)?;
     let capture = |sink: &mut dyn PacketSink| crate::live::capture::run(options, stop.flag(), sink);
-    checked(Live { capture }.run(engine))
+    let source = options.interface.clone();
+    checked(Live { capture, source }.run(engine))
 }
 
 /// A flag that Ctrl-C and SIGTERM (and, with `stop_on_stdin`, the agent's standard input) set

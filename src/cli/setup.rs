@@ -3,13 +3,14 @@
 //! Kubernetes target, the cluster (a dump and/or the API) from [`PolicyArgs`] and [`KubeArgs`],
 //! and whether to show progress. Notes about the cluster go to standard error here.
 
-use super::flags::{ClusterFlags, InputArgs, KubeArgs, Limits, LiveArgs, PolicyArgs};
+use super::flags::{ClusterFlags, Command, InputArgs, KubeArgs, Limits, LiveArgs, PolicyArgs};
 use crate::kube::client::KubeTarget;
 use crate::live::capture::LiveOptions;
 use crate::live::netns::NetnsTarget;
 use crate::pipeline::engine::Config;
 use crate::policy::Cluster;
 use anyhow::{Context, Result};
+use clap::ArgMatches;
 use std::io::{self, IsTerminal};
 use std::sync::Arc;
 
@@ -72,6 +73,36 @@ impl InputArgs {
             return false;
         }
         self.progress || (io::stderr().is_terminal() && std::env::var_os("CI").is_none())
+    }
+
+    /// Folds the `-r FILE`s into the FILE arguments, in the order the command line gave them
+    /// (`m`: the matches of this command), so that `-r a -r b`, `a -r b` and `a b` read alike.
+    fn merge_read_files(&mut self, m: &ArgMatches) {
+        if self.read_file.is_empty() {
+            return;
+        }
+        let at = |id| m.indices_of(id).into_iter().flatten();
+        let mut all: Vec<(usize, String)> = at("inputs")
+            .zip(std::mem::take(&mut self.inputs))
+            .chain(at("read_file").zip(std::mem::take(&mut self.read_file)))
+            .collect();
+        all.sort_by_key(|&(i, _)| i);
+        self.inputs = all.into_iter().map(|(_, p)| p).collect();
+    }
+}
+
+impl Command {
+    /// What clap's derive cannot say: `-r` and FILE arguments are one list (see
+    /// [`InputArgs::merge_read_files`]). `m`: the matches of the whole command line.
+    pub(super) fn finish(&mut self, m: &ArgMatches) {
+        let input = match self {
+            Command::Analyze(a) => &mut a.input,
+            Command::Check(a) => &mut a.input,
+            _ => return,
+        };
+        if let Some((_, sub)) = m.subcommand() {
+            input.merge_read_files(sub);
+        }
     }
 }
 

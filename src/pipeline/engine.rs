@@ -3,7 +3,7 @@
 //! capture files), so a connection can continue from one file into the next.
 
 use crate::pipeline::decode::{self, Skip, TcpSegment};
-use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State};
+use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State, NO_SOURCE};
 use crate::pipeline::inspect::coverage::Coverage;
 use crate::pipeline::inspect::{Inspector, Outcome};
 use crate::pipeline::reassembly::{StreamSink, DEFAULT_DIR_CAP};
@@ -113,11 +113,10 @@ pub trait Packets {
     fn stopped(&self) -> bool;
     /// Connections open now, when known (for the progress bar).
     fn open_flows(&self) -> Option<usize>;
-    /// The packets that follow come from this input: the connections they open are reported
-    /// with it as their `file`. Called only when there are several inputs.
-    fn input(&mut self, name: &str);
     /// End of all input: close every connection.
     fn finish(&mut self);
+    /// The frames that follow come from this input (see [`Engine::source`]).
+    fn source(&mut self, name: &str);
 }
 
 impl<O: Output> Packets for Engine<O> {
@@ -130,12 +129,11 @@ impl<O: Output> Packets for Engine<O> {
     fn open_flows(&self) -> Option<usize> {
         Some(self.active_flows())
     }
-    fn input(&mut self, name: &str) {
-        self.inputs.push(name.to_owned());
-        self.input = u32::try_from(self.inputs.len()).unwrap_or(u32::MAX);
-    }
     fn finish(&mut self) {
         Engine::finish(self)
+    }
+    fn source(&mut self, name: &str) {
+        Engine::source(self, name)
     }
 }
 
@@ -154,10 +152,9 @@ pub struct Engine<O: Output> {
     buffered: usize,
     /// The enrich stage (pods, PeerAuthentication), applied to every report.
     cluster: Option<std::sync::Arc<crate::policy::Cluster>>,
-    /// The inputs named by [`Packets::input`], and the number (from 1) of the one being read,
-    /// which new connections keep in [`Flow::input`]; 0 when none was named.
-    inputs: Vec<String>,
-    input: u32,
+    /// The inputs named so far ([`Engine::source`]); a connection's `file` is the one its first
+    /// packet came from (a connection may go on in the next file).
+    sources: Vec<String>,
 }
 
 /// The verdict of a connection whose inspection is over, with the evidence the flow's own
@@ -218,8 +215,15 @@ impl<O: Output> Engine<O> {
             out_error: None,
             buffered: 0,
             cluster: None,
-            inputs: Vec::new(),
-            input: 0,
+            sources: Vec::new(),
+        }
+    }
+
+    /// The packets that follow come from this input (a capture file, `-`, an interface): the
+    /// `file` of the connections they start.
+    pub fn source(&mut self, name: &str) {
+        if self.sources.last().map(String::as_str) != Some(name) {
+            self.sources.push(name.to_string());
         }
     }
 
@@ -236,8 +240,7 @@ impl<O: Output> Engine<O> {
 
     fn report(&self, flow: &FlowFacts, v: crate::pipeline::verdict::Verdict) -> FlowReport {
         let mut r = report(self.cluster.as_deref(), flow, v);
-        let named = (flow.input as usize).checked_sub(1);
-        r.file = named.and_then(|i| self.inputs.get(i)).cloned();
+        r.file = self.sources.get(flow.source as usize).cloned();
         r
     }
 
@@ -397,7 +400,9 @@ impl<O: Output> Engine<O> {
         let id = self.next_id;
         self.next_id += 1;
         let mut flow = Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap);
-        flow.input = self.input;
+        flow.source = (self.sources.len().checked_sub(1))
+            .and_then(|i| u32::try_from(i).ok())
+            .unwrap_or(NO_SOURCE);
         self.table.insert(flow)
     }
 

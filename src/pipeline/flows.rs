@@ -136,11 +136,14 @@ pub struct Flow {
     /// The overlay tunnel of the first packet (node-level captures). Boxed: most captures
     /// have none, and it would be a sixth of every connection's state.
     pub tunnel: Option<Box<crate::pipeline::decode::tunnel::Tunnel>>,
-    /// The input the first packet came from, as the engine numbers them (0: not said, as
-    /// with one input or a live capture).
-    pub input: u32,
+    /// The input of the first packet, as an index into the engine's inputs (a name per flow
+    /// would cost 16 bytes more of every connection's state); [`NO_SOURCE`] when none was named.
+    pub source: u32,
     pub state: State,
 }
+
+/// [`Flow::source`] of packets fed to the engine with no input named.
+pub const NO_SOURCE: u32 = u32::MAX;
 
 impl Flow {
     pub fn new(id: u64, key: FlowKey, dir: Side, seg: &TcpSegment<'_>, ts: u64, dir_cap: usize) -> Flow {
@@ -171,7 +174,7 @@ impl Flow {
             stream_stats: None,
             buffered: 0,
             tunnel: seg.tunnel.map(Box::new),
-            input: 0,
+            source: NO_SOURCE,
             state: State::Active(Box::new(Active {
                 streams: PerSide::new(Reassembler::new(dir_cap), Reassembler::new(dir_cap)),
                 inspector: Inspector::new(client_dir, midstream, key.sender(client_dir.other()).port),
@@ -235,7 +238,7 @@ impl Flow {
             rst: self.rst,
             stream_stats: self.stream_stats(),
             tunnel: self.tunnel.as_deref().copied(),
-            input: self.input,
+            source: self.source,
         }
     }
 
@@ -265,8 +268,8 @@ pub struct FlowFacts {
     pub rst: bool,
     pub stream_stats: PerSide<StreamStats>,
     pub tunnel: Option<crate::pipeline::decode::tunnel::Tunnel>,
-    /// See [`Flow::input`].
-    pub input: u32,
+    /// See [`Flow::source`].
+    pub source: u32,
 }
 
 /// With no SYN and no TLS handshake to go by: the server is the side with the well-known (or

@@ -9,6 +9,11 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
 
+/// The `schema_version` at the top of every JSON document (`analyze -o json`, the summary line
+/// of `-o jsonl`, `check -o json`): raised when a field changes meaning or goes away, not when
+/// one is added. The schemas are in `docs/schema/`.
+pub const SCHEMA_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TcpReport {
     pub syn: bool,
@@ -22,13 +27,17 @@ pub struct TcpReport {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FlowReport {
     pub id: u64,
+    /// Community ID v1 (seed 0) of the connection, as Zeek and Suricata compute it: the key to
+    /// find it in their logs.
+    #[serde(default)]
+    pub community_id: Option<String>,
+    /// The input of its first packet: the path as given, `-` for standard input, the interface
+    /// for a live capture; `None` when the engine was given packets with no input named.
+    #[serde(default)]
+    pub file: Option<String>,
     pub client: Endpoint,
     pub server: Endpoint,
     pub roles_from: RolesFrom,
-    /// The capture file the connection's first packet was read from, as given; only when
-    /// several inputs were read (a connection that goes on in the next file keeps the first).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
     /// Both ends are this host (127.0.0.0/8, ::1, or the same address): inside a pod, the
     /// app <-> sidecar leg, which is plaintext by design.
     pub loopback: bool,
@@ -62,10 +71,11 @@ impl FlowReport {
         let c = flow.client_dir;
         FlowReport {
             id: flow.id,
+            community_id: community_id(flow.client, flow.server),
+            file: None,
             client: flow.client,
             server: flow.server,
             roles_from: flow.roles_from,
-            file: None,
             loopback: is_loopback(flow.client.ip, flow.server.ip),
             first_seen: rfc3339(flow.first_ts),
             last_seen: rfc3339(flow.last_ts),
@@ -89,6 +99,13 @@ impl FlowReport {
             }),
         }
     }
+}
+
+/// The Community ID v1 of a TCP connection (seed 0, base64). The crate refuses only ends of
+/// two address families, which one IP header cannot give.
+pub fn community_id(a: Endpoint, b: Endpoint) -> Option<String> {
+    const TCP: u8 = 6;
+    community_id::calculate_community_id(0, a.ip, b.ip, Some(a.port), Some(b.port), TCP, false).ok()
 }
 
 /// Traffic that never leaves the host (or the pod's network namespace).
@@ -328,4 +345,40 @@ pub struct CaptureStats {
     pub if_dropped: u32,
     pub written: Option<String>,
     pub seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(s: &str) -> Endpoint {
+        let a: std::net::SocketAddr = s.parse().unwrap();
+        Endpoint {
+            ip: a.ip(),
+            port: a.port(),
+        }
+    }
+
+    /// The TCP vectors of corelight/community-id-spec (`baseline/baseline_deflt.json` and the
+    /// table in `baseline/README.md`, seed 0, base64), both ways round: the ID Zeek and
+    /// Suricata log for the same connection.
+    #[test]
+    fn community_id_matches_the_spec_baseline() {
+        for (a, b, id) in [
+            ("1.2.3.4:1122", "5.6.7.8:3344", "1:wCb3OG7yAFWelaUydu0D+125CLM="),
+            (
+                "128.232.110.120:34855",
+                "66.35.250.204:80",
+                "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+            ),
+            (
+                "[2001:470:e5bf:dead:4957:2174:e82c:4887]:63943",
+                "[2607:f8b0:400c:c03::1a]:25",
+                "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4=",
+            ),
+        ] {
+            assert_eq!(community_id(end(a), end(b)).as_deref(), Some(id), "{a} -> {b}");
+            assert_eq!(community_id(end(b), end(a)).as_deref(), Some(id), "{b} -> {a}");
+        }
+    }
 }

@@ -40,6 +40,8 @@ pub trait PacketSink: Send {
 /// knows nothing of interfaces or namespaces; the caller does.
 pub struct Live<F> {
     pub capture: F,
+    /// What the connections' `file` says: the interface (the caller's name for it).
+    pub source: String,
 }
 
 /// What a run leaves: the output (with whatever it collected) and the summary, whose `errors`
@@ -87,6 +89,7 @@ where
     /// Capture into `engine` (on a thread of its own: hence `Send`), then close all
     /// connections.
     pub fn run<O: Output + Send>(self, mut engine: Engine<O>) -> Result<Ran<O>, RunError<E>> {
+        engine.source(&self.source);
         let stats = (self.capture)(&mut LiveSink { engine: &mut engine }).map_err(RunError::Capture)?;
         engine.finish();
         ran(engine, InputErrors::default(), Some(stats))
@@ -150,10 +153,6 @@ fn read_files<P: Packets>(
 ) -> InputErrors {
     let mut errors = InputErrors::default();
     for input in inputs {
-        // With several inputs each connection says which one it came from.
-        if inputs.len() > 1 {
-            engine.input(input);
-        }
         if let Err(e) = read_one(input, filter, engine, progress) {
             errors.push(e);
         }
@@ -174,6 +173,7 @@ fn read_one<P: Packets>(
     progress: bool,
 ) -> Result<(), InputError> {
     let mut reader = CaptureReader::open(input)?;
+    engine.source(input);
     let bar = progress.then(|| progress_bar(&reader));
     let mut unsupported: BTreeSet<i32> = BTreeSet::new();
     let mut first_error = None;

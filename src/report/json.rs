@@ -1,7 +1,8 @@
 //! Reports as JSON: one document with the summary and every connection, or JSON lines — one
-//! connection per line as its verdict is decided, then the summary (schema in `docs/json.md`).
+//! connection per line as its verdict is decided, then the summary (described in
+//! `docs/json.md`, with JSON Schemas in `docs/schema/`).
 
-use crate::pipeline::record::{FlowReport, Output, Summary};
+use crate::pipeline::record::{FlowReport, Output, Summary, SCHEMA_VERSION};
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -32,9 +33,14 @@ impl<W: Write> JsonLines<W> {
     pub fn summary(&mut self, s: &Summary) -> io::Result<()> {
         #[derive(Serialize)]
         struct Line<'a> {
+            schema_version: u32,
             summary: &'a Summary,
         }
-        serde_json::to_writer(&mut self.out, &Line { summary: s })?;
+        let line = Line {
+            schema_version: SCHEMA_VERSION,
+            summary: s,
+        };
+        serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")?;
         self.out.flush()
     }
@@ -58,14 +64,21 @@ impl<W: Write> Output for JsonLines<W> {
     }
 }
 
-/// One pretty-printed document, `{"summary": ..., "flows": [...]}` (`-o json`).
+/// One pretty-printed document, `{"schema_version": 1, "summary": ..., "flows": [...]}`
+/// (`-o json`).
 pub fn write_json(out: &mut impl Write, flows: &[FlowReport], summary: &Summary) -> io::Result<()> {
     #[derive(Serialize)]
     struct Document<'a> {
+        schema_version: u32,
         summary: &'a Summary,
         flows: &'a [FlowReport],
     }
-    serde_json::to_writer_pretty(&mut *out, &Document { summary, flows })?;
+    let doc = Document {
+        schema_version: SCHEMA_VERSION,
+        summary,
+        flows,
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
     out.write_all(b"\n")
 }
 
@@ -105,7 +118,7 @@ pub(crate) mod tests {
             rst: false,
             stream_stats: Default::default(),
             tunnel: None,
-            input: 0,
+            source: crate::pipeline::flows::NO_SOURCE,
         };
         FlowReport::build(&facts, v)
     }

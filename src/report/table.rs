@@ -300,10 +300,16 @@ fn layout(rows: &[Row], columns: Columns, compact: bool) -> Vec<Col> {
 
 /// With several inputs, which one each row came from (`-` when a row does not say), without
 /// the directory all of them share: `a.pcap` and `b.pcap` for `/tmp/caps/a.pcap
-/// /tmp/caps/b.pcap`. `None` when no row names a file (one input, a live capture).
+/// /tmp/caps/b.pcap`. `None` when the rows do not name two inputs (one input, a live capture).
 fn file_cells(rows: &[Row]) -> Option<Vec<String>> {
     use std::path::{Path, PathBuf};
-    let mut paths = rows.iter().filter_map(|r| r.file.as_deref()).map(Path::new);
+    let named = || rows.iter().filter_map(|r| r.file.as_deref());
+    // One input (or a live capture): every row names the same one, and the column says nothing.
+    let first = named().next()?;
+    if named().all(|f| f == first) {
+        return None;
+    }
+    let mut paths = named().map(Path::new);
     let mut common: PathBuf = paths.next()?.parent().unwrap_or(Path::new("")).into();
     for p in paths {
         while !p.starts_with(&common) && common.pop() {}
@@ -605,8 +611,9 @@ mod tests {
             cells(&[Some("/x/a.pcap"), Some("/y/a.pcap")]).unwrap(),
             ["x/a.pcap", "y/a.pcap"]
         );
-        // Every connection from the other file: its name alone.
-        assert_eq!(cells(&[Some("/tmp/a.pcap")]).unwrap(), ["a.pcap"]);
+        // Every row from one input (one file read, or a live capture): no column.
+        assert_eq!(cells(&[Some("/tmp/a.pcap"), Some("/tmp/a.pcap")]), None);
+        assert_eq!(cells(&[Some("lo")]), None);
     }
 
     #[test]

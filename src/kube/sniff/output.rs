@@ -5,7 +5,7 @@ use super::cluster::{join_cluster, Known};
 use super::options::{SniffFormat, SniffOptions};
 use super::plan::{agent_command, Capture};
 use crate::kube::labels::CONTAINER;
-use crate::pipeline::record::{CaptureStats, FlowReport, Summary};
+use crate::pipeline::record::{CaptureStats, FlowReport, Summary, SCHEMA_VERSION};
 use crate::report::{self, Row};
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Pod;
@@ -214,18 +214,28 @@ impl Results {
             SniffFormat::Jsonl => {
                 #[derive(Serialize)]
                 struct Line<'a> {
+                    schema_version: u32,
                     summary: PluginSummary<'a>,
                 }
-                write_line(&mut out, &Line { summary })?;
+                let line = Line {
+                    schema_version: SCHEMA_VERSION,
+                    summary,
+                };
+                write_line(&mut out, &line)?;
             }
             SniffFormat::Json | SniffFormat::Yaml => {
                 #[derive(Serialize)]
                 struct Document<'a> {
+                    schema_version: u32,
                     summary: PluginSummary<'a>,
                     flows: Vec<PluginFlow<'a>>,
                 }
-                let flows = self.flows.iter().map(|(f, i)| self.line(f, *i)).collect();
-                serde_json::to_writer_pretty(&mut out, &Document { summary, flows })?;
+                let doc = Document {
+                    schema_version: SCHEMA_VERSION,
+                    summary,
+                    flows: self.flows.iter().map(|(f, i)| self.line(f, *i)).collect(),
+                };
+                serde_json::to_writer_pretty(&mut out, &doc)?;
                 writeln!(out)?;
             }
             SniffFormat::Table => {
