@@ -216,3 +216,49 @@ fn closed_stdout_is_not_an_error() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// 1 MB of nested `[`, `{` or `- ` once kept the YAML parser busy for minutes; the pre-scan
+/// refuses it at once, naming the file and the limit.
+#[test]
+fn deeply_nested_yaml_is_refused_naming_file_and_limit() {
+    let pcap = capture("plaintext-http.pcap");
+    for (name, text) in [
+        ("deep-flow.yaml", format!("rules: {}", "[".repeat(1_000_000))),
+        ("deep-map.yaml", "{".repeat(1_000_000)),
+        ("deep-block.yaml", "- ".repeat(500_000)),
+    ] {
+        let file = tmp(name);
+        std::fs::write(&file, &text).unwrap();
+        let f = file.to_str().unwrap();
+        for args in [
+            vec!["check", "--rules", f, &pcap],
+            vec!["analyze", "--policy-from", f, &pcap],
+        ] {
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+            let err = stderr(&o);
+            assert!(
+                err.contains(f) && err.contains("nested more than 64 levels deep (the limit)"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn oversized_rules_file_is_refused_naming_the_limit() {
+    let file = tmp("huge-rules.yaml");
+    std::fs::write(&file, format!("# {}\n", "x".repeat(1 << 20))).unwrap();
+    let o = run(&[
+        "check",
+        "--rules",
+        file.to_str().unwrap(),
+        &capture("plaintext-http.pcap"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("larger than the limit of 1 MiB for a rules file"),
+        "{}",
+        stderr(&o)
+    );
+}
