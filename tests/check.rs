@@ -292,7 +292,7 @@ fn tls12_client_answer_missing() -> String {
 }
 
 const ANSWER_MISSING: &str =
-    "the verdict is uncertain (\"certificate requested; the client's answer is not in the capture\")";
+    "the verdict is uncertain (\"certificate requested; the client's answer is not in the capture: the client's data ends before it\")";
 
 #[test]
 fn uncertain_never_satisfies_tls_mtls_or_encrypted() {

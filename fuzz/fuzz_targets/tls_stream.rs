@@ -9,6 +9,7 @@
 //! input).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use mtlscope::pipeline::inspect::coverage::Coverage;
 use mtlscope::pipeline::inspect::Inspector;
 use mtlscope::pipeline::inspect::tls::Classifier;
 use mtlscope::pipeline::side::Side;
@@ -71,6 +72,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = verdict::session_keys(facts);
 
     let outcome = inspector.outcome();
-    let v = verdict::decide(outcome, Side::Lo, port, None, head & 0x20 != 0);
+    let v = verdict::decide(outcome, &Coverage::complete(Side::Lo), port, None, head & 0x20 != 0);
     let _ = serde_json::to_string(&v).unwrap();
 });

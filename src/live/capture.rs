@@ -128,6 +128,10 @@ fn capture_here(
         })?;
     }
     let link = LinkType(cap.get_datalink().0);
+    let mut snap = SnapWarning::default();
+    // /sys/class/net shows the namespace sysfs was mounted in, not the one this thread entered.
+    let mtu = opts.netns.is_none().then(|| interface_mtu(&opts.interface)).flatten();
+    snap.warn(mtu.and_then(|mtu| snap_below_mtu(opts.snaplen, &opts.interface, mtu, link)));
     let mut save = match &opts.write {
         Some(path) => Some(cap.savefile(path).map_err(|e| CaptureError::Write {
             path: path.display().to_string(),
@@ -149,6 +153,7 @@ fn capture_here(
         match cap.next_packet() {
             Ok(p) => {
                 packets += 1;
+                snap.warn(packet_cut(opts.snaplen, p.header.caplen, p.header.len));
                 if let Some(s) = save.as_mut() {
                     s.write(&p);
                 }
@@ -204,6 +209,69 @@ fn capture_here(
     })
 }
 
+/// Says once, on standard error, that the snap length cuts packets: a handshake in cut packets
+/// cannot be read, and the verdicts of those connections say why.
+#[derive(Default)]
+struct SnapWarning {
+    warned: bool,
+}
+
+impl SnapWarning {
+    fn warn(&mut self, warning: Option<String>) {
+        if let Some(w) = warning.filter(|_| !self.warned) {
+            self.warned = true;
+            eprintln!("mtlscope: warning: {w}");
+        }
+    }
+}
+
+/// The interface's MTU, from sysfs (Linux); `None` for `any` or when it cannot be read.
+fn interface_mtu(interface: &str) -> Option<u32> {
+    if interface.is_empty() || interface.contains('/') || interface.starts_with('.') {
+        return None;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Bytes of link-layer header in front of the IP packet, for the link types live capture gives.
+fn link_header(link: LinkType) -> u32 {
+    match link {
+        LinkType::ETHERNET => 14,
+        LinkType::LINUX_SLL => 16,
+        LinkType::LINUX_SLL2 => 20,
+        LinkType::NULL | LinkType::LOOP => 4,
+        _ => 0,
+    }
+}
+
+/// The snap length set is shorter than a full-size packet of the interface.
+fn snap_below_mtu(snaplen: i32, interface: &str, mtu: u32, link: LinkType) -> Option<String> {
+    let full = mtu.saturating_add(link_header(link));
+    // libpcap takes 0 or less (and anything over its maximum) as its maximum, 262144.
+    let snaplen = u32::try_from(snaplen).ok().filter(|&s| s > 0)?;
+    (snaplen < full).then(|| {
+        format!(
+            "snap length {snaplen} is below a full packet on {interface} ({mtu} MTU + {} bytes of link header): \
+             longer packets are cut, and TLS handshakes in them cannot be read",
+            link_header(link)
+        )
+    })
+}
+
+/// A packet arrived cut by the snap length.
+fn packet_cut(snaplen: i32, caplen: u32, len: u32) -> Option<String> {
+    (caplen < len).then(|| {
+        format!(
+            "packets are cut by the snap length ({snaplen}): one of {len} bytes was kept to {caplen}; \
+             TLS handshakes in cut packets cannot be read (raise -s/--snaplen)"
+        )
+    })
+}
+
 fn open_error(opts: &LiveOptions, place: &str, e: pcap::Error) -> CaptureError {
     let message = e.to_string();
     let lower = message.to_lowercase();
@@ -240,6 +308,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snap_length_warnings() {
+        let w = snap_below_mtu(96, "eth0", 1500, LinkType::ETHERNET).unwrap();
+        assert!(
+            w.contains("snap length 96 is below a full packet on eth0 (1500 MTU + 14"),
+            "{w}"
+        );
+        assert_eq!(snap_below_mtu(1514, "eth0", 1500, LinkType::ETHERNET), None);
+        assert_eq!(snap_below_mtu(0, "eth0", 1500, LinkType::ETHERNET), None);
+        assert!(snap_below_mtu(65535, "lo", 65536, LinkType::ETHERNET).is_some());
+        assert!(packet_cut(96, 96, 1514)
+            .unwrap()
+            .contains("one of 1514 bytes was kept to 96"));
+        assert_eq!(packet_cut(262_144, 1514, 1514), None);
+        let mut once = SnapWarning::default();
+        once.warn(None);
+        assert!(!once.warned);
+        once.warn(packet_cut(96, 96, 200));
+        assert!(once.warned);
+    }
+
+    #[test]
+    fn mtu_is_read_only_for_plain_interface_names() {
+        assert_eq!(interface_mtu("../../../etc/passwd"), None);
+        assert_eq!(interface_mtu(""), None);
+        if std::path::Path::new("/sys/class/net/lo/mtu").exists() {
+            assert!(interface_mtu("lo").is_some_and(|m| m > 0));
+        }
+    }
 
     #[test]
     fn durations() {

@@ -4,6 +4,7 @@
 
 use crate::pipeline::decode::{self, Skip, TcpSegment};
 use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State};
+use crate::pipeline::inspect::coverage::Coverage;
 use crate::pipeline::inspect::{Inspector, Outcome};
 use crate::pipeline::reassembly::{StreamSink, DEFAULT_DIR_CAP};
 use crate::pipeline::record::{FlowReport, Output, Summary};
@@ -149,14 +150,16 @@ pub struct Engine<O: Output> {
 }
 
 /// The verdict of a connection whose inspection is over, with the evidence the flow's own
-/// counters add. `origin` is the earlier handshake a resumed session continues, if known.
+/// counters add. `coverage` says what the capture holds of it; `origin` is the earlier
+/// handshake a resumed session continues, if known.
 pub(crate) fn judge(
     outcome: Outcome,
     flow: &FlowFacts,
+    coverage: &Coverage,
     origin: Option<&SessionOrigin>,
     show_payload: bool,
 ) -> crate::pipeline::verdict::Verdict {
-    let mut v = verdict::decide(outcome, flow.client_dir, flow.server.port, origin, show_payload);
+    let mut v = verdict::decide(outcome, coverage, flow.server.port, origin, show_payload);
     let conflicts: u32 = flow.stream_stats.iter().map(|s| s.conflicts).sum();
     if conflicts > 0 {
         v.evidence.push(format!(
@@ -288,6 +291,7 @@ impl<O: Output> Engine<O> {
         flow.last_ts = ts.max(flow.last_ts);
         flow.packets[dir] += 1;
         flow.bytes[dir] += u64::from(seg.wire_len);
+        flow.count_cut(dir, seg);
         if f.syn() && flow.isn.is_none() && !f.ack() {
             flow.isn = Some(seg.seq);
         }
@@ -405,8 +409,9 @@ impl<O: Output> Engine<O> {
             keys = verdict::session_keys(facts);
         }
         let facts = flow.facts();
+        let coverage = flow.coverage();
         let origin = resumption.and_then(|r| self.sessions.get(&r).cloned());
-        let v = judge(outcome, &facts, origin.as_ref(), self.cfg.show_payload);
+        let v = judge(outcome, &facts, &coverage, origin.as_ref(), self.cfg.show_payload);
         let session = (!keys.is_empty()).then(|| (keys, v.verdict, v.client_identity.clone()));
         self.summary.count(&v);
         let report = self.report(&facts, v);

@@ -3,8 +3,10 @@
 //! What TLS 1.3's encrypted lengths say about the client's certificate is read by [`tls13`].
 
 use crate::pipeline::inspect::certs::CertInfo;
+use crate::pipeline::inspect::coverage::{self, Coverage};
 use crate::pipeline::inspect::mesh::{self, MeshSignal};
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
+pub use crate::pipeline::inspect::resumption::{resumption, session_keys, Resumption};
 use crate::pipeline::inspect::tls::{Chain, TlsFacts};
 use crate::pipeline::inspect::Outcome;
 use crate::pipeline::side::Side;
@@ -81,64 +83,6 @@ pub struct SessionOrigin {
     pub client_identity: Option<String>,
 }
 
-/// How a TLS <= 1.2 connection resumed, and the key to find its origin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Resumption {
-    SessionId(u64),
-    Ticket(u64),
-    Psk,
-}
-
-impl Resumption {
-    fn name(self) -> &'static str {
-        match self {
-            Resumption::SessionId(_) => "session-id",
-            Resumption::Ticket(_) => "ticket",
-            Resumption::Psk => "psk",
-        }
-    }
-}
-
-/// How this connection resumed an earlier session, if it did.
-pub fn resumption(f: &TlsFacts) -> Option<Resumption> {
-    let sh = f.server_hello.as_ref()?;
-    let ch = f.client_hello.as_ref()?;
-    if sh.version == 0x0304 {
-        return sh.psk_accepted.then_some(Resumption::Psk);
-    }
-    // Abbreviated handshake: the server goes straight from ServerHello to ChangeCipherSpec.
-    let server = f.server_dir()?;
-    let certificate_sent = f
-        .messages
-        .iter()
-        .any(|m| m.from == server && matches!(m.ty, 11 | 12 | 14));
-    if certificate_sent || !f.ccs[server] {
-        return None;
-    }
-    // A client offering a ticket also sends a session ID, which the server echoes when it
-    // accepts the ticket (RFC 5077, 3.4): the ticket is what was resumed.
-    match (ch.ticket, ch.session_id, sh.session_id) {
-        (Some(t), _, _) => Some(Resumption::Ticket(t)),
-        (None, _, Some(s)) => Some(Resumption::SessionId(s)),
-        _ => None,
-    }
-}
-
-/// Session keys a full handshake leaves for later connections to resume.
-pub fn session_keys(f: &TlsFacts) -> Vec<Resumption> {
-    let mut keys = Vec::new();
-    if f.is_tls13() || resumption(f).is_some() {
-        return keys;
-    }
-    if let Some(s) = f.server_hello.as_ref().and_then(|s| s.session_id) {
-        keys.push(Resumption::SessionId(s));
-    }
-    if let Some(t) = f.new_ticket {
-        keys.push(Resumption::Ticket(t));
-    }
-    keys
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertReport {
     pub from: &'static str,
@@ -213,12 +157,13 @@ pub struct Verdict {
     pub plaintext: Option<PlaintextReport>,
 }
 
-/// Decide. `client_dir` is the flow's client direction; `server_port` feeds the mesh signals;
+/// Decide. `cov` is what the capture holds of the flow (its client direction, the directions
+/// and bytes seen); `server_port` feeds the mesh signals;
 /// `origin` is the earlier handshake a resumed session continues, if the capture has it.
 /// `show_payload` keeps the first bytes of plaintext connections (the user asked for them).
 pub fn decide(
     outcome: Outcome,
-    client_dir: Side,
+    cov: &Coverage,
     server_port: u16,
     origin: Option<&SessionOrigin>,
     show_payload: bool,
@@ -241,8 +186,8 @@ pub fn decide(
             first_bytes,
         } => {
             let payload = show_payload.then(|| Payload {
-                client: escape(&first_bytes[client_dir]),
-                server: escape(&first_bytes[client_dir.other()]),
+                client: escape(&first_bytes[cov.client]),
+                server: escape(&first_bytes[cov.server()]),
             });
             let mut evidence = vec![plaintext_evidence(&info)];
             if let Some(p) = upgrade_refused {
@@ -268,7 +213,7 @@ pub fn decide(
             }
         }
         Outcome::Midstream { facts } => {
-            let (c, s) = (facts.app_records[client_dir], facts.app_records[client_dir.other()]);
+            let (c, s) = (facts.app_records[cov.client], facts.app_records[cov.server()]);
             let version = facts.server_hello.as_ref().map(|s| version_name(s.version));
             Verdict {
                 verdict: Kind::Encrypted,
@@ -287,7 +232,12 @@ pub fn decide(
                 plaintext: None,
             }
         }
-        Outcome::Tls { facts, upgrade, adat } => decide_tls(&facts, upgrade, adat, server_port, origin),
+        Outcome::Tls {
+            facts,
+            upgrade,
+            adat,
+            answer,
+        } => decide_tls(&facts, upgrade, adat, answer, server_port, origin, cov),
     }
 }
 
@@ -327,18 +277,30 @@ fn identity(chain: &Option<Box<Chain>>) -> Option<String> {
     chain.as_ref().and_then(|c| c.leaf.as_ref()).map(|l| l.identity())
 }
 
+/// `answer`: what the server answered the ClientHello with, when it was not TLS.
 fn decide_tls(
     f: &TlsFacts,
     upgrade: Option<Protocol>,
     adat: bool,
+    answer: Option<PlaintextInfo>,
     server_port: u16,
     origin: Option<&SessionOrigin>,
+    cov: &Coverage,
 ) -> Verdict {
-    let server = f.server_dir();
+    // The roles from the ClientHello, else the flow's (a ClientHello too large to parse).
+    let cov = &Coverage {
+        client: f.client_dir.unwrap_or(cov.client),
+        ..*cov
+    };
+    let server = Some(cov.server());
     let mut rep = empty_tls_report();
     let ch = f.client_hello.as_ref();
     let sh = f.server_hello.as_ref();
-    rep.version = sh.map(|s| version_name(s.version));
+    // Without the ServerHello, the client's Certificate record carries the negotiated version.
+    rep.version = sh
+        .map(|s| s.version)
+        .or(f.client_chain.as_ref().map(|c| c.record_version))
+        .map(version_name);
     rep.cipher = sh.map(|s| cipher_name(s.cipher));
     rep.sni = ch.and_then(|c| c.sni.as_deref().map(String::from));
     rep.alpn_offered = ch.map(|c| c.alpn().map(String::from).collect()).unwrap_or_default();
@@ -385,6 +347,7 @@ fn decide_tls(
     let mut evidence = Vec::new();
     // Said after the reason for the verdict, which leads the evidence.
     let upgrade_note = match upgrade {
+        _ if answer.is_some() => None,
         Some(_) if adat => Some("TLS handshake inside FTP ADAT commands (GSI)".to_string()),
         Some(p) => Some(format!("upgraded from {} to TLS", p.name())),
         None => None,
@@ -396,7 +359,14 @@ fn decide_tls(
     rep.resumption = resumed.map(Resumption::name);
 
     let (mut kind, mut confidence, handshake);
-    if sh.is_none() {
+    // A client Certificate in clear proves mTLS without the ServerHello (a one-way capture).
+    let client_certificate = f.client_chain.as_ref().is_some_and(|c| c.len > 0);
+    if let Some(a) = &answer {
+        kind = Kind::Plaintext;
+        confidence = Confidence::Certain;
+        handshake = Handshake::Failed;
+        evidence.push(coverage::answered_in_plaintext(a.protocol));
+    } else if sh.is_none() && !client_certificate {
         kind = Kind::Tls;
         match fatal {
             Some(a) => {
@@ -407,15 +377,12 @@ fn decide_tls(
                     if Some(a.dir) == server { "server" } else { "client" },
                     alert_name(a.description)
                 ));
+                evidence.extend(coverage::oversized(f));
             }
             None => {
                 confidence = Confidence::Uncertain;
                 handshake = Handshake::Incomplete;
-                evidence.push(if ch.is_some() {
-                    "ClientHello seen, no ServerHello in the capture".into()
-                } else {
-                    "TLS records, but no ClientHello or ServerHello in the capture".into()
-                });
+                evidence.push(coverage::no_server_hello(f, cov));
             }
         }
     } else if let Some(r) = resumed {
@@ -465,7 +432,8 @@ fn decide_tls(
             Handshake::Incomplete
         };
         confidence = Confidence::Certain;
-        rep.client_cert_requested = Some(f.certificate_requested);
+        // A client sends a Certificate only when asked (RFC 5246, 7.4.6).
+        rep.client_cert_requested = Some(f.certificate_requested || f.client_chain.is_some());
         match &f.client_chain {
             Some(c) if c.len > 0 => {
                 kind = Kind::Mtls;
@@ -485,7 +453,8 @@ fn decide_tls(
                     evidence.push("certificate requested, client sent no Certificate message".into());
                 } else {
                     confidence = Confidence::Uncertain;
-                    evidence.push("certificate requested; the client's answer is not in the capture".into());
+                    let unseen = coverage::unseen(f, cov, cov.client, "the client's answer");
+                    evidence.push(format!("certificate requested; {unseen}"));
                 }
             }
             None => {
@@ -494,7 +463,10 @@ fn decide_tls(
                     evidence.push("no client certificate requested".into());
                 } else {
                     confidence = Confidence::Uncertain;
-                    evidence.push("server's handshake flight not fully seen".into());
+                    let unseen = coverage::unseen(f, cov, cov.server(), "the server's ServerHelloDone");
+                    evidence.push(format!(
+                        "whether a client certificate was requested is not known; {unseen}"
+                    ));
                 }
             }
         }
@@ -506,10 +478,15 @@ fn decide_tls(
             ));
         }
     }
-    if f.lost_sync.iter().any(|&l| l) && confidence == Confidence::Certain && kind != Kind::Mtls {
+    if f.lost_sync.iter().any(|&l| l) && confidence == Confidence::Certain && kind == Kind::Tls {
         // A client certificate could have been in the missing bytes.
         confidence = Confidence::Uncertain;
-        evidence.push("bytes of the handshake are missing from the capture".into());
+        let lost = Side::BOTH.into_iter().filter(|&d| f.lost_sync[d]);
+        evidence.extend(lost.map(|d| cov.handshake_bytes_missing(d)));
+    }
+    // What one direction proves is said above; say which one is missing unless that was said.
+    if let Some(w) = cov.one_way().filter(|w| !evidence.iter().any(|e| e.contains(w))) {
+        evidence.push(w.into());
     }
     evidence.extend(upgrade_note);
     if let Some(m) = &rep.mesh {
@@ -521,6 +498,11 @@ fn decide_tls(
     if handshake == Handshake::Failed && kind == Kind::Mtls && confidence == Confidence::Inferred {
         kind = Kind::Tls;
         confidence = Confidence::Uncertain;
+        evidence.push(
+            "handshake failed after the client's flight: a client certificate inferred from lengths \
+             is not counted as mTLS"
+                .into(),
+        );
     }
     Verdict {
         verdict: kind,
@@ -531,7 +513,11 @@ fn decide_tls(
         server_identity: server_id,
         evidence,
         tls: Some(rep),
-        plaintext: None,
+        plaintext: answer.map(|info| PlaintextReport {
+            info,
+            upgrade_refused: upgrade,
+            payload: None,
+        }),
     }
 }
 

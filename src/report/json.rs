@@ -79,7 +79,7 @@ pub(crate) mod tests {
     pub(crate) fn sample_report(id: u64) -> FlowReport {
         let v = crate::pipeline::verdict::decide(
             crate::pipeline::inspect::Outcome::NoData,
-            crate::pipeline::side::Side::Lo,
+            &crate::pipeline::inspect::coverage::Coverage::complete(crate::pipeline::side::Side::Lo),
             80,
             None,
             false,

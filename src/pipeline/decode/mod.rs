@@ -52,12 +52,12 @@ pub fn supports(link: LinkType) -> bool {
 /// Decode one captured frame: a TCP segment (through any overlay tunnels), or a packet of
 /// node-level encryption.
 pub fn decode_packet(link: LinkType, data: &[u8]) -> Result<Packet<'_>, Skip> {
-    if link == LinkType::ETHERNET {
-        if let Some(p) = ethernet_tcp_fast(data) {
-            return p;
-        }
+    let fast = (link == LinkType::ETHERNET).then(|| ethernet_tcp_fast(data)).flatten();
+    let mut packet = fast.unwrap_or_else(|| decode_packet_sliced(link, data))?;
+    if let Packet::Tcp(seg) = &mut packet {
+        seg.frame_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
     }
-    decode_packet_sliced(link, data)
+    Ok(packet)
 }
 
 /// The common frame — Ethernet, IPv4 (any options) or IPv6 without extension headers, TCP —
@@ -313,6 +313,8 @@ fn parse_tcp(src: IpAddr, dst: IpAddr, seg: &[u8], announced: usize) -> Result<T
         flags: TcpFlags(h[13]),
         payload,
         wire_len: u32::try_from(wire_len).unwrap_or(u32::MAX),
+        // The whole frame's length is known only to `decode_packet`, which sets it.
+        frame_len: 0,
         tunnel: None,
     })
 }
@@ -408,6 +410,10 @@ mod tests {
         let s = decode(LinkType::ETHERNET, cut).unwrap();
         assert_eq!(s.payload, b"he");
         assert_eq!(s.wire_len, 5);
+        // The kept length of a cut frame is the snap length the evidence names.
+        assert_eq!(s.frame_len as usize, cut.len());
+        let whole = decode(LinkType::ETHERNET, &frame).unwrap();
+        assert_eq!(whole.frame_len as usize, frame.len());
     }
 
     #[test]

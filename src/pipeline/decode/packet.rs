@@ -47,6 +47,9 @@ pub struct TcpSegment<'a> {
     /// Payload length announced by the IP header; larger than `payload.len()` when the snap
     /// length cut the packet.
     pub wire_len: u32,
+    /// Bytes of the frame the capture kept. When the snap length cut the packet (`payload`
+    /// shorter than `wire_len`), this is the snap length, which the evidence names.
+    pub frame_len: u32,
     /// The outermost overlay tunnel (VXLAN, Geneve, IP-in-IP) the segment was carried in.
     pub tunnel: Option<Tunnel>,
 }

@@ -3,11 +3,14 @@
 //! plaintext identifier. It is the reassembler's sink for both directions of one flow.
 //!
 //! It also says when nothing more needs to be read ([`Inspector::is_final`]): from then on the
-//! flow keeps only counters.
+//! flow keeps only counters. [`coverage`] puts into words what the capture lacks of a handshake
+//! (a direction, bytes cut by the snap length), for the verdict's evidence.
 
 pub mod certs;
+pub mod coverage;
 pub mod mesh;
 pub mod plaintext;
+pub mod resumption;
 pub mod tls;
 
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
@@ -56,6 +59,8 @@ pub enum Outcome {
         upgrade: Option<Protocol>,
         /// The handshake travelled base64-encoded inside FTP ADAT commands (GSI / GridFTP).
         adat: bool,
+        /// The server answered the ClientHello with bytes that are not TLS: what they are.
+        answer: Option<PlaintextInfo>,
     },
     /// TLS records chained in both directions, handshake not in the capture.
     Midstream {
@@ -293,8 +298,25 @@ impl Inspector {
                     .into_iter()
                     .all(|d| c.in_sync(d) && c.facts.app_records[d] >= MIDSTREAM_RECORDS)
             }
-            Mode::Tls => self.tls.as_ref().is_none_or(|c| tls_final(c)),
+            Mode::Tls => self.tls.as_ref().is_none_or(|c| {
+                // A plaintext answer ends the handshake; wait only until its bytes name it.
+                tls_final(c) || self.answer(c).is_some_and(|a| a.protocol != Protocol::Unknown)
+            }),
         }
+    }
+
+    /// The server's answer to the ClientHello, when its first bytes are not TLS. In a capture
+    /// that started mid-stream, bytes that name no protocol may be the middle of a TLS record
+    /// rather than an answer, so only a recognised protocol counts there.
+    fn answer(&self, c: &Classifier) -> Option<PlaintextInfo> {
+        let server = c.facts.client_dir?.other();
+        let head = c.not_tls_head(server)?;
+        let mut info = plaintext::identify(&[], head, self.server_port);
+        if info.protocol == Protocol::Unknown {
+            // After STARTTLS, the refusal is in the protocol the connection started with.
+            info.protocol = self.upgrade.unwrap_or(Protocol::Unknown);
+        }
+        (!self.midstream || info.protocol != Protocol::Unknown).then_some(info)
     }
 
     pub fn outcome(mut self) -> Outcome {
@@ -317,6 +339,7 @@ impl Inspector {
                     facts: Box::new(a.tls.facts),
                     upgrade: Some(Protocol::Ftp),
                     adat: true,
+                    answer: None,
                 },
                 _ => Outcome::Plaintext {
                     info: self.plaintext_info(),
@@ -324,11 +347,15 @@ impl Inspector {
                     first_bytes: self.first.take().map(|f| f.head).unwrap_or_default(),
                 },
             },
-            Mode::Tls => Outcome::Tls {
-                facts: Box::new(self.tls.map(|c| c.facts).unwrap_or_default()),
-                upgrade: self.upgrade,
-                adat: false,
-            },
+            Mode::Tls => {
+                let answer = self.tls.as_deref().and_then(|c| self.answer(c));
+                Outcome::Tls {
+                    facts: Box::new(self.tls.map(|c| c.facts).unwrap_or_default()),
+                    upgrade: self.upgrade,
+                    adat: false,
+                    answer,
+                }
+            }
             Mode::Midstream => {
                 let c = self.tls.expect("midstream mode has a classifier");
                 // One silent direction is fine (a one-way transfer); a direction that spoke
@@ -428,6 +455,47 @@ impl Adat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ClientHello record (type, length, then a body tls-parser reads) from `Side::Lo`.
+    fn client_hello_record() -> Vec<u8> {
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        let mut msg = vec![1, 0, 0, body.len() as u8];
+        msg.extend_from_slice(&body);
+        let mut r = vec![22, 3, 1, 0, msg.len() as u8];
+        r.extend_from_slice(&msg);
+        r
+    }
+
+    fn answered(midstream: bool, answer: &[u8]) -> (bool, Option<Protocol>) {
+        let mut i = Inspector::new(Side::Lo, midstream, 8081);
+        i.data(Side::Lo, &client_hello_record());
+        i.data(Side::Hi, answer);
+        let done = i.is_final();
+        match i.outcome() {
+            Outcome::Tls { answer, .. } => (done, answer.map(|a| a.protocol)),
+            other => panic!("not TLS: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plaintext_answer_to_the_client_hello_is_named_and_ends_inspection() {
+        assert_eq!(
+            answered(false, b"HTTP/1.1 400 Bad Request\r\n"),
+            (true, Some(Protocol::Http))
+        );
+        assert_eq!(
+            answered(false, b"SSH-2.0-OpenSSH_9.2p1\r\n"),
+            (true, Some(Protocol::Ssh))
+        );
+        // Unrecognised bytes: an answer all the same, but wait for more before deciding.
+        assert_eq!(answered(false, &[0, 1, 2, 3, 4, 5]), (false, Some(Protocol::Unknown)));
+        // Picked up mid-stream, unrecognised bytes may be inside a TLS record: not an answer.
+        assert_eq!(answered(true, &[0, 1, 2, 3, 4, 5]), (false, None));
+        // A TLS answer is no plaintext answer.
+        assert_eq!(answered(false, &[21, 3, 3, 0, 2, 2, 40]), (true, None));
+    }
 
     #[test]
     fn adat_base64_with_or_without_padding() {

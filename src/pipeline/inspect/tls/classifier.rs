@@ -8,7 +8,7 @@
 //! already encrypted), laid out as a table in [`Classifier::on_record_header`]. Memory is bounded:
 //! a handshake message may not exceed [`MAX_HANDSHAKE`] bytes, and every list kept has a cap.
 
-use super::facts::{Alert, HandshakeMessage, TlsFacts, MAX_LIST};
+use super::facts::{Alert, Chain, HandshakeMessage, Oversized, TlsFacts, MAX_LIST};
 use super::hello::{self, ServerHello};
 use crate::pipeline::side::{PerSide, Side};
 
@@ -18,6 +18,9 @@ pub const MAX_HANDSHAKE: usize = 256 * 1024;
 const MAX_RECORD: usize = (1 << 14) + 2048;
 /// Bytes looked at to re-find the record boundary after a gap or in a mid-stream capture.
 const RESYNC_WINDOW: usize = 64 * 1024;
+/// First bytes kept of a direction that does not start with a TLS record (a server answering
+/// a ClientHello in plaintext): enough to name the protocol, as the plaintext heads are.
+const ANSWER_HEAD: usize = 512;
 
 /// Record content types.
 const CCS: u8 = 20;
@@ -50,12 +53,16 @@ struct Dir {
     /// The current record's body is being kept (clear-text handshake or alert).
     keep: bool,
     rec_type: u8,
+    /// The current record's minor version (the major is always 3, see `plausible_header`);
+    /// one byte, so that it fits beside `rec_type` and the classifier does not grow.
+    rec_minor: u8,
     /// Boxed and only while a record or a message is incomplete: a connection waiting in
     /// mid-handshake then holds one pointer per direction instead of two empty vectors.
     bufs: Option<Box<Bufs>>,
     /// Records after ChangeCipherSpec (TLS <= 1.2) or ServerHello (TLS 1.3) are encrypted.
     encrypted: bool,
-    /// Re-finding record boundaries; bytes collected so far.
+    /// Bytes held outside the record layer: while re-finding record boundaries, those collected
+    /// so far; in a direction that died at its very start (not TLS), its first bytes.
     // Boxed on purpose: re-synchronising is rare, and one pointer instead of a vector's three
     // words is 16 bytes less for every direction of every open connection.
     #[allow(clippy::box_collection)]
@@ -126,8 +133,19 @@ impl Classifier {
         self.dirs[dir].dead
     }
 
+    /// The first bytes of `dir` (up to [`ANSWER_HEAD`]) when its very first bytes were not a
+    /// TLS record header: the direction speaks something else, whose protocol they can name.
+    pub fn not_tls_head(&self, dir: Side) -> Option<&[u8]> {
+        let d = &self.dirs[dir];
+        d.resync.as_deref().filter(|_| d.dead).map(Vec::as_slice)
+    }
+
     pub fn data(&mut self, dir: Side, bytes: &[u8]) {
         if self.dirs[dir].dead {
+            if let Some(head) = self.dirs[dir].resync.as_mut() {
+                let n = ANSWER_HEAD.saturating_sub(head.len()).min(bytes.len());
+                head.extend_from_slice(&bytes[..n]);
+            }
             return;
         }
         match self.dirs[dir].resync.take() {
@@ -220,6 +238,13 @@ impl Classifier {
                 d.hdr_len = 0;
                 let hdr = d.hdr;
                 self.on_record_header(dir, hdr);
+                let d = &mut self.dirs[dir];
+                if d.dead && d.offset == 5 {
+                    // Not TLS from the first byte: keep the start to name what it is.
+                    let mut head = hdr.to_vec();
+                    head.extend_from_slice(&bytes[..bytes.len().min(ANSWER_HEAD - 5)]);
+                    d.resync = Some(Box::new(head));
+                }
             }
         }
     }
@@ -228,13 +253,18 @@ impl Classifier {
     fn on_record_header(&mut self, dir: Side, h: [u8; 5]) {
         if !plausible_header(&h) {
             let off = self.dirs[dir].offset - 5;
-            self.facts.problem(format!(
-                "direction {}: not a TLS record at offset {off} (bytes {:02x} {:02x} {:02x})",
-                dir.index(),
-                h[0],
-                h[1],
-                h[2]
-            ));
+            self.facts.problem(if off == 0 {
+                // Most likely plaintext: its bytes are payload, which problems never show.
+                format!("direction {}: its first bytes are not a TLS record", dir.index())
+            } else {
+                format!(
+                    "direction {}: not a TLS record at offset {off} (bytes {:02x} {:02x} {:02x})",
+                    dir.index(),
+                    h[0],
+                    h[1],
+                    h[2]
+                )
+            });
             self.dirs[dir].dead = true;
             return;
         }
@@ -243,6 +273,7 @@ impl Classifier {
         let tls13 = self.facts.is_tls13();
         let d = &mut self.dirs[dir];
         d.rec_type = h[0];
+        d.rec_minor = h[2];
         d.need = len as u32;
         d.keep = false;
         match (h[0], encrypted) {
@@ -255,9 +286,11 @@ impl Classifier {
             (CCS, _) => {
                 self.facts.ccs[dir] = true;
                 // TLS 1.3 sends a dummy ChangeCipherSpec for middleboxes (also right after a
-                // HelloRetryRequest, before the second ClientHello); it changes nothing. In
-                // TLS <= 1.2 it can only follow ServerHello.
-                if !tls13 && self.facts.server_hello.is_some() {
+                // HelloRetryRequest, before the second ClientHello in clear); it changes
+                // nothing, and TLS 1.3 encrypts in records of their own type anyway. In
+                // TLS <= 1.2 it follows ServerHello and an encrypted Finished follows it — also
+                // when the ServerHello is not in the capture (one direction only, or lost).
+                if !tls13 && (self.facts.server_hello.is_some() || !self.facts.hello_retry) {
                     d.encrypted = true;
                 }
             }
@@ -300,17 +333,9 @@ impl Classifier {
                 }
             }
             HANDSHAKE => {
-                let hs = &mut self.dirs[dir].bufs().hs;
-                if hs.len() + body.len() > MAX_HANDSHAKE {
-                    self.facts.problem(format!(
-                        "direction {}: handshake message larger than {MAX_HANDSHAKE} bytes, not parsed",
-                        dir.index()
-                    ));
-                    self.dirs[dir].bufs = None;
-                    self.dirs[dir].dead = true;
-                    return;
-                }
-                hs.extend_from_slice(body);
+                // Bounded: `drain_handshake` gives up on a message announced over
+                // MAX_HANDSHAKE, so at most one such message and one record body are held.
+                self.dirs[dir].bufs().hs.extend_from_slice(body);
                 self.drain_handshake(dir);
             }
             _ => {}
@@ -322,6 +347,9 @@ impl Classifier {
         let hs = std::mem::take(&mut self.dirs[dir].bufs().hs);
         while let Some(h) = hs.get(consumed..consumed + 4) {
             let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+            if 4 + len > MAX_HANDSHAKE {
+                return self.oversized(dir, h[0], len);
+            }
             let Some(msg) = hs.get(consumed..consumed + 4 + len) else {
                 break;
             };
@@ -341,10 +369,34 @@ impl Classifier {
         }
     }
 
-    fn on_handshake(&mut self, dir: Side, ty: u8, body: &[u8]) {
-        if self.facts.messages.len() < MAX_LIST * 2 {
-            self.facts.messages.push(HandshakeMessage { from: dir, ty });
+    /// A message announced over [`MAX_HANDSHAKE`]: given up without buffering it, and the
+    /// direction with it (nothing after it can be framed without reading it). Its type still
+    /// tells the roles.
+    fn oversized(&mut self, dir: Side, ty: u8, len: usize) {
+        self.push_message(dir, ty);
+        match ty {
+            1 => self.facts.client_dir = self.facts.client_dir.or(Some(dir)),
+            2 => self.facts.client_dir = self.facts.client_dir.or(Some(dir.other())),
+            _ => {}
         }
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        self.facts.oversized = self.facts.oversized.or(Some(Oversized { from: dir, ty, len }));
+        self.facts.problem(format!(
+            "direction {}: handshake message of {len} bytes (type {ty}) over the {MAX_HANDSHAKE}-byte limit, not parsed",
+            dir.index()
+        ));
+        self.dirs[dir].bufs = None;
+        self.dirs[dir].dead = true;
+    }
+
+    fn push_message(&mut self, from: Side, ty: u8) {
+        if self.facts.messages.len() < MAX_LIST * 2 {
+            self.facts.messages.push(HandshakeMessage { from, ty });
+        }
+    }
+
+    fn on_handshake(&mut self, dir: Side, ty: u8, body: &[u8]) {
+        self.push_message(dir, ty);
         match ty {
             1 => self.on_client_hello(dir, body),
             2 => self.on_server_hello(dir, body),
@@ -407,10 +459,14 @@ impl Classifier {
                 .problem(format!("direction {}: Certificate message not parsed", dir.index()));
             return;
         };
+        let chain = Box::new(Chain {
+            record_version: 0x0300 | u16::from(self.dirs[dir].rec_minor),
+            ..chain
+        });
         if self.facts.server_dir() == Some(dir) {
-            self.facts.server_chain = Some(Box::new(chain));
+            self.facts.server_chain = Some(chain);
         } else {
-            self.facts.client_chain = Some(Box::new(chain));
+            self.facts.client_chain = Some(chain);
         }
     }
 
@@ -533,6 +589,56 @@ mod tests {
         c.data(Side::Hi, &s[20..]);
         assert!(c.in_sync(Side::Hi));
         assert_eq!(c.facts.app_records[Side::Hi], 3);
+    }
+
+    #[test]
+    fn a_message_announced_over_the_limit_is_given_up_at_once() {
+        let mut msg = vec![1];
+        msg.extend_from_slice(&300_000u32.to_be_bytes()[1..]);
+        msg.resize(16 * 1024, 0);
+        let mut c = Classifier::new();
+        c.data(Side::Hi, &record(HANDSHAKE, &msg));
+        assert!(c.dead(Side::Hi));
+        // Nothing of it is held, and it still says who the client is.
+        assert_eq!(c.buffered(), 0);
+        assert_eq!(c.facts.client_dir, Some(Side::Hi));
+        let o = c.facts.oversized.unwrap();
+        assert_eq!((o.from, o.ty, o.len), (Side::Hi, 1, 300_000));
+        assert_eq!(c.facts.messages[0].ty, 1);
+    }
+
+    #[test]
+    fn a_direction_that_is_not_tls_from_its_start_keeps_its_first_bytes() {
+        let mut c = Classifier::new();
+        c.data(Side::Lo, &record(HANDSHAKE, &client_hello("a.test")));
+        c.data(Side::Hi, b"HTT");
+        c.data(Side::Hi, b"P/1.1 400 Bad Request\r\n");
+        assert!(c.dead(Side::Hi));
+        assert_eq!(c.not_tls_head(Side::Hi), Some(&b"HTTP/1.1 400 Bad Request\r\n"[..]));
+        assert_eq!(c.not_tls_head(Side::Lo), None);
+        // The problem says so without the bytes, which are payload.
+        assert_eq!(
+            c.facts.problems[..],
+            ["direction 1: its first bytes are not a TLS record"]
+        );
+        // After a valid record, bad bytes are a lost record boundary, not an answer.
+        let mut c = Classifier::new();
+        c.data(Side::Hi, &record(ALERT, &[1, 0]));
+        c.data(Side::Hi, b"HTTP/1.1 400 Bad Request\r\n");
+        assert!(c.dead(Side::Hi) && c.not_tls_head(Side::Hi).is_none());
+    }
+
+    #[test]
+    fn change_cipher_spec_without_server_hello_encrypts_what_follows() {
+        // The client's direction alone: its Finished after ChangeCipherSpec is not clear text.
+        let mut c = Classifier::new();
+        c.data(Side::Lo, &record(HANDSHAKE, &client_hello("a.test")));
+        c.data(Side::Lo, &record(CCS, &[1]));
+        c.data(Side::Lo, &record(HANDSHAKE, &[0x5a; 40]));
+        c.data(Side::Lo, &record(ALERT, &[0x17; 26]));
+        assert!(c.facts.finished[Side::Lo]);
+        assert_eq!(c.facts.messages.len(), 1);
+        assert!(c.facts.alerts.iter().all(|a| a.encrypted));
     }
 
     #[test]

@@ -96,6 +96,17 @@ pub struct Alert {
     pub encrypted: bool,
 }
 
+/// A handshake message announced larger than the classifier keeps: given up, not parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized {
+    /// The side that sent it.
+    pub from: Side,
+    /// Its handshake type (1 ClientHello, 11 Certificate...).
+    pub ty: u8,
+    /// The length its header announces, without the 4-byte header.
+    pub len: u32,
+}
+
 /// A certificate chain as seen in a clear-text Certificate message.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Chain {
@@ -106,6 +117,10 @@ pub struct Chain {
     pub leaf_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaf_error: Option<String>,
+    /// The version field of the record that carried the Certificate: the negotiated version
+    /// (RFC 5246, E.1), which names it when the ServerHello is not in the capture.
+    #[serde(skip)]
+    pub record_version: u16,
 }
 
 /// Everything the classifier learnt about one connection, per side of the flow.
@@ -119,6 +134,8 @@ pub struct TlsFacts {
     pub server_chain: Option<Box<Chain>>,
     pub client_chain: Option<Box<Chain>>,
     pub certificate_requested: bool,
+    /// A handshake message over the size limit, which stopped that direction's parsing.
+    pub oversized: Option<Oversized>,
     /// A NewSessionTicket in clear (TLS <= 1.2): hash of the ticket.
     pub new_ticket: Option<u64>,
     pub ccs: PerSide<bool>,
