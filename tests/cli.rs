@@ -262,3 +262,35 @@ fn oversized_rules_file_is_refused_naming_the_limit() {
         stderr(&o)
     );
 }
+
+/// The mesh config is YAML inside a string of the `istio` ConfigMap: the file's own nesting
+/// check cannot see into it, so it is checked on its own, and the ConfigMap is skipped.
+#[test]
+fn deeply_nested_mesh_config_is_skipped_at_once() {
+    let file = tmp("deep-mesh.json");
+    let cm = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": "[".repeat(1_000_000)},
+    });
+    std::fs::write(&file, cm.to_string()).unwrap();
+    let started = std::time::Instant::now();
+    let o = run(&[
+        "analyze",
+        "--policy-from",
+        file.to_str().unwrap(),
+        &capture("plaintext-http.pcap"),
+    ]);
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "skipped {}: ConfigMap istio-system/istio: data.mesh, line 1, column 64: nested more than 64 levels deep"
+                .replace("{}", file.to_str().unwrap())
+                .as_str()
+        ),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -332,9 +332,11 @@ impl Cluster {
 }
 
 /// `rootNamespace` in the mesh config text of an `istio` ConfigMap; `None` when absent or
-/// empty (Istio's default then).
+/// empty (Istio's default then). The text is YAML inside a string, which the file's nesting
+/// check skipped (and a ConfigMap read through the API never had): it is checked here.
 fn mesh_root_namespace(mesh: &Value) -> Result<Option<String>, ObjectError> {
     let text = mesh.as_str().ok_or(ObjectError::MeshNotAString)?;
+    check_nesting(text).map_err(|at| ObjectError::MeshTooDeep { at })?;
     let config: serde_norway::Value =
         serde_norway::from_str(text).map_err(|source| ObjectError::MeshYaml { source })?;
     match config.get("rootNamespace") {
@@ -673,6 +675,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The mesh config is YAML in a string, which the file's own nesting check cannot see into.
+    #[test]
+    fn deeply_nested_mesh_config_is_skipped_before_the_yaml_parser() {
+        let cm = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "istio", "namespace": "istio-system"},
+            "data": {"mesh": "[".repeat(1_000_000)},
+        });
+        let mut c = Cluster::new();
+        let started = std::time::Instant::now();
+        c.add_text(Path::new("cm.json"), &cm.to_string()).unwrap();
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+        let rejected: Vec<String> = c.rejected().iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            rejected,
+            ["cm.json: ConfigMap istio-system/istio: data.mesh, line 1, column 64: nested more than 64 levels deep (the limit)"]
+        );
     }
 
     #[test]
