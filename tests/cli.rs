@@ -233,9 +233,20 @@ fn deeply_nested_yaml_is_refused_naming_file_and_limit() {
         for args in [
             vec!["check", "--rules", f, &pcap],
             vec!["analyze", "--policy-from", f, &pcap],
+            vec![
+                "policy", "explain", "--from", f, "-n", "ns", "--pod", "p", "--port", "80",
+            ],
         ] {
+            let started = std::time::Instant::now();
             let o = run(&args);
+            // Well under a second alone; the bound leaves room for a loaded machine (the YAML
+            // parser took 13 s to more than a minute on these files).
+            assert!(started.elapsed().as_secs() < 5, "{args:?}: {:?}", started.elapsed());
             assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+            if args[0] != "check" {
+                let flag = args.iter().find(|a| a.starts_with("--")).unwrap();
+                assert!(stderr(&o).starts_with(&format!("mtlscope: {flag}: ")), "{}", stderr(&o));
+            }
             let err = stderr(&o);
             assert!(
                 err.contains(f) && err.contains("nested more than 64 levels deep (the limit)"),

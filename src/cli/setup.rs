@@ -89,8 +89,10 @@ impl KubeArgs {
     }
 }
 
-/// A cluster from dump files and/or the live cluster, with the root namespace override.
+/// A cluster from dump files (given with `flag`, named in errors) or the live cluster, with the
+/// root namespace override.
 pub(super) fn load_cluster(
+    flag: &str,
     paths: &[std::path::PathBuf],
     kube: &KubeArgs,
     root_namespace: Option<&str>,
@@ -98,7 +100,7 @@ pub(super) fn load_cluster(
 ) -> Result<Option<Cluster>> {
     let mut c = match (paths.is_empty(), kube.cluster) {
         (true, false) => return Ok(None),
-        (false, false) => Cluster::load_paths(paths).context("--policy-from")?,
+        (false, false) => Cluster::load_paths(paths).context(flag.to_owned())?,
         (true, true) => kube.read(namespace)?,
         (false, true) => anyhow::bail!("give a cluster dump (--policy-from/--from) or --cluster, not both"),
     };
@@ -117,6 +119,13 @@ pub(super) fn load_cluster(
 
 impl PolicyArgs {
     pub(super) fn load(&self) -> Result<Option<Arc<Cluster>>> {
-        Ok(load_cluster(&self.policy_from, &self.kube, self.root_namespace.as_deref(), None)?.map(Arc::new))
+        Ok(load_cluster(
+            "--policy-from",
+            &self.policy_from,
+            &self.kube,
+            self.root_namespace.as_deref(),
+            None,
+        )?
+        .map(Arc::new))
     }
 }
