@@ -60,9 +60,10 @@ impl Limits {
     pub fn config(&self) -> Config {
         Config {
             dir_cap: self.stream_buffer,
-            idle_timeout_ns: self.idle_timeout.saturating_mul(1_000_000_000),
-            max_flows: self.max_flows.max(1),
-            total_buffer_cap: self.total_buffer.max(1 << 16),
+            // At most 7 days (values::idle_timeout), far below u64::MAX nanoseconds.
+            idle_timeout_ns: u64::try_from(self.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+            max_flows: self.max_flows,
+            total_buffer_cap: self.total_buffer,
             show_payload: self.show_payload,
             ..Config::default()
         }
