@@ -132,14 +132,15 @@ pub struct SniffArgs {
     /// 100000000.
     #[arg(long, value_parser = values::max_flows, default_value = "100000", value_name = "N")]
     pub max_flows: usize,
-    /// Out-of-order bytes buffered per direction of a connection: 1KiB to 1GiB.
+    /// Out-of-order bytes buffered per direction of a connection: 1KiB to 1GiB (k, M and G are
+    /// powers of 1024).
     #[arg(long, value_parser = values::stream_buffer, default_value = "256KiB", value_name = "SIZE")]
     pub stream_buffer: usize,
     /// Close a connection after this long without packets (10m, 90s, or seconds): 1s to 7days.
     #[arg(long, value_parser = values::idle_timeout, default_value = "10m", value_name = "DURATION")]
     pub idle_timeout: std::time::Duration,
     /// Bytes all connections of one agent may buffer (sized for the helper's 512 MiB limit):
-    /// 64KiB to 64GiB.
+    /// 64KiB to 64GiB (k, M and G are powers of 1024).
     #[arg(long, value_parser = values::total_buffer, default_value = "64MiB", value_name = "SIZE")]
     pub total_buffer: usize,
     /// Include the first bytes of plaintext connections (they leave the node with the verdicts).
@@ -256,7 +257,8 @@ pub struct LiveArgs {
     pub promisc: bool,
     #[command(flatten)]
     pub stop: StopArgs,
-    /// Kernel capture buffer; a larger one survives bursts without drops: 64KiB to 1GiB.
+    /// Kernel capture buffer; a larger one survives bursts without drops: 64KiB to 1GiB (k, M
+    /// and G are powers of 1024).
     #[arg(long, value_parser = values::buffer_size, default_value = "32MiB", value_name = "SIZE")]
     pub buffer_size: i32,
 }
