@@ -533,3 +533,196 @@ fn man_page_renders_with_every_command() {
         &["--read-file", "tcpdump -i eth0 -U -w -"],
     );
 }
+
+/// 1 MB of nested `[`, `{` or `- ` once kept the YAML parser busy for minutes; the pre-scan
+/// refuses it at once, naming the file and the limit.
+#[test]
+fn deeply_nested_yaml_is_refused_naming_file_and_limit() {
+    let pcap = capture("plaintext-http.pcap");
+    for (name, text) in [
+        ("deep-flow.yaml", format!("rules: {}", "[".repeat(1_000_000))),
+        ("deep-map.yaml", "{".repeat(1_000_000)),
+        ("deep-block.yaml", "- ".repeat(500_000)),
+    ] {
+        let file = tmp(name);
+        std::fs::write(&file, &text).unwrap();
+        let f = file.to_str().unwrap();
+        for args in [
+            vec!["check", "--rules", f, &pcap],
+            vec!["analyze", "--policy-from", f, &pcap],
+            vec![
+                "policy", "explain", "--from", f, "-n", "ns", "--pod", "p", "--port", "80",
+            ],
+        ] {
+            let started = std::time::Instant::now();
+            let o = run(&args);
+            // Well under a second alone; the bound leaves room for a loaded machine (the YAML
+            // parser took 13 s to more than a minute on these files).
+            assert!(started.elapsed().as_secs() < 5, "{args:?}: {:?}", started.elapsed());
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+            if args[0] != "check" {
+                let flag = args.iter().find(|a| a.starts_with("--")).unwrap();
+                assert!(stderr(&o).starts_with(&format!("mtlscope: {flag}: ")), "{}", stderr(&o));
+            }
+            let err = stderr(&o);
+            assert!(
+                err.contains(f) && err.contains("nested more than 64 levels deep (the limit)"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn oversized_rules_file_is_refused_naming_the_limit() {
+    let file = tmp("huge-rules.yaml");
+    std::fs::write(&file, format!("# {}\n", "x".repeat(1 << 20))).unwrap();
+    let o = run(&[
+        "check",
+        "--rules",
+        file.to_str().unwrap(),
+        &capture("plaintext-http.pcap"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("larger than the limit of 1 MiB for a rules file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The mesh config is YAML inside a string of the `istio` ConfigMap: the file's own nesting
+/// check cannot see into it, so it is checked on its own, and the ConfigMap is skipped.
+#[test]
+fn deeply_nested_mesh_config_is_skipped_at_once() {
+    let file = tmp("deep-mesh.json");
+    let cm = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": "[".repeat(1_000_000)},
+    });
+    std::fs::write(&file, cm.to_string()).unwrap();
+    let started = std::time::Instant::now();
+    let o = run(&[
+        "analyze",
+        "--policy-from",
+        file.to_str().unwrap(),
+        &capture("plaintext-http.pcap"),
+    ]);
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "skipped {}: ConfigMap istio-system/istio: data.mesh, line 1, column 64: nested more than 64 levels deep"
+                .replace("{}", file.to_str().unwrap())
+                .as_str()
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `--max-flows 0` used to mean 1, and `--stream-buffer 0`, `--total-buffer 0`,
+/// `--idle-timeout 0` and `--count 0` were taken silently: each is a usage error naming the
+/// flag and the range.
+#[test]
+fn zero_and_out_of_range_limits_are_refused_naming_flag_and_range() {
+    let pcap = capture("plaintext-http.pcap");
+    for (args, message) in [
+        (
+            &["analyze", "--max-flows", "0"][..],
+            "'0' for '--max-flows <N>': 0 is out of range: give 1 to 100000000",
+        ),
+        (
+            &["analyze", "--stream-buffer", "0"],
+            "'0' for '--stream-buffer <SIZE>': 0 is out of range: give 1 KiB to 1 GiB",
+        ),
+        (
+            &["analyze", "--total-buffer", "0"],
+            "'0' for '--total-buffer <SIZE>': 0 is out of range: give 64 KiB to 64 GiB",
+        ),
+        (
+            &["analyze", "--total-buffer", "100GiB"],
+            "'100GiB' for '--total-buffer <SIZE>': 100GiB is out of range",
+        ),
+        (
+            &["analyze", "--idle-timeout", "0"],
+            "'0' for '--idle-timeout <DURATION>': 0 is out of range: give 1s to 7days",
+        ),
+        (
+            &["analyze", "--idle-timeout", "10M"],
+            "M is months; write m for minutes",
+        ),
+        (&["analyze", "--stream-buffer", "lots"], "'lots' is not a size"),
+        (
+            &["check", "--require", "mtls", "--max-flows", "0"],
+            "'0' for '--max-flows <N>'",
+        ),
+        (
+            &["capture", "-i", "lo", "--count", "0"],
+            "'0' for '--count <N>': 0 is out of range: give at least 1",
+        ),
+        (
+            &["capture", "-i", "lo", "--duration", "0s"],
+            "'0s' for '--duration <DURATION>': 0s is out of range",
+        ),
+        (
+            &["capture", "-i", "lo", "--buffer-size", "0"],
+            "'0' for '--buffer-size <SIZE>'",
+        ),
+        (&["capture", "-i", "lo", "-s", "1MiB"], "'1MiB' for '--snaplen <SIZE>'"),
+        (
+            &["agent", "--container-id", "x", "--total-buffer", "0"],
+            "'0' for '--total-buffer <SIZE>'",
+        ),
+        (
+            &["sniff", "p", "--idle-timeout", "0"],
+            "'0' for '--idle-timeout <DURATION>'",
+        ),
+        (
+            &["sniff", "p", "--pod-running-timeout", "0"],
+            "'0' for '--pod-running-timeout <DURATION>'",
+        ),
+        (
+            &["sniff", "p", "--max-duration", "0"],
+            "'0' for '--max-duration <DURATION>'",
+        ),
+    ] {
+        let mut all = args.to_vec();
+        if args[0] == "analyze" {
+            all.push(&pcap);
+        }
+        let o = run(&all);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{all:?}: {}", stderr(&o));
+    }
+}
+
+/// Sizes and durations as docs/security.md writes them; every size unit is a power of 1024.
+#[test]
+fn sizes_and_durations_take_units() {
+    let o = run(&[
+        "analyze",
+        "-o",
+        "json",
+        "--total-buffer",
+        "32MiB",
+        "--stream-buffer",
+        "64k",
+        "--idle-timeout",
+        "10m",
+        "--max-flows",
+        "1",
+        &capture("openssl-tls12-mtls-rsa.pcap"),
+        &capture("plaintext-http.pcap"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["summary"]["connections"], 2, "{}", stdout(&o));
+    let help = stdout(&run(&["analyze", "--help"]));
+    assert!(help.contains("k, M and G are powers of 1024"), "{help}");
+    assert!(
+        help.contains("[default: 256MiB]") && help.contains("[default: 10m]"),
+        "{help}"
+    );
+}

@@ -1027,7 +1027,7 @@ async fn end_to_end_plugin_helper_pod_real_agent_stream_table() {
         )),
         "{cmd}"
     );
-    assert!(cmd.ends_with(" --total-buffer 67108864 --idle-timeout 600"), "{cmd}");
+    assert!(cmd.ends_with(" --total-buffer 67108864 --idle-timeout 600s"), "{cmd}");
     assert_eq!(deleted(&server).len(), 1);
     assert!(helpers_left(&server).is_empty());
 

@@ -2,6 +2,7 @@
 //! what it requires, and reading the file. Every network and glob is parsed here, at load time,
 //! so a typo is an error naming the file and the rule rather than a rule that matches nothing.
 
+use crate::policy::yaml_bounds::{self, read_bounded, ReadError, TooDeep};
 use globset::{GlobBuilder, GlobMatcher};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -87,7 +88,14 @@ pub enum RulesError {
     },
     #[error("{file}: no rules (expected `rules:` with at least one entry)")]
     Empty { file: String },
+    #[error("{file}: larger than the limit of {} MiB for a rules file", MAX_RULES_BYTES >> 20)]
+    TooLarge { file: String },
+    #[error("{file}: {at}")]
+    TooDeep { file: String, at: TooDeep },
 }
+
+/// The largest rules file read: a few hundred rules take a few tens of KB.
+pub const MAX_RULES_BYTES: u64 = 1 << 20;
 
 /// A value in a rule that does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -107,15 +115,23 @@ pub enum ValueError {
 /// Read a rules file (YAML, or JSON which is YAML too).
 pub fn load_rules(path: &Path) -> Result<Vec<Rule>, RulesError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
-        file: file.clone(),
-        source,
+    let text = read_bounded(path, MAX_RULES_BYTES).map_err(|e| match e {
+        ReadError::Io(source) => RulesError::Read {
+            file: file.clone(),
+            source,
+        },
+        ReadError::TooLarge { .. } => RulesError::TooLarge { file: file.clone() },
     })?;
     parse_rules(&file, &text)
 }
 
-/// Parse the text of a rules file; `file` names it in errors.
+/// Parse the text of a rules file; `file` names it in errors. Nesting past
+/// [`yaml_bounds::MAX_DEPTH`] is refused before the YAML parser, which is slow on it.
 pub fn parse_rules(file: &str, text: &str) -> Result<Vec<Rule>, RulesError> {
+    yaml_bounds::check_nesting(text).map_err(|at| RulesError::TooDeep {
+        file: file.to_string(),
+        at,
+    })?;
     let parsed: RulesFile = serde_norway::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         RulesError::Syntax {

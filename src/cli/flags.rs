@@ -3,6 +3,7 @@
 //! [`StopArgs`], [`Limits`], [`PolicyArgs`], [`KubeArgs`], [`ClusterFlags`]). Only values and
 //! their syntax are checked here; `setup` turns them into the objects that do the work.
 
+use super::values;
 use crate::check::{EvidenceLevel, Requirement};
 use crate::report::Format;
 use clap::{Args, Parser, Subcommand};
@@ -152,11 +153,11 @@ pub struct SniffArgs {
     /// Only packets matching this BPF expression (tcpdump syntax).
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
-    /// Stop after this long (e.g. 30s, 2m); default: until Ctrl-C.
-    #[arg(long, value_parser = crate::live::capture::parse_duration, value_name = "DURATION")]
+    /// Stop after this long (30s, 2m, 1h30m, 500ms, or seconds); default: until Ctrl-C.
+    #[arg(long, value_parser = values::capture_duration, value_name = "DURATION")]
     pub duration: Option<std::time::Duration>,
     /// Stop each pod's capture after this many packets.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = values::packet_count, value_name = "N")]
     pub count: Option<u64>,
     /// Also bring the packets back and write them to this pcap file (one file per pod when
     /// there are several: FILE-<namespace>-<pod>.pcap). Without it only verdicts leave the node.
@@ -181,8 +182,8 @@ pub struct SniffArgs {
     /// Create the helper pods in this namespace (default: the target's).
     #[arg(long, value_name = "NS")]
     pub helper_namespace: Option<String>,
-    /// How long to wait for a helper pod to run (image pull included).
-    #[arg(long, value_parser = crate::live::capture::parse_duration, default_value = "2m", value_name = "DURATION")]
+    /// How long to wait for a helper pod to run (image pull included): 1s to 1day.
+    #[arg(long, value_parser = values::pod_running_timeout, default_value = "2m", value_name = "DURATION")]
     pub pod_running_timeout: std::time::Duration,
     /// Do not join the cluster's PeerAuthentications (pod names are still shown).
     #[arg(long)]
@@ -194,19 +195,22 @@ pub struct SniffArgs {
     #[arg(long, default_value = "mtlscope", value_name = "PATH", hide = true)]
     pub agent_path: String,
     /// Without --duration, stop anyway after this long (the helper pod's deadline follows).
-    #[arg(long, value_parser = crate::live::capture::parse_duration, default_value = "1h", value_name = "DURATION")]
+    #[arg(long, value_parser = values::max_duration, default_value = "1h", value_name = "DURATION")]
     pub max_duration: std::time::Duration,
-    /// Most connections each agent tracks at once (sized for the helper's 512 MiB limit).
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    /// Most connections each agent tracks at once (sized for the helper's 512 MiB limit): 1 to
+    /// 100000000.
+    #[arg(long, value_parser = values::max_flows, default_value = "100000", value_name = "N")]
     pub max_flows: usize,
-    /// Out-of-order bytes buffered per direction of a connection.
-    #[arg(long, default_value_t = crate::pipeline::reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
+    /// Out-of-order bytes buffered per direction of a connection: 1KiB to 1GiB (k, M and G are
+    /// powers of 1024).
+    #[arg(long, value_parser = values::stream_buffer, default_value = "256KiB", value_name = "SIZE")]
     pub stream_buffer: usize,
-    /// Close a connection after this many seconds without packets.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    pub idle_timeout: u64,
-    /// Bytes all connections of one agent may buffer (sized for the helper's 512 MiB limit).
-    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    /// Close a connection after this long without packets (10m, 90s, or seconds): 1s to 7days.
+    #[arg(long, value_parser = values::idle_timeout, default_value = "10m", value_name = "DURATION")]
+    pub idle_timeout: std::time::Duration,
+    /// Bytes all connections of one agent may buffer (sized for the helper's 512 MiB limit):
+    /// 64KiB to 64GiB (k, M and G are powers of 1024).
+    #[arg(long, value_parser = values::total_buffer, default_value = "64MiB", value_name = "SIZE")]
     pub total_buffer: usize,
     /// Include the first bytes of plaintext connections (they leave the node with the verdicts).
     #[arg(long)]
@@ -291,11 +295,11 @@ pub struct ExplainArgs {
 /// and `agent`.
 #[derive(Args, Debug, Clone)]
 pub struct StopArgs {
-    /// Stop after this long (e.g. 30s, 2m).
-    #[arg(long, value_parser = crate::live::capture::parse_duration, value_name = "DURATION")]
+    /// Stop after this long (30s, 2m, 1h30m, 500ms, or seconds): up to 30days.
+    #[arg(long, value_parser = values::capture_duration, value_name = "DURATION")]
     pub duration: Option<std::time::Duration>,
-    /// Stop after this many packets.
-    #[arg(short = 'c', long, value_name = "N")]
+    /// Stop after this many packets (at least 1).
+    #[arg(short = 'c', long, value_parser = values::packet_count, value_name = "N")]
     pub count: Option<u64>,
     /// Also write the captured packets to this pcap file (not `-`: the report is on standard
     /// output; `tcpdump -w -` streams packets alone).
@@ -316,16 +320,17 @@ pub struct LiveArgs {
     /// Enter the network namespace of this process first.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
-    /// Bytes kept of each packet.
-    #[arg(short = 's', long, default_value_t = 262_144, value_name = "BYTES")]
+    /// Bytes kept of each packet: 1 to 256KiB; 0 keeps whole packets (256KiB), as in tcpdump.
+    #[arg(short = 's', long, value_parser = values::snaplen, default_value = "256KiB", value_name = "SIZE")]
     pub snaplen: i32,
     /// Put the interface in promiscuous mode (off by default, as `tcpdump -p`).
     #[arg(long)]
     pub promisc: bool,
     #[command(flatten)]
     pub stop: StopArgs,
-    /// Kernel capture buffer; a larger one survives bursts without drops.
-    #[arg(long, default_value_t = 32 << 20, value_name = "BYTES")]
+    /// Kernel capture buffer; a larger one survives bursts without drops: 64KiB to 1GiB (k, M
+    /// and G are powers of 1024).
+    #[arg(long, value_parser = values::buffer_size, default_value = "32MiB", value_name = "SIZE")]
     pub buffer_size: i32,
 }
 
@@ -463,20 +468,25 @@ pub struct CheckArgs {
     pub include_loopback: bool,
 }
 
-/// Resource bounds.
+/// Resource bounds. Sizes take bytes or units that are all powers of 1024 (64k = 64KiB =
+/// 65536, 32M = 32MB = 32MiB); durations take seconds or units (10m, 90s, 1h30m, 500ms).
 #[derive(Args, Debug, Clone)]
 pub struct Limits {
-    /// Most connections tracked at once; the least recently active are closed past it.
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    /// Most connections tracked at once; the least recently active are closed past it: 1 to
+    /// 100000000.
+    #[arg(long, value_parser = values::max_flows, default_value = "1000000", value_name = "N")]
     pub max_flows: usize,
-    /// Out-of-order bytes buffered per direction of a connection before a hole is given up.
-    #[arg(long, default_value_t = crate::pipeline::reassembly::DEFAULT_DIR_CAP, value_name = "BYTES")]
+    /// Out-of-order bytes buffered per direction of a connection before a hole is given up:
+    /// 1KiB to 1GiB (64k, 1MiB, or bytes; k, M and G are powers of 1024).
+    #[arg(long, value_parser = values::stream_buffer, default_value = "256KiB", value_name = "SIZE")]
     pub stream_buffer: usize,
-    /// Close a connection after this many seconds without packets (capture time).
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    pub idle_timeout: u64,
-    /// Bytes all connections together may buffer before the largest buffers are given up.
-    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    /// Close a connection after this long without packets, in capture time (10m, 90s, or
+    /// seconds): 1s to 7days.
+    #[arg(long, value_parser = values::idle_timeout, default_value = "10m", value_name = "DURATION")]
+    pub idle_timeout: std::time::Duration,
+    /// Bytes all connections together may buffer before the largest buffers are given up:
+    /// 64KiB to 64GiB (32MiB, 1G, or bytes; k, M and G are powers of 1024).
+    #[arg(long, value_parser = values::total_buffer, default_value = "256MiB", value_name = "SIZE")]
     pub total_buffer: usize,
     /// Include the first bytes of plaintext connections in the report. Off by default: they
     /// can carry credentials and personal data.

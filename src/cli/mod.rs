@@ -14,6 +14,7 @@ mod policy;
 mod run;
 mod setup;
 mod sniff;
+mod values;
 
 pub use agent::agent;
 pub use analyze::analyze;

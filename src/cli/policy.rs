@@ -11,6 +11,7 @@ use std::io::{self, Write};
 /// `mtlscope policy explain`.
 pub fn explain(args: &ExplainArgs) -> Result<i32> {
     let c = load_cluster(
+        "--from",
         &args.from,
         &args.kube,
         args.root_namespace.as_deref(),

@@ -111,9 +111,10 @@ impl Limits {
     pub fn config(&self) -> Config {
         Config {
             dir_cap: self.stream_buffer,
-            idle_timeout_ns: self.idle_timeout.saturating_mul(1_000_000_000),
-            max_flows: self.max_flows.max(1),
-            total_buffer_cap: self.total_buffer.max(1 << 16),
+            // At most 7 days (values::idle_timeout), far below u64::MAX nanoseconds.
+            idle_timeout_ns: u64::try_from(self.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+            max_flows: self.max_flows,
+            total_buffer_cap: self.total_buffer,
             show_payload: self.show_payload,
             ..Config::default()
         }
@@ -140,8 +141,10 @@ impl KubeArgs {
     }
 }
 
-/// A cluster from dump files and/or the live cluster, with the root namespace override.
+/// A cluster from dump files (given with `flag`, named in errors) or the live cluster, with the
+/// root namespace override.
 pub(super) fn load_cluster(
+    flag: &str,
     paths: &[std::path::PathBuf],
     kube: &KubeArgs,
     root_namespace: Option<&str>,
@@ -149,7 +152,7 @@ pub(super) fn load_cluster(
 ) -> Result<Option<Cluster>> {
     let mut c = match (paths.is_empty(), kube.cluster) {
         (true, false) => return Ok(None),
-        (false, false) => Cluster::load_paths(paths).context("--policy-from")?,
+        (false, false) => Cluster::load_paths(paths).context(flag.to_owned())?,
         (true, true) => kube.read(namespace)?,
         (false, true) => anyhow::bail!("give a cluster dump (--policy-from/--from) or --cluster, not both"),
     };
@@ -168,6 +171,13 @@ pub(super) fn load_cluster(
 
 impl PolicyArgs {
     pub(super) fn load(&self) -> Result<Option<Arc<Cluster>>> {
-        Ok(load_cluster(&self.policy_from, &self.kube, self.root_namespace.as_deref(), None)?.map(Arc::new))
+        Ok(load_cluster(
+            "--policy-from",
+            &self.policy_from,
+            &self.kube,
+            self.root_namespace.as_deref(),
+            None,
+        )?
+        .map(Arc::new))
     }
 }

@@ -68,6 +68,8 @@ pub enum ObjectError {
     MeshNotAString,
     #[error("data.mesh: rootNamespace is not a string")]
     RootNamespaceNotAString,
+    #[error("data.mesh, {at}")]
+    MeshTooDeep { at: super::yaml_bounds::TooDeep },
     #[error("data.mesh is not valid YAML: {source}")]
     MeshYaml {
         #[source]

@@ -8,6 +8,7 @@ use super::admission::{parse_peer_authentication, PA_API_VERSIONS};
 use super::cluster::{Cluster, MeshConfigSource, ObjectKey, Rejected};
 use super::fields::{json_type, str_field, Meta, ObjectError};
 use super::objects::{parse_pod, parse_service};
+use super::yaml_bounds::{check_nesting, read_bounded, ReadError, TooDeep};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -20,6 +21,10 @@ const MAX_LIST_DEPTH: usize = 8;
 
 /// How deep a folder walk goes; stops symlink loops.
 const MAX_DIR_DEPTH: usize = 32;
+
+/// The largest file of a dump read; a larger dump can be split into a folder of files (per
+/// namespace or kind), which is read as one.
+pub const MAX_DUMP_FILE_BYTES: u64 = 256 << 20;
 
 /// Why cluster data could not be read. Objects that parse but are invalid are not errors: they
 /// go to [`Cluster::rejected`].
@@ -52,6 +57,10 @@ pub enum LoadError {
     TooDeep { path: Option<PathBuf> },
     #[error("{}: no .yaml, .yml or .json files in this folder", path.display())]
     NoFiles { path: PathBuf },
+    #[error("{}: larger than the limit of {} MiB for one file; split the dump into a folder of files", path.display(), MAX_DUMP_FILE_BYTES >> 20)]
+    TooLarge { path: PathBuf },
+    #[error("{}: {at}", path.display())]
+    Nesting { path: PathBuf, at: TooDeep },
 }
 
 fn located(path: &Path, line: Option<usize>, column: Option<usize>) -> String {
@@ -108,9 +117,14 @@ impl Cluster {
     }
 
     fn load_file(&mut self, path: &Path) -> Result<(), LoadError> {
-        let text = fs::read_to_string(path).map_err(|source| LoadError::Io {
-            path: path.to_path_buf(),
-            source,
+        let text = read_bounded(path, MAX_DUMP_FILE_BYTES).map_err(|e| match e {
+            ReadError::Io(source) => LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            ReadError::TooLarge { .. } => LoadError::TooLarge {
+                path: path.to_path_buf(),
+            },
         })?;
         self.add_text(path, &text)
     }
@@ -318,9 +332,11 @@ impl Cluster {
 }
 
 /// `rootNamespace` in the mesh config text of an `istio` ConfigMap; `None` when absent or
-/// empty (Istio's default then).
+/// empty (Istio's default then). The text is YAML inside a string, which the file's nesting
+/// check skipped (and a ConfigMap read through the API never had): it is checked here.
 fn mesh_root_namespace(mesh: &Value) -> Result<Option<String>, ObjectError> {
     let text = mesh.as_str().ok_or(ObjectError::MeshNotAString)?;
+    check_nesting(text).map_err(|at| ObjectError::MeshTooDeep { at })?;
     let config: serde_norway::Value =
         serde_norway::from_str(text).map_err(|source| ObjectError::MeshYaml { source })?;
     match config.get("rootNamespace") {
@@ -369,7 +385,12 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(),
     Ok(())
 }
 
+/// Nesting past [`super::yaml_bounds::MAX_DEPTH`] is refused first: the YAML parser is slow on it.
 fn parse_yaml_stream(path: &Path, text: &str) -> Result<Vec<Value>, LoadError> {
+    check_nesting(text).map_err(|at| LoadError::Nesting {
+        path: path.to_path_buf(),
+        at,
+    })?;
     let mut docs = Vec::new();
     for doc in serde_norway::Deserializer::from_str(text) {
         let value = serde_norway::Value::deserialize(doc).map_err(|e| {
@@ -406,7 +427,7 @@ fn parse_json_stream(path: &Path, text: &str) -> Result<Vec<Value>, LoadError> {
 
 /// YAML to the JSON data model, as Kubernetes' own YAML reader does: map keys become strings
 /// (`portLevelMtls` keys are often bare integers), tags are dropped, non-finite floats become
-/// null. Depth is bounded by the YAML parser's recursion limit.
+/// null. Depth is bounded by `check_nesting` before parsing.
 fn yaml_to_json(v: serde_norway::Value) -> Value {
     use serde_norway::Value as Y;
     match v {
@@ -654,6 +675,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The mesh config is YAML in a string, which the file's own nesting check cannot see into.
+    #[test]
+    fn deeply_nested_mesh_config_is_skipped_before_the_yaml_parser() {
+        let cm = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "istio", "namespace": "istio-system"},
+            "data": {"mesh": "[".repeat(1_000_000)},
+        });
+        let mut c = Cluster::new();
+        let started = std::time::Instant::now();
+        c.add_text(Path::new("cm.json"), &cm.to_string()).unwrap();
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+        let rejected: Vec<String> = c.rejected().iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            rejected,
+            ["cm.json: ConfigMap istio-system/istio: data.mesh, line 1, column 64: nested more than 64 levels deep (the limit)"]
+        );
     }
 
     #[test]

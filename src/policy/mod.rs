@@ -56,6 +56,7 @@ mod query;
 mod test_support;
 mod timestamp;
 mod types;
+pub mod yaml_bounds;
 
 pub use cluster::{Cluster, Rejected, RootNamespaceOrigin, Summary, DEFAULT_ROOT_NAMESPACE};
 pub use explain::{explain_json, Explanation};

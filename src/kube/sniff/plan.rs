@@ -134,7 +134,11 @@ pub(super) fn agent_command(c: &Capture, opts: &SniffOptions) -> Vec<String> {
         "--total-buffer".into(),
         l.total_buffer_cap.to_string(),
         "--idle-timeout".into(),
-        (l.idle_timeout_ns / 1_000_000_000).to_string(),
+        // Whole seconds as `600s`; a fraction (`--idle-timeout 1.5`) in milliseconds.
+        match l.idle_timeout_ns % 1_000_000_000 {
+            0 => format!("{}s", l.idle_timeout_ns / 1_000_000_000),
+            _ => format!("{}ms", l.idle_timeout_ns / 1_000_000),
+        },
     ]);
     if l.show_payload {
         cmd.push("--show-payload".into());
