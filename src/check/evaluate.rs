@@ -4,6 +4,7 @@
 
 use crate::check::judge::{judge, Demand, EvidenceLevel};
 use crate::check::rules::{Cidr, Match, Pattern, Requirement, Rule};
+use crate::pipeline::input_error::{InputError, InputErrors};
 use crate::pipeline::record::FlowReport;
 use crate::pipeline::verdict::{Confidence, Handshake, Kind};
 use serde::Serialize;
@@ -74,8 +75,31 @@ pub struct CheckReport {
     pub ok: bool,
     pub connections: usize,
     pub rules: Vec<RuleResult>,
-    /// Run-level problems (`--min-flows` not reached).
+    /// Run-level problems: inputs not read completely (each message names the file and the
+    /// byte offset), then `--min-flows` not reached.
     pub problems: Vec<String>,
+    /// The inputs of `problems` that could not be read completely, for JUnit's error
+    /// testcases: (what was read: the file, or the interface of a live capture; the offset).
+    #[serde(skip)]
+    pub unread: Vec<(String, Option<u64>)>,
+}
+
+impl CheckReport {
+    /// An input that could not be read completely fails the check in every rendering, whatever
+    /// the rules said: what was not read was not checked.
+    pub fn add_input_errors(&mut self, errors: &InputErrors) {
+        for (i, e) in errors.iter().enumerate() {
+            let what = match e {
+                InputError::Capture { interface, .. } => format!("capture on {interface}"),
+                e => e.file().unwrap_or("input").to_string(),
+            };
+            self.problems.insert(i, e.to_string());
+            self.unread.push((what, e.offset()));
+        }
+        if !errors.is_empty() {
+            self.ok = false;
+        }
+    }
 }
 
 /// A rule with its networks and globs parsed once for all connections. [`parse_rules`]
@@ -227,6 +251,7 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
         connections: flows.len(),
         rules: results,
         problems,
+        unread: Vec::new(),
     }
 }
 

@@ -44,6 +44,24 @@ impl CheckReport {
             }
             report.add_test_suite(suite);
         }
+        // Run-level problems: an input not read completely is an error testcase named after
+        // the file and offset, `--min-flows` a failure.
+        if !self.problems.is_empty() {
+            let mut suite = TestSuite::new("mtlscope run");
+            for (i, problem) in self.problems.iter().enumerate() {
+                let (name, kind) = match self.unread.get(i) {
+                    Some((what, Some(offset))) => (format!("read {what} (at byte {offset})"), NonSuccessKind::Error),
+                    Some((what, None)) => (format!("read {what}"), NonSuccessKind::Error),
+                    None => ("--min-flows".to_string(), NonSuccessKind::Failure),
+                };
+                let mut status = TestCaseStatus::non_success(kind);
+                status.set_message(problem.as_str());
+                let mut case = TestCase::new(name, status);
+                case.set_classname("mtlscope run");
+                suite.add_test_case(case);
+            }
+            report.add_test_suite(suite);
+        }
         // Serializing into memory has no I/O to fail, and every string went in as XmlString
         // (control characters that XML 1.0 forbids are already taken out).
         report.to_string().expect("a JUnit report serializes into memory")
@@ -114,6 +132,7 @@ mod tests {
                 rule("empty", vec![], &[]),
             ],
             problems: Vec::new(),
+            unread: Vec::new(),
         }
     }
 

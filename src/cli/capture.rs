@@ -3,13 +3,13 @@
 //! JSON lines as each verdict is final.
 
 use super::flags::CaptureArgs;
-use super::run::{live, report_live};
+use super::run::{live, report_errors, report_live};
 use crate::live::capture::LiveOptions;
 use crate::pipeline::engine::Config;
 use crate::pipeline::record::Collect;
 use crate::pipeline::runner::engine;
 use crate::policy::Cluster;
-use crate::report::{self, Format, JsonLines, LiveTable, EXIT_OK};
+use crate::report::{self, Format, JsonLines, LiveTable};
 use anyhow::{Context, Result};
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
@@ -26,15 +26,14 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
         None => format!("capturing on {}", options.interface),
     };
     match args.format {
-        Format::Jsonl => {
-            stream_jsonl(&options, cfg, cluster.as_ref(), false)?;
-        }
+        Format::Jsonl => stream_jsonl(&options, cfg, cluster.as_ref(), false),
         Format::Json => {
             let ran = live(&options, engine(cfg, Collect::default(), cluster.as_ref()), false)?;
             let mut out = io::BufWriter::new(io::stdout().lock());
             report::write_json(&mut out, &ran.out.sorted(), &ran.summary)?;
             out.flush()?;
             report_live(&ran.summary);
+            Ok(report_errors(&ran.summary.errors))
         }
         Format::Table => {
             let table = LiveTable::new(status, io::stdout().is_terminal());
@@ -44,9 +43,9 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
             report::write_table(&mut out, &flows, &ran.summary, report::terminal_width())?;
             out.flush()?;
             report_live(&ran.summary);
+            Ok(report_errors(&ran.summary.errors))
         }
     }
-    Ok(EXIT_OK)
 }
 
 /// JSON lines on standard output as verdicts are made, then the summary with the kernel's
@@ -56,10 +55,10 @@ pub(super) fn stream_jsonl(
     cfg: Config,
     cluster: Option<&Arc<Cluster>>,
     stop_on_stdin: bool,
-) -> Result<()> {
+) -> Result<i32> {
     let out = JsonLines::new(io::BufWriter::new(io::stdout()));
     let mut ran = live(options, engine(cfg, out, cluster), stop_on_stdin)?;
     ran.out.summary(&ran.summary).context("writing to standard output")?;
     report_live(&ran.summary);
-    Ok(())
+    Ok(report_errors(&ran.summary.errors))
 }

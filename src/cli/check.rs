@@ -56,7 +56,8 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
         min_flows: args.min_flows,
         include_loopback: args.include_loopback,
     };
-    let result = check::evaluate(&rules, &ran.out.sorted(), &opts);
+    let mut result = check::evaluate(&rules, &ran.out.sorted(), &opts);
+    result.add_input_errors(&ran.summary.errors);
     write_result(args, &result)?;
     // An input not read completely fails the check whatever the rules said.
     let code = report_errors(&ran.summary.errors);

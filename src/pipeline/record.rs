@@ -249,6 +249,10 @@ impl Summary {
                 .collect();
             s.push_str(&format!("; PeerAuthentication: {}", f.join(", ")));
         }
+        // The table ends with this line: a run that did not read everything says so there too.
+        for e in &self.errors {
+            s.push_str(&format!("; not complete: {e}"));
+        }
         s
     }
 }
