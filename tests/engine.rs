@@ -276,3 +276,41 @@ fn refused_starttls_stays_plaintext() {
         "{v:?}"
     );
 }
+
+fn run_with(cfg: Config, frames: &[Vec<u8>]) -> Vec<FlowReport> {
+    let mut e = Engine::new(cfg, Collect::default());
+    for (i, f) in frames.iter().enumerate() {
+        let _ = e.packet(1_700_000_000_000_000_000 + i as u64 * 1000, LinkType::ETHERNET, f);
+    }
+    e.finish();
+    e.out.sorted()
+}
+
+/// Regression (issue 15): a path parameter (`;jsessionid=`) reached the path, the evidence and
+/// so every output and JUnit; and `--show-payload` showed an empty server side, because the
+/// verdict of an HTTP request was final before the server answered.
+#[test]
+fn path_parameters_are_dropped_and_show_payload_has_both_sides() {
+    let mut c = Conn::new(40007, 8080, 1, 1);
+    let mut frames = vec![c.syn(), c.synack()];
+    frames.push(c.client(b"GET /a;jsessionid=SECRET/b HTTP/1.1\r\nHost: s.test\r\n\r\n"));
+    frames.push(c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    frames.extend(c.fins());
+    let flows = run(&frames);
+    let v = &flows[0].verdict;
+    assert_eq!(v.plaintext.as_ref().unwrap().info.path.as_deref(), Some("/a/b"));
+    assert_eq!(v.evidence, ["http request GET /a/b in clear"]);
+    let json = serde_json::to_string(&flows[0]).unwrap();
+    assert!(!json.contains("SECRET") && !json.contains("jsessionid"), "{json}");
+
+    let cfg = Config {
+        show_payload: true,
+        ..Config::default()
+    };
+    let flows = run_with(cfg, &frames);
+    let payload = flows[0].verdict.plaintext.as_ref().unwrap().payload.as_ref().unwrap();
+    assert!(payload.client.starts_with("GET /a;jsessionid=SECRET/b"), "{payload:?}");
+    assert!(payload.server.starts_with("HTTP/1.1 200 OK"), "{payload:?}");
+    // Waiting for the server's bytes does not change the verdict.
+    assert_eq!(flows[0].verdict.evidence, ["http request GET /a/b in clear"]);
+}

@@ -325,7 +325,10 @@ impl<O: Output> Engine<O> {
             flow.rst = true;
         }
         let (final_now, held) = match &flow.state {
-            State::Active(a) => (a.inspector.is_final(), a.buffered()),
+            State::Active(a) => (
+                a.inspector.is_final() && !(self.cfg.show_payload && a.inspector.server_head_pending()),
+                a.buffered(),
+            ),
             _ => (false, 0),
         };
         self.buffered = self.buffered + held - flow.buffered;
