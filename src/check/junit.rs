@@ -30,7 +30,25 @@ impl CheckReport {
                 case.set_classname(r.name.as_str());
                 suite.add_test_case(case);
             }
-            if r.cases.is_empty() {
+            // Past the cap, one testcase stands for the connections not listed: failed if any
+            // of them failed.
+            let not_listed = r.violations_not_listed + r.cases_not_listed;
+            if not_listed > 0 {
+                let status = if r.violations_not_listed > 0 {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(format!(
+                        "{} of these connections failed the rule; their reasons are not listed",
+                        r.violations_not_listed
+                    ));
+                    s
+                } else {
+                    TestCaseStatus::success()
+                };
+                let mut case = TestCase::new(format!("{not_listed} more connections not listed"), status);
+                case.set_classname(r.name.as_str());
+                suite.add_test_case(case);
+            }
+            if r.cases.is_empty() && not_listed == 0 {
                 let status = if r.status == Status::Empty && !allow_empty {
                     let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                     s.set_message("no connection matched this rule");
@@ -109,6 +127,8 @@ mod tests {
             no_data: 0,
             loopback: 0,
             violations,
+            violations_not_listed: 0,
+            cases_not_listed: 0,
             cases: cases
                 .into_iter()
                 .map(|(c, s, f)| (c.to_string(), s.to_string(), f.map(String::from)))
