@@ -6,7 +6,6 @@ use super::flags::CaptureArgs;
 use super::run::{live, report_errors, report_live};
 use crate::live::capture::LiveOptions;
 use crate::pipeline::engine::Config;
-use crate::pipeline::record::Collect;
 use crate::pipeline::runner::engine;
 use crate::policy::Cluster;
 use crate::report::{self, Format, JsonLines, LiveTable};
@@ -28,10 +27,13 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
     match args.format {
         Format::Jsonl => stream_jsonl(&options, cfg, cluster.as_ref(), false),
         Format::Json => {
-            let ran = live(&options, engine(cfg, Collect::default(), cluster.as_ref()), false)?;
-            let mut out = io::BufWriter::new(io::stdout().lock());
-            report::write_json(&mut out, &ran.out.sorted(), &ran.summary)?;
-            out.flush()?;
+            // As `analyze -o json`: streamed past a few thousand connections.
+            let out = report::JsonDocument::new(io::BufWriter::new(io::stdout()));
+            let ran = live(&options, engine(cfg, out, cluster.as_ref()), false)?;
+            ran.out
+                .finish(&ran.summary)
+                .and_then(|mut w| w.flush())
+                .context("writing to standard output")?;
             report_live(&ran.summary);
             Ok(report_errors(&ran.summary.errors))
         }
