@@ -630,3 +630,83 @@ fn strict_policy_needs_positive_evidence() {
         Some(0)
     );
 }
+
+/// Regression (issue 15): a truncated capture printed `PASS`, `{"ok":true,"problems":[]}` and a
+/// JUnit file without failures; a missing file gave only "nothing to check". Every rendering
+/// now fails and names the file and the offset; the exit status is 2.
+#[test]
+fn truncated_or_missing_input_fails_every_rendering() {
+    let data = std::fs::read(capture("openssl-tls13-mtls-ecdsa.pcap")).unwrap();
+    let cut = tmp("cut.pcap");
+    std::fs::write(&cut, &data[..data.len() - 30]).unwrap();
+    let cut = cut.to_str().unwrap();
+    let junit = tmp("cut.xml");
+    let text = check(&["--require", "any", cut, "--junit", junit.to_str().unwrap()]);
+    assert_eq!(text.status.code(), Some(2));
+    let s = out(&text);
+    assert!(
+        s.contains("FAILED: ") && s.contains("cut.pcap: truncated at byte "),
+        "{s}"
+    );
+    assert!(s.lines().last().unwrap().starts_with("FAIL: 1 connection"), "{s}");
+    let report = quick_junit::Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
+    assert_eq!((report.errors, report.failures), (1, 0));
+    let case = report
+        .test_suites
+        .iter()
+        .flat_map(|s| &s.test_cases)
+        .find(|c| c.name.as_str().starts_with("read "))
+        .unwrap();
+    assert!(
+        case.name.as_str().contains("cut.pcap (at byte "),
+        "{}",
+        case.name.as_str()
+    );
+
+    let json = check(&["--require", "any", "-o", "json", cut]);
+    assert_eq!(json.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let problem = v["problems"][0].as_str().unwrap();
+    assert!(problem.contains("cut.pcap: truncated at byte "), "{v}");
+
+    let gh = Command::new(env!("CARGO_BIN_EXE_mtlscope"))
+        .args(["check", "--require", "any", cut])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(gh.status.code(), Some(2));
+    // Annotations are on standard error, naming the capture with file=.
+    let annotations = String::from_utf8_lossy(&gh.stderr);
+    assert!(
+        annotations
+            .lines()
+            .any(|l| l.starts_with("::error file=") && l.contains("cut.pcap: truncated at byte ")),
+        "{annotations}"
+    );
+
+    let missing = tmp("missing.pcap");
+    let junit = tmp("missing.xml");
+    let o = check(&[
+        "--require",
+        "mtls",
+        missing.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let report = quick_junit::Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
+    assert_eq!(report.errors, 1);
+    let names: Vec<&str> = report
+        .test_suites
+        .iter()
+        .flat_map(|s| &s.test_cases)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("read ") && n.ends_with("missing.pcap")),
+        "{names:?}"
+    );
+}

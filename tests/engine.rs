@@ -6,7 +6,10 @@ use mtlscope::pipeline::verdict::{Confidence, Kind};
 
 #[path = "support/frames.rs"]
 mod frames;
-use frames::{frame, run, Conn, Payload, C, S};
+use frames::{frame, run, run_with, Conn, Payload, C, S};
+use mtlscope::pipeline::engine::{Config, Engine};
+use mtlscope::pipeline::record::Collect;
+use mtlscope::pipeline::source::LinkType;
 
 /// The first handshake record of a real TLS 1.2 mTLS capture in each direction, and more.
 fn tls12_payloads() -> Vec<Payload> {
@@ -136,4 +139,67 @@ fn refused_starttls_stays_plaintext() {
             .any(|e| e.contains("asked to upgrade smtp to TLS, but no TLS followed")),
         "{v:?}"
     );
+}
+
+/// Regression (issue 15): a path parameter (`;jsessionid=`) reached the path, the evidence and
+/// so every output and JUnit; and `--show-payload` showed an empty server side, because the
+/// verdict of an HTTP request was final before the server answered.
+#[test]
+fn path_parameters_are_dropped_and_show_payload_has_both_sides() {
+    let mut c = Conn::new(40007, 8080, 1, 1);
+    let mut frames = vec![c.syn(), c.synack()];
+    frames.push(c.client(b"GET /a;jsessionid=SECRET/b HTTP/1.1\r\nHost: s.test\r\n\r\n"));
+    frames.push(c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    frames.extend(c.fins());
+    let flows = run(&frames);
+    let v = &flows[0].verdict;
+    assert_eq!(v.plaintext.as_ref().unwrap().info.path.as_deref(), Some("/a/b"));
+    assert_eq!(v.evidence, ["http request GET /a/b in clear"]);
+    let json = serde_json::to_string(&flows[0]).unwrap();
+    assert!(!json.contains("SECRET") && !json.contains("jsessionid"), "{json}");
+
+    let cfg = Config {
+        show_payload: true,
+        ..Config::default()
+    };
+    let flows = run_with(cfg, &frames);
+    let payload = flows[0].verdict.plaintext.as_ref().unwrap().payload.as_ref().unwrap();
+    assert!(payload.client.starts_with("GET /a;jsessionid=SECRET/b"), "{payload:?}");
+    assert!(payload.server.starts_with("HTTP/1.1 200 OK"), "{payload:?}");
+    // Waiting for the server's bytes does not change the verdict.
+    assert_eq!(flows[0].verdict.evidence, ["http request GET /a/b in clear"]);
+}
+
+/// Issue 15: a SYN flood filled the flow table to --max-flows (491 MB at 1M SYNs). SYN-only
+/// connections past `max_syn_only` are reported `no-data` early and counted as evicted; a
+/// connection that was answered is not one of them.
+#[test]
+fn syn_only_connections_are_capped_and_answered_ones_kept() {
+    let mut c = Conn::new(40008, 8080, 1, 1);
+    let mut frames = vec![c.syn(), c.synack()];
+    for i in 0..100u16 {
+        frames.push(Conn::new(50000 + i, 443, u32::from(i), 0).syn());
+    }
+    frames.push(c.client(b"GET / HTTP/1.1\r\nHost: s.test\r\n\r\n"));
+    frames.push(c.server(b"HTTP/1.1 204 No Content\r\n\r\n"));
+    frames.extend(c.fins());
+    let cfg = Config {
+        max_syn_only: 10,
+        ..Config::default()
+    };
+    let mut e = Engine::new(cfg, Collect::default());
+    for (i, f) in frames.iter().enumerate() {
+        let _ = e.packet(1_700_000_000_000_000_000 + i as u64 * 1000, LinkType::ETHERNET, f);
+    }
+    e.finish();
+    assert!(
+        (90..=91).contains(&e.summary.evicted_flows),
+        "{}",
+        e.summary.evicted_flows
+    );
+    let flows = e.out.sorted();
+    assert_eq!(flows.len(), 101);
+    assert_eq!(flows[0].verdict.verdict, Kind::Plaintext);
+    assert_eq!(flows[0].roles_from, RolesFrom::Syn);
+    assert!(flows[1..].iter().all(|f| f.verdict.verdict == Kind::NoData));
 }

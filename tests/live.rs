@@ -143,6 +143,75 @@ fn capture_by_pid_and_check_live() {
     assert!(out.contains("3 matched, 1 passed, 2 failed"), "{out}");
 }
 
+/// Regression (issue 15): when the capture interface disappeared (a pod deleted during a
+/// capture), `-o table`, `-o json` and `check -i` printed nothing though connections were seen,
+/// and JSON lines lost their summary. Now every format writes the connections seen and a summary
+/// naming the error, and the exit status is 2.
+#[test]
+fn interface_deleted_during_capture_still_reports_every_format() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("g", 8);
+    lab.servers();
+    let (ns, iface) = (lab.server_ns(), lab.server_if());
+    let live = ["--netns", ns.as_str(), "-i", iface.as_str(), "--duration", "30s"];
+    let spawn = |args: &[&str]| {
+        bin()
+            .args(args)
+            .args(live)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let runs = [
+        ("jsonl", spawn(&["capture", "-o", "jsonl"])),
+        ("json", spawn(&["capture", "-o", "json"])),
+        ("table", spawn(&["capture", "-o", "table"])),
+        ("check", spawn(&["check", "--require", "any", "-o", "json"])),
+    ];
+    std::thread::sleep(Duration::from_millis(1000));
+    lab.traffic(8);
+    std::thread::sleep(Duration::from_millis(300));
+    lab::ok(&format!("ip -n {ns} link del {iface}"));
+    for (format, child) in runs {
+        let o = child.wait_with_output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{format}: {out}\n{err}");
+        let said = format!("capture on '{iface}' stopped early");
+        assert!(err.contains(&said), "{format}: {err}");
+        match format {
+            "jsonl" => {
+                assert_eq!(verdicts_by_port(&out), expected(), "{out}");
+                let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+                assert!(last["summary"]["errors"][0].as_str().unwrap().contains(&said), "{out}");
+            }
+            "json" => {
+                let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(v["flows"].as_array().unwrap().len(), 3, "{out}");
+                assert!(v["summary"]["errors"][0].as_str().unwrap().contains(&said), "{out}");
+            }
+            "table" => {
+                for verdict in ["mtls", "tls", "plaintext"] {
+                    assert!(out.contains(verdict), "{out}");
+                }
+                assert!(out.contains(&said), "{out}");
+            }
+            _ => {
+                let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(
+                    (v["ok"].as_bool(), v["connections"].as_u64()),
+                    (Some(false), Some(3)),
+                    "{out}"
+                );
+                assert!(v["problems"][0].as_str().unwrap().contains(&said), "{out}");
+            }
+        }
+    }
+}
+
 #[test]
 fn loopback_leg_is_labelled_not_a_leak() {
     if !can_run() {

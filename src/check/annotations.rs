@@ -63,6 +63,7 @@ mod tests {
             connections: 0,
             rules: Vec::new(),
             problems: vec!["capture.pcap: truncated at offset 24".into()],
+            unread: Vec::new(),
         };
         assert_eq!(
             r.github(false, Some("ci/capture, 1.pcap")),

@@ -4,7 +4,8 @@
 
 use crate::check::judge::{judge, Demand, EvidenceLevel};
 use crate::check::rules::{Cidr, Match, Pattern, Requirement, Rule};
-use crate::pipeline::record::{FlowReport, SCHEMA_VERSION};
+use crate::pipeline::input_error::{InputError, InputErrors};
+use crate::pipeline::record::{FlowReport, Output, SCHEMA_VERSION};
 use crate::pipeline::verdict::{Confidence, Handshake, Kind};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -66,11 +67,23 @@ pub struct RuleResult {
     pub no_data: usize,
     /// Loopback connections left out (see `--include-loopback`).
     pub loopback: usize,
+    /// The first [`MAX_LISTED`] violations, in the order of the connections.
     pub violations: Vec<Violation>,
-    /// Every connection the rule checked, for JUnit: (client, server, failure reason). The
-    /// failing ones are in the order of `violations`.
+    /// Violations past [`MAX_LISTED`]: counted, not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub violations_not_listed: usize,
+    /// The connections the rule checked, for JUnit: (client, server, failure reason), in the
+    /// order of the connections; the failing ones are those of `violations`, in their order.
+    /// At most [`MAX_LISTED`] passing ones.
     #[serde(skip)]
     pub cases: Vec<(String, String, Option<String>)>,
+    /// Passing connections past [`MAX_LISTED`], not in `cases`.
+    #[serde(skip)]
+    pub cases_not_listed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,8 +93,31 @@ pub struct CheckReport {
     pub ok: bool,
     pub connections: usize,
     pub rules: Vec<RuleResult>,
-    /// Run-level problems (`--min-flows` not reached).
+    /// Run-level problems: inputs not read completely (each message names the file and the
+    /// byte offset), then `--min-flows` not reached.
     pub problems: Vec<String>,
+    /// The inputs of `problems` that could not be read completely, for JUnit's error
+    /// testcases: (what was read: the file, or the interface of a live capture; the offset).
+    #[serde(skip)]
+    pub unread: Vec<(String, Option<u64>)>,
+}
+
+impl CheckReport {
+    /// An input that could not be read completely fails the check in every rendering, whatever
+    /// the rules said: what was not read was not checked.
+    pub fn add_input_errors(&mut self, errors: &InputErrors) {
+        for (i, e) in errors.iter().enumerate() {
+            let what = match e {
+                InputError::Capture { interface, .. } => format!("capture on {interface}"),
+                e => e.file().unwrap_or("input").to_string(),
+            };
+            self.problems.insert(i, e.to_string());
+            self.unread.push((what, e.offset()));
+        }
+        if !errors.is_empty() {
+            self.ok = false;
+        }
+    }
 }
 
 /// A rule with its networks and globs parsed once for all connections. [`parse_rules`]
@@ -143,38 +179,101 @@ fn endpoint(f: &FlowReport, client: bool) -> String {
     }
 }
 
+/// Most violations, and most passing connections for JUnit, a rule keeps; the others are
+/// counted (`violations_not_listed`, and a JUnit testcase that says how many). The lowest flow
+/// ids are kept, so a run under the cap lists exactly what it did before the cap existed.
+pub const MAX_LISTED: usize = 1000;
+
 /// Judge every connection against every rule that selects it.
 pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> CheckReport {
-    let mut results = Vec::new();
-    for rule in rules {
-        let compiled = Compiled::new(rule);
-        let demand = Demand {
-            require: rule.require,
-            allow_uncertain: rule.allow_uncertain,
-            evidence: opts.evidence,
-            client_identity: rule
-                .client_identity
-                .as_deref()
-                .map(|g| (g, compiled.client_identity.as_ref().and_then(Option::as_ref))),
-        };
-        let mut r = RuleResult {
-            name: rule.name.clone(),
-            require: rule.require,
-            selector: rule.selector.clone(),
-            client_identity: rule.client_identity.clone(),
-            allow_uncertain: rule.allow_uncertain,
-            status: Status::Pass,
-            matched: 0,
-            passed: 0,
-            passed_inferred: 0,
-            passed_uncertain: 0,
-            no_data: 0,
-            loopback: 0,
-            violations: Vec::new(),
-            cases: Vec::new(),
-        };
-        for f in flows.iter().filter(|f| compiled.selects(f)) {
-            if f.loopback && !opts.include_loopback {
+    let mut e = Evaluator::new(rules, opts);
+    for f in flows {
+        e.judge(f);
+    }
+    e.finish()
+}
+
+/// A check judged as the connections are reported: it keeps counts, at most [`MAX_LISTED`]
+/// violations and passing cases per rule, and nothing else of a connection, so its memory does
+/// not grow with the capture. An [`Output`] of the engine.
+pub struct Evaluator<'a> {
+    rules: Vec<Compiled<'a>>,
+    opts: &'a CheckOptions,
+    results: Vec<Judged>,
+    connections: usize,
+    /// Connections with data (for `--min-flows`).
+    checked: usize,
+}
+
+/// One rule's result while it is being judged: its listed violations and passing cases with
+/// their flow ids, trimmed to the lowest [`MAX_LISTED`] ids now and then.
+struct Judged {
+    result: RuleResult,
+    failed: Vec<(u64, Violation)>,
+    passed: Vec<(u64, (String, String))>,
+}
+
+/// Keep the `MAX_LISTED` lowest ids of `v` once it holds twice as many; returns how many
+/// were dropped.
+fn trim<T>(v: &mut Vec<(u64, T)>, at_end: bool) -> usize {
+    if v.len() < 2 * MAX_LISTED && !(at_end && v.len() > MAX_LISTED) {
+        return 0;
+    }
+    v.sort_unstable_by_key(|(id, _)| *id);
+    let dropped = v.len().saturating_sub(MAX_LISTED);
+    v.truncate(MAX_LISTED);
+    dropped
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(rules: &'a [Rule], opts: &'a CheckOptions) -> Self {
+        let results = rules
+            .iter()
+            .map(|rule| Judged {
+                result: RuleResult {
+                    name: rule.name.clone(),
+                    require: rule.require,
+                    selector: rule.selector.clone(),
+                    client_identity: rule.client_identity.clone(),
+                    allow_uncertain: rule.allow_uncertain,
+                    status: Status::Pass,
+                    matched: 0,
+                    passed: 0,
+                    passed_inferred: 0,
+                    passed_uncertain: 0,
+                    no_data: 0,
+                    loopback: 0,
+                    violations: Vec::new(),
+                    violations_not_listed: 0,
+                    cases: Vec::new(),
+                    cases_not_listed: 0,
+                },
+                failed: Vec::new(),
+                passed: Vec::new(),
+            })
+            .collect();
+        Evaluator {
+            rules: rules.iter().map(Compiled::new).collect(),
+            opts,
+            results,
+            connections: 0,
+            checked: 0,
+        }
+    }
+
+    /// One connection, against every rule that selects it.
+    pub fn judge(&mut self, f: &FlowReport) {
+        self.connections += 1;
+        if f.verdict.verdict != Kind::NoData {
+            self.checked += 1;
+        }
+        for (compiled, j) in self.rules.iter().zip(&mut self.results) {
+            if !compiled.selects(f) {
+                continue;
+            }
+            let rule = compiled.rule;
+            let r = &mut j.result;
+            if f.loopback && !self.opts.include_loopback {
                 r.loopback += 1;
                 continue;
             }
@@ -183,23 +282,35 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
                 continue;
             }
             r.matched += 1;
-            let judged = judge(&demand, f).map_err(|s| (s.code(), s.to_string()));
-            let reason = judged.as_ref().err().map(|(_, reason)| reason.clone());
-            r.cases.push((endpoint(f, true), endpoint(f, false), reason));
-            match judged {
-                Err((failure, reason)) => r.violations.push(Violation {
-                    id: f.id,
-                    community_id: f.community_id.clone(),
-                    file: f.file.clone(),
-                    client: endpoint(f, true),
-                    server: endpoint(f, false),
-                    verdict: f.verdict.verdict,
-                    confidence: f.verdict.confidence,
-                    handshake: f.verdict.handshake,
-                    failure,
-                    reason,
-                    evidence: f.verdict.evidence.clone(),
-                }),
+            let demand = Demand {
+                require: rule.require,
+                allow_uncertain: rule.allow_uncertain,
+                evidence: self.opts.evidence,
+                client_identity: rule
+                    .client_identity
+                    .as_deref()
+                    .map(|g| (g, compiled.client_identity.as_ref().and_then(Option::as_ref))),
+            };
+            match judge(&demand, f) {
+                Err(s) => {
+                    j.failed.push((
+                        f.id,
+                        Violation {
+                            id: f.id,
+                            community_id: f.community_id.clone(),
+                            file: f.file.clone(),
+                            client: endpoint(f, true),
+                            server: endpoint(f, false),
+                            verdict: f.verdict.verdict,
+                            confidence: f.verdict.confidence,
+                            handshake: f.verdict.handshake,
+                            failure: s.code(),
+                            reason: s.to_string(),
+                            evidence: f.verdict.evidence.clone(),
+                        },
+                    ));
+                    r.violations_not_listed += trim(&mut j.failed, false);
+                }
                 Ok(()) => {
                     r.passed += 1;
                     match f.verdict.confidence {
@@ -207,36 +318,93 @@ pub fn evaluate(rules: &[Rule], flows: &[FlowReport], opts: &CheckOptions) -> Ch
                         Confidence::Inferred => r.passed_inferred += 1,
                         Confidence::Uncertain => r.passed_uncertain += 1,
                     }
+                    j.passed.push((f.id, (endpoint(f, true), endpoint(f, false))));
+                    r.cases_not_listed += trim(&mut j.passed, false);
                 }
             }
         }
-        r.status = if !r.violations.is_empty() {
-            Status::Fail
-        } else if r.matched == 0 {
-            Status::Empty
-        } else {
-            Status::Pass
-        };
-        results.push(r);
     }
-    let mut problems = Vec::new();
-    let checked = flows.iter().filter(|f| f.verdict.verdict != Kind::NoData).count();
-    if checked < opts.min_flows {
-        problems.push(format!(
-            "{checked} connections with data, --min-flows requires {}",
-            opts.min_flows
-        ));
+
+    /// The report: each rule's listed violations and cases in the order of the connections.
+    pub fn finish(self) -> CheckReport {
+        let opts = self.opts;
+        let mut results = Vec::new();
+        for mut j in self.results {
+            let r = &mut j.result;
+            r.violations_not_listed += trim(&mut j.failed, true);
+            r.cases_not_listed += trim(&mut j.passed, true);
+            j.failed.sort_unstable_by_key(|(id, _)| *id);
+            j.passed.sort_unstable_by_key(|(id, _)| *id);
+            // The JUnit cases, failing and passing, in flow order; the failing ones are the
+            // listed violations, in their order.
+            let mut failed = j.failed.iter().peekable();
+            let mut passed = j.passed.iter().peekable();
+            loop {
+                let take_failed = match (failed.peek(), passed.peek()) {
+                    (Some((a, _)), Some((b, _))) => a < b,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => break,
+                };
+                if take_failed {
+                    let Some((_, v)) = failed.next() else { break };
+                    r.cases
+                        .push((v.client.clone(), v.server.clone(), Some(v.reason.clone())));
+                } else {
+                    let Some((_, (c, s))) = passed.next() else { break };
+                    r.cases.push((c.clone(), s.clone(), None));
+                }
+            }
+            r.violations = j.failed.into_iter().map(|(_, v)| v).collect();
+            r.status = if r.failed() > 0 {
+                Status::Fail
+            } else if r.matched == 0 {
+                Status::Empty
+            } else {
+                Status::Pass
+            };
+            results.push(j.result);
+        }
+        let mut problems = Vec::new();
+        if self.checked < opts.min_flows {
+            problems.push(format!(
+                "{} connections with data, --min-flows requires {}",
+                self.checked, opts.min_flows
+            ));
+        }
+        let ok = problems.is_empty()
+            && results
+                .iter()
+                .all(|r| r.status == Status::Pass || (r.status == Status::Empty && opts.allow_empty));
+        CheckReport {
+            schema_version: SCHEMA_VERSION,
+            ok,
+            connections: self.connections,
+            rules: results,
+            problems,
+            unread: Vec::new(),
+        }
     }
-    let ok = problems.is_empty()
-        && results
-            .iter()
-            .all(|r| r.status == Status::Pass || (r.status == Status::Empty && opts.allow_empty));
-    CheckReport {
-        schema_version: SCHEMA_VERSION,
-        ok,
-        connections: flows.len(),
-        rules: results,
-        problems,
+}
+
+/// The engine reports each connection once, when it closes: judged then, and let go.
+impl Output for Evaluator<'_> {
+    fn wants_closed(&self) -> bool {
+        true
+    }
+    fn decided(&mut self, _report: &FlowReport) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn closed(&mut self, report: FlowReport) -> std::io::Result<()> {
+        self.judge(&report);
+        Ok(())
+    }
+}
+
+impl RuleResult {
+    /// Violations, listed or not.
+    pub fn failed(&self) -> usize {
+        self.violations.len() + self.violations_not_listed
     }
 }
 
@@ -349,6 +517,34 @@ mod tests {
         assert_eq!(json["rules"][1]["passed_uncertain"], 1);
         assert_eq!(json["rules"][0]["violations"][0]["failure"], "uncertain");
         assert_eq!(json["rules"][0]["violations"][1]["handshake"], "failed");
+    }
+
+    /// Regression (issue 15): `check` kept every connection until the end (2.4 GB for a
+    /// million). Past the cap only counts grow; the listed violations are the first ones, in
+    /// the order of the connections, whatever order they were reported in.
+    #[test]
+    fn violations_past_the_cap_are_counted_not_listed() {
+        let rules = [rule("tls", Requirement::Tls, false)];
+        let o = opts();
+        let mut e = Evaluator::new(&rules, &o);
+        let n = 2 * MAX_LISTED as u64 + 500;
+        for id in (1..=n).rev() {
+            let kind = if id % 2 == 0 { Kind::Plaintext } else { Kind::Tls };
+            e.judge(&flow(id, kind, Confidence::Certain, Handshake::Complete, "x"));
+        }
+        let r = e.finish();
+        let rule = &r.rules[0];
+        assert_eq!((rule.matched, rule.passed, rule.failed()), (n as usize, 1250, 1250));
+        assert_eq!((rule.violations.len(), rule.violations_not_listed), (MAX_LISTED, 250));
+        assert_eq!(rule.violations[0].client, "10.0.0.1:40002");
+        assert_eq!(rule.cases.len(), 2 * MAX_LISTED);
+        assert_eq!(rule.cases_not_listed, 250);
+        assert!(r.text(false).contains("1250 failed"), "{}", r.text(false));
+        assert!(r.text(false).contains("and 250 more violations not listed"));
+        let junit = quick_junit::Report::deserialize_from_str(&r.junit(false)).unwrap();
+        assert_eq!((junit.tests, junit.failures), (2001, 1001));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["rules"][0]["violations_not_listed"], 250);
     }
 
     /// Text, JSON, JUnit and GitHub annotations carry the same failures, each with its reason.

@@ -30,7 +30,25 @@ impl CheckReport {
                 case.set_classname(r.name.as_str());
                 suite.add_test_case(case);
             }
-            if r.cases.is_empty() {
+            // Past the cap, one testcase stands for the connections not listed: failed if any
+            // of them failed.
+            let not_listed = r.violations_not_listed + r.cases_not_listed;
+            if not_listed > 0 {
+                let status = if r.violations_not_listed > 0 {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(format!(
+                        "{} of these connections failed the rule; their reasons are not listed",
+                        r.violations_not_listed
+                    ));
+                    s
+                } else {
+                    TestCaseStatus::success()
+                };
+                let mut case = TestCase::new(format!("{not_listed} more connections not listed"), status);
+                case.set_classname(r.name.as_str());
+                suite.add_test_case(case);
+            }
+            if r.cases.is_empty() && not_listed == 0 {
                 let status = if r.status == Status::Empty && !allow_empty {
                     let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                     s.set_message("no connection matched this rule");
@@ -40,6 +58,24 @@ impl CheckReport {
                 };
                 let mut case = TestCase::new("nothing to check", status);
                 case.set_classname(r.name.as_str());
+                suite.add_test_case(case);
+            }
+            report.add_test_suite(suite);
+        }
+        // Run-level problems: an input not read completely is an error testcase named after
+        // the file and offset, `--min-flows` a failure.
+        if !self.problems.is_empty() {
+            let mut suite = TestSuite::new("mtlscope run");
+            for (i, problem) in self.problems.iter().enumerate() {
+                let (name, kind) = match self.unread.get(i) {
+                    Some((what, Some(offset))) => (format!("read {what} (at byte {offset})"), NonSuccessKind::Error),
+                    Some((what, None)) => (format!("read {what}"), NonSuccessKind::Error),
+                    None => ("--min-flows".to_string(), NonSuccessKind::Failure),
+                };
+                let mut status = TestCaseStatus::non_success(kind);
+                status.set_message(problem.as_str());
+                let mut case = TestCase::new(name, status);
+                case.set_classname("mtlscope run");
                 suite.add_test_case(case);
             }
             report.add_test_suite(suite);
@@ -94,6 +130,8 @@ mod tests {
             no_data: 0,
             loopback: 0,
             violations,
+            violations_not_listed: 0,
+            cases_not_listed: 0,
             cases: cases
                 .into_iter()
                 .map(|(c, s, f)| (c.to_string(), s.to_string(), f.map(String::from)))
@@ -118,6 +156,7 @@ mod tests {
                 rule("empty", vec![], &[]),
             ],
             problems: Vec::new(),
+            unread: Vec::new(),
         }
     }
 

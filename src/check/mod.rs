@@ -15,6 +15,6 @@ pub mod junit;
 pub mod rules;
 pub mod text;
 
-pub use evaluate::{evaluate, CheckOptions, CheckReport, RuleResult, Status, Violation};
+pub use evaluate::{evaluate, CheckOptions, CheckReport, Evaluator, RuleResult, Status, Violation, MAX_LISTED};
 pub use judge::{EvidenceLevel, Shortfall};
 pub use rules::{load_rules, parse_rules, Cidr, Match, Pattern, Requirement, Rule, RulesError, ValueError};

@@ -24,6 +24,15 @@ impl CheckReport {
                     let _ = writeln!(s, "     evidence: {e}");
                 }
             }
+            if r.violations_not_listed > 0 {
+                let _ = writeln!(
+                    s,
+                    "FAIL [{}] ... and {} more violations not listed (the first {} are; -o json has the same)",
+                    r.name,
+                    r.violations_not_listed,
+                    r.violations.len()
+                );
+            }
         }
         for r in &self.rules {
             let status = match (r.status, allow_empty) {
@@ -41,7 +50,7 @@ impl CheckReport {
                     .unwrap_or_default(),
                 r.matched,
                 r.passed,
-                r.violations.len()
+                r.failed()
             );
             if r.passed_inferred > 0 {
                 line.push_str(&format!(" ({} passed on inferred verdicts)", r.passed_inferred));
@@ -64,7 +73,7 @@ impl CheckReport {
         for p in &self.problems {
             let _ = writeln!(s, "FAILED: {p}");
         }
-        let failed: usize = self.rules.iter().map(|r| r.violations.len()).sum();
+        let failed: usize = self.rules.iter().map(|r| r.failed()).sum();
         let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         let _ = writeln!(
             s,

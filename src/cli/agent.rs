@@ -8,7 +8,7 @@ use crate::live::capture::LiveOptions;
 use crate::live::netns::NetnsTarget;
 use crate::pipeline::runner::PacketSink;
 use crate::pipeline::source::LinkType;
-use crate::report::EXIT_OK;
+use crate::report::{EXIT_BAD_INPUT, EXIT_OK};
 use anyhow::Result;
 
 /// `mtlscope agent`: `capture -o jsonl` in the network namespace of a container's process.
@@ -34,16 +34,21 @@ pub fn agent(args: &AgentArgs) -> Result<i32> {
     if args.pcap {
         // Packets leave the node only because -w asked for them; the plugin makes the verdicts.
         // The kernel's counters go to standard error, as one JSON line the plugin reads.
-        let stats = {
+        let captured = {
             let stop = StopSignals::new(args.stop_on_stdin)?;
             crate::live::capture::run(&live, stop.flag(), &mut WriteOnly)?
         };
-        eprintln!("{}", serde_json::json!({ "capture": stats }));
-        report_capture(&stats);
+        eprintln!("{}", serde_json::json!({ "capture": captured.stats }));
+        report_capture(&captured.stats);
+        // The -w stream is complete up to the break; the plugin reads this line and says why.
+        if let Some(e) = captured.broke_off {
+            eprintln!("mtlscope: capture on '{}' stopped early: {e}", live.interface);
+            return Ok(EXIT_BAD_INPUT);
+        }
+        Ok(EXIT_OK)
     } else {
-        stream_jsonl(&live, args.limits.config(), None, args.stop_on_stdin)?;
+        stream_jsonl(&live, args.limits.config(), None, args.stop_on_stdin)
     }
-    Ok(EXIT_OK)
 }
 
 /// Packets that only go to the `-w` file.

@@ -48,22 +48,37 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             ran.out.summary(&ran.summary).context("writing to standard output")?;
             Ok(report_errors(&ran.summary.errors))
         }
-        Format::Json | Format::Table | Format::Wide => {
-            let ran = checked(inputs.run(engine(cfg, Collect::default(), cluster.as_ref())))?;
-            write_collected(args.format, &ran.out.sorted(), &ran.summary)?;
+        Format::Json => {
+            // Streamed past a few thousand connections: memory does not grow with the input.
+            let out = report::JsonDocument::new(io::BufWriter::new(stdout.lock()));
+            let ran = checked(inputs.run(engine(cfg, out, cluster.as_ref())))?;
+            ran.out
+                .finish(&ran.summary)
+                .and_then(|mut w| w.flush())
+                .context("writing to standard output")?;
+            Ok(report_errors(&ran.summary.errors))
+        }
+        Format::Table | Format::Wide => {
+            let collect = Collect::at_most(report::TABLE_ROWS);
+            let ran = checked(inputs.run(engine(cfg, collect, cluster.as_ref())))?;
+            let mut collect = ran.out;
+            collect.trim();
+            let left_out = report::left_out_line(&collect.left_out);
+            write_table(args.format, &collect.sorted(), &ran.summary, left_out.as_deref())?;
             Ok(report_errors(&ran.summary.errors))
         }
     }
 }
 
-/// The table or the JSON document, at the end of the run.
-fn write_collected(format: Format, flows: &[FlowReport], summary: &Summary) -> Result<()> {
+/// The table at the end of the run, with the line that says what it left out.
+fn write_table(format: Format, flows: &[FlowReport], summary: &Summary, left_out: Option<&str>) -> Result<()> {
     let mut out = io::BufWriter::new(io::stdout().lock());
-    if format == Format::Json {
-        report::write_json(&mut out, flows, summary)
-    } else {
-        report::write_table(&mut out, flows, summary, report::terminal_width(), format.columns())
-    }
-    .and_then(|()| out.flush())
-    .context("writing to standard output")
+    let width = report::terminal_width();
+    report::write_table(&mut out, flows, summary, width, format.columns())
+        .and_then(|()| match left_out {
+            Some(line) => writeln!(out, "{line}"),
+            None => Ok(()),
+        })
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
 }

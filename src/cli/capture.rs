@@ -3,14 +3,13 @@
 //! JSON lines as each verdict is final.
 
 use super::flags::CaptureArgs;
-use super::run::{live, report_live};
+use super::run::{live, report_errors, report_live};
 use super::setup::refuse_packets_on_stdout;
 use crate::live::capture::LiveOptions;
 use crate::pipeline::engine::Config;
-use crate::pipeline::record::Collect;
 use crate::pipeline::runner::engine;
 use crate::policy::Cluster;
-use crate::report::{self, Format, JsonLines, LiveTable, EXIT_OK};
+use crate::report::{self, Format, JsonLines, LiveTable};
 use anyhow::{Context, Result};
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
@@ -29,15 +28,17 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
         None => format!("capturing on {}", options.interface),
     };
     match args.format {
-        Format::Jsonl => {
-            stream_jsonl(&options, cfg, cluster.as_ref(), false)?;
-        }
+        Format::Jsonl => stream_jsonl(&options, cfg, cluster.as_ref(), false),
         Format::Json => {
-            let ran = live(&options, engine(cfg, Collect::default(), cluster.as_ref()), false)?;
-            let mut out = io::BufWriter::new(io::stdout().lock());
-            report::write_json(&mut out, &ran.out.sorted(), &ran.summary)?;
-            out.flush()?;
+            // As `analyze -o json`: streamed past a few thousand connections.
+            let out = report::JsonDocument::new(io::BufWriter::new(io::stdout()));
+            let ran = live(&options, engine(cfg, out, cluster.as_ref()), false)?;
+            ran.out
+                .finish(&ran.summary)
+                .and_then(|mut w| w.flush())
+                .context("writing to standard output")?;
             report_live(&ran.summary);
+            Ok(report_errors(&ran.summary.errors))
         }
         Format::Table | Format::Wide => {
             let table = LiveTable::new(status, io::stdout().is_terminal());
@@ -53,9 +54,9 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
             )?;
             out.flush()?;
             report_live(&ran.summary);
+            Ok(report_errors(&ran.summary.errors))
         }
     }
-    Ok(EXIT_OK)
 }
 
 /// JSON lines on standard output as verdicts are made, then the summary with the kernel's
@@ -65,10 +66,10 @@ pub(super) fn stream_jsonl(
     cfg: Config,
     cluster: Option<&Arc<Cluster>>,
     stop_on_stdin: bool,
-) -> Result<()> {
+) -> Result<i32> {
     let out = JsonLines::new(io::BufWriter::new(io::stdout()));
     let mut ran = live(options, engine(cfg, out, cluster), stop_on_stdin)?;
     ran.out.summary(&ran.summary).context("writing to standard output")?;
     report_live(&ran.summary);
-    Ok(())
+    Ok(report_errors(&ran.summary.errors))
 }

@@ -6,7 +6,6 @@ use super::flags::{CheckArgs, CheckFormat};
 use super::run::{checked, live, report_errors, report_live};
 use crate::check::{self, CheckOptions, Requirement, Rule};
 use crate::pipeline::filter::PacketFilter;
-use crate::pipeline::record::Collect;
 use crate::pipeline::runner::{engine, Inputs};
 use crate::report::{EXIT_OK, EXIT_VIOLATION};
 use anyhow::{Context, Result};
@@ -26,7 +25,15 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
     if cluster.is_none() && rules.iter().any(|r| r.require == Requirement::Policy) {
         anyhow::bail!("--require policy needs --policy-from (a cluster dump with the PeerAuthentications)");
     }
-    let engine = engine(cfg, Collect::default(), cluster.as_ref());
+    let opts = CheckOptions {
+        evidence: args.evidence,
+        allow_empty: args.allow_empty,
+        min_flows: args.min_flows,
+        include_loopback: args.include_loopback,
+    };
+    // Each connection is judged when it is reported and let go: the check keeps counts and
+    // the first violations, not the connections.
+    let engine = engine(cfg, check::Evaluator::new(&rules, &opts), cluster.as_ref());
     let ran = match args.live.options(expr) {
         Some(options) => {
             if !args.input.inputs.is_empty() {
@@ -51,13 +58,8 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
             checked(inputs.run(engine))?
         }
     };
-    let opts = CheckOptions {
-        evidence: args.evidence,
-        allow_empty: args.allow_empty,
-        min_flows: args.min_flows,
-        include_loopback: args.include_loopback,
-    };
-    let result = check::evaluate(&rules, &ran.out.sorted(), &opts);
+    let mut result = ran.out.finish();
+    result.add_input_errors(&ran.summary.errors);
     write_result(args, &result)?;
     // An input not read completely fails the check whatever the rules said.
     let code = report_errors(&ran.summary.errors);

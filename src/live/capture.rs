@@ -8,7 +8,7 @@
 
 use crate::live::netns::{self, NetnsError, NetnsTarget};
 use crate::pipeline::record::CaptureStats;
-pub use crate::pipeline::runner::PacketSink;
+pub use crate::pipeline::runner::{Captured, PacketSink};
 use crate::pipeline::source::LinkType;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::os::fd::AsFd;
@@ -67,8 +67,13 @@ fn place(netns: &Option<NetnsTarget>) -> String {
     }
 }
 
-/// Capture until stopped. Blocks the calling thread; the capture itself runs on a new thread.
-pub fn run(opts: &LiveOptions, stop: &AtomicBool, sink: &mut dyn PacketSink) -> Result<CaptureStats, CaptureError> {
+/// Capture until stopped or until reading breaks off (the interface went away). Blocks the
+/// calling thread; the capture itself runs on a new thread. `Err` only when it could not start.
+pub fn run(
+    opts: &LiveOptions,
+    stop: &AtomicBool,
+    sink: &mut dyn PacketSink,
+) -> Result<Captured<CaptureError>, CaptureError> {
     // Fail on a missing namespace before starting anything.
     let ns_file = opts
         .netns
@@ -97,7 +102,7 @@ fn capture_here(
     opts: &LiveOptions,
     stop: &AtomicBool,
     sink: &mut dyn PacketSink,
-) -> Result<CaptureStats, CaptureError> {
+) -> Result<Captured<CaptureError>, CaptureError> {
     let where_ = place(&opts.netns);
     let devices = pcap::Device::list().map_err(|e| open_error(opts, &where_, e))?;
     if !devices.iter().any(|d| d.name == opts.interface) {
@@ -143,6 +148,7 @@ fn capture_here(
     let deadline = opts.duration.map(|d| started + d);
     let mut packets: u64 = 0;
     let mut last_tick = Instant::now();
+    let mut broke_off = None;
     loop {
         if stop.load(Ordering::Relaxed)
             || deadline.is_some_and(|d| Instant::now() >= d)
@@ -170,11 +176,14 @@ fn capture_here(
                 let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
                 let _ = poll(&mut fds, PollTimeout::from(POLL_MS as u16));
             }
+            // The interface went away (a deleted pod's veth) or the socket failed: what was
+            // captured so far is still reported, with this error.
             Err(e) => {
-                return Err(CaptureError::Read {
+                broke_off = Some(CaptureError::Read {
                     interface: opts.interface.clone(),
                     message: e.to_string(),
-                })
+                });
+                break;
             }
         }
         if last_tick.elapsed() >= Duration::from_millis(POLL_MS as u64) {
@@ -192,12 +201,14 @@ fn capture_here(
         if_dropped: 0,
     });
     if let Some(mut s) = save {
-        s.flush().map_err(|e| CaptureError::Write {
-            path: opts.write.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            message: e.to_string(),
-        })?;
+        if let Err(e) = s.flush() {
+            broke_off.get_or_insert(CaptureError::Write {
+                path: opts.write.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                message: e.to_string(),
+            });
+        }
     }
-    Ok(CaptureStats {
+    let stats = CaptureStats {
         interface: opts.interface.clone(),
         netns: opts.netns.as_ref().map(|t| t.path().display().to_string()),
         packets,
@@ -206,7 +217,8 @@ fn capture_here(
         if_dropped: stat.if_dropped,
         written: opts.write.as_ref().map(|p| p.display().to_string()),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    Ok(Captured { stats, broke_off })
 }
 
 /// Says once, on standard error, that the snap length cuts packets: a handshake in cut packets

@@ -31,6 +31,10 @@ pub struct Config {
     pub total_buffer_cap: usize,
     /// Keep the first bytes of plaintext connections in the report (`--show-payload`).
     pub show_payload: bool,
+    /// Most SYN-only connections (a SYN, nothing since) tracked at once; past it the oldest
+    /// are reported `no-data` and counted as evicted. A SYN flood then costs this many flows'
+    /// state, not `max_flows`' (about 500 bytes each).
+    pub max_syn_only: usize,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             total_buffer_cap: 256 << 20,
             show_payload: false,
             max_sessions: 100_000,
+            max_syn_only: 10_000,
         }
     }
 }
@@ -155,6 +160,10 @@ pub struct Engine<O: Output> {
     /// The inputs named so far ([`Engine::source`]); a connection's `file` is the one its first
     /// packet came from (a connection may go on in the next file).
     sources: Vec<String>,
+    /// Flows created by a bare SYN, oldest first, as (id, slot). An entry may be stale (the
+    /// flow got an answer, or is gone): it is checked when taken and pruned in bulk, so the
+    /// queue stays under twice `max_syn_only` entries.
+    syn_only: std::collections::VecDeque<(u64, usize)>,
 }
 
 /// The verdict of a connection whose inspection is over, with the evidence the flow's own
@@ -216,6 +225,7 @@ impl<O: Output> Engine<O> {
             buffered: 0,
             cluster: None,
             sources: Vec::new(),
+            syn_only: Default::default(),
         }
     }
 
@@ -344,7 +354,10 @@ impl<O: Output> Engine<O> {
             flow.rst = true;
         }
         let (final_now, held) = match &flow.state {
-            State::Active(a) => (a.inspector.is_final(), a.buffered()),
+            State::Active(a) => (
+                a.inspector.is_final() && !(self.cfg.show_payload && a.inspector.server_head_pending()),
+                a.buffered(),
+            ),
             _ => (false, 0),
         };
         self.buffered = self.buffered + held - flow.buffered;
@@ -397,13 +410,43 @@ impl<O: Output> Engine<O> {
         if self.table.len() >= self.cfg.max_flows {
             self.evict();
         }
+        let bare_syn = seg.flags.syn() && !seg.flags.ack();
+        if bare_syn {
+            self.limit_syn_only();
+        }
         let id = self.next_id;
         self.next_id += 1;
         let mut flow = Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap);
         flow.source = (self.sources.len().checked_sub(1))
             .and_then(|i| u32::try_from(i).ok())
             .unwrap_or(NO_SOURCE);
-        self.table.insert(flow)
+        let slot = self.table.insert(flow);
+        if bare_syn {
+            self.syn_only.push_back((id, slot));
+        }
+        slot
+    }
+
+    /// Before another SYN-only flow: at `max_syn_only` entries, drop the stale ones; if the
+    /// SYN-only flows still fill nine tenths of the cap, close the oldest down to that (so the
+    /// next prune is a tenth of the cap away).
+    fn limit_syn_only(&mut self) {
+        let cap = self.cfg.max_syn_only.max(1);
+        if self.syn_only.len() < cap {
+            return;
+        }
+        let table = &self.table;
+        self.syn_only
+            .retain(|&(id, slot)| table.try_get(slot).is_some_and(|f| f.id == id && f.syn_only()));
+        let keep = cap - cap.div_ceil(10);
+        while self.syn_only.len() > keep {
+            let Some((_, slot)) = self.syn_only.pop_front() else {
+                break;
+            };
+            self.close(slot);
+            self.table.remove(slot);
+            self.summary.evicted_flows += 1;
+        }
     }
 
     /// Final verdict for an active flow: free its buffers, remember session keys, stream it.

@@ -246,6 +246,16 @@ impl Flow {
     pub fn closed(&self) -> bool {
         self.rst || (self.fin[Side::Lo] && self.fin[Side::Hi])
     }
+
+    /// A client's SYN and nothing since: no packet from the server, no payload either way.
+    /// What a SYN flood or a port scan leaves; the engine holds only so many of these.
+    pub fn syn_only(&self) -> bool {
+        self.roles_from == RolesFrom::Syn
+            && self.isn.is_some()
+            && self.packets[self.client_dir.other()] == 0
+            && self.bytes == PerSide::default()
+            && matches!(self.state, State::Active(_))
+    }
 }
 
 /// A copy of a flow's counters and roles, detached from the table: what the verdict and the
@@ -327,6 +337,11 @@ impl FlowTable {
 
     pub fn get(&self, slot: usize) -> &Flow {
         self.slots[slot].as_ref().expect("slot in index is occupied")
+    }
+
+    /// The flow in `slot`, if the slot holds one.
+    pub fn try_get(&self, slot: usize) -> Option<&Flow> {
+        self.slots.get(slot).and_then(Option::as_ref)
     }
 
     pub fn get_mut(&mut self, slot: usize) -> &mut Flow {

@@ -46,6 +46,14 @@ pub enum InputError {
         offset: u64,
         filter: Arc<FilterError>,
     },
+    /// A live capture broke off (its interface went away, the pod was deleted): the
+    /// connections seen until then are reported. A capture that could not start is not an
+    /// input error; it stops the command.
+    #[error("capture on '{interface}' stopped early: {error}; the connections seen until then are reported")]
+    Capture {
+        interface: String,
+        error: Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// An error another mtlscope reported as text (an agent in a helper pod, through its JSON
     /// summary): only its message crossed the wire.
     #[error("{0}")]
@@ -54,22 +62,23 @@ pub enum InputError {
 
 impl InputError {
     /// The input the error is about, as given (`<stdin>` for standard input once it was
-    /// opened); `None` for a relayed error.
+    /// opened); `None` for a live capture and a relayed error.
     pub fn file(&self) -> Option<&str> {
         match self {
             InputError::Source(e) => Some(e.file()),
             InputError::UnsupportedLink { file, .. } | InputError::Filter { file, .. } => Some(file),
-            InputError::Relayed(_) => None,
+            InputError::Capture { .. } | InputError::Relayed(_) => None,
         }
     }
 
     /// The byte offset the error is about, where known (not for a file that could not be
-    /// opened, nor for a relayed error). For gzip input it counts decompressed bytes.
+    /// opened, nor for a live capture or a relayed error). For gzip input it counts
+    /// decompressed bytes.
     pub fn offset(&self) -> Option<u64> {
         match self {
             InputError::Source(e) => e.position().map(|p| p.offset),
             InputError::UnsupportedLink { offset, .. } | InputError::Filter { offset, .. } => Some(*offset),
-            InputError::Relayed(_) => None,
+            InputError::Capture { .. } | InputError::Relayed(_) => None,
         }
     }
 }

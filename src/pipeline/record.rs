@@ -271,6 +271,10 @@ impl Summary {
                 .collect();
             s.push_str(&format!("; PeerAuthentication: {}", f.join(", ")));
         }
+        // The table ends with this line: a run that did not read everything says so there too.
+        for e in &self.errors {
+            s.push_str(&format!("; not complete: {e}"));
+        }
         s
     }
 }
@@ -304,10 +308,15 @@ pub fn rfc3339(ns: u64) -> String {
     s
 }
 
-/// Collects connections for a table or one JSON document written at the end.
+/// Collects connections for a table or one JSON document written at the end: all of them, or
+/// with [`Collect::at_most`] a bounded number, the others only counted.
 #[derive(Default)]
 pub struct Collect {
     pub flows: Vec<FlowReport>,
+    /// Keep at most this many (connections with data first, then by first packet).
+    limit: Option<usize>,
+    /// The connections left out, by verdict.
+    pub left_out: BTreeMap<&'static str, u64>,
 }
 
 impl Output for Collect {
@@ -319,12 +328,44 @@ impl Output for Collect {
     }
     fn closed(&mut self, report: FlowReport) -> io::Result<()> {
         self.flows.push(report);
+        if self.limit.is_some_and(|n| self.flows.len() >= 2 * n.max(1)) {
+            self.trim();
+        }
         Ok(())
     }
 }
 
 impl Collect {
+    /// At most `n` connections, for a table: past that, those with data come before those
+    /// without, and the first seen before the later ones. The others are counted by verdict
+    /// in [`Collect::left_out`].
+    pub fn at_most(n: usize) -> Self {
+        Collect {
+            limit: Some(n),
+            ..Collect::default()
+        }
+    }
+
+    /// Apply the bound now (it is applied lazily, when twice as many are held).
+    pub fn trim(&mut self) {
+        let Some(n) = self.limit else { return };
+        if self.flows.len() <= n {
+            return;
+        }
+        self.flows
+            .sort_unstable_by_key(|f| (f.verdict.verdict == Kind::NoData, f.id));
+        for f in self.flows.drain(n..) {
+            *self.left_out.entry(f.verdict.verdict.name()).or_default() += 1;
+        }
+    }
+
+    /// How many connections were left out.
+    pub fn left_out_total(&self) -> u64 {
+        self.left_out.values().sum()
+    }
+
     pub fn sorted(mut self) -> Vec<FlowReport> {
+        self.trim();
         self.flows.sort_by_key(|f| f.id);
         self.flows
     }

@@ -44,6 +44,14 @@ pub struct Live<F> {
     pub source: String,
 }
 
+/// How a live capture that started ended: what the kernel counted and, when it broke off
+/// rather than being stopped (the interface went away), why. A capture that could not start
+/// returns its error instead.
+pub struct Captured<E> {
+    pub stats: CaptureStats,
+    pub broke_off: Option<E>,
+}
+
 /// What a run leaves: the output (with whatever it collected) and the summary, whose `errors`
 /// hold the input errors and, for a live capture, `capture` the kernel's counters.
 pub struct Ran<O> {
@@ -55,7 +63,7 @@ pub struct Ran<O> {
 /// [`Ran::summary`].
 #[derive(Debug, thiserror::Error)]
 pub enum RunError<E = std::convert::Infallible> {
-    /// The live capture could not start, or broke off.
+    /// The live capture could not start (one that broke off later is an input error).
     #[error(transparent)]
     Capture(E),
     /// The output could not be written (a closed pipe): reading stopped there.
@@ -83,16 +91,24 @@ impl Inputs<'_> {
 
 impl<F, E> Live<F>
 where
-    F: FnOnce(&mut dyn PacketSink) -> Result<CaptureStats, E>,
-    E: std::error::Error,
+    F: FnOnce(&mut dyn PacketSink) -> Result<Captured<E>, E>,
+    E: std::error::Error + Send + Sync + 'static,
 {
     /// Capture into `engine` (on a thread of its own: hence `Send`), then close all
-    /// connections.
+    /// connections. A capture that broke off is an input error in the summary, like a
+    /// truncated file: the connections seen are still reported.
     pub fn run<O: Output + Send>(self, mut engine: Engine<O>) -> Result<Ran<O>, RunError<E>> {
         engine.source(&self.source);
-        let stats = (self.capture)(&mut LiveSink { engine: &mut engine }).map_err(RunError::Capture)?;
+        let captured = (self.capture)(&mut LiveSink { engine: &mut engine }).map_err(RunError::Capture)?;
         engine.finish();
-        ran(engine, InputErrors::default(), Some(stats))
+        let mut errors = InputErrors::default();
+        if let Some(e) = captured.broke_off {
+            errors.push(InputError::Capture {
+                interface: captured.stats.interface.clone(),
+                error: Arc::new(e),
+            });
+        }
+        ran(engine, errors, Some(captured.stats))
     }
 }
 

@@ -82,6 +82,83 @@ pub fn write_json(out: &mut impl Write, flows: &[FlowReport], summary: &Summary)
     out.write_all(b"\n")
 }
 
+/// `-o json` for a run of any size. Up to [`JSON_SORT_WINDOW`] connections are held and the
+/// document is [`write_json`]'s: the summary, then the connections in order of their first
+/// packet. Past it the document is streamed so that memory stays bounded: the connections held
+/// so far (in order), then each as it is reported (the order of JSON lines), and the summary
+/// last: `{"flows": [...], "summary": {...}}`, the same fields.
+pub struct JsonDocument<W: Write> {
+    out: W,
+    held: Vec<FlowReport>,
+    /// Past the window: the array is open and elements go straight out.
+    streaming: bool,
+}
+
+/// Connections `-o json` holds (about 2.5 KB each) before it streams.
+pub const JSON_SORT_WINDOW: usize = 5000;
+
+impl<W: Write> JsonDocument<W> {
+    pub fn new(out: W) -> Self {
+        JsonDocument {
+            out,
+            held: Vec::new(),
+            streaming: false,
+        }
+    }
+
+    /// One element of the open `flows` array, indented as `to_writer_pretty` would.
+    fn element(&mut self, report: &FlowReport, first: bool) -> io::Result<()> {
+        let pretty = serde_json::to_string_pretty(report)?;
+        self.out
+            .write_all(if first { &b"\n    "[..] } else { &b",\n    "[..] })?;
+        // JSON strings escape newlines, so every newline here is the formatter's.
+        self.out.write_all(pretty.replace('\n', "\n    ").as_bytes())
+    }
+
+    fn start_streaming(&mut self) -> io::Result<()> {
+        self.held.sort_by_key(|f| f.id);
+        self.out.write_all(b"{\n  \"flows\": [")?;
+        for (i, f) in std::mem::take(&mut self.held).iter().enumerate() {
+            self.element(f, i == 0)?;
+        }
+        self.streaming = true;
+        Ok(())
+    }
+
+    /// The end of the run: the summary (and, for a run within the window, everything).
+    pub fn finish(mut self, summary: &Summary) -> io::Result<W> {
+        if !self.streaming {
+            self.held.sort_by_key(|f| f.id);
+            write_json(&mut self.out, &self.held, summary)?;
+            return Ok(self.out);
+        }
+        let pretty = serde_json::to_string_pretty(summary)?;
+        self.out.write_all(b"\n  ],\n  \"summary\": ")?;
+        self.out.write_all(pretty.replace('\n', "\n  ").as_bytes())?;
+        self.out.write_all(b"\n}\n")?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Output for JsonDocument<W> {
+    fn wants_closed(&self) -> bool {
+        true
+    }
+    fn decided(&mut self, _report: &FlowReport) -> io::Result<()> {
+        Ok(())
+    }
+    fn closed(&mut self, report: FlowReport) -> io::Result<()> {
+        if self.streaming {
+            return self.element(&report, false);
+        }
+        self.held.push(report);
+        if self.held.len() > JSON_SORT_WINDOW {
+            self.start_streaming()?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -166,5 +243,43 @@ pub(crate) mod tests {
         assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
         assert_eq!(rfc3339(1_795_000_000_123_456_789), "2026-11-18T11:06:40.123456Z");
         assert_eq!(rfc3339(u64::MAX), "2554-07-21T23:34:33.709551Z");
+    }
+
+    /// Issue 15: `-o json` kept every connection (2.4 GB at a million). Within the window the
+    /// document is byte for byte `write_json`'s; past it the streamed one holds the same
+    /// connections and summary.
+    #[test]
+    fn json_document_is_write_json_within_the_window_and_the_same_data_past_it() {
+        let summary = Summary::default();
+        for n in [3u64, JSON_SORT_WINDOW as u64 + 200] {
+            let mut doc = JsonDocument::new(Vec::new());
+            for id in (1..=n).rev() {
+                doc.closed(sample_report(id)).unwrap();
+            }
+            let streamed = doc.finish(&summary).unwrap();
+            let mut flows: Vec<FlowReport> = (1..=n).map(sample_report).collect();
+            flows.sort_by_key(|f| f.id);
+            let mut whole = Vec::new();
+            write_json(&mut whole, &flows, &summary).unwrap();
+            if n == 3 {
+                assert_eq!(String::from_utf8(streamed).unwrap(), String::from_utf8(whole).unwrap());
+                continue;
+            }
+            let a: serde_json::Value = serde_json::from_slice(&streamed).unwrap();
+            let b: serde_json::Value = serde_json::from_slice(&whole).unwrap();
+            assert_eq!(a["summary"], b["summary"]);
+            let ids = |v: &serde_json::Value| -> Vec<u64> {
+                let mut ids: Vec<u64> = v["flows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["id"].as_u64().unwrap())
+                    .collect();
+                ids.sort();
+                ids
+            };
+            assert_eq!(ids(&a), ids(&b));
+            assert_eq!(a["flows"][0], b["flows"][199]);
+        }
     }
 }

@@ -5,10 +5,27 @@
 pub mod json;
 pub mod table;
 
-pub use json::{write_json, JsonLines};
+pub use json::{write_json, JsonDocument, JsonLines, JSON_SORT_WINDOW};
 pub use table::{write_rows, write_rows_as, write_table, Columns, LiveTable, Row, Width};
 
 use std::io::{self, IsTerminal};
+
+/// Rows a table shows at most (`analyze -o table`); the others are counted in a line under
+/// it. A table of a million rows is read by nobody and would cost gigabytes.
+pub const TABLE_ROWS: usize = 5000;
+
+/// The line under a table that could not show every connection, e.g. `995000 more connections
+/// not shown (995000 no-data): -o jsonl or -o json lists every one`.
+pub fn left_out_line(left_out: &std::collections::BTreeMap<&'static str, u64>) -> Option<String> {
+    let total: u64 = left_out.values().sum();
+    (total > 0).then(|| {
+        let by: Vec<String> = left_out.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        format!(
+            "{total} more connections not shown ({}): -o jsonl or -o json lists every one",
+            by.join(", ")
+        )
+    })
+}
 
 /// Exit statuses: 0 all good, 1 `check` found a violation, 2 an input or a flag was bad.
 pub const EXIT_OK: i32 = 0;

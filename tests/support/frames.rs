@@ -126,7 +126,12 @@ impl Conn {
 
 /// Every frame through one engine, a microsecond apart; the connections it reports, sorted.
 pub fn run(frames: &[Vec<u8>]) -> Vec<FlowReport> {
-    let mut e = Engine::new(Config::default(), Collect::default());
+    run_with(Config::default(), frames)
+}
+
+/// [`run`] with an engine configured as given.
+pub fn run_with(cfg: Config, frames: &[Vec<u8>]) -> Vec<FlowReport> {
+    let mut e = Engine::new(cfg, Collect::default());
     for (i, f) in frames.iter().enumerate() {
         let _ = e.packet(1_700_000_000_000_000_000 + i as u64 * 1000, LinkType::ETHERNET, f);
     }

@@ -276,6 +276,13 @@ impl Inspector {
     }
 
     /// True once the outcome can no longer change: the flow stops buffering and reassembling.
+    /// A plaintext connection whose server has not spoken yet: with `--show-payload` the
+    /// verdict waits for the server's first bytes (or the end of the connection), because the
+    /// report promises both sides' and the inspector is gone once the verdict is made.
+    pub fn server_head_pending(&self) -> bool {
+        matches!(self.mode, Mode::Plaintext) && self.bytes[self.client_hint.other()] == 0
+    }
+
     pub fn is_final(&self) -> bool {
         match self.mode {
             Mode::Waiting => false,

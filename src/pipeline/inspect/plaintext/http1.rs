@@ -122,8 +122,9 @@ pub(super) fn response(_client: &[u8], server: &[u8], found: &mut Found) {
 }
 
 /// Reduces a request target to a path that is safe to show: scheme, authority (and any
-/// userinfo in it), query and fragment are dropped; bytes outside printable ASCII are
-/// percent-encoded; the result is at most `MAX_PATH_CHARS` characters.
+/// userinfo in it), path parameters (`;...` in a segment), query and fragment are dropped;
+/// bytes outside printable ASCII are percent-encoded; the result is at most `MAX_PATH_CHARS`
+/// characters.
 pub(super) fn sanitize_path(target: &[u8]) -> Option<String> {
     if target == b"*" {
         return Some("*".to_string());
@@ -141,7 +142,23 @@ pub(super) fn sanitize_path(target: &[u8]) -> Option<String> {
         return None;
     };
     let end = path.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(path.len());
-    let path = path.get(..end).unwrap_or_default();
+    // Path parameters (`/a;jsessionid=SECRET/b`) carry session ids as often as queries do:
+    // each segment keeps only what comes before its `;`.
+    let mut in_param = false;
+    let path: Vec<u8> = path
+        .get(..end)
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .filter(|&b| {
+            match b {
+                b';' => in_param = true,
+                b'/' => in_param = false,
+                _ => {}
+            }
+            !in_param
+        })
+        .collect();
     if path.is_empty() {
         // Absolute-form with no path component means the root.
         return Some("/".to_string());
@@ -156,7 +173,7 @@ pub(super) fn sanitize_path(target: &[u8]) -> Option<String> {
     };
     let mut out = String::new();
     let mut chars = 0;
-    for &b in path {
+    for &b in &path {
         if chars + width(b) > budget {
             break;
         }
@@ -195,6 +212,16 @@ mod tests {
             }
         );
         assert_no_leak(&info, &["token", "secret", "frag", "hunter2", "Bearer"]);
+    }
+
+    /// Regression (issue 15): `;jsessionid=` in a segment reached every output and JUnit.
+    #[test]
+    fn http1_path_parameters_are_dropped_like_queries() {
+        let info = id(b"GET /a;jsessionid=SECRET/b;v=1;x=2/c?q=1 HTTP/1.1\r\n", b"", 8080);
+        assert_eq!(info.path.as_deref(), Some("/a/b/c"));
+        assert_no_leak(&info, &["jsessionid", "SECRET", "v=1", "x=2"]);
+        assert_eq!(sanitize_path(b";x").as_deref(), None);
+        assert_eq!(sanitize_path(b"/;secret").as_deref(), Some("/"));
     }
 
     #[test]
