@@ -30,7 +30,7 @@ impl CheckReport {
         for r in &self.rules {
             let title = format!("mtlscope: {}", r.name);
             for v in &r.violations {
-                let text = format!("{} -> {} {}", v.client, v.server, v.reason);
+                let text = format!("{} -> {} {}", v.client_name(), v.server_name(), v.reason);
                 let file = v.file.as_deref().or(file);
                 let _ = writeln!(s, "::error {}::{}", props(&title, file), message(&text));
             }

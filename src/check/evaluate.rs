@@ -4,6 +4,7 @@
 
 use crate::check::judge::{judge, Demand, EvidenceLevel};
 use crate::check::rules::{Cidr, Match, Pattern, Requirement, Rule};
+use crate::pipeline::flows::Endpoint;
 use crate::pipeline::input_error::{InputError, InputErrors};
 use crate::pipeline::record::{FlowReport, Output, SCHEMA_VERSION};
 use crate::pipeline::verdict::{Confidence, Handshake, Kind};
@@ -24,8 +25,14 @@ pub struct Violation {
     pub id: u64,
     pub community_id: Option<String>,
     pub file: Option<String>,
-    pub client: String,
-    pub server: String,
+    /// `{ip, port}`, as `analyze -o json` writes them.
+    pub client: Endpoint,
+    pub server: Endpoint,
+    /// `namespace/pod` of each end, when a cluster dump names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_pod: Option<String>,
     pub verdict: Kind,
     pub confidence: Confidence,
     pub handshake: Handshake,
@@ -169,13 +176,39 @@ impl<'a> Compiled<'a> {
 
 /// `ip:port`, or `namespace/pod:port` when a cluster dump names the pod.
 fn endpoint(f: &FlowReport, client: bool) -> String {
-    let (e, pod) = match (client, &f.kubernetes) {
-        (true, k) => (f.client, k.as_ref().and_then(|k| k.client_pod.as_ref())),
-        (false, k) => (f.server, k.as_ref().and_then(|k| k.server_pod.as_ref())),
+    let (e, pod) = match client {
+        true => (f.client, pod(f, true)),
+        false => (f.server, pod(f, false)),
     };
+    named(e, pod.as_deref())
+}
+
+/// `namespace/pod` of one end, when a cluster dump names it.
+fn pod(f: &FlowReport, client: bool) -> Option<String> {
+    let k = f.kubernetes.as_ref()?;
+    match client {
+        true => k.client_pod.clone(),
+        false => k.server_pod.clone(),
+    }
+}
+
+/// `namespace/pod:port` when the pod is known, else `ip:port`: how text, JUnit and annotations
+/// name an end.
+fn named(e: Endpoint, pod: Option<&str>) -> String {
     match pod {
         Some(p) => format!("{p}:{}", e.port),
         None => e.to_string(),
+    }
+}
+
+impl Violation {
+    /// The client as text, JUnit and annotations name it.
+    pub fn client_name(&self) -> String {
+        named(self.client, self.client_pod.as_deref())
+    }
+    /// The server as text, JUnit and annotations name it.
+    pub fn server_name(&self) -> String {
+        named(self.server, self.server_pod.as_deref())
     }
 }
 
@@ -299,8 +332,10 @@ impl<'a> Evaluator<'a> {
                             id: f.id,
                             community_id: f.community_id.clone(),
                             file: f.file.clone(),
-                            client: endpoint(f, true),
-                            server: endpoint(f, false),
+                            client: f.client,
+                            server: f.server,
+                            client_pod: pod(f, true),
+                            server_pod: pod(f, false),
                             verdict: f.verdict.verdict,
                             confidence: f.verdict.confidence,
                             handshake: f.verdict.handshake,
@@ -348,8 +383,7 @@ impl<'a> Evaluator<'a> {
                 };
                 if take_failed {
                     let Some((_, v)) = failed.next() else { break };
-                    r.cases
-                        .push((v.client.clone(), v.server.clone(), Some(v.reason.clone())));
+                    r.cases.push((v.client_name(), v.server_name(), Some(v.reason.clone())));
                 } else {
                     let Some((_, (c, s))) = passed.next() else { break };
                     r.cases.push((c.clone(), s.clone(), None));
@@ -490,8 +524,9 @@ mod tests {
         let failures: Vec<_> = strict
             .violations
             .iter()
-            .map(|v| (v.client.as_str(), v.failure, v.handshake))
+            .map(|v| (v.client_name(), v.failure, v.handshake))
             .collect();
+        let failures: Vec<_> = failures.iter().map(|(c, f, h)| (c.as_str(), *f, *h)).collect();
         assert_eq!(
             failures,
             [
@@ -536,7 +571,7 @@ mod tests {
         let rule = &r.rules[0];
         assert_eq!((rule.matched, rule.passed, rule.failed()), (n as usize, 1250, 1250));
         assert_eq!((rule.violations.len(), rule.violations_not_listed), (MAX_LISTED, 250));
-        assert_eq!(rule.violations[0].client, "10.0.0.1:40002");
+        assert_eq!(rule.violations[0].client_name(), "10.0.0.1:40002");
         assert_eq!(rule.cases.len(), 2 * MAX_LISTED);
         assert_eq!(rule.cases_not_listed, 250);
         assert!(r.text(false).contains("1250 failed"), "{}", r.text(false));

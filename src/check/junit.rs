@@ -93,6 +93,14 @@ mod tests {
     use crate::pipeline::verdict::{Confidence, Handshake, Kind};
     use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
+    fn endpoint(s: &str) -> crate::pipeline::flows::Endpoint {
+        let a: std::net::SocketAddr = s.parse().unwrap();
+        crate::pipeline::flows::Endpoint {
+            ip: a.ip(),
+            port: a.port(),
+        }
+    }
+
     fn rule(name: &str, cases: Vec<(&str, &str, Option<&str>)>, evidence: &[&str]) -> RuleResult {
         let violations: Vec<Violation> = cases
             .iter()
@@ -101,8 +109,10 @@ mod tests {
                     id: 1,
                     community_id: None,
                     file: None,
-                    client: c.to_string(),
-                    server: s.to_string(),
+                    client: endpoint(c),
+                    server: endpoint(s),
+                    client_pod: None,
+                    server_pod: None,
                     verdict: Kind::Plaintext,
                     confidence: Confidence::Certain,
                     handshake: Handshake::None,

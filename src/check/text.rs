@@ -14,8 +14,8 @@ impl CheckReport {
                     s,
                     "FAIL [{}] {} -> {} {}: {}",
                     r.name,
-                    v.client,
-                    v.server,
+                    v.client_name(),
+                    v.server_name(),
                     v.verdict.name(),
                     v.reason.trim_start_matches(&format!("{}: ", v.verdict.name()))
                 );
