@@ -43,7 +43,10 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
         Format::Table | Format::Wide => {
             let table = LiveTable::new(status, io::stdout().is_terminal());
             let ran = live(&options, engine(cfg, table, cluster.as_ref()), false)?;
-            let flows = ran.out.collect.sorted();
+            let mut collect = ran.out.collect;
+            collect.trim();
+            let left_out = report::left_out_line(&collect.left_out);
+            let flows = collect.sorted();
             let mut out = io::BufWriter::new(io::stdout().lock());
             report::write_table(
                 &mut out,
@@ -52,6 +55,9 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
                 report::terminal_width(),
                 args.format.columns(),
             )?;
+            if let Some(line) = left_out {
+                writeln!(out, "{line}")?;
+            }
             out.flush()?;
             report_live(&ran.summary);
             Ok(report_errors(&ran.summary.errors))

@@ -396,8 +396,11 @@ fn render(rows: &[Row], width: Width, columns: Columns) -> comfy_table::Table {
 /// A table on a terminal that is redrawn as verdicts arrive; the final table (with complete
 /// counters) is printed from the collected connections at the end.
 pub struct LiveTable {
+    /// The final table's rows: at most [`super::TABLE_ROWS`], the others counted.
     pub collect: Collect,
-    shown: Vec<FlowReport>,
+    /// The most recent verdicts, redrawn while capturing; `counts` covers all of them.
+    shown: std::collections::VecDeque<FlowReport>,
+    counts: Summary,
     dirty: bool,
     last_draw: std::time::Instant,
     /// Shown under the table: what is being captured.
@@ -412,8 +415,9 @@ const LIVE_ROWS: usize = 30;
 impl LiveTable {
     pub fn new(status: String, live: bool) -> Self {
         LiveTable {
-            collect: Collect::default(),
-            shown: Vec::new(),
+            collect: Collect::at_most(super::TABLE_ROWS),
+            shown: std::collections::VecDeque::with_capacity(LIVE_ROWS + 1),
+            counts: Summary::default(),
             dirty: true,
             last_draw: std::time::Instant::now(),
             status,
@@ -435,19 +439,9 @@ impl LiveTable {
         }
         self.dirty = false;
         self.last_draw = std::time::Instant::now();
-        let start = self.shown.len().saturating_sub(LIVE_ROWS);
-        let mut summary = Summary::default();
-        for f in &self.shown {
-            summary.count(&f.verdict);
-        }
+        let rows: Vec<FlowReport> = self.shown.iter().cloned().collect();
         let mut buf = Vec::new();
-        let _ = write_table(
-            &mut buf,
-            &self.shown[start..],
-            &summary,
-            Width::Terminal,
-            Columns::Default,
-        );
+        let _ = write_table(&mut buf, &rows, &self.counts, Width::Terminal, Columns::Default);
         let mut out = io::stdout().lock();
         // Clear the screen, home the cursor, draw.
         let _ = out.write_all(b"\x1b[2J\x1b[H");
@@ -466,7 +460,14 @@ impl Output for LiveTable {
         true
     }
     fn decided(&mut self, report: &FlowReport) -> io::Result<()> {
-        self.shown.push(report.clone());
+        // Bounded whatever the traffic: the last LIVE_ROWS verdicts and the counts.
+        self.counts.count(&report.verdict);
+        if self.live {
+            if self.shown.len() == LIVE_ROWS {
+                self.shown.pop_front();
+            }
+            self.shown.push_back(report.clone());
+        }
         self.dirty = true;
         Ok(())
     }
@@ -497,6 +498,25 @@ mod tests {
             first_seen: "2024-05-01T10:00:00.123456Z".into(),
             evidence: vec![evidence.into(), "second line of evidence".into()],
         }
+    }
+
+    /// `capture -o table` keeps the last LIVE_ROWS verdicts for the screen and at most
+    /// TABLE_ROWS (twice that before a trim) for the final table, whatever the traffic.
+    #[test]
+    fn live_table_memory_is_bounded() {
+        let mut t = LiveTable::new("lo".into(), true);
+        let n = 3 * crate::report::TABLE_ROWS as u64;
+        for id in 1..=n {
+            let r = crate::report::json::tests::sample_report(id);
+            t.decided(&r).unwrap();
+            t.closed(r).unwrap();
+            assert!(t.shown.len() <= LIVE_ROWS);
+            assert!(t.collect.flows.len() < 2 * crate::report::TABLE_ROWS);
+        }
+        assert_eq!(t.counts.connections, n);
+        t.collect.trim();
+        assert_eq!(t.collect.flows.len(), crate::report::TABLE_ROWS);
+        assert_eq!(t.collect.left_out_total(), n - crate::report::TABLE_ROWS as u64);
     }
 
     const LONG: &str = "TLS 1.3: client's first encrypted record after ServerHello is 792 bytes \
