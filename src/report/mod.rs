@@ -6,13 +6,9 @@ pub mod json;
 pub mod table;
 
 pub use json::{write_json, JsonDocument, JsonLines, JSON_SORT_WINDOW};
-pub use table::{write_rows, write_rows_as, write_table, Columns, LiveTable, Row, Width};
+pub use table::{write_rows, write_rows_as, write_table, Columns, LiveTable, Row, Width, TABLE_ROWS};
 
 use std::io::{self, IsTerminal};
-
-/// Rows a table shows at most (`analyze -o table`); the others are counted in a line under
-/// it. A table of a million rows is read by nobody and would cost gigabytes.
-pub const TABLE_ROWS: usize = 5000;
 
 /// The line under a table that could not show every connection, e.g. `995000 more connections
 /// not shown (995000 no-data): -o jsonl or -o json lists every one`.

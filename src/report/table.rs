@@ -393,10 +393,14 @@ fn render(rows: &[Row], width: Width, columns: Columns) -> comfy_table::Table {
     t
 }
 
+/// Rows a table shows at most (`analyze -o table`, `capture -o table`); the others are counted
+/// in a line under it. A table of a million rows is read by nobody and would cost gigabytes.
+pub const TABLE_ROWS: usize = 5000;
+
 /// A table on a terminal that is redrawn as verdicts arrive; the final table (with complete
 /// counters) is printed from the collected connections at the end.
 pub struct LiveTable {
-    /// The final table's rows: at most [`super::TABLE_ROWS`], the others counted.
+    /// The final table's rows: at most [`TABLE_ROWS`], the others counted.
     pub collect: Collect,
     /// The most recent verdicts, redrawn while capturing; `counts` covers all of them.
     shown: std::collections::VecDeque<FlowReport>,
@@ -415,7 +419,7 @@ const LIVE_ROWS: usize = 30;
 impl LiveTable {
     pub fn new(status: String, live: bool) -> Self {
         LiveTable {
-            collect: Collect::at_most(super::TABLE_ROWS),
+            collect: Collect::at_most(TABLE_ROWS),
             shown: std::collections::VecDeque::with_capacity(LIVE_ROWS + 1),
             counts: Summary::default(),
             dirty: true,
@@ -505,18 +509,18 @@ mod tests {
     #[test]
     fn live_table_memory_is_bounded() {
         let mut t = LiveTable::new("lo".into(), true);
-        let n = 3 * crate::report::TABLE_ROWS as u64;
+        let n = 3 * TABLE_ROWS as u64;
         for id in 1..=n {
             let r = crate::report::json::tests::sample_report(id);
             t.decided(&r).unwrap();
             t.closed(r).unwrap();
             assert!(t.shown.len() <= LIVE_ROWS);
-            assert!(t.collect.flows.len() < 2 * crate::report::TABLE_ROWS);
+            assert!(t.collect.flows.len() < 2 * TABLE_ROWS);
         }
         assert_eq!(t.counts.connections, n);
         t.collect.trim();
-        assert_eq!(t.collect.flows.len(), crate::report::TABLE_ROWS);
-        assert_eq!(t.collect.left_out_total(), n - crate::report::TABLE_ROWS as u64);
+        assert_eq!(t.collect.flows.len(), TABLE_ROWS);
+        assert_eq!(t.collect.left_out_total(), n - TABLE_ROWS as u64);
     }
 
     const LONG: &str = "TLS 1.3: client's first encrypted record after ServerHello is 792 bytes \
