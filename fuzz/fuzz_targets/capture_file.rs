@@ -24,5 +24,12 @@ fuzz_target!(|data: &[u8]| {
     let flows = std::mem::take(&mut engine.out).sorted();
     let mut out = Vec::new();
     report::write_json(&mut out, &flows, &engine.summary).unwrap();
-    report::write_table(&mut out, &flows, &engine.summary, Some(120)).unwrap();
+    report::write_table(
+        &mut out,
+        &flows,
+        &engine.summary,
+        report::Width::Columns(120),
+        report::Columns::Default,
+    )
+    .unwrap();
 });

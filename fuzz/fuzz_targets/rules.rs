@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
             let report = evaluate(&rules, &[], &opts);
             let _ = report.text(true);
             let _ = report.junit(true);
-            let _ = report.github(false);
+            let _ = report.github(false, Some("capture.pcap"));
         }
         Err(e) => {
             // Every error names the file it is about.
