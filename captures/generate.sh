@@ -559,12 +559,9 @@ sc_istio_like_tls12_mtls_spiffe() {
     finish "Istio-like mTLS over TLS 1.2 (SPIFFE identities visible): OpenSSL, SPIFFE certs, SNI outbound_.9080_._.reviews..., ALPN istio-peer-exchange,istio"
 }
 
-# nginx with ssl_verify_client on; curl with and without a client certificate
-nginx_curl() { # ver(1.2|1.3)
-    local ver=$1 d=$WORK/nginx-$1 port=8443
-    local -a tlsargs=(--tlsv1.3)
-    [ "$ver" = 1.2 ] && tlsargs=(--tlsv1.2 --tls-max 1.2)
-    mkdir -p "$d/html"
+# nginx.conf in $1 for one server: no daemon, every path under $1; $2 is the server block's body.
+nginx_conf() { # dir, server lines
+    local d=$1
     cat >"$d/nginx.conf" <<EOF
 daemon off;
 master_process off;
@@ -580,17 +577,26 @@ http {
     uwsgi_temp_path $d/uwsgi;
     scgi_temp_path $d/scgi;
     server {
-        listen $SRV_IP:$port ssl;
+$2
+    }
+}
+EOF
+}
+
+# nginx with ssl_verify_client on; curl with and without a client certificate
+nginx_curl() { # ver(1.2|1.3)
+    local ver=$1 d=$WORK/nginx-$1 port=8443
+    local -a tlsargs=(--tlsv1.3)
+    [ "$ver" = 1.2 ] && tlsargs=(--tlsv1.2 --tls-max 1.2)
+    mkdir -p "$d/html"
+    nginx_conf "$d" "        listen $SRV_IP:$port ssl;
         server_name server.test;
         ssl_certificate $C/server-rsa.pem;
         ssl_certificate_key $C/server-rsa.key;
         ssl_client_certificate $C/ca.pem;
         ssl_verify_client on;
         ssl_protocols TLSv1.2 TLSv1.3;
-        location / { return 200 "hello\n"; }
-    }
-}
-EOF
+        location / { return 200 \"hello\n\"; }"
     srv_bg nginx-$ver nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log"
     local npid=$SRV_PID code
     wait_listen "$port"
@@ -1486,26 +1492,8 @@ scenario openssl-client-hello-answered-by-http
 sc_openssl_client_hello_answered_by_http() {
     local d=$WORK/nginx-plain port=8081
     mkdir -p "$d"
-    cat >"$d/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log info;
-events { worker_connections 64; }
-http {
-    access_log $d/access.log;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    server {
-        listen $SRV_IP:$port;
-        location / { return 200 "hello\n"; }
-    }
-}
-EOF
+    nginx_conf "$d" "        listen $SRV_IP:$port;
+        location / { return 200 \"hello\n\"; }"
     begin openssl-client-hello-answered-by-http pcap
     srv_bg nginx-plain nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log"
     local npid=$SRV_PID
