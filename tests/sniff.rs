@@ -245,9 +245,14 @@ async fn dry_run_prints_the_helper_pod_and_creates_nothing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let yaml = text(&o.stdout);
     eprintln!("{yaml}");
+    // The filter goes compiled, for the Ethernet of the pod's eth0: the static agent has no libpcap.
+    let program = mtlscope::pipeline::filter::compile("tcp port 4433", mtlscope::pipeline::source::LinkType::ETHERNET)
+        .unwrap()
+        .text();
     assert!(
         yaml.contains(&format!(
-            "#   {NS}/web-0: mtlscope agent --container-id containerd://{} -i eth0 --stop-on-stdin -f 'tcp port 4433' --duration 30000ms",
+            "#   {NS}/web-0: mtlscope agent --container-id containerd://{} -i eth0 --stop-on-stdin --bpf-program '{program}' \
+             --bpf-link-type 1 --duration 30000ms",
             hex_id(1)
         )),
         "{yaml}"

@@ -6,6 +6,7 @@ use super::flags::AgentArgs;
 use super::run::{report_capture, StopSignals};
 use crate::live::capture::LiveOptions;
 use crate::live::netns::NetnsTarget;
+use crate::pipeline::filter::CompiledFilter;
 use crate::pipeline::runner::PacketSink;
 use crate::pipeline::source::LinkType;
 use crate::report::{EXIT_BAD_INPUT, EXIT_OK};
@@ -15,10 +16,15 @@ use anyhow::Result;
 pub fn agent(args: &AgentArgs) -> Result<i32> {
     let pid = crate::kube::agent::find_container_pid(&args.proc_root, &args.container_id)?;
     let ns = args.proc_root.join(pid.to_string()).join("ns/net");
+    let program = match (&args.bpf_program, args.bpf_link_type) {
+        (Some(text), Some(link)) => Some(CompiledFilter::parse(text, LinkType(link))?),
+        _ => None,
+    };
     let live = LiveOptions {
         interface: args.interface.clone(),
         netns: Some(NetnsTarget::Netns(ns.display().to_string())),
         filter: args.filter.clone(),
+        program,
         // `capture`'s defaults for -s and --buffer-size.
         snaplen: 262_144,
         promisc: false,

@@ -241,9 +241,19 @@ pub struct AgentArgs {
     /// Interface inside the pod: eth0 for sidecar-to-sidecar traffic, lo for the app <-> sidecar leg, any for both.
     #[arg(short = 'i', long = "interface", default_value = "eth0", value_name = "IFACE")]
     pub interface: String,
-    /// Only packets matching this BPF expression (tcpdump syntax).
-    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    /// Only packets matching this BPF expression (tcpdump syntax); needs a build with libpcap
+    /// (the static agent has none: it takes --bpf-program).
+    #[arg(short = 'f', long = "filter", value_name = "EXPR", conflicts_with = "bpf_program")]
     pub filter: Option<String>,
+    /// Only packets matching this compiled filter, applied in the kernel: `tcpdump -ddd` output
+    /// with its lines joined by commas (`4,40 0 0 12,21 0 1 2048,6 0 0 262144,6 0 0 0`); what the
+    /// plugin passes for `sniff -f`.
+    #[arg(long, value_name = "PROGRAM", requires = "bpf_link_type")]
+    pub bpf_program: Option<String>,
+    /// The link type --bpf-program was compiled for (1: Ethernet, as eth0 and lo are; 113: Linux
+    /// cooked, as `-i any` is); a program for another link type than the interface's is refused.
+    #[arg(long, value_name = "LINKTYPE", requires = "bpf_program")]
+    pub bpf_link_type: Option<i32>,
     #[command(flatten)]
     pub stop: StopArgs,
     #[command(flatten)]

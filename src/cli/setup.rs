@@ -36,6 +36,7 @@ impl LiveArgs {
             interface,
             netns,
             filter,
+            program: None,
             snaplen: self.snaplen,
             promisc: self.promisc,
             duration: self.stop.duration,

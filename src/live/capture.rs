@@ -1,17 +1,22 @@
-//! Stage 1 for live traffic: libpcap on an interface, optionally inside another network
-//! namespace, feeding the same engine as capture files.
+//! Stage 1 for live traffic: an AF_PACKET socket on an interface ([`afpacket`]), optionally
+//! inside another network namespace, feeding the same engine as capture files.
 //!
 //! The capture runs on a thread of its own: that thread enters the namespace (see [`netns`]),
-//! opens the interface, applies the BPF filter in the kernel and hands each packet to a
+//! opens the interface, attaches the BPF filter in the kernel and hands each packet to a
 //! [`PacketSink`]. It wakes at least every [`POLL_MS`] to notice Ctrl-C, SIGTERM, `--duration`
 //! and `--count`, so stopping is prompt and the `-w` file is always complete.
+//!
+//! A filter is a tcpdump expression compiled here with libpcap for the interface's link type
+//! (builds with the `libpcap` feature), or a program compiled elsewhere (the plugin, for the
+//! static agent), which must have been compiled for the interface's link type.
 
+use crate::live::afpacket::{self, OpenError, Ring, MAX_SNAPLEN};
 use crate::live::netns::{self, NetnsError, NetnsTarget};
+use crate::live::savefile::Savefile;
+use crate::pipeline::filter::{self, CompiledFilter, FilterError};
 use crate::pipeline::record::CaptureStats;
 pub use crate::pipeline::runner::{Captured, PacketSink};
 use crate::pipeline::source::LinkType;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +28,10 @@ pub const POLL_MS: i32 = 100;
 pub struct LiveOptions {
     pub interface: String,
     pub netns: Option<NetnsTarget>,
+    /// A tcpdump expression, compiled for the interface's link type.
     pub filter: Option<String>,
+    /// A program compiled elsewhere (`--bpf-program`); used instead of `filter`.
+    pub program: Option<CompiledFilter>,
     pub snaplen: i32,
     pub promisc: bool,
     pub duration: Option<Duration>,
@@ -50,8 +58,19 @@ pub enum CaptureError {
         message: String,
         hint: &'static str,
     },
-    #[error("invalid filter '{expr}': {message}")]
-    Filter { expr: String, message: String },
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(
+        "--bpf-program was compiled for link type {program}, but '{interface}' {place} gives {interface_link}: \
+         compile it for {interface_link} (`tcpdump -ddd -y {name} EXPR`, or let `kubectl mtlscope sniff -f` do it)"
+    )]
+    ProgramLink {
+        interface: String,
+        place: String,
+        program: LinkType,
+        interface_link: LinkType,
+        name: String,
+    },
     #[error("-w {path}: {message}")]
     Write { path: String, message: String },
     #[error("reading from '{interface}': {message}")]
@@ -98,50 +117,69 @@ pub fn run(
     })
 }
 
+/// The socket, started with its filter.
+fn open(opts: &LiveOptions, snaplen: u32) -> Result<Ring, CaptureError> {
+    let where_ = place(&opts.netns);
+    let open_error = |e: OpenError| match e {
+        OpenError::NoInterface => CaptureError::NoInterface {
+            interface: opts.interface.clone(),
+            place: where_.clone(),
+            available: afpacket::interface_names().join(", "),
+        },
+        OpenError::Os { what, cause } => CaptureError::Open {
+            interface: opts.interface.clone(),
+            place: where_.clone(),
+            hint: match cause.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => CAPTURE_HINT,
+                _ => "",
+            },
+            message: format!("{what}: {cause}"),
+        },
+    };
+    let buffer = usize::try_from(opts.buffer_size).unwrap_or(32 << 20);
+    let mut ring = Ring::open(&opts.interface, snaplen, buffer).map_err(open_error)?;
+    let link = ring.link();
+    let program = match (&opts.program, &opts.filter) {
+        (Some(p), _) if p.link != link => {
+            return Err(CaptureError::ProgramLink {
+                interface: opts.interface.clone(),
+                place: where_.clone(),
+                program: p.link,
+                interface_link: link,
+                name: tcpdump_name(link),
+            })
+        }
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(expr)) => Some(filter::compile(expr, link)?),
+        (None, None) => None,
+    };
+    ring.start(program.as_ref().map(|p| &p.insns[..]), opts.promisc)
+        .map_err(open_error)?;
+    Ok(ring)
+}
+
 fn capture_here(
     opts: &LiveOptions,
     stop: &AtomicBool,
     sink: &mut dyn PacketSink,
 ) -> Result<Captured<CaptureError>, CaptureError> {
-    let where_ = place(&opts.netns);
-    let devices = pcap::Device::list().map_err(|e| open_error(opts, &where_, e))?;
-    if !devices.iter().any(|d| d.name == opts.interface) {
-        let mut names: Vec<String> = devices.into_iter().map(|d| d.name).collect();
-        names.sort();
-        return Err(CaptureError::NoInterface {
-            interface: opts.interface.clone(),
-            place: where_,
-            available: names.join(", "),
-        });
-    }
-    let mut cap = pcap::Capture::from_device(opts.interface.as_str())
-        .and_then(|c| {
-            c.promisc(opts.promisc)
-                .snaplen(opts.snaplen)
-                .timeout(POLL_MS)
-                .immediate_mode(true)
-                .buffer_size(opts.buffer_size)
-                .precision(pcap::Precision::Nano)
-                .open()
-        })
-        .and_then(|c| c.setnonblock())
-        .map_err(|e| open_error(opts, &where_, e))?;
-    if let Some(expr) = &opts.filter {
-        cap.filter(expr, true).map_err(|e| CaptureError::Filter {
-            expr: expr.clone(),
-            message: e.to_string(),
-        })?;
-    }
-    let link = LinkType(cap.get_datalink().0);
+    // 0 or less (and anything over the maximum) is the maximum, as for libpcap.
+    let snaplen = u32::try_from(opts.snaplen)
+        .ok()
+        .filter(|&s| s > 0 && s <= MAX_SNAPLEN)
+        .unwrap_or(MAX_SNAPLEN);
+    let drops_before = interface_drops(&opts.interface);
+    let mut ring = open(opts, snaplen)?;
+    let link = ring.link();
     let mut snap = SnapWarning::default();
-    // /sys/class/net shows the namespace sysfs was mounted in, not the one this thread entered.
-    let mtu = opts.netns.is_none().then(|| interface_mtu(&opts.interface)).flatten();
+    let mtu = afpacket::interface_mtu(&opts.interface);
     snap.warn(mtu.and_then(|mtu| snap_below_mtu(opts.snaplen, &opts.interface, mtu, link)));
+    let write_error = |path: &PathBuf, e: std::io::Error| CaptureError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let mut save = match &opts.write {
-        Some(path) => Some(cap.savefile(path).map_err(|e| CaptureError::Write {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?),
+        Some(path) => Some(Savefile::create(path, link, snaplen).map_err(|e| write_error(path, e))?),
         None => None,
     };
     let started = Instant::now();
@@ -149,6 +187,7 @@ fn capture_here(
     let mut packets: u64 = 0;
     let mut last_tick = Instant::now();
     let mut broke_off = None;
+    let mut write_failed = None;
     loop {
         if stop.load(Ordering::Relaxed)
             || deadline.is_some_and(|d| Instant::now() >= d)
@@ -156,26 +195,23 @@ fn capture_here(
         {
             break;
         }
-        match cap.next_packet() {
-            Ok(p) => {
-                packets += 1;
-                snap.warn(packet_cut(opts.snaplen, p.header.caplen, p.header.len));
-                if let Some(s) = save.as_mut() {
-                    s.write(&p);
-                }
-                let ts = &p.header.ts;
-                // With nanosecond precision libpcap puts nanoseconds in tv_usec.
-                let ts_ns = (ts.tv_sec as u64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(ts.tv_usec as u64);
-                sink.packet(ts_ns, link, p.data);
+        match ring.wait(POLL_MS as u16) {
+            Ok(true) => {
+                ring.read_block(&mut |p| {
+                    packets += 1;
+                    snap.warn(packet_cut(opts.snaplen, p.data.len() as u32, p.len));
+                    if let Some(s) = save.as_mut() {
+                        if let Err(e) = s.write(p.ts_ns, p.len, p.data) {
+                            // Nothing more goes to a file that failed; the capture goes on.
+                            write_failed = Some(e);
+                            save = None;
+                        }
+                    }
+                    sink.packet(p.ts_ns, link, p.data);
+                    !opts.count.is_some_and(|c| packets >= c) && !stop.load(Ordering::Relaxed)
+                });
             }
-            // Non-blocking: nothing to read now. Wait on the descriptor ourselves, because in
-            // immediate mode libpcap's own read never returns on its timeout (Linux, TPACKET_V3).
-            Err(pcap::Error::TimeoutExpired) => {
-                let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(POLL_MS as u16));
-            }
+            Ok(false) => {}
             // The interface went away (a deleted pod's veth) or the socket failed: what was
             // captured so far is still reported, with this error.
             Err(e) => {
@@ -189,36 +225,58 @@ fn capture_here(
         if last_tick.elapsed() >= Duration::from_millis(POLL_MS as u64) {
             last_tick = Instant::now();
             // The -w file may be a pipe someone reads live (the agent's pcap stream).
-            if let Some(s) = save.as_mut() {
-                let _ = s.flush();
+            if let Some(Err(e)) = save.as_mut().map(Savefile::flush) {
+                write_failed = Some(e);
+                save = None;
             }
             sink.tick();
         }
     }
-    let stat = cap.stats().unwrap_or(pcap::Stat {
-        received: 0,
-        dropped: 0,
-        if_dropped: 0,
-    });
-    if let Some(mut s) = save {
-        if let Err(e) = s.flush() {
-            broke_off.get_or_insert(CaptureError::Write {
-                path: opts.write.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-                message: e.to_string(),
-            });
-        }
+    let stat = ring.stats();
+    if let Some(Err(e)) = save.as_mut().map(Savefile::flush) {
+        write_failed = Some(e);
     }
+    if let (Some(e), Some(path)) = (write_failed, &opts.write) {
+        broke_off.get_or_insert(write_error(path, e));
+    }
+    let if_dropped = match (drops_before, interface_drops(&opts.interface)) {
+        (Some(before), Some(after)) => after.saturating_sub(before),
+        _ => 0,
+    };
     let stats = CaptureStats {
         interface: opts.interface.clone(),
         netns: opts.netns.as_ref().map(|t| t.path().display().to_string()),
         packets,
-        received: stat.received,
-        dropped: stat.dropped,
-        if_dropped: stat.if_dropped,
+        received: u32::try_from(stat.received).unwrap_or(u32::MAX),
+        dropped: u32::try_from(stat.dropped).unwrap_or(u32::MAX),
+        if_dropped: u32::try_from(if_dropped).unwrap_or(u32::MAX),
         written: opts.write.as_ref().map(|p| p.display().to_string()),
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok(Captured { stats, broke_off })
+}
+
+/// The name `tcpdump -y` knows a link type by.
+fn tcpdump_name(link: LinkType) -> String {
+    match link {
+        LinkType::ETHERNET => "EN10MB".into(),
+        other => other.name(),
+    }
+}
+
+/// The packets the interface dropped on receive so far (the `drop` column of
+/// /proc/net/dev), in the network namespace of the calling thread; `None` for `any`.
+fn interface_drops(interface: &str) -> Option<u64> {
+    let dev = std::fs::read_to_string("/proc/thread-self/net/dev").ok()?;
+    dev_drops(&dev, interface)
+}
+
+fn dev_drops(dev: &str, interface: &str) -> Option<u64> {
+    dev.lines().find_map(|line| {
+        let (name, counters) = line.split_once(':')?;
+        // Receive: bytes packets errs drop ...
+        (name.trim() == interface).then(|| counters.split_whitespace().nth(3)?.parse().ok())?
+    })
 }
 
 /// Says once, on standard error, that the snap length cuts packets: a handshake in cut packets
@@ -235,18 +293,6 @@ impl SnapWarning {
             eprintln!("mtlscope: warning: {w}");
         }
     }
-}
-
-/// The interface's MTU, from sysfs (Linux); `None` for `any` or when it cannot be read.
-fn interface_mtu(interface: &str) -> Option<u32> {
-    if interface.is_empty() || interface.contains('/') || interface.starts_with('.') {
-        return None;
-    }
-    std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// Bytes of link-layer header in front of the IP packet, for the link types live capture gives.
@@ -284,18 +330,6 @@ fn packet_cut(snaplen: i32, caplen: u32, len: u32) -> Option<String> {
     })
 }
 
-fn open_error(opts: &LiveOptions, place: &str, e: pcap::Error) -> CaptureError {
-    let message = e.to_string();
-    let lower = message.to_lowercase();
-    let denied = lower.contains("permission") || lower.contains("not permitted");
-    CaptureError::Open {
-        interface: opts.interface.clone(),
-        place: place.to_string(),
-        message,
-        hint: if denied { CAPTURE_HINT } else { "" },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,11 +356,15 @@ mod tests {
     }
 
     #[test]
-    fn mtu_is_read_only_for_plain_interface_names() {
-        assert_eq!(interface_mtu("../../../etc/passwd"), None);
-        assert_eq!(interface_mtu(""), None);
-        if std::path::Path::new("/sys/class/net/lo/mtu").exists() {
-            assert!(interface_mtu("lo").is_some_and(|m| m > 0));
-        }
+    fn interface_drops_are_read_from_proc_net_dev() {
+        let dev = "Inter-|   Receive                                                |  Transmit\n \
+                   face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets\n    \
+                   lo: 1000      10    0    0    0     0          0         0     1000      10\n  \
+                   veth0: 5000      50    1    7    0     0          0         0     2000      20\n";
+        assert_eq!(dev_drops(dev, "veth0"), Some(7));
+        assert_eq!(dev_drops(dev, "lo"), Some(0));
+        assert_eq!(dev_drops(dev, "eth9"), None);
+        assert!(interface_drops("lo").is_some());
+        assert_eq!(interface_drops("any"), None);
     }
 }

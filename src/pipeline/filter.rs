@@ -1,19 +1,21 @@
 //! tcpdump filter expressions (`tcp port 443 and host 10.0.0.5`) applied to packets of any
-//! link type.
+//! link type, and compiled BPF programs in `tcpdump -ddd` text for the kernel.
 //!
 //! libpcap compiles the expression into a BPF program; a program is specific to a link type
 //! (where the IP header starts depends on it), and one capture can mix link types, so a program
 //! is compiled per link type the first time a packet of that type shows up, on a dead pcap
 //! handle, and kept. libpcap's interpreter (`pcap_offline_filter`) then runs it on each packet.
 //!
+//! libpcap is the cargo feature `libpcap` (on by default). The static agent is built without it
+//! (Debian's libpcap.a needs dbus and systemd): there an expression is refused with a message
+//! that says so, and the agent takes a [`CompiledFilter`] that the plugin compiled instead
+//! (`--bpf-program`), which live capture attaches to its socket (SO_ATTACH_FILTER).
+//!
 //! Limitation: the pcap crate runs a program with the packet's wire length set to the captured
 //! length, so `len`, `greater` and `less` compare against the captured length. They differ only
 //! for packets cut by the snap length.
 
-use std::borrow::Cow;
 use std::fmt;
-
-use pcap::{BpfProgram, Capture, Linktype};
 
 use crate::pipeline::source::LinkType;
 
@@ -32,21 +34,100 @@ pub enum FilterError {
         link: LinkType,
         reason: CompileError,
     },
+    /// This build has no libpcap to compile expressions with (the static agent).
+    #[error(
+        "filter '{expr}': this mtlscope was built without libpcap (the static agent), so it cannot compile \
+         filter expressions; compile it where libpcap is (`tcpdump -ddd -y EN10MB '{expr}'`) and pass the \
+         program as --bpf-program with --bpf-link-type, or use a build with the `libpcap` feature"
+    )]
+    NoLibpcap { expr: String },
 }
 
 /// libpcap's refusal to compile an expression for a link type, shown in libpcap's own words.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", libpcap_text(.0))]
-pub struct CompileError(pcap::Error);
+#[error("{0}")]
+pub struct CompileError(String);
 
-/// libpcap's text, minus a prefix that adds nothing after "invalid filter".
-fn libpcap_text(e: &pcap::Error) -> Cow<'_, str> {
-    match e {
-        pcap::Error::PcapError(text) => {
-            Cow::Borrowed(text.strip_prefix("can't parse filter expression: ").unwrap_or(text))
+/// One BPF instruction, as `tcpdump -ddd` prints it: opcode, jump if true, jump if false, `k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BpfInsn {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+/// The kernel's limit on a socket filter's length (BPF_MAXINSNS).
+pub const MAX_INSNS: usize = 4096;
+
+/// A compiled classic BPF program and the link type it was compiled for: where a program reads
+/// the IP header depends on the link type, so it is only valid on an interface of that type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledFilter {
+    pub link: LinkType,
+    pub insns: Vec<BpfInsn>,
+}
+
+/// A `--bpf-program` text that is not a BPF program.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("--bpf-program: {0} (expected `tcpdump -ddd` output: the instruction count, then one 'code jt jf k' per instruction, separated by commas or newlines)")]
+pub struct ProgramTextError(String);
+
+impl CompiledFilter {
+    /// Reads `tcpdump -ddd` output, with its lines separated by newlines or commas (as
+    /// iptables' bpf match takes it): `4,40 0 0 12,21 0 1 2048,6 0 0 262144,6 0 0 0`.
+    pub fn parse(text: &str, link: LinkType) -> Result<CompiledFilter, ProgramTextError> {
+        let mut parts = text.split([',', '\n']).map(str::trim).filter(|p| !p.is_empty());
+        let count = parts.next().ok_or_else(|| ProgramTextError("empty program".into()))?;
+        let count: usize = count
+            .parse()
+            .map_err(|_| ProgramTextError(format!("the instruction count '{count}' is not a number")))?;
+        if count == 0 || count > MAX_INSNS {
+            return Err(ProgramTextError(format!(
+                "{count} instructions: a program has 1 to {MAX_INSNS}"
+            )));
         }
-        other => Cow::Owned(other.to_string()),
+        let mut insns = Vec::with_capacity(count);
+        for (n, part) in parts.enumerate() {
+            let fields: Vec<&str> = part.split_whitespace().collect();
+            let bad = || {
+                ProgramTextError(format!(
+                    "instruction {} '{part}' is not 'code jt jf k' in decimal",
+                    n + 1
+                ))
+            };
+            let [code, jt, jf, k] = fields[..] else {
+                return Err(bad());
+            };
+            insns.push(BpfInsn {
+                code: code.parse().map_err(|_| bad())?,
+                jt: jt.parse().map_err(|_| bad())?,
+                jf: jf.parse().map_err(|_| bad())?,
+                k: k.parse().map_err(|_| bad())?,
+            });
+        }
+        if insns.len() != count {
+            return Err(ProgramTextError(format!(
+                "the count says {count} instructions, {} follow",
+                insns.len()
+            )));
+        }
+        Ok(CompiledFilter { link, insns })
     }
+
+    /// The program as `tcpdump -ddd` prints it, with commas for newlines: one shell word.
+    pub fn text(&self) -> String {
+        let mut s = self.insns.len().to_string();
+        for i in &self.insns {
+            s.push_str(&format!(",{} {} {} {}", i.code, i.jt, i.jf, i.k));
+        }
+        s
+    }
+}
+
+/// Compiles an expression for the kernel of a capture on `link` (what `tcpdump -ddd -y` does).
+pub fn compile(expr: &str, link: LinkType) -> Result<CompiledFilter, FilterError> {
+    imp::compile(expr, link).map(|insns| CompiledFilter { link, insns })
 }
 
 /// A tcpdump filter expression with its compiled programs, one per link type seen so far.
@@ -54,7 +135,7 @@ pub struct PacketFilter {
     expr: String,
     /// Link types seen so far; `None` when the expression does not compile for that type.
     /// A handful of entries at most, so a linear scan beats hashing.
-    programs: Vec<(LinkType, Option<BpfProgram>)>,
+    programs: Vec<(LinkType, Option<imp::Program>)>,
     /// Index of the entry used last: consecutive packets almost always share a link type.
     last: usize,
 }
@@ -72,10 +153,7 @@ impl fmt::Debug for PacketFilter {
 impl PacketFilter {
     /// Compiles the expression for Ethernet so that a typo fails before any file is read.
     pub fn new(expr: &str) -> Result<PacketFilter, FilterError> {
-        let program = compile(expr, LinkType::ETHERNET).map_err(|reason| FilterError::Invalid {
-            expr: expr.to_string(),
-            reason,
-        })?;
+        let program = imp::Program::new(expr, LinkType::ETHERNET).map_err(|e| e.invalid(expr))?;
         Ok(PacketFilter {
             expr: expr.to_string(),
             programs: vec![(LinkType::ETHERNET, Some(program))],
@@ -103,7 +181,7 @@ impl PacketFilter {
         };
         self.last = index;
         Ok(match self.programs.get(index) {
-            Some((_, Some(program))) => program.filter(data),
+            Some((_, Some(program))) => program.matches(data),
             _ => false,
         })
     }
@@ -111,43 +189,141 @@ impl PacketFilter {
     #[cold]
     fn first_of_link(&mut self, link: LinkType, data: &[u8]) -> Result<bool, FilterError> {
         self.last = self.programs.len();
-        match compile(&self.expr, link) {
+        match imp::Program::new(&self.expr, link) {
             Ok(program) => {
-                let matched = program.filter(data);
+                let matched = program.matches(data);
                 self.programs.push((link, Some(program)));
                 Ok(matched)
             }
-            Err(reason) => {
+            Err(e) => {
                 self.programs.push((link, None));
-                Err(FilterError::Unsupported {
-                    expr: self.expr.clone(),
-                    link,
-                    reason,
-                })
+                Err(e.unsupported(&self.expr, link))
             }
         }
     }
 }
 
-fn compile(expr: &str, link: LinkType) -> Result<BpfProgram, CompileError> {
-    Capture::dead(Linktype(dlt_for(link)))
-        .and_then(|capture| capture.compile(expr, true))
-        .map_err(CompileError)
+/// Why libpcap (or its absence) did not give a program.
+enum Refusal {
+    #[cfg_attr(not(feature = "libpcap"), allow(dead_code))]
+    Libpcap(CompileError),
+    #[cfg(not(feature = "libpcap"))]
+    NoLibpcap,
 }
 
-/// `pcap_open_dead` takes the platform's DLT_ value, which differs from the LINKTYPE_ value
-/// stored in files for a few historical link types (libpcap's `linktype_to_dlt`).
-fn dlt_for(link: LinkType) -> i32 {
-    match link.0 {
-        100 => 11, // ATM_RFC1483
-        101 if cfg!(target_os = "openbsd") => 14,
-        101 => 12, // RAW
-        108 if cfg!(target_os = "openbsd") => 12,
-        other => other,
+impl Refusal {
+    fn invalid(self, expr: &str) -> FilterError {
+        match self {
+            Refusal::Libpcap(reason) => FilterError::Invalid {
+                expr: expr.to_string(),
+                reason,
+            },
+            #[cfg(not(feature = "libpcap"))]
+            Refusal::NoLibpcap => FilterError::NoLibpcap { expr: expr.to_string() },
+        }
+    }
+
+    fn unsupported(self, expr: &str, link: LinkType) -> FilterError {
+        match self {
+            Refusal::Libpcap(reason) => FilterError::Unsupported {
+                expr: expr.to_string(),
+                link,
+                reason,
+            },
+            #[cfg(not(feature = "libpcap"))]
+            Refusal::NoLibpcap => FilterError::NoLibpcap { expr: expr.to_string() },
+        }
     }
 }
 
-#[cfg(test)]
+#[cfg(feature = "libpcap")]
+mod imp {
+    use super::{BpfInsn, CompileError, CompiledFilter, FilterError, Refusal};
+    use crate::pipeline::source::LinkType;
+    use pcap::{BpfProgram, Capture, Linktype};
+
+    pub(super) struct Program(BpfProgram);
+
+    impl Program {
+        pub(super) fn new(expr: &str, link: LinkType) -> Result<Program, Refusal> {
+            Capture::dead(Linktype(dlt_for(link)))
+                .and_then(|capture| capture.compile(expr, true))
+                .map(Program)
+                .map_err(|e| Refusal::Libpcap(CompileError(libpcap_text(&e))))
+        }
+
+        pub(super) fn matches(&self, data: &[u8]) -> bool {
+            self.0.filter(data)
+        }
+    }
+
+    pub(super) fn compile(expr: &str, link: LinkType) -> Result<Vec<BpfInsn>, FilterError> {
+        // Invalid syntax is said as such; a valid expression libpcap cannot apply to `link` as that.
+        Program::new(expr, LinkType::ETHERNET).map_err(|e| e.invalid(expr))?;
+        let program = Program::new(expr, link).map_err(|e| e.unsupported(expr, link))?;
+        // The pcap crate shows an instruction only as `tcpdump -ddd` does: read that text.
+        let insns = program.0.get_instructions();
+        let mut text = insns.len().to_string();
+        for insn in insns {
+            text.push_str(&format!(",{insn}"));
+        }
+        CompiledFilter::parse(&text, link)
+            .map(|p| p.insns)
+            .map_err(|e| FilterError::Unsupported {
+                expr: expr.to_string(),
+                link,
+                reason: CompileError(format!("libpcap gave a program mtlscope cannot read: {e}")),
+            })
+    }
+
+    /// libpcap's text, minus a prefix that adds nothing after "invalid filter".
+    fn libpcap_text(e: &pcap::Error) -> String {
+        match e {
+            pcap::Error::PcapError(text) => text
+                .strip_prefix("can't parse filter expression: ")
+                .unwrap_or(text)
+                .to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// `pcap_open_dead` takes the platform's DLT_ value, which differs from the LINKTYPE_ value
+    /// stored in files for a few historical link types (libpcap's `linktype_to_dlt`).
+    fn dlt_for(link: LinkType) -> i32 {
+        match link.0 {
+            100 => 11, // ATM_RFC1483
+            101 if cfg!(target_os = "openbsd") => 14,
+            101 => 12, // RAW
+            108 if cfg!(target_os = "openbsd") => 12,
+            other => other,
+        }
+    }
+}
+
+#[cfg(not(feature = "libpcap"))]
+mod imp {
+    use super::{BpfInsn, FilterError, Refusal};
+    use crate::pipeline::source::LinkType;
+
+    /// Never made: without libpcap no expression compiles.
+    pub(super) enum Program {}
+
+    impl Program {
+        pub(super) fn new(_expr: &str, _link: LinkType) -> Result<Program, Refusal> {
+            Err(Refusal::NoLibpcap)
+        }
+
+        pub(super) fn matches(&self, _data: &[u8]) -> bool {
+            match *self {}
+        }
+    }
+
+    pub(super) fn compile(expr: &str, _link: LinkType) -> Result<Vec<BpfInsn>, FilterError> {
+        Err(FilterError::NoLibpcap { expr: expr.to_string() })
+    }
+}
+
+#[cfg(all(test, feature = "libpcap"))]
 mod tests {
     use super::*;
 
@@ -262,5 +438,66 @@ mod tests {
         let packet = ethernet(&ipv4_tcp(443, 0));
         // 54 bytes captured of a 1500-byte packet: the documented limitation.
         assert!(!filter.matches(LinkType::ETHERNET, &packet, 1500).unwrap());
+    }
+
+    #[test]
+    fn compiled_programs_round_trip_as_tcpdump_ddd_text() {
+        let program = compile("tcp port 443", LinkType::ETHERNET).unwrap();
+        let text = program.text();
+        assert!(
+            text.starts_with(&format!("{},40 0 0 12,", program.insns.len())),
+            "{text}"
+        );
+        assert_eq!(CompiledFilter::parse(&text, LinkType::ETHERNET).unwrap(), program);
+        // tcpdump's own layout, one instruction per line.
+        let lines = text.replace(',', "\n");
+        assert_eq!(CompiledFilter::parse(&lines, LinkType::ETHERNET).unwrap(), program);
+        let err = compile("tcp prot 443", LinkType::LINUX_SLL).unwrap_err();
+        assert_eq!(err.to_string(), "invalid filter 'tcp prot 443': syntax error");
+        assert!(matches!(
+            compile("ether host 00:11:22:33:44:55", LinkType::RAW),
+            Err(FilterError::Unsupported { .. })
+        ));
+    }
+}
+
+#[cfg(test)]
+mod program_text_tests {
+    use super::*;
+
+    #[test]
+    fn bad_program_text_says_what_is_wrong() {
+        let err = |t: &str| CompiledFilter::parse(t, LinkType::ETHERNET).unwrap_err().0;
+        assert_eq!(err(""), "empty program");
+        assert_eq!(err("x,6 0 0 0"), "the instruction count 'x' is not a number");
+        assert_eq!(err("0"), "0 instructions: a program has 1 to 4096");
+        assert_eq!(err("2,6 0 0 0"), "the count says 2 instructions, 1 follow");
+        assert_eq!(err("1,6 0 0"), "instruction 1 '6 0 0' is not 'code jt jf k' in decimal");
+        assert_eq!(
+            err("1,6 0 0 -1"),
+            "instruction 1 '6 0 0 -1' is not 'code jt jf k' in decimal"
+        );
+        let p = CompiledFilter::parse(" 1, 6 0 0 262144 ,", LinkType::LINUX_SLL).unwrap();
+        assert_eq!(
+            p.insns,
+            [BpfInsn {
+                code: 6,
+                jt: 0,
+                jf: 0,
+                k: 262_144
+            }]
+        );
+        assert_eq!(p.text(), "1,6 0 0 262144");
+    }
+
+    #[cfg(not(feature = "libpcap"))]
+    #[test]
+    fn without_libpcap_an_expression_is_refused_and_says_what_to_do() {
+        let e = PacketFilter::new("tcp port 443").unwrap_err().to_string();
+        assert!(
+            e.contains("built without libpcap") && e.contains("--bpf-program"),
+            "{e}"
+        );
+        assert!(compile("tcp", LinkType::ETHERNET).is_err());
     }
 }

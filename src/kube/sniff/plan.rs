@@ -2,6 +2,7 @@
 //! node, where their `-w` files go, and the agent command each one runs in its helper.
 
 use super::options::SniffOptions;
+use crate::pipeline::source::LinkType;
 use crate::policy;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -115,7 +116,21 @@ pub(super) fn agent_command(c: &Capture, opts: &SniffOptions) -> Vec<String> {
         "--stop-on-stdin".into(),
     ];
     if let Some(f) = &opts.filter {
-        cmd.extend(["-f".into(), f.clone()]);
+        // Compiled here, with libpcap, for the link type of the pod's interface: the static
+        // agent has no libpcap. Should it not compile, the agent gets the expression and says why.
+        let link = match opts.interface.as_str() {
+            "any" => LinkType::LINUX_SLL,
+            _ => LinkType::ETHERNET,
+        };
+        match crate::pipeline::filter::compile(f, link) {
+            Ok(p) => cmd.extend([
+                "--bpf-program".into(),
+                p.text(),
+                "--bpf-link-type".into(),
+                link.0.to_string(),
+            ]),
+            Err(_) => cmd.extend(["-f".into(), f.clone()]),
+        }
     }
     let d = opts.duration.unwrap_or(opts.max_duration);
     cmd.extend(["--duration".into(), format!("{}ms", d.as_millis())]);
