@@ -208,7 +208,7 @@ fn capture_here(
                         }
                     }
                     sink.packet(p.ts_ns, link, p.data);
-                    !opts.count.is_some_and(|c| packets >= c) && !stop.load(Ordering::Relaxed)
+                    opts.count.is_none_or(|c| packets < c) && !stop.load(Ordering::Relaxed)
                 });
             }
             Ok(false) => {}

@@ -37,8 +37,9 @@ pub enum FilterError {
     /// This build has no libpcap to compile expressions with (the static agent).
     #[error(
         "filter '{expr}': this mtlscope was built without libpcap (the static agent), so it cannot compile \
-         filter expressions; compile it where libpcap is (`tcpdump -ddd -y EN10MB '{expr}'`) and pass the \
-         program as --bpf-program with --bpf-link-type, or use a build with the `libpcap` feature"
+         filter expressions; compile it where libpcap is (`tcpdump -ddd -y EN10MB '{expr}'`) and give the \
+         program to `mtlscope agent --bpf-program` with --bpf-link-type (`kubectl mtlscope sniff -f` does), \
+         or use a build with the `libpcap` feature"
     )]
     NoLibpcap { expr: String },
 }
