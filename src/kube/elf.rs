@@ -121,47 +121,52 @@ pub fn check_static(data: &[u8], arch: Arch) -> Result<(), String> {
     Ok(())
 }
 
+/// A minimal little-endian ELF64 file: the header and `phdrs` program headers of the given
+/// types; a PT_INTERP's data (the interpreter's path) follows them.
+#[cfg(test)]
+pub(crate) fn test_elf(kind: u16, machine: u16, phdrs: &[u32]) -> Vec<u8> {
+    let interp = b"/lib/ld-musl-x86_64.so.1\0";
+    let phoff = 64u64;
+    let data_off = phoff + 56 * phdrs.len() as u64;
+    let mut v = Vec::new();
+    v.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+    v.extend_from_slice(&[0; 8]);
+    v.extend_from_slice(&kind.to_le_bytes());
+    v.extend_from_slice(&machine.to_le_bytes());
+    v.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    v.extend_from_slice(&0x40_1000u64.to_le_bytes()); // e_entry
+    v.extend_from_slice(&phoff.to_le_bytes());
+    v.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    v.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    v.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    v.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    v.extend_from_slice(&(phdrs.len() as u16).to_le_bytes());
+    v.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    v.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
+    v.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+    assert_eq!(v.len(), 64);
+    for &t in phdrs {
+        v.extend_from_slice(&t.to_le_bytes());
+        v.extend_from_slice(&4u32.to_le_bytes()); // p_flags
+        let (off, size) = if t == PT_INTERP {
+            (data_off, interp.len() as u64)
+        } else {
+            (0, 0)
+        };
+        for x in [off, 0, 0, size, size, 1] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    v.extend_from_slice(interp);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A minimal little-endian ELF64 file: the header and `phdrs` program headers of the
-    /// given types; a PT_INTERP's data (the interpreter's path) follows them.
     fn elf(kind: u16, machine: u16, phdrs: &[u32]) -> Vec<u8> {
-        let interp = b"/lib/ld-musl-x86_64.so.1\0";
-        let phoff = 64u64;
-        let data_off = phoff + 56 * phdrs.len() as u64;
-        let mut v = Vec::new();
-        v.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
-        v.extend_from_slice(&[0; 8]);
-        v.extend_from_slice(&kind.to_le_bytes());
-        v.extend_from_slice(&machine.to_le_bytes());
-        v.extend_from_slice(&1u32.to_le_bytes()); // e_version
-        v.extend_from_slice(&0x40_1000u64.to_le_bytes()); // e_entry
-        v.extend_from_slice(&phoff.to_le_bytes());
-        v.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-        v.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-        v.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
-        v.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
-        v.extend_from_slice(&(phdrs.len() as u16).to_le_bytes());
-        v.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
-        v.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
-        v.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-        assert_eq!(v.len(), 64);
-        for &t in phdrs {
-            v.extend_from_slice(&t.to_le_bytes());
-            v.extend_from_slice(&4u32.to_le_bytes()); // p_flags
-            let (off, size) = if t == PT_INTERP {
-                (data_off, interp.len() as u64)
-            } else {
-                (0, 0)
-            };
-            for x in [off, 0, 0, size, size, 1] {
-                v.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        v.extend_from_slice(interp);
-        v
+        test_elf(kind, machine, phdrs)
     }
 
     const PT_LOAD: u32 = object::elf::PT_LOAD;

@@ -475,6 +475,32 @@ mod tests {
     }
 
     #[test]
+    fn the_plugin_itself_then_the_file_beside_it() {
+        use object::elf::{EM_AARCH64, ET_EXEC, PT_LOAD};
+        let d = dir("found");
+        let plugin = d.join("kubectl-mtlscope");
+        let arm64 = crate::kube::elf::test_elf(ET_EXEC, EM_AARCH64, &[PT_LOAD]);
+        std::fs::write(&plugin, &arm64).unwrap();
+        let a = find_agent(Arch::Arm64, &choice(None, Some(&plugin))).unwrap();
+        assert_eq!((a.origin, a.path.as_path()), (Origin::Plugin, plugin.as_path()));
+        assert_eq!(a.sha256, hex(&Sha256::digest(&arm64)));
+        // A plugin for another machine: the agent beside it, named for the architecture.
+        std::fs::write(&plugin, b"#!/bin/sh\n").unwrap();
+        std::fs::write(d.join(agent_file_name(Arch::Arm64)), &arm64).unwrap();
+        let a = find_agent(Arch::Arm64, &choice(None, Some(&plugin))).unwrap();
+        assert_eq!(
+            (a.origin, a.path.clone()),
+            (Origin::Beside, d.join("mtlscope-agent-linux-arm64"))
+        );
+        // --agent-binary comes first.
+        let flag = d.join("agent");
+        std::fs::write(&flag, &arm64).unwrap();
+        let a = find_agent(Arch::Arm64, &choice(Some(&flag), Some(&plugin))).unwrap();
+        assert_eq!(a.origin, Origin::Flag);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn the_script_takes_its_length_first() {
         let d = dir("script");
         let agent = Agent::new(Arch::Amd64, Path::new("/x"), Origin::Flag, b"agent bytes".to_vec());

@@ -86,14 +86,18 @@ async fn sniff_async(mut opts: SniffOptions) -> Result<i32> {
             .filter(|f| captures.iter().any(|c| c.node == f.name))
         {
             let arch = nodes::node_arch(facts)?;
-            if !by_arch.contains_key(&arch) {
-                by_arch.insert(arch, find_agent(arch, &choice).map_err(anyhow::Error::msg)?);
-            }
-            agents.insert(facts.name.clone(), by_arch[&arch].clone());
+            let agent = match by_arch.entry(arch) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(find_agent(arch, &choice).map_err(anyhow::Error::msg)?)
+                }
+            };
+            agents.insert(facts.name.clone(), agent.clone());
         }
         if opts.allow_dynamic_agent {
             eprintln!(
-                "mtlscope: warning: --allow-dynamic-agent: a dynamically linked agent runs only in a helper image                  with its C library"
+                "mtlscope: warning: --allow-dynamic-agent: a dynamically linked agent runs only in a helper image \
+                 with its C library"
             );
         }
         opts.agent = UPLOADED_AGENT.to_owned();
