@@ -2,7 +2,8 @@
 //! image and runs the uploaded copy. The fake API server's node (tests/support/fake_apiserver.rs,
 //! `Builder::empty_dirs` and `node_exec`) gives each helper pod a directory for its `emptyDir`
 //! and runs what the plugin exec's on this machine, with `/mtlscope` mapped to that directory:
-//! the upload's real `sh`, `head`, `wc`, `sha256sum`, then the uploaded file itself. The end to
+//! the upload's real `sh`, `head`, `wc`, `sha256sum` (busybox's applets, as in the default
+//! helper image, when busybox is installed; else this machine's), then the uploaded file itself. The end to
 //! end tests (root) capture with that copy in a network namespace with OpenSSL and Python peers,
 //! over both exec protocols (v5, and v4 which cannot close stdin alone); the others make the
 //! upload fail as nodes and images do and check what the user is told, and that the helper is

@@ -1725,8 +1725,9 @@ fn pod_deleted(state: &mut State, namespace: Option<&str>, name: &str) {
 
 /// What the node runs for an exec: the command on this machine, each argument under a mount
 /// path mapped to the volume's directory (so `/mtlscope/agent` runs the file the test put in
-/// the pod's `emptyDir`), in the volume's directory. A container of a shell-less image has
-/// only what was uploaded into it.
+/// the pod's `emptyDir`), in the volume's directory; in a busybox image with busybox's
+/// applets when this machine has busybox (`busybox-static`), else with this machine's tools.
+/// A container of a shell-less image has only what was uploaded into it.
 pub fn node_exec(req: &ExecRequest) -> ExecAction {
     let map = |arg: &str| -> String {
         for (path, dir) in &req.mounts {
@@ -1755,7 +1756,37 @@ pub fn node_exec(req: &ExecRequest) -> ExecAction {
     if let Some((_, dir)) = req.mounts.first() {
         cmd.current_dir(dir);
     }
+    // A busybox image's commands are busybox's applets, when this machine has busybox.
+    if let Some(bin) = req
+        .image
+        .as_deref()
+        .filter(|i| i.contains("busybox"))
+        .and_then(|_| busybox_bin())
+    {
+        cmd.env("PATH", bin);
+    }
     ExecAction::Run(cmd)
+}
+
+/// A directory of busybox applets (`sh`, `head`, ...), made once, if busybox is installed.
+fn busybox_bin() -> Option<PathBuf> {
+    static BIN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())?;
+        let dir = std::env::temp_dir().join(format!("fake-node-busybox-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        for applet in ["sh", "head", "wc", "sha256sum", "chmod", "mv", "sleep", "cat", "echo"] {
+            let link = dir.join(applet);
+            if !link.exists() {
+                std::os::unix::fs::symlink(busybox, &link).ok()?;
+            }
+        }
+        Some(dir)
+    })
+    .clone()
 }
 
 /// The message the kubelet relays when containerd cannot start an exec's process.
