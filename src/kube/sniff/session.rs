@@ -1,6 +1,6 @@
 //! One capture session: create the helper pods, wait until they run, upload the agent into
-//! them (without `--image`), start an agent per target pod, hand their events to the output until they end or a signal stops them, and delete the
-//! helpers on every way out.
+//! them (without `--image`), start an agent per target pod, hand their events to the output
+//! until they end or a signal stops them, and delete the helpers on every way out.
 
 use super::cluster::Known;
 use super::options::{SniffFormat, SniffOptions};
