@@ -9,9 +9,9 @@
 //! upload fail as nodes and images do and check what the user is told, and that the helper is
 //! deleted.
 //!
-//! The agent uploaded: a static build of `mtlscope` when there is one
-//! (`$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/mtlscope`, or `MTLSCOPE_STATIC_AGENT`),
-//! else this build's dynamically linked `mtlscope` with the hidden `--allow-dynamic-agent`
+//! The agent uploaded: `MTLSCOPE_TEST_AGENT`, else a static build of `mtlscope` when there is
+//! one (`$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/mtlscope`), else this build's
+//! `mtlscope`; one that is dynamically linked is passed with the hidden `--allow-dynamic-agent`
 //! (this machine, standing in for the node, has its C library).
 
 #[path = "support/fake_apiserver.rs"]
@@ -91,27 +91,21 @@ fn agent() -> (PathBuf, Vec<String>) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .or_else(|| dynamic.parent()?.parent().map(Path::to_owned));
-    let static_build = std::env::var_os("MTLSCOPE_STATIC_AGENT")
+    let chosen = std::env::var_os("MTLSCOPE_TEST_AGENT")
         .map(PathBuf::from)
         .or_else(|| {
             target
                 .map(|t| t.join("x86_64-unknown-linux-musl/release/mtlscope"))
-                .filter(|p| p.exists())
-        });
-    match static_build {
-        Some(p) if cfg!(target_arch = "x86_64") => {
-            let flags = vec!["--agent-binary".to_owned(), p.display().to_string()];
-            (p, flags)
-        }
-        _ => {
-            let flags = vec![
-                "--agent-binary".to_owned(),
-                dynamic.display().to_string(),
-                "--allow-dynamic-agent".to_owned(),
-            ];
-            (dynamic, flags)
-        }
+                .filter(|p| p.exists() && cfg!(target_arch = "x86_64"))
+        })
+        .unwrap_or(dynamic);
+    let mut flags = vec!["--agent-binary".to_owned(), chosen.display().to_string()];
+    // The production check stays: only a file that is not static needs the hidden flag.
+    let bytes = std::fs::read(&chosen).unwrap();
+    if Arch::this_program().is_some_and(|a| mtlscope::kube::elf::check_static(&bytes, a).is_err()) {
+        flags.push("--allow-dynamic-agent".to_owned());
     }
+    (chosen, flags)
 }
 
 fn sha256_hex(path: &Path) -> String {
