@@ -3,7 +3,8 @@
 //! The fake's exec runs the real `mtlscope agent` on this machine for the end-to-end tests
 //! (root: a network namespace with live OpenSSL traffic, the server process in a cgroup named
 //! like a container's), and scripted agents for the plugin's own paths (several pods, failures,
-//! Ctrl-C).
+//! Ctrl-C). Every run here uses a prebuilt helper image (`--image`, added by [`plugin`] when a
+//! test names none); the default, the agent uploaded into a stock image, is tests/sniff_upload.rs.
 
 #[path = "support/fake_apiserver.rs"]
 mod fake_apiserver;
@@ -84,10 +85,22 @@ fn deployment() -> Value {
                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app"}]}}}})
 }
 
+/// The prebuilt helper image of the runs here.
+const IMAGE: &str = "example.org/mtlscope:test";
+
+/// `args`, with `--image IMAGE` for a `sniff` that names no image.
+fn with_image<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    if args.first() == Some(&"sniff") && !args.contains(&"--image") {
+        v.extend(["--image", IMAGE]);
+    }
+    v
+}
+
 /// The plugin binary, as kubectl runs it, with a kubeconfig for the fake.
 async fn plugin(kubeconfig: &Path, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
-        .args(args)
+        .args(with_image(args))
         .env("KUBECONFIG", kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
@@ -98,7 +111,7 @@ async fn plugin(kubeconfig: &Path, args: &[&str]) -> Output {
 /// The plugin in the background, its output collected, to signal it while it runs.
 fn spawn_plugin(kubeconfig: &Path, args: &[&str]) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
-        .args(args)
+        .args(with_image(args))
         .env("KUBECONFIG", kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdout(std::process::Stdio::piped())
@@ -277,9 +290,11 @@ async fn dry_run_prints_the_helper_pod_and_creates_nothing() {
     assert_eq!(spec["activeDeadlineSeconds"], 210);
     assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
     let c = &spec["containers"][0];
-    assert_eq!(
-        c["image"],
-        format!("ghcr.io/mtlscope/mtlscope:v{}", env!("CARGO_PKG_VERSION"))
+    assert_eq!(c["image"], IMAGE);
+    // A prebuilt image: nothing to upload, no volume.
+    assert!(
+        spec.get("volumes").is_none() && c.get("volumeMounts").is_none(),
+        "{yaml}"
     );
     assert_eq!(
         c["securityContext"]["capabilities"]["add"],

@@ -169,9 +169,21 @@ pub struct SniffArgs {
     /// Print the helper pods (and the agent commands) without creating anything.
     #[arg(long)]
     pub dry_run: bool,
-    /// The helper image (default: the published image of this version).
-    #[arg(long, value_name = "IMAGE", default_value_t = crate::kube::helper_pod::default_image())]
-    pub image: String,
+    /// A prebuilt image with mtlscope inside, run as the helper instead of uploading the agent
+    /// (air-gapped clusters, a registry of your own; see docs/kubernetes.md).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// The stock image the agent is uploaded into (without --image): any image with sh, head,
+    /// wc, sha256sum, chmod, mv and sleep, such as a mirror's copy of the default.
+    #[arg(long, value_name = "IMAGE", default_value = crate::kube::helper_pod::DEFAULT_HELPER_IMAGE, conflicts_with = "image")]
+    pub helper_image: String,
+    /// The static Linux agent to upload (default: this plugin when it is one, else
+    /// mtlscope-agent-linux-<arch> beside it, as in the release archive).
+    #[arg(long, value_name = "PATH", conflicts_with = "image")]
+    pub agent_binary: Option<std::path::PathBuf>,
+    /// Accept a dynamically linked --agent-binary (a helper image with its C library; the tests).
+    #[arg(long, hide = true, requires = "agent_binary")]
+    pub allow_dynamic_agent: bool,
     /// The helper's imagePullPolicy.
     #[arg(long, value_name = "POLICY", default_value = "IfNotPresent")]
     pub image_pull_policy: String,
@@ -191,7 +203,7 @@ pub struct SniffArgs {
     /// Istio's root namespace (default: from the mesh config, else istio-system).
     #[arg(long, value_name = "NS")]
     pub root_namespace: Option<String>,
-    /// The agent's command in the helper image.
+    /// The agent's command in an --image.
     #[arg(long, default_value = "mtlscope", value_name = "PATH", hide = true)]
     pub agent_path: String,
     /// Without --duration, stop anyway after this long (the helper pod's deadline follows).

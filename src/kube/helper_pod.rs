@@ -3,6 +3,12 @@
 //! (`kube::sniff`, which uses this module, never the other way) runs `mtlscope agent` in it
 //! through the exec API.
 //!
+//! Its image, by default, is a stock public image with a shell, [`DEFAULT_HELPER_IMAGE`]
+//! (busybox), so that there is nothing to build or publish: the plugin uploads a statically
+//! linked agent into an `emptyDir` mounted at [`AGENT_DIR`] (`kube::upload`), and runs that.
+//! `--image` instead names a prebuilt image with `mtlscope` inside (air-gapped clusters, a
+//! mirror), and no volume is added.
+//!
 //! What the pod gets, and why (docs/kubernetes.md has the same list for cluster admins):
 //! - `nodeName`: pinned to the target's node, bypassing the scheduler (a cordoned node still
 //!   runs it), and tolerations for every taint (`operator: Exists`), so tainted nodes are no
@@ -15,7 +21,9 @@
 //!   options. `--privileged` replaces this with a privileged container, for runtimes whose
 //!   seccomp or AppArmor profile still refuses `setns`.
 //! - No service account token (`automountServiceAccountToken: false`): the helper never talks
-//!   to the API server. Read-only root filesystem: it writes nothing but its standard output.
+//!   to the API server. Read-only root filesystem: it writes nothing but its standard output
+//!   and, when the agent is uploaded, the agent into its own `emptyDir` (whose `sizeLimit` is a
+//!   little over the agent's size; the kubelet evicts a pod that writes more).
 //! - `activeDeadlineSeconds`: the kubelet kills it after the capture's time plus a margin, even
 //!   if the plugin was killed before it could delete the pod; `kubectl mtlscope cleanup`
 //!   removes what is left.
@@ -27,8 +35,8 @@
 pub use crate::kube::labels::{ANNOTATION_TARGETS, CONTAINER, LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY};
 use crate::policy;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext,
-    Toleration,
+    Capabilities, Container, EmptyDirVolumeSource, Pod, PodSecurityContext, PodSpec, ResourceRequirements,
+    SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -41,9 +49,26 @@ pub const CAPABILITIES: &[&str] = &["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"];
 /// the agent's own end (it stops at the capture's time) and the plugin's cleanup come first.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
 
-/// The published helper image with the plugin's own version.
-pub fn default_image() -> String {
-    format!("ghcr.io/mtlscope/mtlscope:v{}", env!("CARGO_PKG_VERSION"))
+/// The helper's image when the agent is uploaded: Docker's official busybox image. Why this one:
+/// it is public on Docker Hub (which nodes can pull without credentials, and which mirrors and
+/// pull-through caches carry), multi-arch (amd64 and arm64 among others), about 2 MB, and it has
+/// everything the upload needs (`sh`, `head -c`, `wc`, `sha256sum -c`, `chmod`, `mv`) and the
+/// `sleep` the helper waits with. `1.37` is a tag from the image's list of supported tags on
+/// Docker Hub (hub.docker.com/_/busybox), not a digest: a mirror retags it, and `--helper-image`
+/// names the mirror's copy.
+pub const DEFAULT_HELPER_IMAGE: &str = "docker.io/library/busybox:1.37";
+/// Where the uploaded agent lives in the helper: an `emptyDir` mounted here.
+pub const AGENT_DIR: &str = "/mtlscope";
+/// The uploaded agent's path in the helper.
+pub const UPLOADED_AGENT: &str = "/mtlscope/agent";
+/// The name of the helper's `emptyDir` volume.
+pub const AGENT_VOLUME: &str = "agent";
+
+/// The `emptyDir`'s `sizeLimit` for an agent of `bytes`: a quarter more, and 1 MiB, rounded up
+/// to whole MiB (the partial upload is renamed, never copied, so one agent is all it holds).
+pub fn agent_dir_size(bytes: u64) -> String {
+    let mib = (bytes + bytes / 4 + (1 << 20)).div_ceil(1 << 20);
+    format!("{mib}Mi")
 }
 
 /// How to build the helper pods of one plugin run.
@@ -51,6 +76,7 @@ pub fn default_image() -> String {
 pub struct HelperOptions {
     /// Where the helper pods are created (by default the targets' namespace).
     pub namespace: String,
+    /// `--image`, else `--helper-image` (by default [`DEFAULT_HELPER_IMAGE`]).
     pub image: String,
     /// `IfNotPresent` unless the user says otherwise.
     pub pull_policy: String,
@@ -88,8 +114,9 @@ fn generate_name(node: &str) -> String {
     format!("mtlscope-{}-", node.trim_matches('-'))
 }
 
-/// The helper pod for `node`, which captures in `targets` (all on that node).
-pub fn helper_pod(opts: &HelperOptions, node: &str, targets: &[&policy::Pod]) -> Pod {
+/// The helper pod for `node`, which captures in `targets` (all on that node). `upload`: the size
+/// of the agent the plugin uploads into it, which sizes its `emptyDir`; `None` with `--image`.
+pub fn helper_pod(opts: &HelperOptions, node: &str, targets: &[&policy::Pod], upload: Option<u64>) -> Pod {
     let labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), "mtlscope".to_owned()),
         ("app.kubernetes.io/component".to_owned(), "capture-helper".to_owned()),
@@ -150,8 +177,25 @@ pub fn helper_pod(opts: &HelperOptions, node: &str, targets: &[&policy::Pod]) ->
             ..Default::default()
         }),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        volume_mounts: upload.map(|_| {
+            vec![VolumeMount {
+                name: AGENT_VOLUME.to_owned(),
+                mount_path: AGENT_DIR.to_owned(),
+                ..Default::default()
+            }]
+        }),
         ..Default::default()
     };
+    let volumes = upload.map(|bytes| {
+        vec![Volume {
+            name: AGENT_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(quantity(&agent_dir_size(bytes))),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]
+    });
     Pod {
         metadata: ObjectMeta {
             generate_name: Some(generate_name(node)),
@@ -181,6 +225,7 @@ pub fn helper_pod(opts: &HelperOptions, node: &str, targets: &[&policy::Pod]) ->
                 ..Default::default()
             }),
             containers: vec![container],
+            volumes,
             ..Default::default()
         }),
         status: None,
@@ -209,6 +254,12 @@ pub fn failure(pod: &Pod) -> Option<String> {
         }
         _ => {}
     }
+    // Without --image the agent is uploaded into a stock image, in this volume.
+    let uploads = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|v| v.iter().any(|v| v.name == AGENT_VOLUME));
     for cs in status.container_statuses.iter().flatten() {
         let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
             continue;
@@ -217,16 +268,21 @@ pub fn failure(pod: &Pod) -> Option<String> {
         let message = waiting.message.as_deref().unwrap_or_default();
         match reason {
             "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+                let remedy = if uploads {
+                    "pass --helper-image with a copy of it that the node can pull (a mirror; any image with sh, \
+                     head, wc, sha256sum, chmod, mv and sleep), or --image with a prebuilt mtlscope image"
+                } else {
+                    "pass --image with an image the node can pull (see docs/kubernetes.md for building one)"
+                };
                 return Some(format!(
-                    "its image {} cannot be pulled ({reason}{}); pass --image with an image the node can pull (see \
-                     docs/kubernetes.md for building one)",
+                    "its image {} cannot be pulled ({reason}{}); {remedy}",
                     cs.image,
                     if message.is_empty() {
                         String::new()
                     } else {
                         format!(": {message}")
                     }
-                ))
+                ));
             }
             "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" | "CrashLoopBackOff" => {
                 return Some(format!(
@@ -294,7 +350,7 @@ mod tests {
     #[test]
     fn least_privilege_spec() {
         let (a, b) = (target("a"), target("b"));
-        let pod = helper_pod(&opts(false), "Worker_1.example", &[&a, &b]);
+        let pod = helper_pod(&opts(false), "Worker_1.example", &[&a, &b], None);
         let meta = &pod.metadata;
         assert_eq!(meta.generate_name.as_deref(), Some("mtlscope-worker-1-example-"));
         assert_eq!(meta.namespace.as_deref(), Some("bookinfo"));
@@ -327,12 +383,35 @@ mod tests {
         assert_eq!(caps.add.as_ref().unwrap(), &["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"]);
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(limits["memory"].0, "512Mi");
+        assert!(spec.volumes.is_none() && c.volume_mounts.is_none());
+    }
+
+    #[test]
+    fn an_uploaded_agent_gets_an_empty_dir_and_the_root_stays_read_only() {
+        let a = target("a");
+        let pod = helper_pod(&opts(false), "n", &[&a], Some(14 << 20));
+        let spec = pod.spec.unwrap();
+        let v = &spec.volumes.as_ref().unwrap()[0];
+        assert_eq!(v.name, AGENT_VOLUME);
+        // 14 MiB + 3.5 MiB + 1 MiB
+        assert_eq!(v.empty_dir.as_ref().unwrap().size_limit.as_ref().unwrap().0, "19Mi");
+        let c = &spec.containers[0];
+        let m = &c.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (m.name.as_str(), m.mount_path.as_str(), m.read_only),
+            (AGENT_VOLUME, AGENT_DIR, None)
+        );
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(sc.capabilities.as_ref().unwrap().add.as_ref().unwrap(), &CAPABILITIES);
+        assert_eq!(agent_dir_size(1), "2Mi");
     }
 
     #[test]
     fn privileged_fallback_has_no_capability_list() {
         let a = target("a");
-        let pod = helper_pod(&opts(true), "n", &[&a]);
+        let pod = helper_pod(&opts(true), "n", &[&a], None);
         let sc = pod.spec.unwrap().containers[0].security_context.clone().unwrap();
         assert_eq!(sc.privileged, Some(true));
         // Kubernetes rejects privileged with allowPrivilegeEscalation: false.

@@ -22,6 +22,14 @@
 //!   `v5.channel.k8s.io` or `v4.channel.k8s.io` subprotocol, as kube-apiserver and the kubelet do):
 //!   [`Builder::exec`] decides what runs: a real local process whose stdin, stdout and stderr
 //!   travel over channels 0, 1 and 2, or a scripted answer; its end is a `Status` on channel 3.
+//!   As the kubelet does, the stream starts with a one-byte frame on channels 1 and 2, and a
+//!   client that goes away closes the process's stdin (it is not killed: it ends on its own, or
+//!   with its pod);
+//! - a node, when asked ([`Builder::empty_dirs`]): each pod the kubelet starts gets a directory
+//!   of its own for each `emptyDir` volume, and [`node_exec`] runs an exec's command on this
+//!   machine with the volumes' mount paths mapped to those directories, so what a test uploads
+//!   into a pod really lands there and really runs from there; [`Builder::shell_less_image`]
+//!   and [`Builder::stdin_fault`] make it fail as nodes fail.
 //!
 //! Extension point: [`Builder::handler`], a function that sees each request first and may
 //! answer it (a failure injected on the n-th call, an admission refusal).
@@ -37,6 +45,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -49,6 +58,13 @@ pub struct ExecRequest {
     pub container: Option<String>,
     pub command: Vec<String>,
     pub stdin: bool,
+    /// The container's image.
+    pub image: Option<String>,
+    /// With [`Builder::empty_dirs`]: the container's `emptyDir` mounts, as (mount path,
+    /// directory on this machine).
+    pub mounts: Vec<(String, PathBuf)>,
+    /// The image has no shell ([`Builder::shell_less_image`]).
+    pub shell_less: bool,
 }
 
 /// What an exec does.
@@ -64,6 +80,9 @@ pub enum ExecAction {
     /// Refuse before the upgrade, as the API server refuses an exec into a pod that is not
     /// running.
     Refuse(Reply),
+    /// The runtime could not start the command: a `Failure` status on channel 3 with this
+    /// message, and nothing else, as the kubelet reports it.
+    StartFailed(String),
 }
 
 pub type ExecHandler = Arc<dyn Fn(&ExecRequest) -> ExecAction + Send + Sync>;
@@ -386,6 +405,7 @@ struct State {
     pod_reads: BTreeMap<Key, u32>,
     /// Exec streams that ended, and how (exit code).
     exec_exits: Vec<(ExecRequest, Option<i32>)>,
+    node: Node,
 }
 
 /// Sets up a [`FakeApiServer`].
@@ -397,6 +417,7 @@ pub struct Builder {
     exec: Option<ExecHandler>,
     exec_v4_only: bool,
     kubelet: Option<u32>,
+    node: Node,
 }
 
 impl Builder {
@@ -469,6 +490,7 @@ impl Builder {
             kubelet: self.kubelet,
             pod_reads: BTreeMap::new(),
             exec_exits: Vec::new(),
+            node: self.node,
         }));
         let (stop, mut stopped) = oneshot::channel::<()>();
         let serving = state.clone();
@@ -517,6 +539,7 @@ impl FakeApiServer {
             exec: None,
             exec_v4_only: false,
             kubelet: None,
+            node: Node::default(),
         }
     }
 
@@ -792,7 +815,12 @@ fn resource_request(state: &mut State, req: &RecordedRequest, group: &str, versi
         "delete" => {
             let name = name.unwrap_or_default();
             match state.store.remove(group, ty.kind, namespace, name) {
-                Some(o) => Reply::ok(served_object(&o, &av)),
+                Some(o) => {
+                    if ty.kind == "Pod" {
+                        pod_deleted(state, namespace, name);
+                    }
+                    Reply::ok(served_object(&o, &av))
+                }
                 None => not_found(ty, name),
             }
         }
@@ -1228,6 +1256,7 @@ fn kubelet(state: &mut State, namespace: Option<&str>, name: &str) {
         "phase": "Running", "podIP": "10.244.9.9", "podIPs": [{"ip": "10.244.9.9"}],
         "startTime": now, "containerStatuses": statuses, "qosClass": "Burstable"
     });
+    make_empty_dirs(state, &k, &pod);
     state.store.insert(pod);
 }
 
@@ -1273,8 +1302,11 @@ fn exec_upgrade(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
             .map(|(_, v)| v.clone())
             .collect(),
         stdin: recorded.query("stdin") == Some("true"),
+        image: None,
+        mounts: Vec::new(),
+        shell_less: false,
     };
-    let (action, v4_only) = {
+    let (action, v4_only, gone, fault, exec) = {
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         st.requests.push(recorded.clone());
         let Some(found) = st.store.get("", "Pod", Some(ns), pod).cloned() else {
@@ -1299,7 +1331,9 @@ fn exec_upgrade(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
                 None,
             ));
         };
-        (handler(&exec), st.exec_v4_only)
+        let exec = node_request(&mut st, exec, &found);
+        let gone = pod_watch(&mut st, ns, pod);
+        (handler(&exec), st.exec_v4_only, gone, st.node.stdin_fault, exec)
     };
     if let ExecAction::Refuse(r) = action {
         return reply(r);
@@ -1326,7 +1360,7 @@ fn exec_upgrade(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
             None,
         )
         .await;
-        let code = serve_exec(ws, action, v5).await;
+        let code = serve_exec(ws, action, v5, gone, fault).await;
         state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1360,7 +1394,24 @@ fn exec_status(code: i32) -> Vec<u8> {
 
 type Ws = tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-async fn serve_exec(mut ws: Ws, action: ExecAction, v5: bool) -> Option<i32> {
+/// The close handshake, as a server does it: send Close, then read (and drop) what the client
+/// still sends, stdin frames in flight included, until its Close (at most 5 s).
+async fn close(ws: &mut Ws) {
+    use futures_util::StreamExt;
+    let _ = ws.close(None).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+async fn serve_exec(
+    mut ws: Ws,
+    action: ExecAction,
+    v5: bool,
+    mut gone: tokio::sync::watch::Receiver<bool>,
+    fault: Option<StdinFault>,
+) -> Option<i32> {
     use futures_util::{SinkExt, StreamExt};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -1370,8 +1421,17 @@ async fn serve_exec(mut ws: Ws, action: ExecAction, v5: bool) -> Option<i32> {
         v.extend_from_slice(data);
         Message::binary(v)
     };
+    // The kubelet opens each output channel with a frame of just its number.
+    for channel in [1u8, 2] {
+        ws.send(Message::binary(vec![channel])).await.ok()?;
+    }
     match action {
         ExecAction::Refuse(_) => None,
+        ExecAction::StartFailed(message) => {
+            ws.send(Message::binary(start_failure(&message))).await.ok()?;
+            close(&mut ws).await;
+            None
+        }
         ExecAction::Script {
             stdout,
             stderr,
@@ -1384,7 +1444,7 @@ async fn serve_exec(mut ws: Ws, action: ExecAction, v5: bool) -> Option<i32> {
                 ws.send(frame(2, &stderr)).await.ok()?;
             }
             ws.send(Message::binary(exec_status(exit_code))).await.ok()?;
-            let _ = ws.close(None).await;
+            close(&mut ws).await;
             Some(exit_code)
         }
         ExecAction::Run(cmd) => {
@@ -1406,38 +1466,358 @@ async fn serve_exec(mut ws: Ws, action: ExecAction, v5: bool) -> Option<i32> {
             let mut stderr = child.stderr.take()?;
             let (mut out_buf, mut err_buf) = (vec![0u8; 32 << 10], vec![0u8; 8 << 10]);
             let (mut out_open, mut err_open) = (true, true);
+            // Once the client is gone, what runs goes on without its stdin, its output nowhere.
+            let mut client = true;
+            let mut fed = 0u64;
             while out_open || err_open {
                 tokio::select! {
                     n = stdout.read(&mut out_buf), if out_open => match n {
                         Ok(0) | Err(_) => out_open = false,
-                        Ok(n) => if ws.send(frame(1, &out_buf[..n])).await.is_err() { return None },
+                        Ok(n) => if client && ws.send(frame(1, &out_buf[..n])).await.is_err() { client = false },
                     },
                     n = stderr.read(&mut err_buf), if err_open => match n {
                         Ok(0) | Err(_) => err_open = false,
-                        Ok(n) => if ws.send(frame(2, &err_buf[..n])).await.is_err() { return None },
+                        Ok(n) => if client && ws.send(frame(2, &err_buf[..n])).await.is_err() { client = false },
                     },
-                    msg = ws.next() => match msg {
+                    msg = ws.next(), if client => match msg {
                         Some(Ok(Message::Binary(b))) if b.first() == Some(&0) => {
+                            let data = apply_fault(fault, &mut fed, &b[1..]);
                             if let Some(w) = stdin.as_mut() {
-                                let _ = w.write_all(&b[1..]).await;
+                                let _ = w.write_all(&data).await;
                                 let _ = w.flush().await;
+                            }
+                            if matches!(fault, Some(StdinFault::CutAfter(n)) if fed >= n) {
+                                stdin = None;
                             }
                         }
                         // v5: "stdin is closed" is channel 255 naming channel 0.
                         Some(Ok(Message::Binary(b))) if v5 && b.as_ref() == [255u8, 0] => stdin = None,
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                            // The client went away: the kubelet kills what runs.
-                            let _ = child.kill().await;
-                            return None;
+                            // The client went away: the kubelet closes the process's stdin.
+                            client = false;
+                            stdin = None;
                         }
                         Some(Ok(_)) => {}
                     },
+                    _ = deleted(&mut gone) => {
+                        // The pod was deleted: its container, and what was exec'd in it, are killed.
+                        let _ = child.kill().await;
+                        return None;
+                    }
                 }
             }
-            let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(137);
+            let code = tokio::select! {
+                s = child.wait() => s.ok().and_then(|s| s.code()).unwrap_or(137),
+                _ = deleted(&mut gone) => {
+                    let _ = child.kill().await;
+                    return None;
+                }
+            };
+            if !client {
+                return None;
+            }
             let _ = ws.send(Message::binary(exec_status(code))).await;
-            let _ = ws.close(None).await;
+            close(&mut ws).await;
             Some(code)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The node: emptyDir volumes on this machine, and what an exec runs there
+// ---------------------------------------------------------------------------------------------
+
+/// How the node's side of an exec's stdin fails ([`Builder::stdin_fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdinFault {
+    /// After this many bytes the process's stdin is closed and the rest is lost, as when the
+    /// stream breaks between the API server and the kubelet.
+    CutAfter(u64),
+    /// The byte at this offset of the stream arrives changed.
+    FlipByte(u64),
+}
+
+/// A file that was in a pod's `emptyDir` when the pod was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmptyDirFile {
+    /// `namespace/name`
+    pub pod: String,
+    /// Its path inside the pod (under the volume's mount path).
+    pub path: String,
+    pub len: u64,
+    /// Hex.
+    pub sha256: String,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+#[derive(Default)]
+struct Node {
+    /// Give started pods their `emptyDir`s.
+    empty_dirs: bool,
+    /// Where they are made; removed when the server is dropped.
+    root: Option<PathBuf>,
+    /// Per pod: (mount path, directory) of each mounted `emptyDir`, per container.
+    dirs: BTreeMap<Key, Vec<(String, String, PathBuf)>>,
+    shell_less: BTreeSet<String>,
+    stdin_fault: Option<StdinFault>,
+    /// Per pod: set to `true` when it is deleted, which kills what was exec'd in it.
+    gone: BTreeMap<Key, tokio::sync::watch::Sender<bool>>,
+    files: Vec<EmptyDirFile>,
+}
+
+impl Builder {
+    /// Pods the kubelet starts get a directory on this machine for each `emptyDir` volume; exec
+    /// requests carry the mounts ([`ExecRequest::mounts`]) for [`node_exec`].
+    pub fn empty_dirs(mut self) -> Builder {
+        self.node.empty_dirs = true;
+        self
+    }
+
+    /// Containers of this image have no shell: [`node_exec`] of a command that is not an
+    /// uploaded file fails as containerd reports it.
+    pub fn shell_less_image(mut self, image: &str) -> Builder {
+        self.node.shell_less.insert(image.to_owned());
+        self
+    }
+
+    /// Every exec's stdin fails this way on the node's side.
+    pub fn stdin_fault(mut self, fault: StdinFault) -> Builder {
+        self.node.stdin_fault = Some(fault);
+        self
+    }
+}
+
+impl FakeApiServer {
+    /// The files that were in the `emptyDir`s of deleted pods, as they were at the deletion.
+    pub fn empty_dir_files(&self) -> Vec<EmptyDirFile> {
+        self.state().node.files.clone()
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        if let Some(root) = self.state().node.root.take() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+}
+
+/// `emptyDir` volumes of a pod that starts, one directory each, and which containers mount them.
+fn make_empty_dirs(state: &mut State, k: &Key, pod: &Value) {
+    if !state.node.empty_dirs {
+        return;
+    }
+    let root = state
+        .node
+        .root
+        .get_or_insert_with(|| {
+            let d = std::env::temp_dir().join(format!("fake-node-{}-{}", std::process::id(), state.addr.port()));
+            let _ = std::fs::remove_dir_all(&d);
+            d
+        })
+        .clone();
+    let uid = str_at(pod, "/metadata/uid").unwrap_or("pod").to_owned();
+    let mut mounts = Vec::new();
+    for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+        let (Some(name), true) = (v["name"].as_str(), v.get("emptyDir").is_some()) else {
+            continue;
+        };
+        // As the kubelet lays them out: pods/<uid>/volumes/kubernetes.io~empty-dir/<name>.
+        let dir = root.join(&uid).join("volumes/kubernetes.io~empty-dir").join(name);
+        std::fs::create_dir_all(&dir).expect("emptyDir directory");
+        for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+            for m in c["volumeMounts"].as_array().into_iter().flatten() {
+                if m["name"].as_str() == Some(name) {
+                    let container = c["name"].as_str().unwrap_or_default().to_owned();
+                    let path = m["mountPath"].as_str().unwrap_or_default().to_owned();
+                    mounts.push((container, path, dir.clone()));
+                }
+            }
+        }
+    }
+    state.node.dirs.insert(k.clone(), mounts);
+}
+
+/// The exec request as the node sees it: the container's image and mounts.
+fn node_request(state: &mut State, mut exec: ExecRequest, pod: &Value) -> ExecRequest {
+    let k = key("", "Pod", Some(&exec.namespace), &exec.pod);
+    let containers = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let container = exec
+        .container
+        .clone()
+        .or_else(|| containers.first().and_then(|c| c["name"].as_str().map(str::to_owned)))
+        .unwrap_or_default();
+    exec.image = containers
+        .iter()
+        .find(|c| c["name"].as_str() == Some(&container))
+        .and_then(|c| c["image"].as_str().map(str::to_owned));
+    exec.shell_less = exec.image.as_ref().is_some_and(|i| state.node.shell_less.contains(i));
+    exec.mounts = state
+        .node
+        .dirs
+        .get(&k)
+        .into_iter()
+        .flatten()
+        .filter(|(c, _, _)| *c == container)
+        .map(|(_, path, dir)| (path.clone(), dir.clone()))
+        .collect();
+    exec
+}
+
+/// Until the pod is deleted.
+async fn deleted(gone: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*gone.borrow_and_update() {
+        if gone.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn pod_watch(state: &mut State, namespace: &str, name: &str) -> tokio::sync::watch::Receiver<bool> {
+    state
+        .node
+        .gone
+        .entry(key("", "Pod", Some(namespace), name))
+        .or_insert_with(|| tokio::sync::watch::channel(false).0)
+        .subscribe()
+}
+
+/// A deleted pod: what was exec'd in it is killed, and its `emptyDir`s are removed (what they
+/// held is kept in [`FakeApiServer::empty_dir_files`]).
+fn pod_deleted(state: &mut State, namespace: Option<&str>, name: &str) {
+    let k = key("", "Pod", namespace, name);
+    if let Some(tx) = state.node.gone.get(&k) {
+        let _ = tx.send(true);
+    }
+    let Some(mounts) = state.node.dirs.remove(&k) else {
+        return;
+    };
+    let mut seen = BTreeSet::new();
+    for (_, path, dir) in mounts {
+        if !seen.insert(dir.clone()) {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            use sha2::Digest;
+            use std::os::unix::fs::PermissionsExt;
+            let Ok(bytes) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            let mode = entry
+                .metadata()
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or_default();
+            state.node.files.push(EmptyDirFile {
+                pod: format!("{}/{name}", namespace.unwrap_or_default()),
+                path: format!("{path}/{}", entry.file_name().to_string_lossy()),
+                len: bytes.len() as u64,
+                sha256: sha2::Sha256::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+                mode,
+            });
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// What the node runs for an exec: the command on this machine, each argument under a mount
+/// path mapped to the volume's directory (so `/mtlscope/agent` runs the file the test put in
+/// the pod's `emptyDir`), in the volume's directory; in a busybox image with busybox's
+/// applets when this machine has busybox (`busybox-static`), else with this machine's tools.
+/// A container of a shell-less image has only what was uploaded into it.
+pub fn node_exec(req: &ExecRequest) -> ExecAction {
+    let map = |arg: &str| -> String {
+        for (path, dir) in &req.mounts {
+            if arg == path {
+                return dir.display().to_string();
+            }
+            if let Some(rest) = arg.strip_prefix(&format!("{path}/")) {
+                return dir.join(rest).display().to_string();
+            }
+        }
+        arg.to_owned()
+    };
+    let Some(program) = req.command.first() else {
+        return ExecAction::StartFailed(runtime_error("exec: no command"));
+    };
+    let mapped: Vec<String> = req.command.iter().map(|a| map(a)).collect();
+    let uploaded = mapped[0] != *program;
+    if (req.shell_less && !uploaded) || (uploaded && !Path::new(&mapped[0]).exists()) {
+        return ExecAction::StartFailed(runtime_error(&format!(
+            "exec: \"{program}\": executable file not found in $PATH"
+        )));
+    }
+    let mut cmd = std::process::Command::new(&mapped[0]);
+    cmd.args(&mapped[1..]);
+    if let Some((_, dir)) = req.mounts.first() {
+        cmd.current_dir(dir);
+    }
+    // A busybox image's commands are busybox's applets, when this machine has busybox.
+    if let Some(bin) = req
+        .image
+        .as_deref()
+        .filter(|i| i.contains("busybox"))
+        .and_then(|_| busybox_bin())
+    {
+        cmd.env("PATH", bin);
+    }
+    ExecAction::Run(cmd)
+}
+
+/// A directory of busybox applets (`sh`, `head`, ...), made once, if busybox is installed.
+fn busybox_bin() -> Option<PathBuf> {
+    static BIN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())?;
+        let dir = std::env::temp_dir().join(format!("fake-node-busybox-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        for applet in ["sh", "head", "wc", "sha256sum", "chmod", "mv", "sleep", "cat", "echo"] {
+            let link = dir.join(applet);
+            if !link.exists() {
+                std::os::unix::fs::symlink(busybox, &link).ok()?;
+            }
+        }
+        Some(dir)
+    })
+    .clone()
+}
+
+/// The message the kubelet relays when containerd cannot start an exec's process.
+fn runtime_error(why: &str) -> String {
+    format!(
+        "Internal error occurred: error executing command in container: failed to exec in container: failed to start \
+         exec \"5f0c3b1e9a7d\": OCI runtime exec failed: exec failed: unable to start container process: {why}: unknown"
+    )
+}
+
+/// A `Failure` status for a command that did not start, on channel 3.
+fn start_failure(message: &str) -> Vec<u8> {
+    let status = json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError",
+                        "details": {"causes": [{"message": message}]}, "code": 500});
+    let mut v = vec![3u8];
+    v.extend(serde_json::to_vec(&status).unwrap_or_default());
+    v
+}
+
+/// The bytes of one stdin frame as they reach the process, after `fed` bytes before them.
+fn apply_fault(fault: Option<StdinFault>, fed: &mut u64, data: &[u8]) -> Vec<u8> {
+    let start = *fed;
+    *fed += data.len() as u64;
+    match fault {
+        None => data.to_vec(),
+        Some(StdinFault::CutAfter(n)) => data[..n.saturating_sub(start).min(data.len() as u64) as usize].to_vec(),
+        Some(StdinFault::FlipByte(at)) => {
+            let mut v = data.to_vec();
+            if (start..*fed).contains(&at) {
+                v[(at - start) as usize] ^= 0x5a;
+            }
+            v
         }
     }
 }

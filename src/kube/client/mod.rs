@@ -6,7 +6,8 @@
 //!   Services, PeerAuthentications and the mesh ConfigMaps.
 //! - [`resolve_targets`] turns the plugin's target (`POD`, `deploy/NAME`, ..., `-l SELECTOR`)
 //!   into pods with their node, IPs and container IDs.
-//! - [`create_pod`], [`delete_pod`], [`exec`] and their kin drive the plugin's helper pods.
+//! - [`create_pod`], [`delete_pod`], [`exec`] and their kin drive the plugin's helper pods;
+//!   [`node_facts`] says which agent a node needs and whether a helper can capture there.
 //!
 //! Every failure becomes a [`KubeError`] that names what was asked, where, and what to do
 //! about it. This file only declares the parts and re-exports what they offer: the parts use
@@ -14,6 +15,7 @@
 
 mod connect;
 mod error;
+mod nodes;
 mod objects;
 mod pods;
 mod request;
@@ -21,6 +23,7 @@ mod targets;
 
 pub use connect::{client, client_from_config, config, connect, KubeTarget};
 pub use error::KubeError;
+pub use nodes::{node_facts, NodeFacts};
 pub use objects::{cluster_objects, ClusterObjects};
 pub use pods::{create_pod, delete_pod, exec, get_pod, list_pods_labelled};
 pub use targets::resolve_targets;

@@ -2,8 +2,12 @@
 //! pod on each pod's node (see [`crate::kube::helper_pod`] for what the helper may do, and why).
 //!
 //! One run: resolve the target to pods ([`client::resolve_targets`]) and pick each pod's
-//! container; build one helper pod per node; create them, wait until they run, and in each one
-//! `exec` `mtlscope agent --container-id ID ...` for every target pod on that node. Each agent
+//! container; read their nodes (skipping Windows and virtual nodes) and, without `--image`,
+//! find the static agent for each node's architecture ([`crate::kube::upload`]); build one
+//! helper pod per node; create them, wait until they run, upload the agent into each one (one
+//! exec, checked in the pod), and in each one `exec` `mtlscope agent --container-id ID ...`
+//! (the uploaded `/mtlscope/agent`, or `mtlscope` in an `--image`) for every target pod on
+//! that node. Each agent
 //! streams JSON lines (one per connection as soon as its verdict is final, then a summary, read
 //! back into the records it wrote by [`crate::kube::wire`]); with
 //! `-w` it streams pcap instead, which is written to the file and analysed here with the same
@@ -17,12 +21,14 @@
 //! them.
 //!
 //! The parts, each in its own file: `options` (what was asked), `plan` (pods, containers,
-//! agent commands), `cluster` (names and policy), `session` (helpers and agents), `stream`
-//! (what the agents send), `output` (what is printed), `cleanup`. This file only starts a run;
+//! agent commands), `nodes` (which nodes, which architecture), `cluster` (names and policy),
+//! `session` (helpers, uploads and agents), `stream` (what the agents send), `output` (what is
+//! printed), `cleanup`. This file only starts a run;
 //! the parts never use it.
 
 mod cleanup;
 mod cluster;
+mod nodes;
 mod options;
 mod output;
 mod plan;
@@ -33,7 +39,8 @@ pub use cleanup::cleanup;
 pub use options::{SniffFormat, SniffOptions};
 
 use crate::kube::client;
-use crate::kube::helper_pod::{self, HelperOptions};
+use crate::kube::helper_pod::{self, HelperOptions, UPLOADED_AGENT};
+use crate::kube::upload::{find_agent, Agent, AgentChoice};
 use crate::policy;
 use anyhow::{bail, Context, Result};
 use cluster::load_cluster;
@@ -52,7 +59,7 @@ pub fn sniff(opts: SniffOptions) -> Result<i32> {
     rt.block_on(sniff_async(opts))
 }
 
-async fn sniff_async(opts: SniffOptions) -> Result<i32> {
+async fn sniff_async(mut opts: SniffOptions) -> Result<i32> {
     let format = match (opts.format, opts.dry_run) {
         (None, true) => SniffFormat::Yaml,
         (None, false) => SniffFormat::Table,
@@ -65,7 +72,36 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
     let (client, default_ns) = client::connect(&opts.kube).await?;
     let namespace = opts.namespace.clone().unwrap_or(default_ns);
     let pods = client::resolve_targets(&client, &namespace, opts.target.as_deref(), opts.selector.as_deref()).await?;
-    let mut captures = plan(&pods, opts.container.as_deref())?;
+    let captures = plan(&pods, opts.container.as_deref())?;
+    let upload = opts.image.is_none();
+    let node_facts = nodes::read_nodes(&client, &captures, upload).await;
+    let mut captures = nodes::keep_capturable(captures, &node_facts)?;
+    // Without --image: the agent for each node's architecture, uploaded into the helper.
+    let mut agents: BTreeMap<String, Agent> = BTreeMap::new();
+    if upload {
+        let choice = AgentChoice::new(opts.agent_binary.clone(), opts.allow_dynamic_agent);
+        let mut by_arch = BTreeMap::new();
+        for facts in node_facts
+            .values()
+            .filter(|f| captures.iter().any(|c| c.node == f.name))
+        {
+            let arch = nodes::node_arch(facts)?;
+            let agent = match by_arch.entry(arch) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(find_agent(arch, &choice).map_err(anyhow::Error::msg)?)
+                }
+            };
+            agents.insert(facts.name.clone(), agent.clone());
+        }
+        if opts.allow_dynamic_agent {
+            eprintln!(
+                "mtlscope: warning: --allow-dynamic-agent: a dynamically linked agent runs only in a helper image \
+                 with its C library"
+            );
+        }
+        opts.agent = UPLOADED_AGENT.to_owned();
+    }
     if let Some(w) = &opts.write {
         let many = captures.len() > 1;
         for c in &mut captures {
@@ -75,7 +111,7 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
     let helper_ns = opts.helper_namespace.clone().unwrap_or_else(|| namespace.clone());
     let helper_opts = HelperOptions {
         namespace: helper_ns.clone(),
-        image: opts.image.clone(),
+        image: opts.image.clone().unwrap_or_else(|| opts.helper_image.clone()),
         pull_policy: opts.pull_policy.clone(),
         privileged: opts.privileged,
         deadline: HelperOptions::deadline_for(opts.duration.unwrap_or(opts.max_duration), opts.running_timeout),
@@ -89,12 +125,13 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
         .iter()
         .map(|(node, idx)| {
             let targets: Vec<&policy::Pod> = idx.iter().map(|&i| &captures[i].pod).collect();
-            (node.clone(), helper_pod::helper_pod(&helper_opts, node, &targets))
+            let size = agents.get(node).map(|a| a.bytes.len() as u64);
+            (node.clone(), helper_pod::helper_pod(&helper_opts, node, &targets, size))
         })
         .collect();
 
     if opts.dry_run {
-        print_dry_run(&helpers, &captures, &opts, format)?;
+        print_dry_run(&helpers, &agents, &captures, &opts, format)?;
         return Ok(crate::report::EXIT_OK);
     }
 
@@ -106,7 +143,18 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
         created: Vec::new(),
         tasks: Vec::new(),
     };
-    let result = run(&mut session, &helpers, &mut captures, &opts, format, cluster.as_ref()).await;
+    let image = helper_opts.image.clone();
+    let result = run(
+        &mut session,
+        &helpers,
+        &agents,
+        &image,
+        &mut captures,
+        &opts,
+        format,
+        cluster.as_ref(),
+    )
+    .await;
     let cleanup = session.delete_all().await;
     session.drain().await;
     match (result, cleanup) {

@@ -32,7 +32,14 @@ pub struct SniffOptions {
     pub write: Option<PathBuf>,
     pub format: Option<SniffFormat>,
     pub dry_run: bool,
-    pub image: String,
+    /// `--image`: a prebuilt image with the agent inside, and no upload.
+    pub image: Option<String>,
+    /// `--helper-image`: the stock image the agent is uploaded into (without `--image`).
+    pub helper_image: String,
+    /// `--agent-binary` and where else to look for the agent to upload.
+    pub agent_binary: Option<PathBuf>,
+    /// The hidden `--allow-dynamic-agent` (see [`crate::kube::upload::AgentChoice`]).
+    pub allow_dynamic_agent: bool,
     pub pull_policy: String,
     pub privileged: bool,
     pub helper_namespace: Option<String>,
@@ -40,7 +47,8 @@ pub struct SniffOptions {
     /// Leave out the PeerAuthentication join (pod names are still shown).
     pub no_policy: bool,
     pub root_namespace: Option<String>,
-    /// The agent's path in the helper image.
+    /// The agent's command in an `--image` (the hidden `--agent-path`); an uploaded agent runs
+    /// from [`crate::kube::helper_pod::UPLOADED_AGENT`].
     pub agent: String,
     pub limits: Config,
 }

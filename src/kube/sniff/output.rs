@@ -4,20 +4,24 @@
 use super::cluster::{join_cluster, Known};
 use super::options::{SniffFormat, SniffOptions};
 use super::plan::{agent_command, Capture};
+use crate::kube::helper_pod::UPLOADED_AGENT;
 use crate::kube::labels::CONTAINER;
+use crate::kube::upload::{upload_command, Agent};
 use crate::pipeline::record::{CaptureStats, FlowReport, Summary, SCHEMA_VERSION};
 use crate::report::{self, Row};
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-/// `--dry-run`: the helper pods as YAML, each with the agent commands it would run as comments,
-/// or as JSON.
+/// `--dry-run`: the helper pods as YAML, each with the upload and the agent commands it would
+/// run as comments, or as JSON.
 pub(super) fn print_dry_run(
     helpers: &[(String, Pod)],
+    agents: &BTreeMap<String, Agent>,
     captures: &[Capture],
     opts: &SniffOptions,
     format: SniffFormat,
@@ -49,10 +53,27 @@ pub(super) fn print_dry_run(
                 if i > 0 {
                     writeln!(out, "---")?;
                 }
-                writeln!(
-                    out,
-                    "# helper for node {node}; the plugin then runs, through exec in container {CONTAINER}:"
-                )?;
+                match agents.get(node) {
+                    Some(agent) => {
+                        writeln!(
+                            out,
+                            "# helper for node {node}; through exec in container {CONTAINER}, the plugin uploads the \
+                             agent\n#   {}\n# into {UPLOADED_AGENT}, on the standard input of:",
+                            agent.describe()
+                        )?;
+                        let cmd = upload_command(agent);
+                        writeln!(out, "#   sh -c \"$SCRIPT\" {}", shell_words::join(&cmd[3..]))?;
+                        writeln!(out, "# where SCRIPT is:")?;
+                        for line in cmd[2].lines() {
+                            writeln!(out, "#     {line}")?;
+                        }
+                        writeln!(out, "# then runs:")?;
+                    }
+                    None => writeln!(
+                        out,
+                        "# helper for node {node}; the plugin then runs, through exec in container {CONTAINER}:"
+                    )?,
+                }
                 for c in commands(node) {
                     writeln!(out, "#   {c}")?;
                 }

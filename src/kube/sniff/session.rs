@@ -1,6 +1,6 @@
-//! One capture session: create the helper pods, wait until they run, start an agent per target
-//! pod, hand their events to the output until they end or a signal stops them, and delete the
-//! helpers on every way out.
+//! One capture session: create the helper pods, wait until they run, upload the agent into
+//! them (without `--image`), start an agent per target pod, hand their events to the output
+//! until they end or a signal stops them, and delete the helpers on every way out.
 
 use super::cluster::Known;
 use super::options::{SniffFormat, SniffOptions};
@@ -10,8 +10,10 @@ use super::stream::{spawn_streams, Event};
 use crate::kube::client;
 use crate::kube::helper_pod;
 use crate::kube::labels::{CONTAINER, LABEL_SESSION};
+use crate::kube::upload::{self, Agent};
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
@@ -93,9 +95,14 @@ enum Stop {
     Asked,
 }
 
+/// `agents`: the agent to upload into each node's helper (none with `--image`); `image`: the
+/// helpers' image, for the upload's errors.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     session: &mut Session,
     helpers: &[(String, Pod)],
+    agents: &BTreeMap<String, Agent>,
+    image: &str,
     captures: &mut [Capture],
     opts: &SniffOptions,
     format: SniffFormat,
@@ -136,6 +143,39 @@ pub(super) async fn run(
             opts.running_timeout
         ))?;
     }
+
+    // Upload the agent into each helper, all at once; each upload is checked in its pod.
+    let mut uploads = Vec::new();
+    for (node, _) in helpers {
+        let (Some(agent), Some(helper)) = (
+            agents.get(node),
+            captures.iter().find(|c| &c.node == node).and_then(|c| c.helper.clone()),
+        ) else {
+            continue;
+        };
+        let (client, namespace, image, agent) = (
+            session.client.clone(),
+            session.namespace.clone(),
+            image.to_owned(),
+            agent.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let took = upload::upload(&client, &namespace, &helper, &image, &agent).await;
+            (helper, agent, took)
+        });
+        uploads.push(AbortOnDrop(task));
+    }
+    for task in &mut uploads {
+        let (helper, agent, took) = interruptible!(&mut task.0).context("the upload task failed")?;
+        let took = took?;
+        eprintln!(
+            "mtlscope: note: agent uploaded into helper pod {}/{helper} in {:.2} s: {}",
+            session.namespace,
+            took.as_secs_f64(),
+            agent.describe()
+        );
+    }
+    drop(uploads);
 
     // Start one agent per target pod.
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
@@ -239,6 +279,15 @@ pub(super) async fn run(
         bail!("{}", failures.join("; "));
     }
     Ok(crate::report::EXIT_OK)
+}
+
+/// An upload still running when the run ends another way (an error, a signal) stops with it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Poll the helper until its container runs; fail early when it cannot start.
