@@ -17,7 +17,8 @@
 //! them.
 //!
 //! The parts, each in its own file: `options` (what was asked), `plan` (pods, containers,
-//! agent commands), `cluster` (names and policy), `session` (helpers and agents), `stream`
+//! agent commands), `cluster` (names and policy), `session` (helpers and agents), `wait` (a helper
+//! that does not or no longer runs, and why), `stream`
 //! (what the agents send), `output` (what is printed), `cleanup`. This file only starts a run;
 //! the parts never use it.
 
@@ -28,6 +29,7 @@ mod output;
 mod plan;
 mod session;
 mod stream;
+mod wait;
 
 pub use cleanup::cleanup;
 pub use options::{SniffFormat, SniffOptions};
@@ -64,7 +66,8 @@ async fn sniff_async(opts: SniffOptions) -> Result<i32> {
     };
     let (client, default_ns) = client::connect(&opts.kube).await?;
     let namespace = opts.namespace.clone().unwrap_or(default_ns);
-    let pods = client::resolve_targets(&client, &namespace, opts.target.as_deref(), opts.selector.as_deref()).await?;
+    let pods =
+        client::resolve_target_pods(&client, &namespace, opts.target.as_deref(), opts.selector.as_deref()).await?;
     let mut captures = plan(&pods, opts.container.as_deref())?;
     if let Some(w) = &opts.write {
         let many = captures.len() > 1;
