@@ -478,6 +478,27 @@ async fn an_agent_of_the_wrong_architecture_is_named_with_the_nodes() {
         "{err}"
     );
     assert!(helpers_left(&server).is_empty());
+
+    // Started by a shell (an uploaded agent), the kernel's refusal is the shell's last words.
+    let server = FakeApiServer::builder()
+        .objects(shop())
+        .objects([node("node-1", "arm64")])
+        .kubelet(0)
+        .exec(|_| ExecAction::Script {
+            stdout: Vec::new(),
+            stderr: b"sh: 1: /run/mtlscope/mtlscope: Exec format error\n".to_vec(),
+            exit_code: 126,
+        })
+        .start()
+        .await;
+    let (o, _) = plugin(&server, "agent-arch-sh", &["sniff", "web-0", "--image", IMAGE]).await;
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the agent binary is not built for node node-1's architecture (arm64)")
+            && err.contains("exit status 126 (it said: sh: 1: /run/mtlscope/mtlscope: Exec format error)"),
+        "{err}"
+    );
 }
 
 /// An agent that runs until its stream is closed (it never reports on its own).

@@ -207,10 +207,10 @@ pub(super) async fn run(
                         }
                         match r {
                             Err(e) => failures.push(format!(
-                                "agent for {} failed: {}{}",
+                                "agent for {} failed: {}",
                                 captures[i].label(),
-                                agent_failure(&session.client, &captures[i].node, &e).await,
-                                out.last_words(i)
+                                agent_failure(&session.client, &captures[i].node, &format!("{e}{}", out.last_words(i)))
+                                    .await,
                             )),
                             Ok(()) if out.summaries[i].is_none() => eprintln!(
                                 "mtlscope: warning: the stream from the agent for {} ended before its summary (the \

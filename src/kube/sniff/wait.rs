@@ -56,10 +56,11 @@ pub(super) async fn helper_ended(client: &kube::Client, namespace: &str, name: &
     cannot_run(client, &pod).await
 }
 
-/// An agent's failure as its exec reported it, with the architecture named when the kernel
-/// refused the binary (`exec format error`).
+/// An agent's failure as its exec reported it (the Status, then its last lines on stderr), with
+/// the architecture named when the kernel refused the binary: `exec format error` in the
+/// runtime's message, `Exec format error` in a shell's.
 pub(super) async fn agent_failure(client: &kube::Client, node: &str, message: &str) -> String {
-    if !message.contains("exec format error") {
+    if !message.to_ascii_lowercase().contains("exec format error") {
         return message.to_owned();
     }
     let arch = node_architecture(client, node).await;
