@@ -291,6 +291,41 @@ async fn one_namespace_reads_its_policies_and_the_root_namespaces() {
 }
 
 #[tokio::test]
+async fn one_namespace_without_the_root_namespaces_policies_keeps_its_pods_and_drops_all_policies() {
+    // A RoleBinding in bookinfo: its PeerAuthentications can be read, istio-system's cannot.
+    let server = FakeApiServer::builder()
+        .objects(bookinfo())
+        .forbid("security.istio.io", "peerauthentications", Some("istio-system"))
+        .forbid("", "services", Some("bookinfo"))
+        .start()
+        .await;
+    let got = client::cluster_objects(&server.client(), Some("bookinfo"))
+        .await
+        .unwrap();
+    assert!(!kinds(&got.objects, "Pod").is_empty());
+    // Half the policies would give wrong expected modes: none at all, and it says so.
+    assert!(kinds(&got.objects, "PeerAuthentication").is_empty());
+    assert_eq!(got.peer_authentication_version, None);
+    assert!(
+        got.notes.iter().any(|n| n
+            == "listing PeerAuthentications in namespace 'istio-system' is forbidden (needs RBAC get/list on \
+                peerauthentications.security.istio.io there, the mesh's root namespace): connections are shown \
+                without an expected mode"),
+        "{:?}",
+        got.notes
+    );
+    assert!(
+        got.notes
+            .iter()
+            .any(|n| n == "listing Services in namespace 'bookinfo' is forbidden: Service IPs are shown as addresses"),
+        "{:?}",
+        got.notes
+    );
+    let cluster = got.into_cluster().unwrap();
+    assert!(cluster.pods().iter().all(|p| p.namespace == "bookinfo"));
+}
+
+#[tokio::test]
 async fn root_namespace_comes_from_the_mesh_config_map() {
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/policy/custom-root/mesh.yaml"))

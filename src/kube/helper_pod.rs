@@ -27,9 +27,11 @@
 //! - `activeDeadlineSeconds`: the kubelet kills it after the capture's time plus a margin, even
 //!   if the plugin was killed before it could delete the pod; `kubectl mtlscope cleanup`
 //!   removes what is left.
-//! - Small requests and limits: the agent's memory does not grow with traffic (issue 7); the
-//!   plugin's own defaults for the agent's limits (`--max-flows 100000`, `--total-buffer 64MiB`)
-//!   keep it well under the 512 MiB limit with the 32 MiB kernel buffer.
+//! - Small requests, and a memory limit sized by the number of agents the helper runs (one per
+//!   target pod on its node, all in this one container): [`memory_limit_mib`]. The agent's
+//!   memory does not grow with traffic (issue 7); with the plugin's defaults for its bounds
+//!   (`--max-flows 100000`, `--total-buffer 64MiB`) and the 32 MiB kernel buffer it stays
+//!   within its share.
 //! - Labels [`LABEL_MANAGED_BY`] and [`LABEL_SESSION`] let `cleanup` and the plugin find it.
 
 pub use crate::kube::labels::{ANNOTATION_TARGETS, CONTAINER, LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY};
@@ -69,6 +71,22 @@ pub const AGENT_VOLUME: &str = "agent";
 pub fn agent_dir_size(bytes: u64) -> String {
     let mib = (bytes + bytes / 4 + (1 << 20)).div_ceil(1 << 20);
     format!("{mib}Mi")
+}
+
+/// The helper's memory limit without agents: its own process, and room for what the exec
+/// streams and the runtime add to the container's cgroup.
+pub const MEMORY_BASE_MIB: u64 = 256;
+/// Each agent's share of the limit with the default bounds: 32 MiB of kernel capture buffer,
+/// up to 100,000 open connections (about 1.3 KB each while their handshake is open, ~124 MiB),
+/// 64 MiB of out-of-order data, and its code and stacks; about 230 MiB, rounded up.
+pub const MEMORY_PER_AGENT_MIB: u64 = 256;
+
+/// The helper's memory limit for `agents` agents: 512 MiB for one, as before this was sized,
+/// 256 MiB more for each other one. A helper that outgrows it is OOMKilled, and the plugin says
+/// so; the request stays small, so the scheduler (which the helper bypasses) and the node's
+/// eviction see only what is used.
+pub fn memory_limit_mib(agents: usize) -> u64 {
+    MEMORY_BASE_MIB + MEMORY_PER_AGENT_MIB * (agents.max(1) as u64)
 }
 
 /// How to build the helper pods of one plugin run.
@@ -172,7 +190,10 @@ pub fn helper_pod(opts: &HelperOptions, node: &str, targets: &[&policy::Pod], up
             ])),
             limits: Some(BTreeMap::from([
                 ("cpu".to_owned(), quantity("1")),
-                ("memory".to_owned(), quantity("512Mi")),
+                (
+                    "memory".to_owned(),
+                    quantity(&format!("{}Mi", memory_limit_mib(targets.len()))),
+                ),
             ])),
             ..Default::default()
         }),
@@ -382,7 +403,17 @@ mod tests {
         assert_eq!(caps.drop.as_ref().unwrap(), &["ALL"]);
         assert_eq!(caps.add.as_ref().unwrap(), &["NET_RAW", "SYS_ADMIN", "SYS_PTRACE"]);
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        // Two agents: 256 MiB each on top of the base.
+        assert_eq!(limits["memory"].0, "768Mi");
+        let one = helper_pod(&opts(false), "n", &[&a], None);
+        let limits = one.spec.unwrap().containers[0]
+            .resources
+            .clone()
+            .unwrap()
+            .limits
+            .unwrap();
         assert_eq!(limits["memory"].0, "512Mi");
+        assert_eq!(memory_limit_mib(5), 1536);
         assert!(spec.volumes.is_none() && c.volume_mounts.is_none());
     }
 

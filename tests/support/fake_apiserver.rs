@@ -33,6 +33,14 @@
 //!
 //! Extension point: [`Builder::handler`], a function that sees each request first and may
 //! answer it (a failure injected on the n-th call, an admission refusal).
+//!
+//! Failing where real clusters fail ([`Failures`], the last section): RBAC from Role YAML
+//! ([`rules_from_yaml`], [`Builder::rbac`]) on every resource request and on exec (a WebSocket
+//! GET: `get` on pods/exec, and `create` too from 1.35, [`Builder::server_minor`]); validating
+//! admission after authorization ([`Builder::admission`], with the real messages of a
+//! ValidatingAdmissionPolicy, a ResourceQuota and a webhook); the kubelet's start failures
+//! ([`Builder::start_failure`]), an OOMKilled container ([`Builder::oom_kill_on_exec`]) and an
+//! exec the runtime cannot start ([`exec_format_error`]).
 #![allow(dead_code)] // Each test binary that includes this module uses a different part of it.
 
 use http_body_util::{BodyExt, Full};
@@ -49,6 +57,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+#[path = "fake_failures.rs"]
+mod failures;
+// Each test binary that includes this module uses a different part of it.
+#[allow(unused_imports)]
+pub use failures::{exec_format_error, rules_from_yaml, Admission, Rule, StartFailure};
+use failures::{oom_kill, Failures};
 
 /// An exec request as the API server received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,6 +421,8 @@ struct State {
     /// Exec streams that ended, and how (exit code).
     exec_exits: Vec<(ExecRequest, Option<i32>)>,
     node: Node,
+    /// RBAC, admission, kubelet failures: see [`Failures`].
+    failures: Failures,
 }
 
 /// Sets up a [`FakeApiServer`].
@@ -418,6 +435,7 @@ pub struct Builder {
     exec_v4_only: bool,
     kubelet: Option<u32>,
     node: Node,
+    failures: Failures,
 }
 
 impl Builder {
@@ -491,6 +509,7 @@ impl Builder {
             pod_reads: BTreeMap::new(),
             exec_exits: Vec::new(),
             node: self.node,
+            failures: self.failures,
         }));
         let (stop, mut stopped) = oneshot::channel::<()>();
         let serving = state.clone();
@@ -540,6 +559,7 @@ impl FakeApiServer {
             exec_v4_only: false,
             kubelet: None,
             node: Node::default(),
+            failures: Failures::default(),
         }
     }
 
@@ -662,7 +682,8 @@ fn route_builtin(state: &mut State, req: &RecordedRequest) -> Reply {
     let get = req.method == "GET";
     match segments.as_slice() {
         ["version"] if get => Reply::ok(json!({
-            "major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "gitCommit": "0000000",
+            "major": "1", "minor": state.failures.minor().to_string(),
+            "gitVersion": format!("v1.{}.0-fake", state.failures.minor()), "gitCommit": "0000000",
             "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2",
             "compiler": "gc", "platform": "linux/amd64"
         })),
@@ -782,6 +803,12 @@ fn resource_request(state: &mut State, req: &RecordedRequest, group: &str, versi
         _ => "",
     };
     if let Some(reply) = forbidden(state, ty, namespace, verb) {
+        return reply;
+    }
+    if let Some(reply) = state
+        .failures
+        .authorize(ty.group, ty.plural, subresource, namespace, name, verb)
+    {
         return reply;
     }
     if let Some(sub) = subresource {
@@ -998,6 +1025,12 @@ fn create(state: &mut State, req: &RecordedRequest, ty: &ResourceType, av: &str,
     object.insert("apiVersion".into(), av.into());
     object.insert("kind".into(), ty.kind.into());
     object.insert("metadata".into(), Value::Object(meta));
+    if let Some(reply) = state
+        .failures
+        .admit("CREATE", ty.plural, namespace, &Value::Object(object.clone()))
+    {
+        return reply;
+    }
     if ty.kind == "Pod" && !object.contains_key("status") {
         object.insert("status".into(), json!({"phase": "Pending", "qosClass": "BestEffort"}));
     }
@@ -1237,6 +1270,10 @@ fn kubelet(state: &mut State, namespace: Option<&str>, name: &str) {
         return;
     }
     let mut pod = pod.clone();
+    if let Some(failed) = state.failures.start(&pod) {
+        state.store.insert(failed);
+        return;
+    }
     let now = rfc3339_now();
     let statuses: Vec<Value> = pod["spec"]["containers"]
         .as_array()
@@ -1309,6 +1346,10 @@ fn exec_upgrade(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
     let (action, v4_only, gone, fault, exec) = {
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         st.requests.push(recorded.clone());
+        // A WebSocket upgrade is a GET: authorized as `get` (and `create` too from 1.35).
+        if let Some(r) = st.failures.authorize_exec(ns, pod) {
+            return reply(r);
+        }
         let Some(found) = st.store.get("", "Pod", Some(ns), pod).cloned() else {
             return reply(Reply::status(
                 404,
@@ -1331,9 +1372,17 @@ fn exec_upgrade(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
                 None,
             ));
         };
+        let connect = json!({"metadata": {"name": pod, "namespace": ns}});
+        if let Some(r) = st.failures.admit("CONNECT", "pods/exec", Some(ns), &connect) {
+            return reply(r);
+        }
         let exec = node_request(&mut st, exec, &found);
         let gone = pod_watch(&mut st, ns, pod);
-        (handler(&exec), st.exec_v4_only, gone, st.node.stdin_fault, exec)
+        let action = match oom_kill(&mut st, ns, pod) {
+            Some(killed) => killed,
+            None => handler(&exec),
+        };
+        (action, st.exec_v4_only, gone, st.node.stdin_fault, exec)
     };
     if let ExecAction::Refuse(r) = action {
         return reply(r);

@@ -50,14 +50,8 @@ pub enum KubeError {
         resource: String,
         message: String,
     },
-    #[error(
-        "forbidden: cannot {verb} {resource} {} (needs RBAC: {} on {resource}, {}; check with \
-         `kubectl auth can-i {verb} {resource} {}`); the API server said: {message}",
-        scope_text(namespace.as_deref()),
-        rbac_verbs(verb),
-        rbac_binding(namespace.as_deref()),
-        can_i_scope(namespace.as_deref())
-    )]
+    /// RBAC refused the request (a 403 that no admission plugin wrote).
+    #[error("{}", forbidden_text(verb, resource, namespace.as_deref(), message))]
     Forbidden {
         verb: &'static str,
         resource: String,
@@ -113,6 +107,23 @@ pub enum KubeError {
         reason: String,
         message: String,
     },
+    /// RBAC allowed the request, but admission control or a quota refused it: granting
+    /// permissions does not help, the policy, webhook or quota named in `by` decides.
+    #[error(
+        "cannot {verb} {resource} {}: refused by {by}, not by RBAC (the permission is there; more RBAC does not \
+         help): {}; the API server answered {code}: {message}",
+        scope_text(namespace.as_deref()),
+        by.remedy(namespace.as_deref())
+    )]
+    Refused {
+        verb: &'static str,
+        resource: String,
+        namespace: Option<String>,
+        code: u16,
+        /// Boxed: it would make every `Result<_, KubeError>` larger.
+        by: Box<Refuser>,
+        message: String,
+    },
     /// Admission control refused the plugin's helper pod.
     #[error("the helper pod was refused in namespace '{namespace}' by {policy}: {message}; {remedy}")]
     HelperRejected {
@@ -127,6 +138,182 @@ pub enum KubeError {
     Decode { what: String, message: String },
     #[error("cannot {what}: {message}")]
     Other { what: String, message: String },
+}
+
+/// What refused a request that RBAC allowed, read from the message kube-apiserver writes for
+/// it (the formats are its own: `ValidatingAdmissionPolicy '%s' with binding '%s' denied
+/// request: %s` from the policy plugin, `exceeded quota: %s, requested: ...` and `failed quota:
+/// %s: must specify ...` from the ResourceQuota plugin, `admission webhook %q denied the
+/// request` from the webhook dispatcher).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refuser {
+    ValidatingAdmissionPolicy { policy: String, binding: Option<String> },
+    ResourceQuota { quota: String },
+    Webhook { webhook: String },
+}
+
+impl std::fmt::Display for Refuser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refuser::ValidatingAdmissionPolicy {
+                policy,
+                binding: Some(b),
+            } => {
+                write!(f, "the ValidatingAdmissionPolicy '{policy}' (binding '{b}')")
+            }
+            Refuser::ValidatingAdmissionPolicy { policy, binding: None } => {
+                write!(f, "the ValidatingAdmissionPolicy '{policy}'")
+            }
+            Refuser::ResourceQuota { quota } => write!(f, "the ResourceQuota '{quota}'"),
+            Refuser::Webhook { webhook } => write!(f, "the admission webhook \"{webhook}\""),
+        }
+    }
+}
+
+impl Refuser {
+    /// Who refused, from the API server's message; `None` for anything else (RBAC's own 403,
+    /// a validation error).
+    pub fn from_message(message: &str) -> Option<Refuser> {
+        if let Some(rest) = message.split("ValidatingAdmissionPolicy '").nth(1) {
+            let (policy, rest) = rest.split_once('\'')?;
+            let binding = rest
+                .strip_prefix(" with binding '")
+                .and_then(|b| b.split_once('\''))
+                .map(|(b, _)| b.to_owned());
+            return Some(Refuser::ValidatingAdmissionPolicy {
+                policy: policy.to_owned(),
+                binding,
+            });
+        }
+        for marker in ["exceeded quota: ", "failed quota: "] {
+            if let Some(rest) = message.split(marker).nth(1) {
+                let quota = rest.split([',', ':']).next().unwrap_or_default().trim();
+                return Some(Refuser::ResourceQuota {
+                    quota: quota.to_owned(),
+                });
+            }
+        }
+        let rest = message.split("admission webhook \"").nth(1)?;
+        let (webhook, rest) = rest.split_once('"')?;
+        rest.trim_start()
+            .starts_with("denied the request")
+            .then(|| Refuser::Webhook {
+                webhook: webhook.to_owned(),
+            })
+    }
+
+    /// What to do, as commands where there are some.
+    fn remedy(&self, namespace: Option<&str>) -> String {
+        let ns = namespace.map_or_else(String::new, |n| format!(" -n {n}"));
+        let elsewhere = "or run the helpers in a namespace it does not cover with --helper-namespace NS";
+        match self {
+            Refuser::ValidatingAdmissionPolicy { policy, binding } => format!(
+                "`kubectl get validatingadmissionpolicy {policy} -o yaml`{} shows what it checks; ask the cluster's \
+                 admins for an exception for pods labelled app.kubernetes.io/managed-by=kubectl-mtlscope, {elsewhere}",
+                binding.as_ref().map_or_else(String::new, |b| format!(
+                    " and `kubectl get validatingadmissionpolicybinding {b} -o yaml`"
+                ))
+            ),
+            Refuser::ResourceQuota { quota } => format!(
+                "the namespace's quota has no room left for what the request asks (for a helper pod: its requests \
+                 and limits); `kubectl describe resourcequota {quota}{ns}` shows what is used: free some room, raise \
+                 the quota, {elsewhere}"
+            ),
+            Refuser::Webhook { webhook } => format!(
+                "`kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations` shows which \
+                 configuration calls \"{webhook}\"; ask its owners for an exception for pods labelled \
+                 app.kubernetes.io/managed-by=kubectl-mtlscope, {elsewhere}"
+            ),
+        }
+    }
+}
+
+impl KubeError {
+    /// A failure the API server answered with a `Status` (besides 401, and 404 for a named
+    /// object): a refusal by admission control or a quota, RBAC's 403, or another status.
+    /// Admission refusals come with 400, 403 or 422 (a ValidatingAdmissionPolicy answers 422
+    /// unless its validation sets another reason; webhooks choose their code, at least 400).
+    pub(super) fn from_status(
+        verb: &'static str,
+        resource: String,
+        namespace: Option<String>,
+        code: u16,
+        reason: String,
+        message: String,
+    ) -> KubeError {
+        let refuser = matches!(code, 400 | 403 | 422)
+            .then(|| Refuser::from_message(&message))
+            .flatten();
+        match (refuser, code) {
+            (Some(by), _) => KubeError::Refused {
+                verb,
+                resource,
+                namespace,
+                code,
+                by: Box::new(by),
+                message,
+            },
+            (None, 403) => KubeError::Forbidden {
+                verb,
+                resource,
+                namespace,
+                message,
+            },
+            (None, code) => KubeError::Api {
+                verb,
+                resource,
+                namespace,
+                code,
+                reason,
+                message,
+            },
+        }
+    }
+}
+
+/// RBAC's refusal of `verb` on `resource`: which rule to grant, where, and the `kubectl auth
+/// can-i` commands that check it. An exec (`pods/exec`) is a WebSocket upgrade, that is a
+/// `GET`: kube-apiserver authorizes it as `get`, and from Kubernetes 1.35
+/// (`AuthorizePodWebsocketUpgradeCreatePermission`, on by default) checks `create` as well, so
+/// it needs both whatever verb the request was described with.
+fn forbidden_text(verb: &str, resource: &str, namespace: Option<&str>, message: &str) -> String {
+    let scope = scope_text(namespace);
+    let binding = rbac_binding(namespace);
+    let (base, sub) = match resource.split_once('/') {
+        Some((b, s)) => (b, Some(s)),
+        None => (resource, None),
+    };
+    let can_i = |v: &str| match sub {
+        Some(s) => format!(
+            "`kubectl auth can-i {v} {base} --subresource={s} {}`",
+            can_i_scope(namespace)
+        ),
+        None => format!("`kubectl auth can-i {v} {resource} {}`", can_i_scope(namespace)),
+    };
+    if matches!(sub, Some("exec" | "attach" | "portforward")) {
+        // RBAC's own message names the verb it refused; the 1.35 `create` check's says only
+        // "is forbidden".
+        let refused = if message.contains(&format!("cannot get resource \"{resource}\"")) {
+            "`get` was refused"
+        } else if message.contains(&format!("cannot create resource \"{resource}\"")) || !message.contains("User \"") {
+            "`create` was refused"
+        } else {
+            "refused"
+        };
+        return format!(
+            "forbidden: cannot open {resource} {scope} ({refused}; needs RBAC: get and create on {resource}, {binding}: \
+             the exec stream is a WebSocket upgrade, a GET, which the API server authorizes as `get`, and Kubernetes \
+             1.35 and later check `create` too; check with {} and {}); the API server said: {message}",
+            can_i("get"),
+            can_i("create"),
+        );
+    }
+    format!(
+        "forbidden: cannot {verb} {resource} {scope} (needs RBAC: {} on {resource}, {binding}; check with {}); the API \
+         server said: {message}",
+        rbac_verbs(verb),
+        can_i(verb)
+    )
 }
 
 pub(super) fn list_or_none(items: &[String]) -> String {
@@ -187,6 +374,72 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admission_refusals_are_told_from_rbac() {
+        let vap = "pods \"mtlscope-w1-bcdfg\" is forbidden: ValidatingAdmissionPolicy 'no-host-pid' with binding \
+                   'no-host-pid-shop' denied request: hostPID is not allowed";
+        assert_eq!(
+            Refuser::from_message(vap),
+            Some(Refuser::ValidatingAdmissionPolicy {
+                policy: "no-host-pid".into(),
+                binding: Some("no-host-pid-shop".into())
+            })
+        );
+        let quota = "pods \"mtlscope-w1-bcdfg\" is forbidden: exceeded quota: compute, requested: \
+                     limits.memory=512Mi, used: limits.memory=1792Mi, limited: limits.memory=2Gi";
+        assert_eq!(
+            Refuser::from_message(quota),
+            Some(Refuser::ResourceQuota {
+                quota: "compute".into()
+            })
+        );
+        let must = "pods \"x\" is forbidden: failed quota: compute: must specify limits.memory for: agent";
+        assert_eq!(
+            Refuser::from_message(must),
+            Some(Refuser::ResourceQuota {
+                quota: "compute".into()
+            })
+        );
+        let hook = "admission webhook \"validate.kyverno.svc-fail\" denied the request: policy disallow-host-pid";
+        assert_eq!(
+            Refuser::from_message(hook),
+            Some(Refuser::Webhook {
+                webhook: "validate.kyverno.svc-fail".into()
+            })
+        );
+        let rbac = "pods is forbidden: User \"dev\" cannot create resource \"pods\" in API group \"\" in the \
+                    namespace \"shop\"";
+        assert_eq!(Refuser::from_message(rbac), None);
+        let e = KubeError::from_status(
+            "create",
+            "pods".into(),
+            Some("shop".into()),
+            403,
+            "Forbidden".into(),
+            quota.into(),
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "cannot create pods in namespace 'shop': refused by the ResourceQuota 'compute', not by RBAC"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("`kubectl describe resourcequota compute -n shop`"),
+            "{text}"
+        );
+        let e = KubeError::from_status(
+            "create",
+            "pods".into(),
+            Some("shop".into()),
+            403,
+            "Forbidden".into(),
+            rbac.into(),
+        );
+        assert!(matches!(e, KubeError::Forbidden { .. }), "{e:?}");
+    }
 
     #[test]
     fn forbidden_message_names_the_rule_to_grant() {

@@ -22,8 +22,8 @@ mod request;
 mod targets;
 
 pub use connect::{client, client_from_config, config, connect, KubeTarget};
-pub use error::KubeError;
+pub use error::{KubeError, Refuser};
 pub use nodes::{node_facts, NodeFacts};
 pub use objects::{cluster_objects, ClusterObjects};
 pub use pods::{create_pod, delete_pod, exec, get_pod, list_pods_labelled};
-pub use targets::resolve_targets;
+pub use targets::{resolve_target_pods, resolve_targets, ContainerState, TargetPod};

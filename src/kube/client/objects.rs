@@ -147,20 +147,39 @@ pub async fn cluster_objects(client: &kube::Client, namespace: Option<&str>) -> 
                 Some(ns) if ns == root => vec![Some(ns)],
                 Some(ns) => vec![Some(ns), Some(root.as_str())],
             };
+            // All or nothing: the policies of one namespace without the mesh-wide ones of the
+            // root namespace would give wrong expected modes.
+            let mut policies = Vec::new();
             for scope in scopes {
                 match list_all(client, &resource, scope, &ListParams::default()).await {
-                    Ok(items) => out.objects.extend(items),
+                    Ok(items) => policies.extend(items),
                     Err(ListError::NotServed) => {
                         out.peer_authentication_version = None;
                         out.notes.push(format!(
                             "{ISTIO_SECURITY_GROUP}/{version} is served but has no peerauthentications resource: \
                              no PeerAuthentication policies"
                         ));
+                        policies.clear();
+                        break;
+                    }
+                    // Someone allowed into their namespace only: the pod names are still worth
+                    // having, the expected modes are not knowable.
+                    Err(ListError::Kube(KubeError::Forbidden { .. })) if scope.is_some() => {
+                        let ns = scope.unwrap_or_default();
+                        out.peer_authentication_version = None;
+                        out.notes.push(format!(
+                            "listing PeerAuthentications in namespace '{ns}' is forbidden (needs RBAC get/list on \
+                             {} there{}): connections are shown without an expected mode",
+                            resource.qualified(),
+                            if ns == root { ", the mesh's root namespace" } else { "" }
+                        ));
+                        policies.clear();
                         break;
                     }
                     Err(ListError::Kube(e)) => return Err(e),
                 }
             }
+            out.objects.extend(policies);
         }
         Discovered::Absent => out.notes.push(format!(
             "this cluster does not serve the {ISTIO_SECURITY_GROUP} API (Istio's CRDs are not installed): \
@@ -173,9 +192,18 @@ pub async fn cluster_objects(client: &kube::Client, namespace: Option<&str>) -> 
     }
 
     for resource in [SERVICES, PODS] {
-        let items = list_all(client, &resource, namespace, &ListParams::default())
-            .await
-            .map_err(|e| e.into_kube(&resource, namespace))?;
+        let items = match list_all(client, &resource, namespace, &ListParams::default()).await {
+            Ok(items) => items,
+            // Services only name Service IPs; within one namespace, go on with the pods.
+            Err(ListError::Kube(KubeError::Forbidden { .. })) if resource == SERVICES && namespace.is_some() => {
+                out.notes.push(format!(
+                    "listing Services in namespace '{}' is forbidden: Service IPs are shown as addresses",
+                    namespace.unwrap_or_default()
+                ));
+                continue;
+            }
+            Err(e) => return Err(e.into_kube(&resource, namespace)),
+        };
         if resource == PODS && items.is_empty() {
             if let Some(ns) = namespace {
                 out.notes.push(format!(

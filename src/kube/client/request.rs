@@ -58,26 +58,21 @@ pub(super) fn api_error(e: kube::Error, asked: &Asked<'_>) -> KubeError {
                 resource: asked.resource.clone(),
                 message: status.message,
             },
-            403 => KubeError::Forbidden {
-                verb: asked.verb,
-                resource: asked.resource.clone(),
-                namespace,
-                message: status.message,
-            },
             404 if asked.name.is_some() => KubeError::NotFound {
                 kind: asked.kind,
                 name: asked.name.unwrap_or_default().to_owned(),
                 namespace,
                 hint: String::new(),
             },
-            code => KubeError::Api {
-                verb: asked.verb,
-                resource: asked.resource.clone(),
+            // RBAC's 403, an admission or quota refusal, or another status.
+            code => KubeError::from_status(
+                asked.verb,
+                asked.resource.clone(),
                 namespace,
                 code,
-                reason: status.reason,
-                message: status.message,
-            },
+                status.reason,
+                status.message,
+            ),
         },
         // Leave out kube's own "ServiceError:" / "HyperError:" prefix: the causes say it all.
         kube::Error::HyperError(e) => KubeError::Unreachable { message: chain(&e) },

@@ -11,7 +11,60 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams};
 use kube::core::Selector;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
+
+/// A target pod as the plugin needs it: the one Pod model, and what only capture cares about.
+/// A container that is not running has no process whose network namespace the helper can
+/// enter, even when its status still names a container ID (a container in CrashLoopBackOff
+/// keeps the ID of its last run); a pod being deleted may be gone before the helper runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetPod {
+    pub pod: policy::Pod,
+    /// The state of each container that has a status (`status.containerStatuses` and
+    /// `status.initContainerStatuses`, for native sidecars), by name.
+    pub states: BTreeMap<String, ContainerState>,
+    /// `metadata.deletionTimestamp`: the pod is terminating.
+    pub deleting: Option<String>,
+}
+
+/// A container's `state`, as far as capture cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    Running,
+    /// `state.waiting.reason`: `CrashLoopBackOff`, `ContainerCreating`, ...
+    Waiting(String),
+    /// `state.terminated.reason`: `Error`, `Completed`, `OOMKilled`, ...
+    Terminated(String),
+}
+
+impl ContainerState {
+    fn of(status: &k8s_openapi::api::core::v1::ContainerStatus) -> Option<ContainerState> {
+        let state = status.state.as_ref()?;
+        if state.running.is_some() {
+            return Some(ContainerState::Running);
+        }
+        if let Some(w) = &state.waiting {
+            return Some(ContainerState::Waiting(
+                w.reason.clone().unwrap_or_else(|| "waiting".into()),
+            ));
+        }
+        state
+            .terminated
+            .as_ref()
+            .map(|t| ContainerState::Terminated(t.reason.clone().unwrap_or_else(|| "terminated".into())))
+    }
+}
+
+impl fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContainerState::Running => f.write_str("running"),
+            ContainerState::Waiting(reason) => write!(f, "waiting ({reason})"),
+            ContainerState::Terminated(reason) => write!(f, "terminated ({reason})"),
+        }
+    }
+}
 
 /// Which container of a pod capture enters: the plugin's choice, so it lives with the plugin
 /// rather than with the Pod model in [`crate::policy`].
@@ -148,6 +201,18 @@ pub async fn resolve_targets(
     target: Option<&str>,
     selector: Option<&str>,
 ) -> Result<Vec<policy::Pod>, KubeError> {
+    let pods = resolve_target_pods(client, namespace, target, selector).await?;
+    Ok(pods.into_iter().map(|t| t.pod).collect())
+}
+
+/// As [`resolve_targets`], with each pod's container states and deletion mark, which decide
+/// whether and through which container it can be captured in.
+pub async fn resolve_target_pods(
+    client: &kube::Client,
+    namespace: &str,
+    target: Option<&str>,
+    selector: Option<&str>,
+) -> Result<Vec<TargetPod>, KubeError> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     match (target, selector) {
         (Some(_), Some(_)) => Err(KubeError::Usage(
@@ -309,7 +374,7 @@ async fn workload_selector(
     }
 }
 
-async fn list_pods(pods_api: &Api<Pod>, namespace: &str, selector: &str) -> Result<Vec<policy::Pod>, KubeError> {
+async fn list_pods(pods_api: &Api<Pod>, namespace: &str, selector: &str) -> Result<Vec<TargetPod>, KubeError> {
     let asked = Asked {
         verb: "list",
         resource: "pods".to_owned(),
@@ -337,7 +402,7 @@ async fn list_pods(pods_api: &Api<Pod>, namespace: &str, selector: &str) -> Resu
         }
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {
-            pods.sort_by(|a, b| a.name.cmp(&b.name));
+            pods.sort_by(|a, b| a.pod.name.cmp(&b.pod.name));
             return Ok(pods);
         }
     }
@@ -347,8 +412,29 @@ async fn list_pods(pods_api: &Api<Pod>, namespace: &str, selector: &str) -> Resu
     })
 }
 
-/// The API's Pod in the one Pod model, read by the same code as a cluster dump's pods.
-fn target_pod(pod: Pod, namespace: &str) -> Result<policy::Pod, KubeError> {
+/// The API's Pod in the one Pod model, read by the same code as a cluster dump's pods, with
+/// its container states and deletion mark.
+fn target_pod(pod: Pod, namespace: &str) -> Result<TargetPod, KubeError> {
+    let deleting = pod.metadata.deletion_timestamp.as_ref().map(|t| t.0.to_string());
+    let states = pod
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+        })
+        .filter_map(|cs| ContainerState::of(cs).map(|st| (cs.name.clone(), st)))
+        .collect();
+    Ok(TargetPod {
+        pod: policy_pod(pod, namespace)?,
+        states,
+        deleting,
+    })
+}
+
+fn policy_pod(pod: Pod, namespace: &str) -> Result<policy::Pod, KubeError> {
     let decode = |message: String| KubeError::Decode {
         what: format!("pod in namespace '{namespace}'"),
         message,

@@ -12,11 +12,12 @@ use crate::policy::Cluster;
 pub(super) async fn load_cluster(client: &kube::Client, namespace: &str, opts: &SniffOptions) -> Option<Known> {
     let objects = match client::cluster_objects(client, None).await {
         Ok(o) => o,
-        Err(KubeError::Forbidden { .. }) => match client::cluster_objects(client, Some(namespace)).await {
+        // RBAC for one namespace only (a RoleBinding): read that namespace, keep its pod names.
+        Err(KubeError::Forbidden { resource, .. }) => match client::cluster_objects(client, Some(namespace)).await {
             Ok(o) => {
                 eprintln!(
-                    "mtlscope: note: cannot list pods in all namespaces; only pods in namespace '{namespace}' are \
-                     shown by name"
+                    "mtlscope: note: listing {resource} in all namespaces is forbidden: read namespace '{namespace}' \
+                     only, so only its pods are shown by name (others by IP)"
                 );
                 o
             }

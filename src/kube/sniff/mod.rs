@@ -22,8 +22,9 @@
 //!
 //! The parts, each in its own file: `options` (what was asked), `plan` (pods, containers,
 //! agent commands), `nodes` (which nodes, which architecture), `cluster` (names and policy),
-//! `session` (helpers, uploads and agents), `stream` (what the agents send), `output` (what is
-//! printed), `cleanup`. This file only starts a run;
+//! `session` (helpers, uploads and agents), `wait` (a helper that does not or no longer runs,
+//! and why), `stream` (what the agents send), `output` (what is printed), `cleanup`. This file
+//! only starts a run;
 //! the parts never use it.
 
 mod cleanup;
@@ -34,6 +35,7 @@ mod output;
 mod plan;
 mod session;
 mod stream;
+mod wait;
 
 pub use cleanup::cleanup;
 pub use options::{SniffFormat, SniffOptions};
@@ -71,7 +73,8 @@ async fn sniff_async(mut opts: SniffOptions) -> Result<i32> {
     };
     let (client, default_ns) = client::connect(&opts.kube).await?;
     let namespace = opts.namespace.clone().unwrap_or(default_ns);
-    let pods = client::resolve_targets(&client, &namespace, opts.target.as_deref(), opts.selector.as_deref()).await?;
+    let pods =
+        client::resolve_target_pods(&client, &namespace, opts.target.as_deref(), opts.selector.as_deref()).await?;
     let captures = plan(&pods, opts.container.as_deref())?;
     let upload = opts.image.is_none();
     let node_facts = nodes::read_nodes(&client, &captures, upload).await;

@@ -3,6 +3,7 @@
 
 use super::options::SniffOptions;
 use crate::pipeline::source::LinkType;
+use crate::kube::client::{ContainerState, TargetPod};
 use crate::policy;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -27,12 +28,23 @@ impl Capture {
 }
 
 /// The pods to capture in, with their container and node; pods that cannot be captured in are
-/// skipped with a warning when others remain, and are an error when none does.
-pub(super) fn plan(pods: &[policy::Pod], container: Option<&str>) -> Result<Vec<Capture>> {
+/// skipped with a warning when others remain, and are an error when none does. A pod being
+/// deleted is skipped (it may be gone before its helper runs). When the chosen container is
+/// not running (CrashLoopBackOff keeps the ID of its last run, whose process is gone), another
+/// running container of the pod is entered instead: all containers of a pod share its network
+/// namespace, so the capture is the same.
+pub(super) fn plan(pods: &[TargetPod], container: Option<&str>) -> Result<Vec<Capture>> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
-    for p in pods {
+    for t in pods {
+        let p = &t.pod;
         let name = format!("{}/{}", p.namespace, p.name);
+        if let Some(since) = &t.deleting {
+            problems.push(format!(
+                "pod {name}: it is terminating (deletionTimestamp {since}) and may be gone before a helper runs"
+            ));
+            continue;
+        }
         let Some(node) = p.node.clone() else {
             problems.push(format!("pod {name} is not scheduled on a node yet"));
             continue;
@@ -44,24 +56,47 @@ pub(super) fn plan(pods: &[policy::Pod], container: Option<&str>) -> Result<Vec<
             ));
             continue;
         }
-        let c = match p.container(container) {
+        let chosen = match p.container(container) {
             Ok(c) => c,
             Err(e) => {
                 problems.push(e.to_string());
                 continue;
             }
         };
-        let Some(id) = c.id.clone() else {
+        let running = |c: &policy::Container| {
+            c.id.is_some() && t.states.get(&c.name).is_none_or(|s| *s == ContainerState::Running)
+        };
+        let c = if running(chosen) {
+            chosen
+        } else if let Some(other) = p.containers.iter().find(|c| running(c)) {
+            eprintln!(
+                "mtlscope: note: container '{}' of pod {name} is {}: capturing through its container '{}' instead, \
+                 which shares the pod's network namespace",
+                chosen.name,
+                state_text(t, chosen),
+                other.name
+            );
+            other
+        } else {
+            let states: Vec<String> = p
+                .containers
+                .iter()
+                .map(|c| format!("'{}' {}", c.name, state_text(t, c)))
+                .collect();
             problems.push(format!(
-                "container '{}' of pod {name} has no container ID (not started yet?)",
-                c.name
+                "pod {name}: no container runs, so there is no process to enter its network namespace through \
+                 ({})",
+                states.join(", ")
             ));
+            continue;
+        };
+        let Some(id) = c.id.clone() else {
             continue;
         };
         if p.host_network {
             eprintln!(
-                "mtlscope: warning: pod {name} uses the node's network (hostNetwork): the capture sees all of node \
-                 {node}'s traffic on the interface"
+                "mtlscope: warning: pod {name} uses the node's network (hostNetwork): `-i` names an interface of \
+                 node {node} itself, and the capture sees all of that node's traffic on it"
             );
         }
         out.push(Capture {
@@ -80,6 +115,15 @@ pub(super) fn plan(pods: &[policy::Pod], container: Option<&str>) -> Result<Vec<
         eprintln!("mtlscope: warning: skipping {p}");
     }
     Ok(out)
+}
+
+/// `waiting (CrashLoopBackOff)`; without a status, what the ID says.
+fn state_text(t: &TargetPod, c: &policy::Container) -> String {
+    match (t.states.get(&c.name), &c.id) {
+        (Some(s), _) => s.to_string(),
+        (None, None) => "not started (no container ID)".to_owned(),
+        (None, Some(_)) => "running".to_owned(),
+    }
 }
 
 /// `out.pcap` -> `out-<namespace>-<pod>.pcap` when several pods are captured.
@@ -191,13 +235,26 @@ mod tests {
         }
     }
 
+    fn target(pod: policy::Pod) -> TargetPod {
+        TargetPod {
+            pod,
+            states: Default::default(),
+            deleting: None,
+        }
+    }
+
     #[test]
     fn plan_picks_the_app_container_and_skips_pods_that_cannot_be_captured() {
-        let pods = vec![
+        let mut no_ids = pod("d", Some("n2"), "Running", None);
+        no_ids.containers[0].id = None;
+        let pods: Vec<TargetPod> = vec![
             pod("a", Some("n1"), "Running", Some("containerd://aaaaaaaaaaaaaaaa")),
             pod("b", None, "Pending", None),
-            pod("c", Some("n2"), "Running", None),
-        ];
+            no_ids,
+        ]
+        .into_iter()
+        .map(target)
+        .collect();
         let plan = plan(&pods, None).unwrap();
         assert_eq!(plan.len(), 1);
         assert_eq!((plan[0].container.as_str(), plan[0].node.as_str()), ("app", "n1"));
@@ -206,7 +263,41 @@ mod tests {
         assert_eq!(sidecar[0].container_id, "containerd://1111111111111111");
         let err = super::plan(&pods[1..], None).unwrap_err().to_string();
         assert!(
-            err.contains("ns/b is not scheduled") && err.contains("ns/c has no container ID"),
+            err.contains("ns/b is not scheduled")
+                && err.contains("pod ns/d: no container runs")
+                && err.contains("'app' not started (no container ID)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_crash_looping_container_is_replaced_by_a_running_one_and_terminating_pods_are_skipped() {
+        // CrashLoopBackOff keeps the containerID of the last run: it must not be used.
+        let mut crashing = target(pod("a", Some("n1"), "Running", Some("containerd://aaaaaaaaaaaaaaaa")));
+        crashing
+            .states
+            .insert("app".into(), ContainerState::Waiting("CrashLoopBackOff".into()));
+        crashing.states.insert("istio-proxy".into(), ContainerState::Running);
+        let plan = super::plan(std::slice::from_ref(&crashing), None).unwrap();
+        assert_eq!(plan[0].container, "istio-proxy");
+        assert_eq!(plan[0].container_id, "containerd://1111111111111111");
+
+        crashing
+            .states
+            .insert("istio-proxy".into(), ContainerState::Terminated("Error".into()));
+        let err = super::plan(std::slice::from_ref(&crashing), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'istio-proxy' terminated (Error), 'app' waiting (CrashLoopBackOff)"),
+            "{err}"
+        );
+
+        let mut leaving = target(pod("b", Some("n1"), "Running", Some("containerd://bbbbbbbbbbbbbbbb")));
+        leaving.deleting = Some("2026-11-01T10:00:00Z".into());
+        let err = super::plan(&[leaving], None).unwrap_err().to_string();
+        assert!(
+            err.contains("pod ns/b: it is terminating (deletionTimestamp 2026-11-01T10:00:00Z)"),
             "{err}"
         );
     }

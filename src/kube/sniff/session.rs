@@ -7,8 +7,8 @@ use super::options::{SniffFormat, SniffOptions};
 use super::output::Results;
 use super::plan::{agent_command, Capture};
 use super::stream::{spawn_streams, Event};
+use super::wait::{agent_failure, helper_ended, wait_running};
 use crate::kube::client;
-use crate::kube::helper_pod;
 use crate::kube::labels::{CONTAINER, LABEL_SESSION};
 use crate::kube::upload::{self, Agent};
 use anyhow::{bail, Context, Result};
@@ -233,11 +233,24 @@ pub(super) async fn run(
                     Some(Event::Stderr(i, line)) => out.agent_said(i, &line, captures),
                     Some(Event::Done(i, r)) => {
                         running -= 1;
+                        // A helper that ended (OOMKilled, evicted) took all its agents with it:
+                        // say why, at once.
+                        let helper = captures[i].helper.clone().unwrap_or_default();
+                        if r.is_err() || out.summaries[i].is_none() {
+                            if let Some(why) = helper_ended(&session.client, &session.namespace, &helper).await {
+                                bail!(
+                                    "helper pod {}/{helper} on node {} stopped, ending the agents in it: {why}",
+                                    session.namespace,
+                                    captures[i].node
+                                );
+                            }
+                        }
                         match r {
                             Err(e) => failures.push(format!(
-                                "agent for {} failed: {e}{}",
+                                "agent for {} failed: {}",
                                 captures[i].label(),
-                                out.last_words(i)
+                                agent_failure(&session.client, &captures[i].node, &format!("{e}{}", out.last_words(i)))
+                                    .await,
                             )),
                             Ok(()) if out.summaries[i].is_none() => eprintln!(
                                 "mtlscope: warning: the stream from the agent for {} ended before its summary (the \
@@ -287,30 +300,5 @@ struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Poll the helper until its container runs; fail early when it cannot start.
-async fn wait_running(client: &kube::Client, namespace: &str, name: &str, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let pod = client::get_pod(client, namespace, name).await?;
-        if helper_pod::running(&pod) {
-            return Ok(());
-        }
-        if let Some(why) = helper_pod::failure(&pod) {
-            bail!("helper pod {namespace}/{name} cannot run: {why}");
-        }
-        if start.elapsed() >= timeout {
-            let phase = pod.status.and_then(|s| s.phase).unwrap_or_else(|| "unknown".into());
-            bail!(
-                "helper pod {namespace}/{name} is not running after {}s (phase {phase}); `kubectl describe pod -n \
-                 {namespace} {name}` shows why (raise the wait with --pod-running-timeout)",
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(1));
     }
 }
