@@ -10,7 +10,9 @@ use crate::live::netns::{self, NetnsError, NetnsTarget};
 use crate::pipeline::record::CaptureStats;
 pub use crate::pipeline::runner::{Captured, PacketSink};
 use crate::pipeline::source::LinkType;
+#[cfg(unix)]
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+#[cfg(unix)]
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,8 +175,14 @@ fn capture_here(
             // Non-blocking: nothing to read now. Wait on the descriptor ourselves, because in
             // immediate mode libpcap's own read never returns on its timeout (Linux, TPACKET_V3).
             Err(pcap::Error::TimeoutExpired) => {
-                let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(POLL_MS as u16));
+                #[cfg(unix)]
+                {
+                    let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
+                    let _ = poll(&mut fds, PollTimeout::from(POLL_MS as u16));
+                }
+                // Npcap has no descriptor to poll: wait as long as poll would at most.
+                #[cfg(not(unix))]
+                std::thread::sleep(std::time::Duration::from_millis(POLL_MS as u64));
             }
             // The interface went away (a deleted pod's veth) or the socket failed: what was
             // captured so far is still reported, with this error.

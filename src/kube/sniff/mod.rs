@@ -27,6 +27,7 @@ mod options;
 mod output;
 mod plan;
 mod session;
+mod signals;
 mod stream;
 
 pub use cleanup::cleanup;

@@ -6,6 +6,7 @@ use super::cluster::Known;
 use super::options::{SniffFormat, SniffOptions};
 use super::output::Results;
 use super::plan::{agent_command, Capture};
+use super::signals::{signal, SignalKind};
 use super::stream::{spawn_streams, Event};
 use crate::kube::client;
 use crate::kube::helper_pod;
@@ -14,7 +15,6 @@ use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::Pod;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 /// A signal arrived before the capture started.
