@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The prebuilt image for `kubectl mtlscope sniff --image` (air-gapped clusters, a registry
-# mirror) and for a DaemonSet: the static `mtlscope` agent and nothing else, no shell, no libc,
-# no package manager. The plugin's default needs no image of ours at all (it uploads the agent
+# mirror) and for a DaemonSet: the static `mtlscope` agent and a `sleep`; no shell, no libc, no
+# package manager. The plugin's default needs no image of ours at all (it uploads the agent
 # into a stock busybox helper; docs/kubernetes.md); this one is for clusters that cannot pull
 # that or where exec uploads are not wanted.
 #
@@ -37,6 +37,10 @@ FROM agent-${AGENT_SOURCE} AS agent
 
 FROM scratch
 COPY --from=agent /out/mtlscope /usr/local/bin/mtlscope
+# The helper pod waits for the plugin's exec with `sleep <deadline>` (src/kube/helper_pod.rs),
+# whatever its image: busybox's static musl build under the name `sleep` runs only that applet
+# (there is no `sh` to run the others by). The same tag as the default helper image.
+COPY --from=docker.io/library/busybox:1.37-musl /bin/busybox /usr/local/bin/sleep
 ENV PATH=/usr/local/bin
 # The helper runs as root with only NET_RAW, SYS_ADMIN and SYS_PTRACE and a read-only root
 # filesystem (docs/kubernetes.md); the pod spec, not the image, sets that.
