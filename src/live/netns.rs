@@ -6,6 +6,7 @@
 //! `#![forbid(unsafe_code)]`. Needs CAP_SYS_ADMIN (and, for another user's process, the right to
 //! ptrace it, which root has).
 
+#[cfg(target_os = "linux")]
 use nix::sched::{setns, CloneFlags};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -33,12 +34,17 @@ pub enum NetnsError {
         cause: std::io::Error,
         hint: &'static str,
     },
+    #[cfg(target_os = "linux")]
     #[error("cannot enter the network namespace {path}: {cause}{hint}")]
     Enter {
         path: String,
         cause: nix::Error,
         hint: &'static str,
     },
+    /// The plugin for macOS and Windows carries this code but never runs the agent there.
+    #[cfg(not(target_os = "linux"))]
+    #[error("cannot enter the network namespace {path}: network namespaces exist only on Linux (the agent runs in the helper pod on the node)")]
+    NotLinux { path: String },
 }
 
 const PRIVILEGE_HINT: &str =
@@ -91,11 +97,20 @@ impl NetnsTarget {
 }
 
 /// Move the calling thread into the namespace of `file` (from [`NetnsTarget::open`]).
+#[cfg(target_os = "linux")]
 pub fn enter(file: &File, path: &Path) -> Result<(), NetnsError> {
     setns(file, CloneFlags::CLONE_NEWNET).map_err(|cause| NetnsError::Enter {
         path: path.display().to_string(),
         hint: if cause == nix::Error::EPERM { PRIVILEGE_HINT } else { "" },
         cause,
+    })
+}
+
+/// Network namespaces are Linux's: elsewhere (the plugin on macOS and Windows) entering one fails.
+#[cfg(not(target_os = "linux"))]
+pub fn enter(_file: &File, path: &Path) -> Result<(), NetnsError> {
+    Err(NetnsError::NotLinux {
+        path: path.display().to_string(),
     })
 }
 

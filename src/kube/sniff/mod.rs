@@ -34,6 +34,7 @@ mod options;
 mod output;
 mod plan;
 mod session;
+mod signals;
 mod stream;
 mod wait;
 

@@ -6,6 +6,7 @@ use super::cluster::Known;
 use super::options::{SniffFormat, SniffOptions};
 use super::output::Results;
 use super::plan::{agent_command, Capture};
+use super::signals::{signal, SignalKind};
 use super::stream::{spawn_streams, Event};
 use super::wait::{agent_failure, helper_ended, wait_running};
 use crate::kube::client;
@@ -16,7 +17,6 @@ use k8s_openapi::api::core::v1::Pod;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 /// A signal arrived before the capture started.
