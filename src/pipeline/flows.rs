@@ -146,7 +146,16 @@ pub struct Flow {
 pub const NO_SOURCE: u32 = u32::MAX;
 
 impl Flow {
-    pub fn new(id: u64, key: FlowKey, dir: Side, seg: &TcpSegment<'_>, ts: u64, dir_cap: usize) -> Flow {
+    /// `keys`: the run's key log, for the TLS 1.3 handshakes it has keys for.
+    pub fn new(
+        id: u64,
+        key: FlowKey,
+        dir: Side,
+        seg: &TcpSegment<'_>,
+        ts: u64,
+        dir_cap: usize,
+        keys: Option<std::sync::Arc<crate::pipeline::keylog::KeyLog>>,
+    ) -> Flow {
         let f = seg.flags;
         let (client_dir, roles_from) = if f.syn() && !f.ack() {
             (dir, RolesFrom::Syn)
@@ -177,7 +186,7 @@ impl Flow {
             source: NO_SOURCE,
             state: State::Active(Box::new(Active {
                 streams: PerSide::new(Reassembler::new(dir_cap), Reassembler::new(dir_cap)),
-                inspector: Inspector::new(client_dir, midstream, key.sender(client_dir.other()).port),
+                inspector: Inspector::new(client_dir, midstream, key.sender(client_dir.other()).port).with_keys(keys),
             })),
         }
     }
