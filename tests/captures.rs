@@ -50,7 +50,9 @@ fn observed(f: &FlowReport, want: Option<&Value>) -> Value {
         "plaintext_protocol": v.plaintext.as_ref().map(|p| p.info.protocol),
     });
     if want.is_some_and(|w| w.get("client_cert_sha256").is_some()) {
-        let sha = tls.and_then(|t| t.client_certificate.as_ref()).map(|c| c.sha256.clone());
+        let sha = tls
+            .and_then(|t| t.client_certificate.as_ref())
+            .map(|c| c.sha256.clone());
         got["client_cert_sha256"] = json!(sha);
     }
     got
@@ -77,7 +79,11 @@ fn every_capture_gives_its_expected_result() {
             analyze_files(&[capture.to_string_lossy().into_owned()], None, config_for(&capture)).unwrap();
         assert!(summary.errors.is_empty(), "{}: {:?}", capture.display(), summary.errors);
         let want = expected["connections"].as_array().expect("connections");
-        let got: Vec<Value> = flows.iter().enumerate().map(|(i, f)| observed(f, want.get(i))).collect();
+        let got: Vec<Value> = flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| observed(f, want.get(i)))
+            .collect();
         if &got != want {
             failures.push(format!(
                 "{}:\n  expected {}\n  got      {}",

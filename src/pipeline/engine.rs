@@ -6,13 +6,13 @@ use crate::pipeline::decode::{self, Skip, TcpSegment};
 use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State, NO_SOURCE};
 use crate::pipeline::inspect::coverage::Coverage;
 use crate::pipeline::inspect::{Inspector, Outcome};
+use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::reassembly::{StreamSink, DEFAULT_DIR_CAP};
 use crate::pipeline::record::{FlowReport, Output, Summary};
 use crate::pipeline::side::{PerSide, Side};
 use crate::pipeline::source::LinkType;
 use crate::pipeline::verdict::{self, Resumption, SessionOrigin};
 use rustc_hash::FxHashMap;
-use crate::pipeline::keylog::KeyLog;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
@@ -273,7 +273,10 @@ impl<O: Output> Engine<O> {
     /// Key log lines carried by the input (a pcapng Decryption Secrets Block): the
     /// connections that start after them are decrypted with them, as with `--keylog-file`.
     pub fn secrets(&mut self, source: &str, text: &[u8]) {
-        self.cfg.keylog.get_or_insert_with(Default::default).add_text(source, text);
+        self.cfg
+            .keylog
+            .get_or_insert_with(Default::default)
+            .add_text(source, text);
         self.summary.keylog.get_or_insert_with(Default::default);
     }
 

@@ -90,7 +90,9 @@ struct Warnings {
 
 impl std::fmt::Debug for KeyLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyLog").field("entries", &self.len()).finish_non_exhaustive()
+        f.debug_struct("KeyLog")
+            .field("entries", &self.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -7,11 +7,11 @@ use crate::pipeline::inspect::coverage::{self, Coverage};
 use crate::pipeline::inspect::mesh::{self, MeshSignal};
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
 pub use crate::pipeline::inspect::resumption::{resumption, session_keys, Resumption};
-use crate::pipeline::inspect::tls::{Chain, TlsFacts};
+use crate::pipeline::inspect::tls::{Chain, Decrypted, TlsFacts};
 use crate::pipeline::inspect::Outcome;
 use crate::pipeline::side::Side;
-use serde::Serialize;
 pub use decrypted::KeylogReport;
+use serde::Serialize;
 pub use tls13::Tls13Report;
 use tls13::{tls13_report, Answer, Progress};
 
@@ -239,10 +239,20 @@ pub fn decide(
         }
         Outcome::Tls {
             facts,
+            decrypted,
             upgrade,
             adat,
             answer,
-        } => decide_tls(&facts, upgrade, adat, answer, server_port, origin, cov),
+        } => decide_tls(
+            &facts,
+            decrypted.as_deref(),
+            upgrade,
+            adat,
+            answer,
+            server_port,
+            origin,
+            cov,
+        ),
     }
 }
 
@@ -283,9 +293,12 @@ fn identity(chain: &Option<Box<Chain>>) -> Option<String> {
     chain.as_ref().and_then(|c| c.leaf.as_ref()).map(|l| l.identity())
 }
 
-/// `answer`: what the server answered the ClientHello with, when it was not TLS.
+/// `answer`: what the server answered the ClientHello with, when it was not TLS; `dec`: what a
+/// key log decrypted of a TLS 1.3 handshake.
+#[allow(clippy::too_many_arguments)]
 fn decide_tls(
     f: &TlsFacts,
+    dec: Option<&Decrypted>,
     upgrade: Option<Protocol>,
     adat: bool,
     answer: Option<PlaintextInfo>,
@@ -399,7 +412,7 @@ fn decide_tls(
         };
         // TLS 1.3 forbids a CertificateRequest in a PSK handshake; TLS 1.2 shows it in clear.
         rep.client_cert_requested = Some(!tls13 && f.certificate_requested);
-        if let Some(d) = f.decrypted.as_deref().filter(|_| tls13) {
+        if let Some(d) = dec.filter(|_| tls13) {
             let r = decrypted::resumed(d, cov.client, handshake_name);
             evidence.extend(r.evidence);
             rep.client_cert_requested = r.cert_requested.or(rep.client_cert_requested);
@@ -429,7 +442,7 @@ fn decide_tls(
         }
     } else if tls13 {
         let t = infer_tls13(f);
-        let d = f.decrypted.as_deref();
+        let d = dec;
         let r = d.map(|d| decrypted::read(d, cov.client, handshake_name));
         match (d, &r) {
             (Some(d), Some(r @ decrypted::Reading { answer: Some(a), .. })) => {

@@ -14,7 +14,7 @@ pub mod resumption;
 pub mod tls;
 
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
-use crate::pipeline::inspect::tls::{starts_with_hello, Classifier, TlsFacts};
+use crate::pipeline::inspect::tls::{starts_with_hello, Classifier, Decrypted, TlsFacts};
 use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::side::{PerSide, Side};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -56,6 +56,8 @@ pub enum Outcome {
     },
     Tls {
         facts: Box<TlsFacts>,
+        /// What a key log decrypted of a TLS 1.3 handshake, when it had this connection.
+        decrypted: Option<Box<Decrypted>>,
         /// The plaintext protocol the connection started with before switching to TLS.
         upgrade: Option<Protocol>,
         /// The handshake travelled base64-encoded inside FTP ADAT commands (GSI / GridFTP).
@@ -358,6 +360,7 @@ impl Inspector {
             Mode::Plaintext => match self.adat {
                 Some(a) if a.tls.facts.client_hello.is_some() => Outcome::Tls {
                     facts: Box::new(a.tls.facts),
+                    decrypted: None,
                     upgrade: Some(Protocol::Ftp),
                     adat: true,
                     answer: None,
@@ -370,8 +373,10 @@ impl Inspector {
             },
             Mode::Tls => {
                 let answer = self.tls.as_deref().and_then(|c| self.answer(c));
+                let decrypted = self.tls.as_mut().and_then(|c| c.take_decrypted());
                 Outcome::Tls {
                     facts: Box::new(self.tls.map(|c| c.facts).unwrap_or_default()),
+                    decrypted,
                     upgrade: self.upgrade,
                     adat: false,
                     answer,

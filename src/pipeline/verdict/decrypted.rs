@@ -126,7 +126,8 @@ pub fn read(d: &Decrypted, client: Side, name: impl Fn(u8) -> String) -> Reading
         return r;
     }
     if let Some(why) = &d.unusable {
-        r.evidence.push(format!("key log entry for this connection not used: {why}"));
+        r.evidence
+            .push(format!("key log entry for this connection not used: {why}"));
         return r;
     }
     let server_read = d.finished[server];
@@ -137,15 +138,16 @@ pub fn read(d: &Decrypted, client: Side, name: impl Fn(u8) -> String) -> Reading
         Some(c) if c.len > 0 => {
             r.cert_requested = Some(true);
             r.answer = Some(Answer::Certificate);
-            r.evidence
-                .push(format!("client certificate decrypted with the key log: {}", describe(c)));
+            r.evidence.push(format!(
+                "client certificate decrypted with the key log: {}",
+                describe(c)
+            ));
         }
         Some(_) => {
             r.cert_requested = Some(true);
             r.answer = Some(Answer::EmptyCertificate);
-            r.evidence.push(
-                "decrypted with the key log: certificate requested, client sent an empty Certificate".into(),
-            );
+            r.evidence
+                .push("decrypted with the key log: certificate requested, client sent an empty Certificate".into());
         }
         None if d.finished[client] => {
             r.answer = Some(Answer::NotRequested);
@@ -175,8 +177,10 @@ pub fn read(d: &Decrypted, client: Side, name: impl Fn(u8) -> String) -> Reading
         }
     }
     if let Some(c) = &d.server_chain {
-        r.evidence
-            .push(format!("server certificate decrypted with the key log: {}", describe(c)));
+        r.evidence.push(format!(
+            "server certificate decrypted with the key log: {}",
+            describe(c)
+        ));
     }
     if d.early_records > 0 {
         r.evidence.push(format!(

@@ -9,7 +9,7 @@
 //! a handshake message may not exceed [`MAX_HANDSHAKE`] bytes, and every list kept has a cap.
 
 use super::decrypt::{Keys, Opened};
-use super::facts::{Alert, Chain, HandshakeMessage, Oversized, TlsFacts, MAX_LIST};
+use super::facts::{Alert, Chain, Decrypted, HandshakeMessage, Oversized, TlsFacts, MAX_LIST};
 use super::hello::{self, ServerHello};
 use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::side::{PerSide, Side};
@@ -116,6 +116,11 @@ impl Classifier {
             keys: log.map(|l| Box::new(Keys::new(l.clone()))),
             ..Classifier::default()
         }
+    }
+
+    /// What the key log decrypted of this connection's handshake (taken: the verdict reads it).
+    pub fn take_decrypted(&mut self) -> Option<Box<Decrypted>> {
+        self.keys.as_mut().and_then(|k| k.decrypted.take())
     }
 
     /// A direction whose handshake is being decrypted and whose Finished is still to come.
@@ -385,7 +390,7 @@ impl Classifier {
         if matches!(opened, Opened::Skip) {
             return;
         }
-        let dec = self.facts.decrypted.get_or_insert_with(Box::default);
+        let dec = keys.decrypted.get_or_insert_with(Box::default);
         match opened {
             Opened::Skip => {}
             Opened::Early => dec.early_records += 1,
@@ -439,7 +444,10 @@ impl Classifier {
     fn on_decrypted_message(&mut self, dir: Side, ty: u8, body: &[u8]) {
         let server = self.facts.server_dir() == Some(dir);
         let mut problem = None;
-        let dec = self.facts.decrypted.get_or_insert_with(Box::default);
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        let dec = keys.decrypted.get_or_insert_with(Box::default);
         if dec.messages.len() < MAX_LIST * 2 {
             dec.messages.push(HandshakeMessage { from: dir, ty });
         }

@@ -11,6 +11,7 @@
 //!
 //! Keys live only while the connection's handshake is inspected: they go with the classifier.
 
+use super::facts::Decrypted;
 use crate::pipeline::keylog::{Entry, KeyLog, Secret};
 use crate::pipeline::side::{PerSide, Side};
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -64,6 +65,8 @@ pub(super) struct Keys {
     /// The key log's entry, once looked up (at each direction's first encrypted record).
     entry: Option<Entry>,
     dirs: PerSide<Dir>,
+    /// What was decrypted, once the key log had an entry for this connection.
+    pub(super) decrypted: Option<Box<Decrypted>>,
 }
 
 impl Keys {
@@ -73,6 +76,7 @@ impl Keys {
             random: None,
             entry: None,
             dirs: PerSide::default(),
+            decrypted: None,
         }
     }
 
@@ -273,7 +277,8 @@ pub(super) mod tests {
     /// handshake traffic secret, and the key and IV it derives.
     #[test]
     fn key_schedule_matches_rfc_8448() {
-        let secret = unhex("b6 7b 7d 69 0c c1 6c 4e 75 e5 42 13 cb 2d 37 b4 e9 c9 12 bc de d9 10 5d 42 be fd 59 d3 91 ad 38");
+        let secret =
+            unhex("b6 7b 7d 69 0c c1 6c 4e 75 e5 42 13 cb 2d 37 b4 e9 c9 12 bc de d9 10 5d 42 be fd 59 d3 91 ad 38");
         let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &secret);
         let mut key = [0u8; 16];
         expand_label(&prk, b"key", &mut key).unwrap();
@@ -286,7 +291,11 @@ pub(super) mod tests {
     #[test]
     fn a_secret_of_the_wrong_length_or_an_unknown_suite_is_said() {
         let log = KeyLog::new();
-        let line = format!("SERVER_HANDSHAKE_TRAFFIC_SECRET {} {}\n", "01".repeat(32), "02".repeat(32));
+        let line = format!(
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET {} {}\n",
+            "01".repeat(32),
+            "02".repeat(32)
+        );
         log.add_text("t", line.as_bytes());
         let e = log.lookup(&[1; 32]).unwrap();
         let s = e.server.unwrap();

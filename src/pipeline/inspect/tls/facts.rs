@@ -152,12 +152,11 @@ pub struct TlsFacts {
     pub lost_sync: PerSide<bool>,
     /// Records found by re-synchronising (mid-stream capture or after a gap).
     pub resynced_records: PerSide<u32>,
-    /// What the TLS 1.3 handshake said once decrypted with a key log; only when the key log
-    /// had this connection's ClientHello random.
-    pub decrypted: Option<Box<Decrypted>>,
 }
 
-/// A TLS 1.3 handshake decrypted with the key log (inspect/tls/decrypt.rs).
+/// A TLS 1.3 handshake decrypted with the key log (inspect/tls/decrypt.rs); only when the key
+/// log had this connection's ClientHello random. Kept beside the [`TlsFacts`], not in them: a
+/// million connections in mid-handshake without a key log do not pay for it.
 #[derive(Debug, Clone, Default)]
 pub struct Decrypted {
     /// Records that authenticated, per direction.

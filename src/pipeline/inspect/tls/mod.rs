@@ -17,6 +17,8 @@ mod rare_list;
 mod tls13;
 
 pub use classifier::{plausible_header, starts_with_hello, Classifier, MAX_HANDSHAKE};
-pub use facts::{Alert, Chain, Decrypted, ClientHelloFacts, HandshakeMessage, Messages, Oversized, ServerHelloFacts, TlsFacts};
+pub use facts::{
+    Alert, Chain, ClientHelloFacts, Decrypted, HandshakeMessage, Messages, Oversized, ServerHelloFacts, TlsFacts,
+};
 pub use rare_list::RareList;
 pub use tls13::Tls13Flights;
