@@ -160,3 +160,19 @@ sc_go_tls13_keylog_mtls_rsa() {
     configured "cstack=$(stack_label go)" "sstack=$(stack_label go)" "ver=TLS 1.3" "suite=$PEER_SUITE" req=true sent=true hs=complete
     finish "$(stack_label go) client with tls.Config.KeyLogWriter -> server, TLS 1.3 $PEER_SUITE, RSA server and client certificates, server requires a client certificate; key log beside"
 }
+
+scenario openssl-tls13-keylog-padding512-mtls
+sc_openssl_tls13_keylog_padding512_mtls() {
+    begin openssl-tls13-keylog-padding512-mtls pcap
+    s_server_start 4490 1 -tls1_3 "${SRV_RSA[@]}" "${REQUIRE_CERT[@]}" -record_padding 512
+    s_client_get 4490 -tls1_3 "${CLI_RSA[@]}" "${SNI[@]}" -record_padding 512 -keylogfile "$(keylog_file)"
+    s_server_wait; client_ok; server_saw_client_cert yes
+    keylog_ok
+    # Padded, the lengths alone say tls (uncertain); decrypted, the client's Certificate is there:
+    # the decrypted result wins, and the evidence says what the length inference said.
+    expect port=4490 verdict=mtls conf=certain "ver=TLS 1.3" sni=server.test req=true hs=complete \
+        cid=$CID_RSA sid=$SID_RSA "ccert=$(cert_sha256 client-rsa)"
+    configured "cstack=$(OSSL_LABEL) s_client" "sstack=$(OSSL_LABEL) s_server" "ver=TLS 1.3" "suite=$(ossl_suite)" \
+        req=true sent=true hs=complete padding=512
+    finish "as openssl-tls13-padding512-mtls (every record padded to a multiple of 512 bytes, client presents RSA cert), with s_client -keylogfile; key log beside"
+}

@@ -381,9 +381,13 @@ def check_conn(c, exp, cfg, ctx):
             notes.append(f"suite {suite} padded to {padding}: server flight {srv_flight}, client first {cli[:1]}")
             if len(padded) != len(srv_flight) + len(cli[:1]):
                 errs.append(f"records not padded to multiples of {padding}")
-            if v == "mtls" or exp["confidence"] != "uncertain":
-                errs.append("padded records: expected verdict must be uncertain, never mtls")
-            want_conf = "uncertain"
+            if decrypted:
+                # the key log, not the lengths, says it
+                want_conf = "certain"
+            else:
+                if v == "mtls" or exp["confidence"] != "uncertain":
+                    errs.append("padded records: expected verdict must be uncertain, never mtls")
+                want_conf = "uncertain"
         else:
             kind, inferred, requested, pad = tls13_reading(suite, srv_flight, cli)
             first_len = cli[0] - 17 if cli else None
