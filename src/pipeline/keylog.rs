@@ -8,8 +8,9 @@
 //! parse is named, whatever its label) but never stored, so that nothing here can decrypt
 //! application data. Secrets are never printed: not in warnings, not in `Debug`.
 //!
-//! Memory: one entry per connection of the log, [`ENTRY_BYTES`] bytes each in the map (a key
-//! log of 100,000 lines, five lines per TLS 1.3 connection, is 20,000 entries: about 3 MB).
+//! Memory: one entry per connection of the log, [`ENTRY_BYTES`] bytes each in the map, about 150
+//! with its spare room (a key log of 100,000 lines, five lines per TLS 1.3 connection, is 20,000
+//! entries: about 3 MB).
 //! A key log given with `follow` (a live capture, whose clients write their key log as they
 //! connect) is read again from where it stopped when a ClientHello random is not found.
 
@@ -390,6 +391,7 @@ mod tests {
 
     #[test]
     fn an_entry_is_small() {
-        assert!(ENTRY_BYTES <= 140, "{ENTRY_BYTES}");
+        // docs/keylogs.md says so.
+        assert_eq!(ENTRY_BYTES, 133);
     }
 }
