@@ -4,10 +4,11 @@
 #   KEYLOG=1 sudo benches/gen-capture.sh OUT.pcap [--scale N]   # writes OUT.keylog beside it
 #   benches/keylog-ratio.sh OUT.pcap [--runs N] [--mtlscope PATH]
 #
-# Runs `mtlscope analyze OUT.pcap -o json` without and with `--keylog-file OUT.keylog`, N times
-# each (default 5), alternating, and prints the median CPU time (user + system), wall time and
-# maximum RSS of each, the ratio, and how many connections each run decided `certain` (the key
-# log must have decrypted every TLS 1.3 one, or the figure would not measure decryption).
+# Runs `mtlscope analyze OUT.pcap -o jsonl` (streamed: the memory is the engine's, not a
+# document's) without and with `--keylog-file OUT.keylog`, N times each (default 5), alternating,
+# and prints the median CPU time (user + system, from getrusage: microseconds), wall time and
+# maximum RSS of each, the ratios, and how many TLS 1.3 connections each run decided `certain`
+# (the key log must have decrypted every one, or the figure would not measure decryption).
 set -Eeuo pipefail
 
 CAP="" RUNS=5 BIN=""
@@ -30,8 +31,15 @@ trap 'rm -rf "$WORK"' EXIT
 
 run() { # label args... : one run, appends "cpu wall rss_kb" to $WORK/label
     local label=$1; shift
-    /usr/bin/time -f '%U %S %e %M' -o "$WORK/t" "$BIN" analyze "$CAP" -o json "$@" >"$WORK/$label.json"
-    awk '{ printf "%.3f %.3f %d\n", $1 + $2, $3, $4 }' "$WORK/t" >>"$WORK/$label"
+    python3 - "$WORK/$label.jsonl" "$BIN" analyze "$CAP" -o jsonl "$@" >>"$WORK/$label" <<'PY'
+import resource, subprocess, sys, time
+t = time.monotonic()
+with open(sys.argv[1], "w") as out:
+    subprocess.run(sys.argv[2:], stdout=out, check=True)
+wall = time.monotonic() - t
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{r.ru_utime + r.ru_stime:.4f} {wall:.4f} {r.ru_maxrss}")
+PY
 }
 for i in $(seq "$RUNS"); do
     run plain
@@ -42,11 +50,17 @@ stat() { # label column
     cut -d' ' -f"$2" "$WORK/$1" | median
 }
 certain() {
-    python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(sum(f["confidence"] == "certain" and f["tls"] is not None and f["tls"]["version"] == "TLS 1.3" for f in d["flows"]), "of", sum(f["tls"] is not None and f["tls"]["version"] == "TLS 1.3" for f in d["flows"]))' "$WORK/$1.json"
+    python3 - "$WORK/$1.jsonl" <<'PY'
+import json, sys
+flows = [f for f in map(json.loads, open(sys.argv[1])) if "verdict" in f]
+tls13 = [f for f in flows if f["tls"] is not None and f["tls"]["version"] == "TLS 1.3"]
+print(sum(f["confidence"] == "certain" for f in tls13), "of", len(tls13))
+PY
 }
 for l in plain keylog; do
-    printf '%-7s cpu %6.3f s  wall %6.3f s  max RSS %7d KiB  TLS 1.3 connections certain: %s\n' \
+    printf '%-7s cpu %7.4f s  wall %7.4f s  max RSS %7d KiB  TLS 1.3 connections certain: %s\n' \
         "$l" "$(stat "$l" 1)" "$(stat "$l" 2)" "$(stat "$l" 3)" "$(certain "$l")"
 done
 awk -v a="$(stat plain 1)" -v b="$(stat keylog 1)" -v c="$(stat plain 3)" -v d="$(stat keylog 3)" \
-    'BEGIN { printf "ratio (key log / none): CPU %.3f, max RSS %.3f (median of '"$RUNS"' runs each)\n", b / a, d / c }'
+    -v e="$(stat plain 2)" -v f="$(stat keylog 2)" \
+    'BEGIN { printf "ratio (key log / none): CPU %.3f, wall %.3f, max RSS %.3f (medians of '"$RUNS"' runs each)\n", b / a, f / e, d / c }'

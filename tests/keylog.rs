@@ -43,15 +43,18 @@ fn assert_no_secret(out: &Output, keylog: &Path) {
     .to_lowercase();
     for s in secrets(keylog) {
         // Also no half of one (a secret cut in a message).
-        assert!(!text.contains(&s[..s.len() / 2]), "a secret of {} was printed", keylog.display());
+        assert!(
+            !text.contains(&s[..s.len() / 2]),
+            "a secret of {} was printed",
+            keylog.display()
+        );
     }
 }
 
 fn expected_sha(name: &str) -> String {
-    let e: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join(format!("captures/{name}.expected.json"))).unwrap(),
-    )
-    .unwrap();
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join(format!("captures/{name}.expected.json"))).unwrap())
+            .unwrap();
     e["connections"][0]["client_cert_sha256"].as_str().unwrap().to_string()
 }
 
@@ -60,11 +63,21 @@ fn the_key_log_gives_a_certain_verdict_and_the_client_certificate() {
     let name = "openssl-tls13-keylog-mtls-aes128";
     let keylog = root().join(format!("captures/{name}.keylog"));
     let pcap = format!("captures/{name}.pcap");
-    let out = mtlscope(&["analyze", "-o", "json", "--keylog-file", keylog.to_str().unwrap(), &pcap]);
+    let out = mtlscope(&[
+        "analyze",
+        "-o",
+        "json",
+        "--keylog-file",
+        keylog.to_str().unwrap(),
+        &pcap,
+    ]);
     assert_no_secret(&out, &keylog);
     let d = json(&out);
     let f = &d["flows"][0];
-    assert_eq!((f["verdict"].as_str(), f["confidence"].as_str()), (Some("mtls"), Some("certain")));
+    assert_eq!(
+        (f["verdict"].as_str(), f["confidence"].as_str()),
+        (Some("mtls"), Some("certain"))
+    );
     assert_eq!(f["client_identity"], "client.test");
     let cert = &f["tls"]["client_certificate"];
     assert_eq!(cert["sha256"].as_str().unwrap(), expected_sha(name));
@@ -83,9 +96,17 @@ fn the_key_log_gives_a_certain_verdict_and_the_client_certificate() {
 
 #[test]
 fn a_pcapng_with_a_decryption_secrets_block_needs_no_flag() {
-    let d = json(&mtlscope(&["analyze", "-o", "json", "captures/openssl-tls13-keylog-dsb-mtls.pcapng"]));
+    let d = json(&mtlscope(&[
+        "analyze",
+        "-o",
+        "json",
+        "captures/openssl-tls13-keylog-dsb-mtls.pcapng",
+    ]));
     let f = &d["flows"][0];
-    assert_eq!((f["verdict"].as_str(), f["confidence"].as_str()), (Some("mtls"), Some("certain")));
+    assert_eq!(
+        (f["verdict"].as_str(), f["confidence"].as_str()),
+        (Some("mtls"), Some("certain"))
+    );
     assert_eq!(
         f["tls"]["client_certificate"]["sha256"].as_str().unwrap(),
         expected_sha("openssl-tls13-keylog-dsb-mtls")
@@ -116,12 +137,24 @@ fn bad_lines_are_named_and_skipped_and_the_rest_is_used() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let shown = bad.display().to_string();
     assert!(stderr.contains(&format!("{shown}:1: ")), "{stderr}");
-    assert!(stderr.contains(&format!("{shown}:2: not LABEL CLIENT_RANDOM SECRET")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{shown}:2: not LABEL CLIENT_RANDOM SECRET")),
+        "{stderr}"
+    );
     let d = json(&out);
     assert_eq!(d["summary"]["keylog"]["warnings"].as_array().unwrap().len(), 2);
-    let verdicts: Vec<_> = d["flows"].as_array().unwrap().iter().map(|f| f["verdict"].clone()).collect();
+    let verdicts: Vec<_> = d["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["verdict"].clone())
+        .collect();
     assert_eq!(verdicts, ["mtls", "tls"]);
-    assert!(d["flows"].as_array().unwrap().iter().all(|f| f["confidence"] == "certain"));
+    assert!(d["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["confidence"] == "certain"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -140,8 +173,16 @@ fn a_wrong_key_is_said_for_its_connection_and_the_inference_stands() {
     assert_no_secret(&out, &keylog);
     let d = json(&out);
     let f = &d["flows"][0];
-    assert_eq!((f["verdict"].as_str(), f["confidence"].as_str()), (Some("mtls"), Some("inferred")));
-    let ev: Vec<&str> = f["evidence"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(
+        (f["verdict"].as_str(), f["confidence"].as_str()),
+        (Some("mtls"), Some("inferred"))
+    );
+    let ev: Vec<&str> = f["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
     assert!(
         ev.iter()
             .any(|e| e.starts_with("wrong key log entry for this connection (record 1 failed to authenticate)")),
@@ -161,7 +202,12 @@ fn check_evidence_certain_passes_a_decrypted_mtls_verdict() {
     assert_eq!(with.status.code(), Some(0), "{}", String::from_utf8_lossy(&with.stdout));
     // Inferred from lengths, the same connection does not meet --evidence certain.
     let without = mtlscope(&[&args[..], &[pcap.as_str()]].concat());
-    assert_eq!(without.status.code(), Some(1), "{}", String::from_utf8_lossy(&without.stdout));
+    assert_eq!(
+        without.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&without.stdout)
+    );
 }
 
 #[test]

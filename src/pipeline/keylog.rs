@@ -15,7 +15,7 @@
 //! connect) is read again from where it stopped when a ClientHello random is not found.
 
 use rustc_hash::FxHashMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -185,14 +185,20 @@ impl KeyLog {
             return Ok(());
         }
         file.seek(SeekFrom::Start(f.offset))?;
-        let mut text = Vec::new();
-        file.read_to_end(&mut text)?;
-        // A line being written (no newline yet) is read next time.
-        let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Line by line: a large key log is never held whole.
+        let mut r = BufReader::new(file);
         let source = f.path.display().to_string();
-        self.add_lines(&source, &text[..whole], &mut f.line);
-        f.offset += whole as u64;
-        Ok(())
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = r.read_until(b'\n', &mut line)?;
+            // A line being written (no newline yet) is read next time.
+            if n == 0 || line.last() != Some(&b'\n') {
+                return Ok(());
+            }
+            self.add_lines(&source, &line[..n - 1], &mut f.line);
+            f.offset += n as u64;
+        }
     }
 
     fn add_lines(&self, source: &str, text: &[u8], line: &mut u64) {
