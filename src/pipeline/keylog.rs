@@ -35,7 +35,7 @@ pub struct Secret {
 }
 
 impl Secret {
-    fn new(b: &[u8]) -> Option<Secret> {
+    pub fn new(b: &[u8]) -> Option<Secret> {
         if b.len() != 32 && b.len() != MAX_SECRET {
             return None;
         }

@@ -288,6 +288,143 @@ pub(super) mod tests {
         assert_eq!(iv.to_vec(), unhex("5d 31 3e b2 67 12 76 ee 13 00 0b 30"));
     }
 
+    fn record(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![ty, 3, 3];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    fn message(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![ty];
+        m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// One TLS 1.3 record sealed as a peer would: `content` + handshake type + 3 bytes of
+    /// padding, the record header as additional data, nonce = iv XOR `seq`.
+    fn sealed(k: &DirKeys, seq: u64, content: &[u8]) -> Vec<u8> {
+        let mut inner = content.to_vec();
+        inner.extend_from_slice(&[22, 0, 0, 0]);
+        let hdr = [23, 3, 3, 0, 0];
+        let mut hdr = hdr;
+        hdr[3..].copy_from_slice(&((inner.len() + 16) as u16).to_be_bytes());
+        let mut nonce = k.iv;
+        for (b, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        k.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(hdr), &mut inner)
+            .unwrap();
+        let mut r = hdr.to_vec();
+        r.extend_from_slice(&inner);
+        r
+    }
+
+    fn hello(ty: u8, random: [u8; 32], client: bool) -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend_from_slice(&random);
+        b.push(0);
+        if client {
+            b.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+            b.extend_from_slice(&[0, 7, 0, 0x2b, 0, 3, 2, 3, 4]);
+        } else {
+            b.extend_from_slice(&[0x13, 0x01, 0]);
+            b.extend_from_slice(&[0, 6, 0, 0x2b, 0, 2, 3, 4]);
+        }
+        record(22, &message(ty, &b))
+    }
+
+    /// A whole TLS 1.3 mTLS handshake sealed with a key log's secrets, its messages split
+    /// across records, then application data that must never be opened (it is not sealed with
+    /// the handshake keys: opening it would fail and say "wrong key").
+    #[test]
+    fn a_handshake_split_across_records_is_decrypted_up_to_each_finished() {
+        use crate::pipeline::inspect::tls::Classifier;
+        let random = [9u8; 32];
+        let (cs, ss) = ([0x11u8; 32], [0x22u8; 32]);
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let log = Arc::new(KeyLog::new());
+        let text = format!(
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET {r} {c}\nSERVER_HANDSHAKE_TRAFFIC_SECRET {r} {s}\n",
+            r = hex(&random),
+            c = hex(&cs),
+            s = hex(&ss)
+        );
+        log.add_text("test", text.as_bytes());
+        let ck = traffic_keys(0x1301, &log.lookup(&random).unwrap().client.unwrap()).unwrap();
+        let sk = traffic_keys(0x1301, &log.lookup(&random).unwrap().server.unwrap()).unwrap();
+
+        let mut server = message(8, &[0, 0]);
+        server.extend(message(13, &[0, 0, 0]));
+        server.extend(message(11, &[0, 0, 0, 0]));
+        server.extend(message(20, &[0x5a; 32]));
+        let der = [0x30, 0x03, 0x02, 0x01, 0x01];
+        let mut entry = vec![0, 0, der.len() as u8];
+        entry.extend_from_slice(&der);
+        entry.extend_from_slice(&[0, 0]);
+        let mut cert = vec![0, 0, 0, entry.len() as u8];
+        cert.extend_from_slice(&entry);
+        let mut client = message(11, &cert);
+        client.extend(message(20, &[0xa5; 32]));
+
+        let mut c = Classifier::with_keys(Some(&log));
+        let (cli, srv) = (Side::Lo, Side::Hi);
+        c.data(cli, &hello(1, random, true));
+        c.data(srv, &hello(2, [3; 32], false));
+        // The server's flight in three records, cut inside CertificateRequest and Finished.
+        let (a, rest) = server.split_at(7);
+        let (b, d) = rest.split_at(rest.len() - 10);
+        for (seq, part) in [a, b, d].into_iter().enumerate() {
+            c.data(srv, &sealed(&sk, seq as u64, part));
+        }
+        // Then application data (NewSessionTicket), under keys the key log does not give.
+        c.data(srv, &record(23, &[0x77; 80]));
+        let (a, b) = client.split_at(5);
+        c.data(cli, &sealed(&ck, 0, a));
+        c.data(cli, &sealed(&ck, 1, b));
+        c.data(cli, &record(23, &[0x66; 40]));
+        assert!(!c.decrypting());
+        let d = c.take_decrypted().unwrap();
+        assert_eq!(d.failed, None, "application data was opened");
+        assert_eq!((d.records[cli], d.records[srv]), (2, 3));
+        assert!(d.certificate_requested && d.finished[cli] && d.finished[srv]);
+        let chain = d.client_chain.as_ref().unwrap();
+        assert_eq!(chain.len, 1);
+        assert_eq!(
+            chain.leaf_sha256.as_deref(),
+            Some(&crate::pipeline::inspect::certs::sha256_hex(&der)[..])
+        );
+        assert_eq!(d.server_chain.as_ref().unwrap().len, 0);
+        let types: Vec<u8> = d.messages.iter().map(|m| m.ty).collect();
+        assert_eq!(types, [8, 13, 11, 20, 11, 20]);
+        // The length inference still saw every record.
+        assert_eq!(c.facts.app_records[srv], 4);
+    }
+
+    #[test]
+    fn a_record_that_does_not_authenticate_is_a_wrong_key_for_the_connection() {
+        use crate::pipeline::inspect::tls::Classifier;
+        let random = [4u8; 32];
+        let log = Arc::new(KeyLog::new());
+        let line = format!(
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET {} {}\n",
+            "04".repeat(32),
+            "33".repeat(32)
+        );
+        log.add_text("test", line.as_bytes());
+        let wrong = traffic_keys(0x1301, &Secret::new(&[0x34; 32]).unwrap()).unwrap();
+        let mut c = Classifier::with_keys(Some(&log));
+        c.data(Side::Lo, &hello(1, random, true));
+        c.data(Side::Hi, &hello(2, [3; 32], false));
+        c.data(Side::Hi, &sealed(&wrong, 0, &message(8, &[0, 0])));
+        c.data(Side::Hi, &sealed(&wrong, 1, &message(20, &[0; 32])));
+        let d = c.take_decrypted().unwrap();
+        assert_eq!(d.failed, Some((Side::Hi, 1)));
+        assert_eq!(d.records[Side::Hi], 0);
+    }
+
     #[test]
     fn a_secret_of_the_wrong_length_or_an_unknown_suite_is_said() {
         let log = KeyLog::new();
