@@ -176,3 +176,17 @@ sc_openssl_tls13_keylog_padding512_mtls() {
         req=true sent=true hs=complete padding=512
     finish "as openssl-tls13-padding512-mtls (every record padded to a multiple of 512 bytes, client presents RSA cert), with s_client -keylogfile; key log beside"
 }
+
+scenario istio-like-tls13-keylog-mtls-spiffe
+sc_istio_like_tls13_keylog_mtls_spiffe() {
+    begin istio-like-tls13-keylog-mtls-spiffe pcap
+    s_server_start 9081 1 -tls1_3 "${SRV_SPIFFE[@]}" "${REQUIRE_CERT[@]}" -alpn istio-peer-exchange,istio
+    s_client_get 9081 -tls1_3 "${CLI_SPIFFE[@]}" -servername "$ISTIO_SNI" -alpn istio-peer-exchange,istio \
+        -keylogfile "$(keylog_file)"
+    s_server_wait; client_ok; server_saw_client_cert yes
+    keylog_ok
+    # The workload identities that TLS 1.3 hides, decrypted: SPIFFE IDs on both sides.
+    expect port=9081 verdict=mtls conf=certain "ver=TLS 1.3" sni=$ISTIO_SNI req=true hs=complete \
+        cid=$SPIFFE_PRODUCTPAGE sid=$SPIFFE_REVIEWS "ccert=$(cert_sha256 spiffe-productpage)"
+    finish "Istio-like sidecar mTLS over TLS 1.3 with s_client -keylogfile: SPIFFE certs (productpage -> reviews), SNI outbound_.9080_._.reviews..., ALPN istio-peer-exchange,istio; key log beside"
+}
