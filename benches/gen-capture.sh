@@ -29,7 +29,8 @@
 # request, TLS version and client-certificate status in nginx's log), and tcpdump must report
 # 0 packets dropped.
 # Environment: BULK_MB (MiB per bulk download, 64), PARALLEL (connections in flight per curl, 16),
-# KEEP_WORK=1 (keep the temporary directory with certificates and logs).
+# KEEP_WORK=1 (keep the temporary directory with certificates and logs), KEYLOG=1 (write
+# OUT.keylog, the clients' key log, as SSLKEYLOGFILE does).
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,6 +56,12 @@ mkdir -p "$(dirname "$OUT")"
 OUT=$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")
 TRUTH=${OUT%.pcap}.truth.tsv
 [ "$TRUTH" != "$OUT" ] || TRUTH=$OUT.truth.tsv
+# KEYLOG=1: every curl appends its TLS secrets to OUT.keylog (SSLKEYLOGFILE), a key log that
+# covers every TLS connection, for benches/keylog-ratio.sh.
+if [ "${KEYLOG:-0}" = 1 ]; then
+    export SSLKEYLOGFILE=${OUT%.pcap}.keylog
+    : >"$SSLKEYLOGFILE"
+fi
 
 # Connections per scenario at scale 1 (x SCALE; a fraction such as 0.05 makes a quick smoke run).
 scaled() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'; }

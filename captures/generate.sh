@@ -298,7 +298,7 @@ finish() { # description : stop capture, write capture + expected file into OUT_
     python3 - "$EXP_FILE" "$CUR_NAME.$CUR_EXT" "$desc" "$CLI_IP" "$SRV_IP" "$CFG_FILE" >"$WORK/$CUR_NAME.expected.json" <<'PY'
 import json, sys
 conns_file, capture, desc, cli_ip, srv_ip, cfg_file = sys.argv[1:]
-keys = ["port", "verdict", "conf", "ver", "sni", "alpn", "resumed", "req", "hs", "cid", "sid", "proto", "client"]
+keys = ["port", "verdict", "conf", "ver", "sni", "alpn", "resumed", "req", "hs", "cid", "sid", "proto", "client", "ccert"]
 conns = []
 for line in open(conns_file):
     line = line.rstrip("\n")
@@ -345,6 +345,10 @@ for line in open(conns_file):
         "server_identity": s("sid", "null"),
         "plaintext_protocol": s("proto", "null"),
     })
+    if "ccert" in kv:
+        # Key-logged captures: the SHA-256 of the client certificate's DER, from the PEM the
+        # client was given (verify-captures.py checks it against tshark's decryption).
+        conns[-1]["client_cert_sha256"] = s("ccert")
 out = {"capture": capture, "description": desc, "connections": conns}
 cfg_keys = {"cstack": "client_stack", "sstack": "server_stack", "ver": "tls_version", "suite": "cipher_suite",
             "req": "client_cert_requested", "sent": "client_cert_sent", "hs": "handshake",
@@ -384,6 +388,10 @@ print()
 PY
     mv -f "$CUR_FILE" "$OUT_DIR/$CUR_NAME.$CUR_EXT"
     mv -f "$WORK/$CUR_NAME.expected.json" "$OUT_DIR/$CUR_NAME.expected.json"
+    if [ -s "$WORK/$CUR_NAME.keylog" ]; then # the key log the peers wrote (captures/keylog.sh)
+        mv -f "$WORK/$CUR_NAME.keylog" "$OUT_DIR/$CUR_NAME.keylog"
+        chmod 644 "$OUT_DIR/$CUR_NAME.keylog"
+    fi
     chmod 644 "$OUT_DIR/$CUR_NAME.$CUR_EXT" "$OUT_DIR/$CUR_NAME.expected.json"
     log "  wrote $CUR_NAME.$CUR_EXT ($(stat -c %s "$OUT_DIR/$CUR_NAME.$CUR_EXT") bytes) + expected.json"
 }
@@ -1602,6 +1610,10 @@ sc_openssl_tls13_mtls_rsa_snaplen96() {
         req=true sent=true hs=complete snaplen=96 "sni=server.test"
     finish "as openssl-tls13-mtls-rsa (TLS 1.3, client presents RSA cert), captured live with tcpdump -s 96: every packet cut to 96 bytes (Ethernet + IPv4 + TCP with timestamps = 66, so 30 bytes of payload)"
 }
+
+# TLS 1.3 with key logs: their own file.
+# shellcheck source=captures/keylog.sh
+. "$HERE/keylog.sh"
 
 # ==============================================================================================
 main() {

@@ -15,16 +15,25 @@ Finished, the last record of its flight. Captures with a "configured" list (READ
 of their case: record padding, ClientHello answered by a non-TLS server, one direction only, an
 oversized ClientHello, a snap length.
 
+Key-logged TLS 1.3 captures (NAME.keylog beside the capture, or a pcapng whose Decryption
+Secrets Block carries it): tshark decrypts the handshake with it (`-o tls.keylog_file:FILE`),
+and the SHA-256 of the client certificate's DER it shows must be the expected
+`client_cert_sha256`, the identities those of the decrypted certificates, the confidence
+certain. Where tshark decrypts nothing with the key log (a wrong key), the length checks apply.
+
     python3 captures/verify-captures.py --lengths [capture ...]
 
 prints instead the TLS 1.3 record-length table of captures/README.md (Markdown rows).
 Exit status 1 when anything disagrees.
 """
 import glob
+import hashlib
 import json
 import os
+import struct
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -338,8 +347,31 @@ def check_conn(c, exp, cfg, ctx):
         resumed = 41 in sh_ext
         if resumed != exp["resumed"]:
             errs.append(f"resumed(psk in ServerHello) {resumed} != {exp['resumed']}")
-        if exp["client_identity"] is not None or exp["server_identity"] is not None:
+        dec = c.decrypted or {}
+        decrypted = 8 in dec.get(server, ([], []))[0]
+        if decrypted:
+            # tshark's own decryption with the key log: the certificates themselves.
+            ctypes, ccerts = dec.get(client, ([], []))
+            stypes, scerts = dec.get(server, ([], []))
+            sha = hashlib.sha256(ccerts[0]).hexdigest() if ccerts else None
+            if sha != exp.get("client_cert_sha256"):
+                errs.append(f"decrypted client certificate SHA-256 {sha} != {exp.get('client_cert_sha256')}")
+            cid = cert_identity(ccerts[0].hex()) if ccerts else None
+            sid = cert_identity(scerts[0].hex()) if scerts else None
+            if cid != exp["client_identity"]:
+                errs.append(f"decrypted client identity {cid!r} != {exp['client_identity']!r}")
+            if sid != exp["server_identity"]:
+                errs.append(f"decrypted server identity {sid!r} != {exp['server_identity']!r}")
+            req = 13 in stypes
+            if req != exp["client_cert_requested"]:
+                errs.append(f"decrypted CertificateRequest {req} != {exp['client_cert_requested']}")
+            if not resumed and (v == "mtls") != bool(ccerts):
+                errs.append(f"decrypted client certificate sent={bool(ccerts)} but verdict {v}")
+            notes.append(f"decrypted with the key log: server {stypes}, client {ctypes}, client cert sha256 {sha}")
+        elif exp["client_identity"] is not None or exp["server_identity"] is not None:
             errs.append("TLS 1.3 identities must be null")
+        elif exp.get("client_cert_sha256"):
+            errs.append("a client certificate SHA-256 is expected but tshark decrypts nothing")
         srv_flight, cli = tls13_flights(c, client, server)
         padding = cfg.get("record_padding")
         if padding:
@@ -349,9 +381,13 @@ def check_conn(c, exp, cfg, ctx):
             notes.append(f"suite {suite} padded to {padding}: server flight {srv_flight}, client first {cli[:1]}")
             if len(padded) != len(srv_flight) + len(cli[:1]):
                 errs.append(f"records not padded to multiples of {padding}")
-            if v == "mtls" or exp["confidence"] != "uncertain":
-                errs.append("padded records: expected verdict must be uncertain, never mtls")
-            want_conf = "uncertain"
+            if decrypted:
+                # the key log, not the lengths, says it
+                want_conf = "certain"
+            else:
+                if v == "mtls" or exp["confidence"] != "uncertain":
+                    errs.append("padded records: expected verdict must be uncertain, never mtls")
+                want_conf = "uncertain"
         else:
             kind, inferred, requested, pad = tls13_reading(suite, srv_flight, cli)
             first_len = cli[0] - 17 if cli else None
@@ -369,6 +405,8 @@ def check_conn(c, exp, cfg, ctx):
             if cfg and not resumed and cfg.get("client_cert_sent") != (inferred == "mtls"):
                 errs.append(f"configured client_cert_sent {cfg.get('client_cert_sent')} but the wire suggests {inferred}")
             want_conf = "uncertain" if exp["resumed"] else "inferred"
+            if decrypted and not exp["resumed"]:
+                want_conf = "certain"
         srv_after = [r[2] for r in c.records if r[0] == server and r[1] == 23][len(srv_flight):]
         failed = bool(srv_after) and all(n == 19 for n in srv_after)
         if failed != (exp["handshake"] == "failed"):
@@ -484,12 +522,75 @@ def suite_name(code):
     return SUITES.get(code, code)
 
 
+def decrypted_handshakes(cap, keylog, ports):
+    """Per TCP stream, what tshark decrypts with the key log: {stream: {(ip, port): (types, certs)}},
+    types the handshake message types (EncryptedExtensions, 8, shows that it decrypted) and certs
+    the DER of each certificate that side sent, leaf first."""
+    cmd = ["tshark", "-r", cap, "-Y", "tls.handshake.type", "-T", "fields", "-E", "occurrence=a",
+           "-E", "aggregator=;", "-e", "tcp.stream", "-e", "ip.src", "-e", "tcp.srcport",
+           "-e", "tls.handshake.type", "-e", "tls.handshake.certificate"]
+    if keylog:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
+    for p in sorted(ports):
+        cmd += ["-d", f"tcp.port=={p},tls"]
+    out = subprocess.run(cmd, capture_output=True, check=True, text=True).stdout
+    seen = {}
+    for line in out.splitlines():
+        stream, ip, port, types, certs = (line.split("\t") + [""] * 5)[:5]
+        side = seen.setdefault(int(stream), {}).setdefault((ip, int(port)), ([], []))
+        side[0].extend(int(t) for t in types.split(";") if t)
+        side[1].extend(bytes.fromhex(c.replace(":", "")) for c in certs.split(";") if c)
+    return seen
+
+
+def pcapng_without_secrets(cap):
+    """The pcapng's bytes without its Decryption Secrets Blocks (type 0x0A), and whether it had any."""
+    data = open(cap, "rb").read()
+    out, i, had, order = bytearray(), 0, False, "<"
+    while i + 12 <= len(data):
+        if data[i:i + 4] == b"\x0a\x0d\x0d\x0a":  # Section Header: its byte-order magic
+            order = "<" if data[i + 8:i + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        kind, length = struct.unpack(order + "II", data[i:i + 8])
+        if kind == 0x0A:
+            had = True
+        else:
+            out += data[i:i + length]
+        i += length
+    return bytes(out), had
+
+
+def keylog_of(exp_path, exp):
+    """The key log of a capture: NAME.keylog beside it, or True for a pcapng that carries its own."""
+    cap = os.path.join(os.path.dirname(exp_path), exp["capture"])
+    beside = os.path.splitext(cap)[0] + ".keylog"
+    if os.path.exists(beside):
+        return beside
+    if cap.endswith(".pcapng") and pcapng_without_secrets(cap)[1]:
+        return True
+    return None
+
+
 def load(exp_path):
     exp = json.load(open(exp_path))
     cap = os.path.join(os.path.dirname(exp_path), exp["capture"])
     ports = {int(c["server"].rsplit(":", 1)[1]) for c in exp["connections"]
              if c["verdict"] not in ("plaintext", "no-data")}
-    return exp, build_conns(load_frames(cap, ports))
+    keylog = keylog_of(exp_path, exp)
+    if keylog is True:
+        # The records as they are on the wire: without the secrets tshark would decrypt them.
+        with tempfile.TemporaryDirectory() as d:
+            bare = os.path.join(d, "bare.pcapng")
+            open(bare, "wb").write(pcapng_without_secrets(cap)[0])
+            conns = build_conns(load_frames(bare, ports))
+    else:
+        conns = build_conns(load_frames(cap, ports))
+    for c in conns:
+        c.decrypted = None
+    if keylog:
+        dec = decrypted_handshakes(cap, None if keylog is True else keylog, ports)
+        for c in conns:
+            c.decrypted = dec.get(c.stream, {})
+    return exp, conns
 
 
 def verify(exp_path):

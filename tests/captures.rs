@@ -3,20 +3,38 @@
 //! The whole set of classified fields is compared per connection, in order of first packet.
 
 use mtlscope::pipeline::engine::Config;
+use mtlscope::pipeline::keylog::KeyLog;
 use mtlscope::pipeline::record::FlowReport;
 use mtlscope::pipeline::runner::analyze_files;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn captures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
 }
 
-/// The fields an expected file states, taken from mtlscope's report.
-fn observed(f: &FlowReport) -> Value {
+/// The configuration a capture is analyzed with: its key log when `NAME.keylog` is beside it,
+/// as `mtlscope analyze NAME.pcap --keylog-file NAME.keylog` reads it (a pcapng with a
+/// Decryption Secrets Block needs none).
+fn config_for(capture: &Path) -> Config {
+    let keylog = capture.with_extension("keylog");
+    let mut cfg = Config::default();
+    if keylog.exists() {
+        let log = KeyLog::new();
+        log.load_file(&keylog, false).unwrap();
+        assert_eq!(log.take_warnings(), (vec![], 0), "{}", keylog.display());
+        cfg.keylog = Some(Arc::new(log));
+    }
+    cfg
+}
+
+/// The fields an expected file states, taken from mtlscope's report; `want` is the expected
+/// connection, which states the client certificate's SHA-256 for key-logged captures.
+fn observed(f: &FlowReport, want: Option<&Value>) -> Value {
     let v = &f.verdict;
     let tls = v.tls.as_ref();
-    json!({
+    let mut got = json!({
         "client": f.client.ip.to_string(),
         "server": f.server.to_string(),
         "verdict": v.verdict,
@@ -30,7 +48,14 @@ fn observed(f: &FlowReport) -> Value {
         "client_identity": v.client_identity,
         "server_identity": v.server_identity,
         "plaintext_protocol": v.plaintext.as_ref().map(|p| p.info.protocol),
-    })
+    });
+    if want.is_some_and(|w| w.get("client_cert_sha256").is_some()) {
+        let sha = tls
+            .and_then(|t| t.client_certificate.as_ref())
+            .map(|c| c.sha256.clone());
+        got["client_cert_sha256"] = json!(sha);
+    }
+    got
 }
 
 #[test]
@@ -51,10 +76,14 @@ fn every_capture_gives_its_expected_result() {
         let expected: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let capture = captures_dir().join(expected["capture"].as_str().expect("capture name"));
         let (flows, summary) =
-            analyze_files(&[capture.to_string_lossy().into_owned()], None, Config::default()).unwrap();
+            analyze_files(&[capture.to_string_lossy().into_owned()], None, config_for(&capture)).unwrap();
         assert!(summary.errors.is_empty(), "{}: {:?}", capture.display(), summary.errors);
-        let got: Vec<Value> = flows.iter().map(observed).collect();
         let want = expected["connections"].as_array().expect("connections");
+        let got: Vec<Value> = flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| observed(f, want.get(i)))
+            .collect();
         if &got != want {
             failures.push(format!(
                 "{}:\n  expected {}\n  got      {}",
@@ -97,7 +126,7 @@ fn every_capture_gives_its_whole_golden_result() {
         let name = capture.file_name().unwrap().to_string_lossy().into_owned();
         // Named relative to the package root (the tests' working directory), as
         // `mtlscope analyze captures/NAME` names it: each connection's `file` says so.
-        let (flows, summary) = analyze_files(&[format!("captures/{name}")], None, Config::default()).unwrap();
+        let (flows, summary) = analyze_files(&[format!("captures/{name}")], None, config_for(capture)).unwrap();
         let mut doc = Vec::new();
         mtlscope::report::write_json(&mut doc, &flows, &summary).unwrap();
         snapbox::Assert::new()

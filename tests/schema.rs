@@ -85,6 +85,10 @@ fn analyze_output_of_every_capture_matches_its_schema() {
         validator(&s, Some("summary_line")),
     );
     let dump = "tests/data/policy/bookinfo";
+    // Key-logged captures, with their key log.
+    let keylogged: Vec<[String; 2]> = ["nginx-curl-tls13-keylog", "openssl-tls13-keylog-wrong-key"]
+        .map(|n| [format!("captures/{n}.keylog"), format!("captures/{n}.pcap")])
+        .into();
     let mut runs: Vec<Vec<&str>> = Vec::new();
     let files = captures();
     runs.extend(files.iter().map(|f| vec![f.as_str()]));
@@ -94,6 +98,10 @@ fn analyze_output_of_every_capture_matches_its_schema() {
         "captures/istio-like-tls13-mtls-spiffe.pcap",
     ];
     runs.push([&["--policy-from", dump][..], &istio].concat());
+    // A key log adds `tls.keylog` and `summary.keylog` (a wrong key too).
+    for [keys, pcap] in &keylogged {
+        runs.push(vec!["--keylog-file", keys, pcap]);
+    }
     let mut seen = std::collections::BTreeSet::new();
     for args in &runs {
         let (d, lines) = analyze_both(args);

@@ -4,11 +4,39 @@
 use super::flags::AnalyzeArgs;
 use super::run::{checked, report_errors};
 use crate::pipeline::filter::PacketFilter;
+use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::record::{Collect, FlowReport, Summary};
 use crate::pipeline::runner::{engine, Inputs};
 use crate::report::{self, Format, JsonLines};
 use anyhow::{Context, Result};
 use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The `--keylog-file` files, read now (an unreadable one is an error); `follow`: read again
+/// as they grow (a live capture). None without any.
+pub(super) fn load_keylog(paths: &[PathBuf], follow: bool) -> Result<Option<Arc<KeyLog>>> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let log = KeyLog::new();
+    for p in paths {
+        log.load_file(p, follow)?;
+    }
+    Ok(Some(Arc::new(log)))
+}
+
+/// The key log lines skipped, on standard error (never their secrets).
+pub(super) fn report_keylog(summary: &Summary) {
+    if let Some(k) = &summary.keylog {
+        for w in &k.warnings {
+            eprintln!("mtlscope: warning: key log {w}");
+        }
+        if k.more_warnings > 0 {
+            eprintln!("mtlscope: warning: {} more key log lines skipped", k.more_warnings);
+        }
+    }
+}
 
 /// `mtlscope analyze`.
 pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
@@ -19,7 +47,8 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         .map(PacketFilter::new)
         .transpose()
         .context("-f/--filter")?;
-    let cfg = args.input.limits.config();
+    let mut cfg = args.input.limits.config();
+    cfg.keylog = load_keylog(&args.input.keylog_file, false)?;
     let cluster = args.input.policy.load()?;
     let progress = args.input.progress();
     let paths = &args.input.inputs;
@@ -46,6 +75,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             };
             let mut ran = checked(inputs.run(engine(cfg, lines, cluster.as_ref())))?;
             ran.out.summary(&ran.summary).context("writing to standard output")?;
+            report_keylog(&ran.summary);
             Ok(report_errors(&ran.summary.errors))
         }
         Format::Json => {
@@ -56,6 +86,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
                 .finish(&ran.summary)
                 .and_then(|mut w| w.flush())
                 .context("writing to standard output")?;
+            report_keylog(&ran.summary);
             Ok(report_errors(&ran.summary.errors))
         }
         Format::Table | Format::Wide => {
@@ -65,6 +96,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             collect.trim();
             let left_out = report::left_out_line(&collect.left_out);
             write_table(args.format, &collect.sorted(), &ran.summary, left_out.as_deref())?;
+            report_keylog(&ran.summary);
             Ok(report_errors(&ran.summary.errors))
         }
     }

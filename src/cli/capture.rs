@@ -21,7 +21,9 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
     };
     // Every format reports on standard output.
     refuse_packets_on_stdout(&options, &format!("-o {}", args.format.name()))?;
-    let cfg = args.limits.config();
+    let mut cfg = args.limits.config();
+    // Clients write their key log as they connect: it is read again when a random is missing.
+    cfg.keylog = super::analyze::load_keylog(&args.keylog_file, true)?;
     let cluster = args.policy.load()?;
     let status = match &options.netns {
         Some(t) => format!("capturing on {} in {}", options.interface, t.path().display()),
@@ -38,6 +40,7 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
                 .and_then(|mut w| w.flush())
                 .context("writing to standard output")?;
             report_live(&ran.summary);
+            super::analyze::report_keylog(&ran.summary);
             Ok(report_errors(&ran.summary.errors))
         }
         Format::Table | Format::Wide => {
@@ -60,6 +63,7 @@ pub fn capture(args: &CaptureArgs) -> Result<i32> {
             }
             out.flush()?;
             report_live(&ran.summary);
+            super::analyze::report_keylog(&ran.summary);
             Ok(report_errors(&ran.summary.errors))
         }
     }
@@ -77,5 +81,6 @@ pub(super) fn stream_jsonl(
     let mut ran = live(options, engine(cfg, out, cluster), stop_on_stdin)?;
     ran.out.summary(&ran.summary).context("writing to standard output")?;
     report_live(&ran.summary);
+    super::analyze::report_keylog(&ran.summary);
     Ok(report_errors(&ran.summary.errors))
 }

@@ -20,7 +20,9 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
         .map(PacketFilter::new)
         .transpose()
         .context("-f/--filter or --exclude")?;
-    let cfg = args.input.limits.config();
+    let mut cfg = args.input.limits.config();
+    let live_capture = args.live.interface.is_some();
+    cfg.keylog = super::analyze::load_keylog(&args.input.keylog_file, live_capture)?;
     let cluster = args.input.policy.load()?;
     if cluster.is_none() && rules.iter().any(|r| r.require == Requirement::Policy) {
         anyhow::bail!("--require policy needs --policy-from (a cluster dump with the PeerAuthentications)");
@@ -58,6 +60,7 @@ pub fn check(args: &CheckArgs) -> Result<i32> {
             checked(inputs.run(engine))?
         }
     };
+    super::analyze::report_keylog(&ran.summary);
     let mut result = ran.out.finish();
     result.add_input_errors(&ran.summary.errors);
     write_result(args, &result)?;

@@ -367,6 +367,13 @@ pub struct CaptureArgs {
     /// the evidence), one JSON document at the end, or JSON lines as soon as each verdict is final.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub format: Format,
+    /// A TLS key log (NSS format, as SSLKEYLOGFILE, `openssl s_client -keylogfile` and Go's
+    /// KeyLogWriter write it): the TLS 1.3 handshakes it has secrets for are decrypted, for a
+    /// certain verdict and the client's certificate (docs/keylogs.md). Repeat for more files;
+    /// a pcapng Decryption Secrets Block is used without it. Keep the file short-lived: it
+    /// decrypts the traffic it covers.
+    #[arg(long = "keylog-file", value_name = "FILE")]
+    pub keylog_file: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub limits: Limits,
     #[command(flatten)]
@@ -392,6 +399,13 @@ pub struct InputArgs {
     /// Never show progress.
     #[arg(long)]
     pub no_progress: bool,
+    /// A TLS key log (NSS format, as SSLKEYLOGFILE, `openssl s_client -keylogfile` and Go's
+    /// KeyLogWriter write it): the TLS 1.3 handshakes it has secrets for are decrypted, for a
+    /// certain verdict and the client's certificate (docs/keylogs.md). Repeat for more files;
+    /// a pcapng Decryption Secrets Block is used without it. Keep the file short-lived: it
+    /// decrypts the traffic it covers.
+    #[arg(long = "keylog-file", value_name = "FILE")]
+    pub keylog_file: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub limits: Limits,
     #[command(flatten)]

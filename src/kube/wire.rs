@@ -189,6 +189,8 @@ struct TlsReportDef {
     #[serde(default)]
     tls13: Option<Tls13Report>,
     #[serde(default)]
+    keylog: Option<crate::pipeline::verdict::KeylogReport>,
+    #[serde(default)]
     mesh: Option<MeshSignal>,
     #[serde(default)]
     problems: Vec<String>,
@@ -273,6 +275,8 @@ struct SummaryDef {
     node_encrypted: Vec<NodeEncryptedReport>,
     #[serde(default)]
     capture: Option<CaptureStats>,
+    #[serde(default)]
+    keylog: Option<crate::pipeline::record::KeylogSummary>,
 }
 
 impl<'de> Deserialize<'de> for Summary {

@@ -6,6 +6,7 @@ use crate::pipeline::decode::{self, Skip, TcpSegment};
 use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State, NO_SOURCE};
 use crate::pipeline::inspect::coverage::Coverage;
 use crate::pipeline::inspect::{Inspector, Outcome};
+use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::reassembly::{StreamSink, DEFAULT_DIR_CAP};
 use crate::pipeline::record::{FlowReport, Output, Summary};
 use crate::pipeline::side::{PerSide, Side};
@@ -14,6 +15,7 @@ use crate::pipeline::verdict::{self, Resumption, SessionOrigin};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 
 /// Limits; the defaults suit a laptop and a 2-core CI runner alike.
 #[derive(Debug, Clone)]
@@ -35,6 +37,9 @@ pub struct Config {
     /// are reported `no-data` and counted as evicted. A SYN flood then costs this many flows'
     /// state, not `max_flows`' (about 500 bytes each).
     pub max_syn_only: usize,
+    /// TLS key logs (`--keylog-file`, and the Decryption Secrets Blocks of pcapng inputs): the
+    /// TLS 1.3 handshakes they have keys for are decrypted (docs/keylogs.md).
+    pub keylog: Option<Arc<KeyLog>>,
 }
 
 impl Default for Config {
@@ -47,6 +52,7 @@ impl Default for Config {
             show_payload: false,
             max_sessions: 100_000,
             max_syn_only: 10_000,
+            keylog: None,
         }
     }
 }
@@ -122,11 +128,17 @@ pub trait Packets {
     fn finish(&mut self);
     /// The frames that follow come from this input (see [`Engine::source`]).
     fn source(&mut self, name: &str);
+    /// TLS key log lines from the input (a pcapng Decryption Secrets Block), for the frames
+    /// that follow; `source` names the block in warnings.
+    fn secrets(&mut self, source: &str, text: &[u8]);
 }
 
 impl<O: Output> Packets for Engine<O> {
     fn frame(&mut self, p: &crate::pipeline::source::Packet<'_>) -> Result<(), Skip> {
         self.packet(p.ts_ns, p.link, p.data)
+    }
+    fn secrets(&mut self, source: &str, text: &[u8]) {
+        Engine::secrets(self, source, text)
     }
     fn stopped(&self) -> bool {
         self.out_error.is_some()
@@ -212,6 +224,10 @@ pub(crate) fn report(
 
 impl<O: Output> Engine<O> {
     pub fn new(cfg: Config, out: O) -> Self {
+        let summary = Summary {
+            keylog: cfg.keylog.as_ref().map(|_| Default::default()),
+            ..Summary::default()
+        };
         Engine {
             cfg,
             table: Default::default(),
@@ -219,7 +235,7 @@ impl<O: Output> Engine<O> {
             sessions: Sessions::default(),
             now: 0,
             last_sweep: 0,
-            summary: Summary::default(),
+            summary,
             out,
             out_error: None,
             buffered: 0,
@@ -252,6 +268,21 @@ impl<O: Output> Engine<O> {
         let mut r = report(self.cluster.as_deref(), flow, v);
         r.file = self.sources.get(flow.source as usize).cloned();
         r
+    }
+
+    /// Key log lines carried by the input (a pcapng Decryption Secrets Block): the
+    /// connections that start after them are decrypted with them, as with `--keylog-file`.
+    pub fn secrets(&mut self, source: &str, text: &[u8]) {
+        self.cfg
+            .keylog
+            .get_or_insert_with(Default::default)
+            .add_text(source, text);
+        self.summary.keylog.get_or_insert_with(Default::default);
+    }
+
+    /// The key log of this run, if any (for its warnings and counts).
+    pub fn keylog(&self) -> Option<&KeyLog> {
+        self.cfg.keylog.as_deref()
     }
 
     /// Connections currently tracked.
@@ -416,7 +447,7 @@ impl<O: Output> Engine<O> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let mut flow = Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap);
+        let mut flow = Flow::new(id, key, dir, seg, ts, self.cfg.dir_cap, self.cfg.keylog.clone());
         flow.source = (self.sources.len().checked_sub(1))
             .and_then(|i| u32::try_from(i).ok())
             .unwrap_or(NO_SOURCE);

@@ -2,7 +2,8 @@
 //! data path"): [`source`] reads capture files and standard input, [`filter`] applies a BPF
 //! expression, [`decode`] takes the link, IP and TCP layers (and node tunnels) apart, [`flows`]
 //! keeps the bidirectional connection table, [`reassembly`] rebuilds each direction's byte
-//! stream, [`inspect`] parses TLS, certificates and plaintext protocols, [`verdict`] decides
+//! stream, [`inspect`] parses TLS, certificates and plaintext protocols (and decrypts a TLS 1.3
+//! handshake with the keys of a [`keylog`]), [`verdict`] decides
 //! `plaintext` / `tls` / `mtls` with the evidence, and [`enrich`] joins what the cluster knows.
 //! [`record`] is what comes out: one [`record::FlowReport`] per connection and a
 //! [`record::Summary`], handed to an [`record::Output`]. [`engine`] drives one packet through
@@ -17,6 +18,7 @@ pub mod filter;
 pub mod flows;
 pub mod input_error;
 pub mod inspect;
+pub mod keylog;
 pub mod reassembly;
 pub mod record;
 pub mod runner;

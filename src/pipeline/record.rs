@@ -152,6 +152,26 @@ pub struct Summary {
     /// Live capture only: what the kernel reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureStats>,
+    /// With a key log only (`--keylog-file`, a pcapng Decryption Secrets Block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keylog: Option<KeylogSummary>,
+}
+
+/// What the key log did over the run.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct KeylogSummary {
+    /// ClientHello randoms with a TLS 1.3 handshake secret, from every key log read.
+    pub entries: usize,
+    /// Connections whose verdict the decrypted handshake gave (confidence `certain`).
+    pub decrypted: u64,
+    /// Connections whose key log entry did not authenticate their records.
+    pub wrong_key: u64,
+    /// Connections with a key log entry that did not decrypt far enough for a verdict.
+    pub partial: u64,
+    /// Key log lines skipped, as `FILE:LINE: why` (the first 50).
+    pub warnings: Vec<String>,
+    /// Lines skipped beyond those.
+    pub more_warnings: u64,
 }
 
 /// Pairs of nodes reported as encrypted at node level (WireGuard, IPsec); more are not listed.
@@ -230,6 +250,13 @@ impl Summary {
             Confidence::Uncertain => self.uncertain += 1,
             Confidence::Certain => {}
         }
+        if let (Some(k), Some(r)) = (&mut self.keylog, v.tls.as_ref().and_then(|t| t.keylog.as_ref())) {
+            match r.status.as_str() {
+                "wrong-key" => k.wrong_key += 1,
+                _ if v.confidence == Confidence::Certain && !v.resumed => k.decrypted += 1,
+                _ => k.partial += 1,
+            }
+        }
     }
 
     /// "12 connections: 5 mtls, 4 tls, 2 plaintext, 1 no-data (3 inferred)".
@@ -256,6 +283,12 @@ impl Summary {
         }
         if !notes.is_empty() {
             s.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        if let Some(k) = &self.keylog {
+            s.push_str(&format!(
+                "; key log: {} decrypted, {} wrong key, {} partial",
+                k.decrypted, k.wrong_key, k.partial
+            ));
         }
         for n in &self.node_encrypted {
             s.push_str(&format!(

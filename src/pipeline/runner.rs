@@ -122,6 +122,10 @@ fn ran<O: Output, E>(
         return Err(RunError::Output(e));
     }
     let mut summary = std::mem::take(&mut engine.summary);
+    if let (Some(k), Some(log)) = (&mut summary.keylog, engine.keylog()) {
+        k.entries = log.len();
+        (k.warnings, k.more_warnings) = log.take_warnings();
+    }
     summary.errors = errors;
     summary.capture = capture;
     Ok(Ran {
@@ -205,6 +209,9 @@ fn read_one<P: Packets>(
             }
         };
         n += 1;
+        if !packet.secrets.is_empty() {
+            engine.secrets(&format!("{input}: Decryption Secrets Block"), packet.secrets);
+        }
         if let Some(f) = filter.as_mut() {
             match f.matches(packet.link, packet.data, packet.orig_len) {
                 Ok(true) => {}

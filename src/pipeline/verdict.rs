@@ -7,13 +7,15 @@ use crate::pipeline::inspect::coverage::{self, Coverage};
 use crate::pipeline::inspect::mesh::{self, MeshSignal};
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
 pub use crate::pipeline::inspect::resumption::{resumption, session_keys, Resumption};
-use crate::pipeline::inspect::tls::{Chain, TlsFacts};
+use crate::pipeline::inspect::tls::{Chain, Decrypted, TlsFacts};
 use crate::pipeline::inspect::Outcome;
 use crate::pipeline::side::Side;
+pub use decrypted::KeylogReport;
 use serde::Serialize;
 pub use tls13::Tls13Report;
 use tls13::{tls13_report, Answer, Progress};
 
+mod decrypted;
 mod tls13;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, PartialOrd, Ord)]
@@ -112,6 +114,9 @@ pub struct TlsReport {
     pub handshake_messages: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls13: Option<Tls13Report>,
+    /// What a key log decrypted of a TLS 1.3 handshake; only when it had this connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keylog: Option<KeylogReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mesh: Option<MeshSignal>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -234,10 +239,20 @@ pub fn decide(
         }
         Outcome::Tls {
             facts,
+            decrypted,
             upgrade,
             adat,
             answer,
-        } => decide_tls(&facts, upgrade, adat, answer, server_port, origin, cov),
+        } => decide_tls(
+            &facts,
+            decrypted.as_deref(),
+            upgrade,
+            adat,
+            answer,
+            server_port,
+            origin,
+            cov,
+        ),
     }
 }
 
@@ -260,6 +275,7 @@ fn empty_tls_report() -> TlsReport {
         alerts: Vec::new(),
         handshake_messages: Vec::new(),
         tls13: None,
+        keylog: None,
         mesh: None,
         problems: Vec::new(),
     }
@@ -277,9 +293,12 @@ fn identity(chain: &Option<Box<Chain>>) -> Option<String> {
     chain.as_ref().and_then(|c| c.leaf.as_ref()).map(|l| l.identity())
 }
 
-/// `answer`: what the server answered the ClientHello with, when it was not TLS.
+/// `answer`: what the server answered the ClientHello with, when it was not TLS; `dec`: what a
+/// key log decrypted of a TLS 1.3 handshake.
+#[allow(clippy::too_many_arguments)]
 fn decide_tls(
     f: &TlsFacts,
+    dec: Option<&Decrypted>,
     upgrade: Option<Protocol>,
     adat: bool,
     answer: Option<PlaintextInfo>,
@@ -353,7 +372,7 @@ fn decide_tls(
         None => None,
     };
     let fatal = f.alerts.iter().find(|a| a.level == 2 && !a.encrypted);
-    let server_id = identity(&f.server_chain);
+    let mut server_id = identity(&f.server_chain);
     let mut client_id = identity(&f.client_chain);
     let resumed = resumption(f);
     rep.resumption = resumed.map(Resumption::name);
@@ -393,6 +412,12 @@ fn decide_tls(
         };
         // TLS 1.3 forbids a CertificateRequest in a PSK handshake; TLS 1.2 shows it in clear.
         rep.client_cert_requested = Some(!tls13 && f.certificate_requested);
+        if let Some(d) = dec.filter(|_| tls13) {
+            let r = decrypted::resumed(d, cov.client, handshake_name);
+            evidence.extend(r.evidence);
+            rep.client_cert_requested = r.cert_requested.or(rep.client_cert_requested);
+            rep.keylog = Some(r.report);
+        }
         match origin {
             Some(o) => {
                 kind = if o.kind == Kind::Mtls { Kind::Mtls } else { Kind::Tls };
@@ -417,11 +442,52 @@ fn decide_tls(
         }
     } else if tls13 {
         let t = infer_tls13(f);
-        kind = t.kind;
-        confidence = t.confidence;
-        handshake = t.handshake;
-        evidence.extend(t.evidence);
-        rep.client_cert_requested = t.cert_requested;
+        let d = dec;
+        let r = d.map(|d| decrypted::read(d, cov.client, handshake_name));
+        match (d, &r) {
+            (Some(d), Some(r @ decrypted::Reading { answer: Some(a), .. })) => {
+                // The wire, decrypted, shows it: the lengths are only compared with it.
+                kind = if *a == decrypted::Answer::Certificate {
+                    Kind::Mtls
+                } else {
+                    Kind::Tls
+                };
+                confidence = Confidence::Certain;
+                handshake = match t.handshake {
+                    Handshake::Failed => Handshake::Failed,
+                    _ if r.complete => Handshake::Complete,
+                    h => h,
+                };
+                evidence.extend(r.evidence.iter().cloned());
+                if t.kind != kind {
+                    evidence.push(format!(
+                        "the length inference said {} ({})",
+                        t.kind.name(),
+                        t.confidence.name()
+                    ));
+                }
+                rep.client_cert_requested = r.cert_requested.or(t.cert_requested);
+                rep.client_certificate = decrypted::leaf(&d.client_chain).cloned();
+                rep.client_chain_len = d.client_chain.as_ref().map(|c| c.len);
+                rep.server_certificate = decrypted::leaf(&d.server_chain).cloned();
+                rep.server_chain_len = d.server_chain.as_ref().map(|c| c.len);
+                client_id = decrypted::leaf(&d.client_chain).map(CertInfo::identity);
+                server_id = decrypted::leaf(&d.server_chain).map(CertInfo::identity).or(server_id);
+            }
+            _ => {
+                kind = t.kind;
+                confidence = t.confidence;
+                handshake = t.handshake;
+                evidence.extend(t.evidence);
+                rep.client_cert_requested = t.cert_requested;
+                if let Some(r) = &r {
+                    // A wrong key (or one that got nowhere) is said, and the inference stands.
+                    evidence.extend(r.evidence.iter().cloned());
+                    rep.client_cert_requested = r.cert_requested.or(rep.client_cert_requested);
+                }
+            }
+        }
+        rep.keylog = r.map(|r| r.report);
         rep.tls13 = Some(tls13_report(f));
     } else {
         handshake = if fatal.is_some() {

@@ -60,9 +60,18 @@ func main() {
 	caFile := fs.String("ca", "", "CA certificate (PEM)")
 	sni := fs.String("sni", "", "server name")
 	auth := fs.String("client-auth", "none", "none, request or require")
+	keyLog := fs.String("keylog", "", "append the TLS secrets to this file (NSS key log format, KeyLogWriter)")
 	fs.Parse(os.Args[2:])
 
 	cfg := &tls.Config{}
+	if *keyLog != "" {
+		w, err := os.OpenFile(*keyLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			fail("-keylog", err)
+		}
+		defer w.Close()
+		cfg.KeyLogWriter = w
+	}
 	switch *ver {
 	case "1.3":
 		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS13, tls.VersionTLS13

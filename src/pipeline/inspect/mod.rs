@@ -14,7 +14,8 @@ pub mod resumption;
 pub mod tls;
 
 use crate::pipeline::inspect::plaintext::{PlaintextInfo, Protocol};
-use crate::pipeline::inspect::tls::{starts_with_hello, Classifier, TlsFacts};
+use crate::pipeline::inspect::tls::{starts_with_hello, Classifier, Decrypted, TlsFacts};
+use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::side::{PerSide, Side};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -55,6 +56,8 @@ pub enum Outcome {
     },
     Tls {
         facts: Box<TlsFacts>,
+        /// What a key log decrypted of a TLS 1.3 handshake, when it had this connection.
+        decrypted: Option<Box<Decrypted>>,
         /// The plaintext protocol the connection started with before switching to TLS.
         upgrade: Option<Protocol>,
         /// The handshake travelled base64-encoded inside FTP ADAT commands (GSI / GridFTP).
@@ -95,6 +98,8 @@ pub struct Inspector {
     plain_client_bytes: u64,
     plain_client_msgs: u32,
     bytes: PerSide<u64>,
+    /// The run's key log, when one was given: a TLS 1.3 handshake it has keys for is decrypted.
+    keys: Option<std::sync::Arc<KeyLog>>,
 }
 
 impl Inspector {
@@ -112,7 +117,18 @@ impl Inspector {
             plain_client_bytes: 0,
             plain_client_msgs: 0,
             bytes: PerSide::default(),
+            keys: None,
         }
+    }
+
+    /// Decrypt the TLS 1.3 handshakes this key log has keys for.
+    pub fn with_keys(mut self, keys: Option<std::sync::Arc<KeyLog>>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    fn classifier(&self) -> Box<Classifier> {
+        Box::new(Classifier::with_keys(self.keys.as_ref()))
     }
 
     /// Bytes held in buffers: first bytes, and the TLS classifier's partial records.
@@ -191,7 +207,7 @@ impl Inspector {
             Mode::Plaintext
         };
         match self.mode {
-            Mode::Tls => self.tls = Some(Box::default()),
+            Mode::Tls => self.tls = Some(self.classifier()),
             Mode::Midstream => {
                 let mut c = Box::<Classifier>::default();
                 c.start_midstream(Side::Lo);
@@ -257,7 +273,7 @@ impl Inspector {
                 };
                 self.upgrade = Some(protocol);
                 self.mode = Mode::Tls;
-                let mut c = Box::<Classifier>::default();
+                let mut c = self.classifier();
                 c.data(dir, &bytes[at..]);
                 self.tls = Some(c);
             }
@@ -344,6 +360,7 @@ impl Inspector {
             Mode::Plaintext => match self.adat {
                 Some(a) if a.tls.facts.client_hello.is_some() => Outcome::Tls {
                     facts: Box::new(a.tls.facts),
+                    decrypted: None,
                     upgrade: Some(Protocol::Ftp),
                     adat: true,
                     answer: None,
@@ -356,8 +373,10 @@ impl Inspector {
             },
             Mode::Tls => {
                 let answer = self.tls.as_deref().and_then(|c| self.answer(c));
+                let decrypted = self.tls.as_mut().and_then(|c| c.take_decrypted());
                 Outcome::Tls {
                     facts: Box::new(self.tls.map(|c| c.facts).unwrap_or_default()),
+                    decrypted,
                     upgrade: self.upgrade,
                     adat: false,
                     answer,
@@ -400,7 +419,8 @@ fn tls_final(c: &Classifier) -> bool {
         let t = &f.tls13;
         // Wait for the server's answer to the client's flight: an encrypted alert there means
         // the server rejected it (e.g. certificate_required).
-        t.client_first_record.is_some() && t.server_reply.is_some()
+        // With the keys, the client's flight is read to its Finished.
+        t.client_first_record.is_some() && t.server_reply.is_some() && !c.decrypting()
     } else {
         f.server_hello.is_some() && f.finished[Side::Lo] && f.finished[Side::Hi]
     }

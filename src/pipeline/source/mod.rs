@@ -68,6 +68,9 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// Length of the packet on the wire.
     pub orig_len: u32,
+    /// TLS key log lines from the pcapng Decryption Secrets Blocks just before this packet
+    /// (usually empty): they apply to it and the packets after it.
+    pub secrets: &'a [u8],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -240,6 +243,7 @@ impl CaptureReader {
             link: f.link,
             data: self.buf.get(f.lo..f.hi).unwrap_or_default(),
             orig_len: f.orig_len,
+            secrets: &self.ng.secrets,
         }
     }
 
@@ -274,6 +278,8 @@ impl CaptureReader {
         if self.done {
             return Ok(None);
         }
+        // Handed out with the packet they preceded.
+        self.ng.secrets.clear();
         let framed = match self.format {
             Format::Pcap(layout) => self.next_pcap(layout),
             Format::PcapNg => self.next_pcapng(),

@@ -23,6 +23,9 @@ const IDB: u32 = 1;
 const PB: u32 = 2;
 const SPB: u32 = 3;
 const EPB: u32 = 6;
+/// Decryption Secrets Block, and its secrets type for a TLS key log ("TLSK").
+const DSB: u32 = 0x0A;
+const TLS_KEY_LOG: u32 = 0x544c_534b;
 /// Byte-order magic of a Section Header Block, as written by a little-endian host.
 const BOM: u32 = 0x1A2B_3C4D;
 
@@ -96,6 +99,8 @@ pub(super) struct Section {
     interfaces: Vec<Interface>,
     /// For Simple Packet Blocks, which have no timestamp of their own.
     last_ts_ns: u64,
+    /// TLS key log lines of the Decryption Secrets Blocks read since the last packet.
+    pub(super) secrets: Vec<u8>,
 }
 
 impl Section {
@@ -155,7 +160,11 @@ impl Section {
                 self.start_section(block)?;
                 Ok(None)
             }
-            // Statistics, name resolution, secrets, custom and unknown blocks carry no
+            DSB => {
+                self.decryption_secrets(block);
+                Ok(None)
+            }
+            // Statistics, name resolution, custom and unknown blocks carry no
             // packets; the format says to skip what a reader does not understand.
             _ => Ok(None),
         }
@@ -194,6 +203,23 @@ impl Section {
             hi: 28 + caplen_usize,
             orig_len,
         })
+    }
+
+    /// A Decryption Secrets Block: a TLS key log is kept for the packets that follow; other
+    /// secrets types (WireGuard, SSH...) and a block too short for its length are skipped, as
+    /// the format says to skip what a reader does not understand.
+    fn decryption_secrets(&mut self, block: &[u8]) {
+        let be = self.big_endian;
+        if block.len() < 20 || read_u32(block, 8, be) != TLS_KEY_LOG {
+            return;
+        }
+        let len = usize::try_from(read_u32(block, 12, be)).unwrap_or(usize::MAX);
+        if let Some(text) = block.get(16..).and_then(|b| b.get(..len)) {
+            if !self.secrets.is_empty() && !self.secrets.ends_with(b"\n") {
+                self.secrets.push(b'\n');
+            }
+            self.secrets.extend_from_slice(text);
+        }
     }
 
     fn simple_packet(&self, block: &[u8]) -> Result<BlockPacket, BlockError> {

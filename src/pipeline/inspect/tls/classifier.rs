@@ -8,9 +8,12 @@
 //! already encrypted), laid out as a table in [`Classifier::on_record_header`]. Memory is bounded:
 //! a handshake message may not exceed [`MAX_HANDSHAKE`] bytes, and every list kept has a cap.
 
-use super::facts::{Alert, Chain, HandshakeMessage, Oversized, TlsFacts, MAX_LIST};
+use super::decrypt::{Keys, Opened};
+use super::facts::{Alert, Chain, Decrypted, HandshakeMessage, Oversized, TlsFacts, MAX_LIST};
 use super::hello::{self, ServerHello};
+use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::side::{PerSide, Side};
+use std::sync::Arc;
 
 /// Largest handshake message kept (a certificate chain of a few certificates fits easily).
 pub const MAX_HANDSHAKE: usize = 256 * 1024;
@@ -98,11 +101,33 @@ impl Dir {
 pub struct Classifier {
     dirs: PerSide<Dir>,
     pub facts: TlsFacts,
+    /// With a key log only: the connection's random and, once found, its handshake keys.
+    keys: Option<Box<Keys>>,
 }
 
 impl Classifier {
     pub fn new() -> Self {
         Classifier::default()
+    }
+
+    /// A classifier that decrypts a TLS 1.3 handshake whose keys this key log has.
+    pub fn with_keys(log: Option<&Arc<KeyLog>>) -> Self {
+        Classifier {
+            keys: log.map(|l| Box::new(Keys::new(l.clone()))),
+            ..Classifier::default()
+        }
+    }
+
+    /// What the key log decrypted of this connection's handshake (taken: the verdict reads it).
+    pub fn take_decrypted(&mut self) -> Option<Box<Decrypted>> {
+        self.keys.as_mut().and_then(|k| k.decrypted.take())
+    }
+
+    /// A direction whose handshake is being decrypted and whose Finished is still to come.
+    pub fn decrypting(&self) -> bool {
+        self.keys
+            .as_ref()
+            .is_some_and(|k| k.found() && Side::BOTH.into_iter().any(|d| k.pending(d)))
     }
 
     /// Start a direction that is picked up in the middle (no handshake seen): the first record
@@ -120,7 +145,8 @@ impl Classifier {
                 d.bufs.as_ref().map_or(0, |b| b.body.capacity() + b.hs.capacity())
                     + d.resync.as_ref().map_or(0, |r| r.capacity())
             })
-            .sum()
+            .sum::<usize>()
+            + self.keys.as_ref().map_or(0, |k| k.buffered())
     }
 
     /// Is this direction parsing records (not lost)?
@@ -306,7 +332,17 @@ impl Classifier {
                     encrypted: true,
                 });
             }
-            (APP_DATA, _) => self.on_app_record(dir, len as u32),
+            (APP_DATA, _) => {
+                self.on_app_record(dir, len as u32);
+                // With the keys, the handshake's encrypted records are kept to be opened.
+                if tls13 && self.keys.as_ref().is_some_and(|k| k.wants(dir)) {
+                    let d = &mut self.dirs[dir];
+                    d.keep = true;
+                    if let Some(b) = &mut d.bufs {
+                        b.body.clear();
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -338,7 +374,100 @@ impl Classifier {
                 self.dirs[dir].bufs().hs.extend_from_slice(body);
                 self.drain_handshake(dir);
             }
+            APP_DATA => self.on_encrypted(dir, body),
             _ => {}
+        }
+    }
+
+    /// A TLS 1.3 encrypted record kept because the key log may have its keys.
+    fn on_encrypted(&mut self, dir: Side, body: &[u8]) {
+        let (Some(keys), Some(sh)) = (self.keys.as_mut(), &self.facts.server_hello) else {
+            return;
+        };
+        let client = self.facts.client_dir == Some(dir);
+        let early = self.facts.client_hello.as_ref().is_some_and(|c| c.early_data);
+        let opened = keys.open(dir, client, sh.cipher, early, self.dirs[dir].hdr, body);
+        if matches!(opened, Opened::Skip) {
+            return;
+        }
+        let dec = keys.decrypted.get_or_insert_with(Box::default);
+        match opened {
+            Opened::Skip => {}
+            Opened::Early => dec.early_records += 1,
+            Opened::Failed(n) => dec.failed = dec.failed.or(Some((dir, n))),
+            Opened::Unusable(why) => dec.unusable = Some(why),
+            Opened::Record(ty, plain) => {
+                dec.records[dir] += 1;
+                match ty {
+                    HANDSHAKE => {
+                        keys.handshake_buffer(dir).extend_from_slice(&plain);
+                        self.drain_decrypted(dir);
+                    }
+                    ALERT => {
+                        if let [_, description] = plain[..] {
+                            dec.alerts.push((dir, description));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The whole messages of a direction's decrypted handshake.
+    fn drain_decrypted(&mut self, dir: Side) {
+        while let Some(keys) = self.keys.as_mut() {
+            let hs = keys.handshake_buffer(dir);
+            let Some(h) = hs.get(..4) else {
+                return;
+            };
+            let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+            if 4 + len > MAX_HANDSHAKE {
+                let ty = h[0];
+                keys.finish(dir);
+                return self.facts.problem(format!(
+                    "direction {}: decrypted handshake message of {len} bytes (type {ty}) over the {MAX_HANDSHAKE}-byte limit, not parsed",
+                    dir.index()
+                ));
+            }
+            if hs.len() < 4 + len {
+                return;
+            }
+            let msg: Vec<u8> = hs.drain(..4 + len).collect();
+            if msg[0] == 20 {
+                keys.finish(dir);
+            }
+            self.on_decrypted_message(dir, msg[0], &msg[4..]);
+        }
+    }
+
+    fn on_decrypted_message(&mut self, dir: Side, ty: u8, body: &[u8]) {
+        let server = self.facts.server_dir() == Some(dir);
+        let mut problem = None;
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        let dec = keys.decrypted.get_or_insert_with(Box::default);
+        if dec.messages.len() < MAX_LIST * 2 {
+            dec.messages.push(HandshakeMessage { from: dir, ty });
+        }
+        match ty {
+            13 if server => dec.certificate_requested = true,
+            11 => match hello::parse_chain13(body) {
+                Some(chain) if server => dec.server_chain = Some(chain),
+                Some(chain) => dec.client_chain = Some(chain),
+                None => {
+                    problem = Some(format!(
+                        "direction {}: decrypted Certificate message not parsed",
+                        dir.index()
+                    ))
+                }
+            },
+            20 => dec.finished[dir] = true,
+            _ => {}
+        }
+        if let Some(p) = problem {
+            self.facts.problem(p);
         }
     }
 
@@ -417,6 +546,9 @@ impl Classifier {
     fn on_client_hello(&mut self, dir: Side, body: &[u8]) {
         if self.facts.client_dir.is_none() {
             self.facts.client_dir = Some(dir);
+        }
+        if let Some(k) = &mut self.keys {
+            k.client_hello(body);
         }
         let f = match hello::client_hello(body) {
             Ok(f) => f,

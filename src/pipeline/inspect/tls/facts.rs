@@ -154,6 +154,32 @@ pub struct TlsFacts {
     pub resynced_records: PerSide<u32>,
 }
 
+/// A TLS 1.3 handshake decrypted with the key log (inspect/tls/decrypt.rs); only when the key
+/// log had this connection's ClientHello random. Kept beside the [`TlsFacts`], not in them: a
+/// million connections in mid-handshake without a key log do not pay for it.
+#[derive(Debug, Clone, Default)]
+pub struct Decrypted {
+    /// Records that authenticated, per direction.
+    pub records: PerSide<u32>,
+    /// The server's CertificateRequest.
+    pub certificate_requested: bool,
+    pub server_chain: Option<Chain>,
+    pub client_chain: Option<Chain>,
+    /// That direction's Finished was decrypted: its whole flight was read.
+    pub finished: PerSide<bool>,
+    /// Handshake messages decrypted, in order, with their direction.
+    pub messages: RareList<HandshakeMessage>,
+    /// Alerts sent under the handshake keys (description).
+    pub alerts: RareList<(Side, u8)>,
+    /// A record that did not authenticate: the key log's entry is not this connection's.
+    /// (direction, the record's number in that direction, from 1).
+    pub failed: Option<(Side, u32)>,
+    /// The key log's entry could not be used (its secret does not fit the cipher suite).
+    pub unusable: Option<String>,
+    /// Records skipped as 0-RTT early data.
+    pub early_records: u32,
+}
+
 impl TlsFacts {
     pub fn server_dir(&self) -> Option<Side> {
         self.client_dir.map(Side::other)

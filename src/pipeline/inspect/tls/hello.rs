@@ -131,6 +131,29 @@ pub fn parse_chain(body: &[u8]) -> Option<Chain> {
         certs.push(list.get(i + 3..i + 3 + len)?);
         i += 3 + len;
     }
+    Some(chain_of(&certs))
+}
+
+/// Parse a TLS 1.3 Certificate message body (RFC 8446, 4.4.2): the request context, then a
+/// 3-byte list length and entries of 3-byte-prefixed DER, each followed by its extensions.
+pub fn parse_chain13(body: &[u8]) -> Option<Chain> {
+    let ctx = usize::from(*body.first()?);
+    let rest = body.get(1 + ctx..)?;
+    let total = u24(rest.get(..3)?);
+    let list = rest.get(3..3 + total)?;
+    let mut certs = Vec::new();
+    let mut i = 0;
+    while i < list.len() {
+        let len = u24(list.get(i..i + 3)?);
+        certs.push(list.get(i + 3..i + 3 + len)?);
+        i += 3 + len;
+        let ext = list.get(i..i + 2)?;
+        i += 2 + usize::from(u16::from_be_bytes([ext[0], ext[1]]));
+    }
+    (i == list.len()).then(|| chain_of(&certs))
+}
+
+fn chain_of(certs: &[&[u8]]) -> Chain {
     let mut chain = Chain {
         len: certs.len(),
         ..Default::default()
@@ -144,7 +167,7 @@ pub fn parse_chain(body: &[u8]) -> Option<Chain> {
             }
         }
     }
-    Some(chain)
+    chain
 }
 
 fn u24(b: &[u8]) -> usize {
