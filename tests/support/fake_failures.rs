@@ -266,26 +266,12 @@ pub(super) fn oom_kill(state: &mut State, namespace: &str, pod: &str) -> Option<
     })
 }
 
-/// The kubelet's Status when the runtime cannot start an exec's command
-/// (`apierrors.NewInternalError("error executing command in container: ...")`).
-pub(super) fn exec_start_failure(message: &str) -> Vec<u8> {
-    let cause = format!("error executing command in container: {message}");
-    let status = json!({"metadata": {}, "status": "Failure", "message": format!("Internal error occurred: {cause}"),
-                        "reason": "InternalError", "details": {"causes": [{"message": cause}]}, "code": 500});
-    let mut v = vec![3u8];
-    v.extend(serde_json::to_vec(&status).unwrap_or_default());
-    v
-}
-
 /// containerd's answer to an exec of a binary built for another architecture.
 pub fn exec_format_error(req: &ExecRequest) -> ExecAction {
     let program = req.command.first().cloned().unwrap_or_default();
-    ExecAction::StartFailure(format!(
-        "failed to exec in container: failed to start exec \"{:064x}\": OCI runtime exec failed: exec failed: unable \
-         to start container process: exec: \"{program}\": exec format error: unknown",
-        0x6d746c73u64
-    ))
+    ExecAction::StartFailed(super::runtime_error(&format!("exec: \"{program}\": exec format error")))
 }
+
 
 impl Reply {
     /// A ValidatingAdmissionPolicy's denial: `reason` `Forbidden` (403) when its validation
