@@ -314,8 +314,16 @@ fn first_packets(name: &str, n: usize, out: &str) -> String {
         let incl = u32::from_le_bytes(data[end + 8..end + 12].try_into().unwrap()) as usize;
         end += 16 + incl;
     }
+    // Tests run in parallel and several of them ask for the same file: each writes its own copy
+    // and renames it into place, so a reader never sees one half written.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let path = tmp(out);
-    std::fs::write(&path, &data[..end]).unwrap();
+    let part = tmp(&format!(
+        "{out}.{}.part",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&part, &data[..end]).unwrap();
+    std::fs::rename(&part, &path).unwrap();
     path.to_string_lossy().into_owned()
 }
 
