@@ -2,6 +2,10 @@
 //! inside another network namespace ([`netns`]), feeding the same pipeline as files do; the
 //! `-w` file ([`savefile`]).
 
+#[cfg(target_os = "linux")]
+pub mod afpacket;
+#[cfg(not(target_os = "linux"))]
+#[path = "no_afpacket.rs"]
 pub mod afpacket;
 pub mod capture;
 pub mod netns;

@@ -272,7 +272,6 @@ pub fn exec_format_error(req: &ExecRequest) -> ExecAction {
     ExecAction::StartFailed(super::runtime_error(&format!("exec: \"{program}\": exec format error")))
 }
 
-
 impl Reply {
     /// A ValidatingAdmissionPolicy's denial: `reason` `Forbidden` (403) when its validation
     /// says so, else `Invalid` (422), the plugin's default.

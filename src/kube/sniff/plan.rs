@@ -2,8 +2,8 @@
 //! node, where their `-w` files go, and the agent command each one runs in its helper.
 
 use super::options::SniffOptions;
-use crate::pipeline::source::LinkType;
 use crate::kube::client::{ContainerState, TargetPod};
+use crate::pipeline::source::LinkType;
 use crate::policy;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
