@@ -9,7 +9,7 @@
 //! upload fail as nodes and images do and check what the user is told, and that the helper is
 //! deleted.
 //!
-//! The agent uploaded: `MTLSCOPE_TEST_AGENT`, else a static build of `mtlscope` when there is
+//! The agent uploaded: `MTLSCOPE_AGENT_BIN`, else a static build of `mtlscope` when there is
 //! one (`$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/mtlscope`), else this build's
 //! `mtlscope`; one that is dynamically linked is passed with the hidden `--allow-dynamic-agent`
 //! (this machine, standing in for the node, has its C library).
@@ -91,7 +91,7 @@ fn agent() -> (PathBuf, Vec<String>) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .or_else(|| dynamic.parent()?.parent().map(Path::to_owned));
-    let chosen = std::env::var_os("MTLSCOPE_TEST_AGENT")
+    let chosen = std::env::var_os("MTLSCOPE_AGENT_BIN")
         .map(PathBuf::from)
         .or_else(|| {
             target
