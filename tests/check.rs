@@ -378,7 +378,8 @@ fn uncertain_never_satisfies_tls_mtls_or_encrypted() {
     );
 }
 
-/// A TLS 1.3 resumption whose first handshake is not in the capture is `tls, uncertain`.
+/// A TLS 1.3 resumption is `tls, uncertain`: its ticket, encrypted, does not say which handshake
+/// issued it.
 #[test]
 fn uncertain_resumption_fails_require_tls() {
     let f = capture("openssl-tls13-resume-psk.pcap");
@@ -392,7 +393,7 @@ fn uncertain_resumption_fails_require_tls() {
     assert_eq!(violation["failure"], "uncertain");
     assert_eq!(
         violation["reason"],
-        "tls: requires tls; the verdict is uncertain (\"resumed (psk): no certificates on the wire and the original handshake is not in this capture; client identity not observable\"); --allow-uncertain accepts it"
+        "tls: requires tls; the verdict is uncertain (\"resumed (psk): no certificates on the wire and a TLS 1.3 ticket cannot be tied to the handshake that issued it (the ticket travels encrypted); client identity not observable\"); --allow-uncertain accepts it"
     );
     let o = check(&["--require", "tls", "--allow-uncertain", "-o", "json", &f]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));

@@ -434,8 +434,16 @@ fn decide_tls(
             None => {
                 kind = Kind::Tls;
                 confidence = Confidence::Uncertain;
+                // A TLS 1.2 session ID or ticket is in clear, so its origin is found when it is
+                // in the capture; a TLS 1.3 ticket arrives encrypted under the application keys,
+                // which mtlscope never uses, so its origin is never known from the wire.
+                let origin = if tls13 {
+                    "a TLS 1.3 ticket cannot be tied to the handshake that issued it (the ticket travels encrypted)"
+                } else {
+                    "the original handshake is not in this capture"
+                };
                 evidence.push(format!(
-                    "resumed ({}): no certificates on the wire and the original handshake is not in this capture; client identity not observable",
+                    "resumed ({}): no certificates on the wire and {origin}; client identity not observable",
                     r.name()
                 ));
             }
