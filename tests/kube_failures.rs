@@ -33,23 +33,9 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: c\n    user: u\n    namespace: {NS}\n\
-             users:\n- name: u\n  user:\n    token: t0ken\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
 async fn plugin(server: &FakeApiServer, name: &str, args: &[&str]) -> (Output, Duration) {
     let dir = temp_dir(name);
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let start = Instant::now();
     let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
         .args(args)

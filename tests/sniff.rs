@@ -34,20 +34,6 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: c\n    user: u\n    namespace: {NS}\n\
-             users:\n- name: u\n  user:\n    token: t0ken\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn hex_id(n: u64) -> String {
     format!(
         "{:064x}",
@@ -239,7 +225,7 @@ fn scripted_agent(req: &ExecRequest, server_ip: &str) -> ExecAction {
 async fn dry_run_prints_the_helper_pod_and_creates_nothing() {
     let server = one_pod().start().await;
     let dir = temp_dir("dry-run");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let o = plugin(
         &kc,
         &[
@@ -337,7 +323,7 @@ async fn a_deployment_gets_one_helper_per_node_and_one_agent_per_pod() {
         .start()
         .await;
     let dir = temp_dir("deploy");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let o = plugin(
         &kc,
         &[
@@ -420,7 +406,7 @@ async fn agent_failure_is_reported_and_the_helper_deleted() {
         .start()
         .await;
     let dir = temp_dir("agent-fails");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let o = plugin(&kc, &["sniff", "web-0"]).await;
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -467,7 +453,7 @@ async fn wait_for_exec(server: &FakeApiServer) {
 
 async fn interrupted_capture(server: FakeApiServer, signal: &str, name: &str) {
     let dir = temp_dir(name);
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let child = spawn_plugin(&kc, &["sniff", "web-0", "-o", "json"]);
     wait_for_exec(&server).await;
     let pid = child.id().unwrap().to_string();
@@ -521,7 +507,7 @@ async fn ctrl_c_while_the_helper_starts_deletes_it() {
     // No kubelet: the helper stays Pending.
     let server = one_pod().start().await;
     let dir = temp_dir("ctrl-c-pending");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let child = spawn_plugin(&kc, &["sniff", "web-0"]);
     let start = Instant::now();
     while created_pods(&server).is_empty() {
@@ -551,7 +537,7 @@ async fn ctrl_c_while_the_helper_starts_deletes_it() {
 async fn a_pod_that_does_not_exist_is_named_and_nothing_is_created() {
     let server = one_pod().start().await;
     let dir = temp_dir("no-such-pod");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let o = plugin(&kc, &["sniff", "web"]).await;
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -587,7 +573,7 @@ async fn image_that_cannot_be_pulled_is_named_and_the_helper_deleted() {
         .start()
         .await;
     let dir = temp_dir("image");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let o = plugin(&kc, &["sniff", "web-0", "--image", "registry.invalid/nope:1"]).await;
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -618,7 +604,7 @@ async fn pod_security_refusal_says_which_policy_and_what_to_grant() {
         .start()
         .await;
     let dir = temp_dir("psa");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let o = plugin(&kc, &["sniff", "web-0"]).await;
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -652,7 +638,7 @@ async fn ctrl_c_during_the_create_still_deletes_the_helper() {
         .start()
         .await;
     let dir = temp_dir("ctrl-c-create");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let child = spawn_plugin(&kc, &["sniff", "web-0"]);
     let pid = child.id().unwrap().to_string();
     let signaller = std::thread::spawn(move || {
@@ -704,7 +690,7 @@ async fn write_brings_the_packets_back_and_the_verdicts_are_made_locally() {
         .start()
         .await;
     let dir = temp_dir("write");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let out = dir.join("web.pcap");
     let o = plugin(&kc, &["sniff", "web-0", "-w", out.to_str().unwrap(), "-o", "json"]).await;
     let err = text(&o.stderr);
@@ -751,7 +737,7 @@ async fn cleanup_deletes_only_helpers() {
         .start()
         .await;
     let dir = temp_dir("cleanup");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let o = plugin(&kc, &["cleanup"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(
@@ -958,7 +944,7 @@ async fn end_to_end_plugin_helper_pod_real_agent_stream_table() {
         .start()
         .await;
     let dir = temp_dir("e2e");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let iface = lab.server_if();
 
     // 1. JSON lines.

@@ -37,20 +37,6 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: c\n    user: u\n    namespace: {NS}\n\
-             users:\n- name: u\n  user:\n    token: t0ken\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn hex_id(n: u64) -> String {
     format!(
         "{:064x}",
@@ -230,7 +216,7 @@ async fn uploaded_agent_captures(v4_only: bool, n: u8) {
     }
     let server = builder.start().await;
     let dir = temp_dir(&format!("e2e-{n}"));
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let (agent, agent_flags) = agent();
     let iface = lab.server_if();
     let a = args(
@@ -359,7 +345,7 @@ async fn the_uploaded_agent_captures_over_exec_v4() {
 /// helper deleted.
 async fn fails(server: &FakeApiServer, name: &str, extra: &[&str], code: i32) -> String {
     let dir = temp_dir(name);
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let (_, agent_flags) = agent();
     let mut a = args(&["sniff", "web-0", "--duration", "5s"], &agent_flags);
     a.extend(extra.iter().map(|s| (*s).to_owned()));
@@ -444,7 +430,7 @@ async fn an_architecture_with_no_agent_is_an_error_before_anything_is_created() 
         .start()
         .await;
     let dir = temp_dir("arm64");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let o = plugin(&kc, &args(&["sniff", "web-0"], &[])).await;
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -481,7 +467,7 @@ async fn a_dynamic_agent_binary_is_refused_with_its_interpreter() {
     let bin = env!("CARGO_BIN_EXE_mtlscope");
     let server = one_pod().start().await;
     let dir = temp_dir("dynamic");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     if mtlscope::kube::elf::check_static(&std::fs::read(bin).unwrap(), Arch::Amd64).is_ok()
         || !cfg!(target_arch = "x86_64")
     {
@@ -521,7 +507,7 @@ async fn ctrl_c_during_the_upload_deletes_the_helper() {
         .start()
         .await;
     let dir = temp_dir("ctrl-c");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let (_, agent_flags) = agent();
     let child = plugin_cmd(&kc, &args(&["sniff", "web-0"], &agent_flags))
         .stdout(std::process::Stdio::piped())
@@ -583,7 +569,7 @@ async fn windows_and_virtual_nodes_are_skipped_and_the_dry_run_shows_the_upload(
         .start()
         .await;
     let dir = temp_dir("nodes");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let (agent, agent_flags) = agent();
     let o = plugin(
         &kc,
@@ -649,7 +635,7 @@ async fn nodes_that_cannot_be_read_are_taken_to_be_like_the_plugin() {
         .start()
         .await;
     let dir = temp_dir("nodes-forbidden");
-    let kc = kubeconfig(&dir, &server.url());
+    let kc = server.kubeconfig(&dir, NS);
     let (_, agent_flags) = agent();
     let o = plugin(&kc, &args(&["sniff", "web-0", "--dry-run"], &agent_flags)).await;
     let err = text(&o.stderr);

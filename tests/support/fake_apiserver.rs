@@ -573,6 +573,23 @@ impl FakeApiServer {
     }
 
     /// A kube client for this server, plain HTTP, default namespace `default`.
+    /// A kubeconfig in `dir` whose current context is this server, with `namespace` as its
+    /// namespace and a bearer token, for running the plugin as a user would.
+    pub fn kubeconfig(&self, dir: &std::path::Path, namespace: &str) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let server = self.url();
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
+                 contexts:\n- name: fake\n  context:\n    cluster: c\n    user: u\n    namespace: {namespace}\n\
+                 users:\n- name: u\n  user:\n    token: t0ken\n"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url().parse().expect("server URL"));
         kube::Client::try_from(config).expect("kube client")
