@@ -10,6 +10,7 @@
 //! - [`policy`]: Istio's PeerAuthentication, the mode it expects per pod and port.
 //! - [`live`]: capture on an interface, also inside another network namespace.
 //! - [`kube`]: the API client, the helper pod, the agent in it and the kubectl plugin.
+//! - [`monitor`]: continuous mode, capture in every pod of a node, counters for Prometheus.
 //! - [`cli`]: the command line (flags, one file per command); nothing above imports it.
 // No unsafe code, except the AF_PACKET socket and its ring (src/live/afpacket.rs).
 #![deny(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod check;
 pub mod cli;
 pub mod kube;
 pub mod live;
+pub mod monitor;
 pub mod pipeline;
 pub mod policy;
 pub mod report;
