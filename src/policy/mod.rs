@@ -63,7 +63,7 @@ pub use explain::{explain_json, Explanation};
 pub use fields::ObjectError;
 pub use finding::{finding, Finding};
 pub use load::LoadError;
-pub use model::{Container, ContainerPort, PeerAuthentication, Pod, Service, ServicePort, TargetPort};
+pub use model::{Container, ContainerPort, PeerAuthentication, Pod, Service, ServicePort, TargetPort, Workload};
 pub use query::LookupError;
 pub use timestamp::{Timestamp, TimestampError};
 pub use types::{Applied, DecidedBy, Decision, Ignored, Level, Mode, PortDecision};

@@ -80,9 +80,32 @@ pub struct Pod {
     pub containers: Vec<Container>,
     /// The `kubectl.kubernetes.io/default-container` annotation, when it names a container.
     pub default_container: Option<String>,
+    /// What runs the pod, as Istio names it in its metrics (`destination_workload`).
+    pub workload: Workload,
+}
+
+/// The workload a pod belongs to, as Istio's `GetDeployMetaFromPod` (istio/istio
+/// `pkg/kube/util.go`) derives it from the controlling owner reference: a ReplicaSet whose name
+/// ends in the pod's `pod-template-hash` is its Deployment; a Job named `<cronjob>-<8 to 10
+/// digits>` is its CronJob; any other controller (StatefulSet, DaemonSet, Job, ...) is itself;
+/// a pod without one is its own workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, `Job`, `Pod`, ...; empty when the
+    /// pod was built by hand rather than read (then [`Pod::workload_name`] is the pod's name).
+    pub kind: String,
+    pub name: String,
 }
 
 impl Pod {
+    /// The workload's name (the pod's own when nothing controls it).
+    pub fn workload_name(&self) -> &str {
+        match self.workload.name.is_empty() {
+            true => &self.name,
+            false => &self.workload.name,
+        }
+    }
+
     /// `Succeeded`/`Failed`: its IP may already belong to a new pod.
     pub(super) fn is_terminated(&self) -> bool {
         matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))

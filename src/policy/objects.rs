@@ -3,7 +3,7 @@
 //! that is only a hint (annotations, an unparsable IP) is read leniently.
 
 use super::fields::{port_number, string_map, typed, Meta, ObjectError};
-use super::model::{Container, ContainerPort, Pod, Service, ServicePort, TargetPort};
+use super::model::{Container, ContainerPort, Pod, Service, ServicePort, TargetPort, Workload};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -128,6 +128,7 @@ pub(super) fn parse_pod(obj: &Map<String, Value>, meta: &Meta, source: Option<&P
         .filter(|n| pod_containers.iter().any(|c| &c.name == *n))
         .cloned();
 
+    let workload = workload(obj, &id.name, &labels);
     Ok(Pod {
         namespace: id.namespace,
         name: id.name,
@@ -144,7 +145,126 @@ pub(super) fn parse_pod(obj: &Map<String, Value>, meta: &Meta, source: Option<&P
         node: spec.node_name.filter(|n| !n.is_empty()),
         containers: pod_containers,
         default_container,
+        workload,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOwnerReference {
+    kind: Option<String>,
+    name: Option<String>,
+    controller: Option<bool>,
+}
+
+/// The pod's workload from its controlling owner reference, as Istio's `GetDeployMetaFromPod`
+/// derives it (see [`Workload`]). Owner references are only a hint here: a malformed list makes
+/// the pod its own workload rather than rejecting it.
+fn workload(obj: &Map<String, Value>, pod_name: &str, labels: &BTreeMap<String, String>) -> Workload {
+    let refs = obj
+        .get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
+        .cloned()
+        .and_then(|v| serde_json::from_value::<Vec<RawOwnerReference>>(v).ok())
+        .unwrap_or_default();
+    let controller = refs.into_iter().find(|r| r.controller == Some(true));
+    let Some((kind, name)) = controller.and_then(|r| Some((r.kind?, r.name?))) else {
+        return Workload {
+            kind: "Pod".into(),
+            name: pod_name.into(),
+        };
+    };
+    let hash = labels.get("pod-template-hash").filter(|h| !h.is_empty());
+    match kind.as_str() {
+        "ReplicaSet" => match hash.and_then(|h| name.strip_suffix(h.as_str())) {
+            Some(rest) => Workload {
+                kind: "Deployment".into(),
+                name: rest.strip_suffix('-').unwrap_or(rest).into(),
+            },
+            None => Workload { kind, name },
+        },
+        "Job" => match cronjob_of(&name) {
+            Some(cron) => Workload {
+                kind: "CronJob".into(),
+                name: cron.into(),
+            },
+            None => Workload { kind, name },
+        },
+        _ => Workload { kind, name },
+    }
+}
+
+/// `<cronjob>-<8 to 10 digits>`, Istio's `cronJobNameRegexp` (`(.+)-\d{8,10}$`): the CronJob's
+/// name.
+fn cronjob_of(job: &str) -> Option<&str> {
+    let (cron, digits) = job.rsplit_once('-')?;
+    let digits_ok = (8..=10).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    (digits_ok && !cron.is_empty()).then_some(cron)
+}
+
+#[cfg(test)]
+mod workload_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod_workload(meta: Value) -> Workload {
+        let mut m = json!({"name": "p-1", "namespace": "ns"});
+        m.as_object_mut().unwrap().extend(meta.as_object().unwrap().clone());
+        let obj = json!({"apiVersion": "v1", "kind": "Pod", "metadata": m, "spec": {}, "status": {}});
+        Pod::from_object(obj.as_object().unwrap()).unwrap().workload
+    }
+
+    fn owner(kind: &str, name: &str) -> Value {
+        json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "controller": true, "uid": "u"}])
+    }
+
+    fn w(kind: &str, name: &str) -> Workload {
+        Workload {
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn workloads_are_named_as_istio_names_them() {
+        let rs = json!({"ownerReferences": owner("ReplicaSet", "reviews-v1-5d9f8b7c6"),
+                        "labels": {"pod-template-hash": "5d9f8b7c6"}});
+        assert_eq!(pod_workload(rs), w("Deployment", "reviews-v1"));
+        // A ReplicaSet of its own (no hash label, or a name the hash does not end) is itself.
+        let bare_rs = json!({"ownerReferences": owner("ReplicaSet", "frontend")});
+        assert_eq!(pod_workload(bare_rs), w("ReplicaSet", "frontend"));
+        let other_hash = json!({"ownerReferences": owner("ReplicaSet", "frontend"),
+                                "labels": {"pod-template-hash": "abc"}});
+        assert_eq!(pod_workload(other_hash), w("ReplicaSet", "frontend"));
+        let sts = json!({"ownerReferences": owner("StatefulSet", "db")});
+        assert_eq!(pod_workload(sts), w("StatefulSet", "db"));
+        let ds = json!({"ownerReferences": owner("DaemonSet", "mtlscope")});
+        assert_eq!(pod_workload(ds), w("DaemonSet", "mtlscope"));
+        let cron = json!({"ownerReferences": owner("Job", "backup-28930260")});
+        assert_eq!(pod_workload(cron), w("CronJob", "backup"));
+        let job = json!({"ownerReferences": owner("Job", "migrate-2")});
+        assert_eq!(pod_workload(job), w("Job", "migrate-2"));
+        // 7 or 11 digits are not a CronJob's schedule time.
+        let short = json!({"ownerReferences": owner("Job", "x-1234567")});
+        assert_eq!(pod_workload(short), w("Job", "x-1234567"));
+        let long = json!({"ownerReferences": owner("Job", "x-12345678901")});
+        assert_eq!(pod_workload(long), w("Job", "x-12345678901"));
+        assert_eq!(pod_workload(json!({})), w("Pod", "p-1"));
+        // An owner that does not control the pod does not name its workload.
+        let not_controller = json!({"ownerReferences": [{"kind": "StatefulSet", "name": "db", "controller": false}]});
+        assert_eq!(pod_workload(not_controller), w("Pod", "p-1"));
+        // Malformed references are a hint not taken, not a rejected pod.
+        assert_eq!(pod_workload(json!({"ownerReferences": "nope"})), w("Pod", "p-1"));
+    }
+
+    #[test]
+    fn a_pod_built_by_hand_is_its_own_workload() {
+        let pod = Pod {
+            name: "solo".into(),
+            ..Pod::default()
+        };
+        assert_eq!(pod.workload_name(), "solo");
+    }
 }
 
 #[derive(Deserialize, Default)]
