@@ -46,6 +46,10 @@ pub enum Command {
     /// container ID, capture in its network namespace, stream verdicts as JSON lines.
     #[command(after_help = AGENT_EXAMPLES)]
     Agent(AgentArgs),
+    /// Run until stopped: capture in a changing set of network namespaces (the pods of a node, or
+    /// the --netns given) and serve every connection's verdict as Prometheus metrics.
+    #[command(after_help = MONITOR_EXAMPLES)]
+    Monitor(MonitorArgs),
     /// Print a shell completion script for mtlscope.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -85,6 +89,85 @@ const CLEANUP_EXAMPLES: &str = "Examples:
 const AGENT_EXAMPLES: &str = "Examples (the helper pod of `kubectl mtlscope sniff` runs it; see `sniff --dry-run`):
   mtlscope agent --container-id containerd://3f1c0e2a -i eth0 --duration 30s
   mtlscope agent --container-id containerd://3f1c0e2a -i lo --pcap --stop-on-stdin";
+
+const MONITOR_EXAMPLES: &str = "Examples:
+  sudo mtlscope monitor --netns cni-1234 --netns cni-5678 --policy-from cluster.yaml
+  sudo mtlscope monitor -i any --metrics-addr 127.0.0.1:9477
+  mtlscope monitor --node worker-1 --reports --prometheus http://prometheus:9090";
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    /// In a cluster: capture in the pods of this node, followed through the API with the pod's
+    /// service account or the kubeconfig (default: the NODE_NAME environment variable).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Interface captured on in every namespace.
+    #[arg(short = 'i', long = "interface", default_value = "eth0", value_name = "IFACE")]
+    pub interface: String,
+    /// Outside a cluster: capture in this network namespace (a name under /var/run/netns, or a
+    /// path such as /proc/PID/ns/net); repeat for more. Without it and without --node, the
+    /// monitor's own namespace (`host` in the metrics).
+    #[arg(long, value_name = "NAME|PATH", conflicts_with = "node")]
+    pub netns: Vec<String>,
+    /// Serve /metrics and /healthz here: HOST:PORT, or :PORT for every address.
+    #[arg(long, value_parser = metrics_addr, default_value = ":9477", value_name = "ADDR")]
+    pub metrics_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Where the node's processes are visible (a DaemonSet with hostPID: true): pods' network
+    /// namespaces are found through it.
+    #[arg(long, default_value = "/proc", value_name = "DIR")]
+    pub proc_root: std::path::PathBuf,
+    /// Kernel capture buffer of each namespace: 64KiB to 1GiB (k, M and G are powers of 1024).
+    /// --max-pods of them may be allocated at once.
+    #[arg(long, value_parser = values::buffer_size, default_value = "2MiB", value_name = "SIZE")]
+    pub buffer_size: i32,
+    /// Most network namespaces captured in at once; more are refused with a warning.
+    #[arg(long, value_parser = max_pods, default_value = "110", value_name = "N")]
+    pub max_pods: usize,
+    #[command(flatten)]
+    pub limits: Limits,
+    /// Also write PolicyReports of the node's workloads' readiness for STRICT, from what
+    /// --prometheus has recorded of these metrics (one monitor writes them, holding a Lease).
+    #[arg(long, requires = "prometheus")]
+    pub reports: bool,
+    /// The Prometheus that scrapes the monitors (its HTTP API), for --reports.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// How often the reports are written.
+    #[arg(long, value_parser = report_duration, default_value = "1m", value_name = "DURATION", requires = "reports")]
+    pub report_interval: std::time::Duration,
+    /// How far back the reports look.
+    #[arg(long, value_parser = report_duration, default_value = "1h", value_name = "DURATION", requires = "reports")]
+    pub report_window: std::time::Duration,
+    /// The namespace of the reports' Lease (default: the POD_NAMESPACE environment variable).
+    #[arg(long, value_name = "NS", requires = "reports")]
+    pub lease_namespace: Option<String>,
+}
+
+/// `--metrics-addr`: `HOST:PORT`, `[V6]:PORT`, or `:PORT` (every IPv4 address).
+pub fn metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    full.parse().map_err(|_| {
+        format!("'{s}' is not an address to listen on: give HOST:PORT (127.0.0.1:9477, [::]:9477) or :PORT")
+    })
+}
+
+fn max_pods(s: &str) -> Result<usize, String> {
+    values::count_in(s, 1..=100_000, "network namespaces captured at once").map(|n| n as usize)
+}
+
+fn report_duration(s: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    values::duration_in(
+        s,
+        Duration::from_secs(1)..=Duration::from_secs(30 * 86_400),
+        "for --reports",
+    )
+}
 
 const COMPLETIONS_EXAMPLES: &str = "Examples:
   mtlscope completions bash > /etc/bash_completion.d/mtlscope
@@ -534,6 +617,14 @@ pub struct Limits {
 mod tests {
     use super::Cli;
     use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn metrics_addresses() {
+        assert_eq!(super::metrics_addr(":9477").unwrap().to_string(), "0.0.0.0:9477");
+        assert_eq!(super::metrics_addr("127.0.0.1:1").unwrap().to_string(), "127.0.0.1:1");
+        assert_eq!(super::metrics_addr("[::]:9477").unwrap().to_string(), "[::]:9477");
+        assert!(super::metrics_addr("localhost").unwrap_err().contains(":PORT"));
+    }
 
     /// The command line an example line runs mtlscope with: the part of a pipeline or a
     /// redirection that names it, without `sudo` or `kubectl`.

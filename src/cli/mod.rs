@@ -1,6 +1,6 @@
 //! The command line, kept thin as ripgrep keeps its binary: [`flags`] parses and checks the
 //! flags, `setup` turns them into the objects that do the work, one file per command runs it
-//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `policy explain`, and
+//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `monitor`, `policy explain`, and
 //! `completions` and `man` in `generate`) through the library, and this file maps the outcome to an exit status. `main.rs` and the kubectl
 //! plugin's binary only call [`main`] or [`main_as`].
 
@@ -10,6 +10,7 @@ mod capture;
 mod check;
 pub mod flags;
 mod generate;
+mod monitor;
 mod policy;
 mod run;
 mod setup;
@@ -22,10 +23,11 @@ pub use capture::capture;
 pub use check::check;
 pub use flags::{
     AgentArgs, AnalyzeArgs, CaptureArgs, CheckArgs, CheckFormat, CleanupArgs, Cli, ClusterFlags, Command,
-    CompletionsArgs, ExplainArgs, InputArgs, KubeArgs, Limits, LiveArgs, ManArgs, PolicyArgs, PolicyCommand, SniffArgs,
-    StopArgs,
+    CompletionsArgs, ExplainArgs, InputArgs, KubeArgs, Limits, LiveArgs, ManArgs, MonitorArgs, PolicyArgs,
+    PolicyCommand, SniffArgs, StopArgs,
 };
 pub use generate::{completions, man};
+pub use monitor::monitor;
 pub use policy::explain;
 pub use sniff::{cleanup, sniff};
 
@@ -63,6 +65,7 @@ fn run_cli(cli: Cli) -> i32 {
         Command::Sniff(args) => sniff(args),
         Command::Cleanup(args) => cleanup(&args),
         Command::Agent(args) => agent(&args),
+        Command::Monitor(args) => monitor(&args),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
     };

@@ -267,6 +267,8 @@ struct SummaryDef {
     tcp_packets: u64,
     skipped: BTreeMap<String, u64>,
     evicted_flows: u64,
+    #[serde(skip)]
+    evicted_syn_only: u64,
     buffer_limit_hits: u64,
     #[serde(default, deserialize_with = "finding_counts")]
     findings: BTreeMap<&'static str, u64>,

@@ -229,6 +229,7 @@ fn capture_here(
                 write_failed = Some(e);
                 save = None;
             }
+            sink.kernel_drops(ring.stats().dropped);
             sink.tick();
         }
     }

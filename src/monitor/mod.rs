@@ -5,6 +5,15 @@
 //! - [`targets`]: what to capture in, and the changes to it that whoever follows the pods sends.
 //! - [`view`]: the cluster as currently known (pods, Services, PeerAuthentications), swapped whole
 //!   when it changes, read for every verdict.
+//! - [`run`](mod@run): the loop ([`run()`]): one engine, a capture thread per target.
+//! - [`count`]: each final verdict into `mtlscope_connections_total`, and which monitor counts it.
+//! - [`metrics`]: the series served; [`serve`]: the HTTP server (`/metrics`, `/healthz`).
 
+pub mod count;
+pub mod metrics;
+pub mod run;
+pub mod serve;
 pub mod targets;
 pub mod view;
+
+pub use run::{run, MonitorError, MonitorOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_PODS};

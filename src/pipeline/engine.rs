@@ -310,6 +310,14 @@ impl<O: Output> Engine<O> {
         }
     }
 
+    /// The clock moved on without packets (a live capture's tick, `now_ns` the wall clock):
+    /// connections idle past the timeout are closed and reported as if a packet had come.
+    pub fn advance(&mut self, now_ns: u64) {
+        if let Some(now) = sweep_due(&mut self.now, &mut self.last_sweep, now_ns) {
+            self.sweep(now);
+        }
+    }
+
     pub fn segment(&mut self, ts: u64, seg: &TcpSegment<'_>) {
         if let Some(now) = sweep_due(&mut self.now, &mut self.last_sweep, ts) {
             self.sweep(now);
@@ -477,6 +485,7 @@ impl<O: Output> Engine<O> {
             self.close(slot);
             self.table.remove(slot);
             self.summary.evicted_flows += 1;
+            self.summary.evicted_syn_only += 1;
         }
     }
 

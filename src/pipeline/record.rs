@@ -138,6 +138,9 @@ pub struct Summary {
     pub tcp_packets: u64,
     pub skipped: BTreeMap<String, u64>,
     pub evicted_flows: u64,
+    /// Of those, SYN-only connections closed at `max_syn_only` (the rest hit `max_flows`).
+    #[serde(skip)]
+    pub evicted_syn_only: u64,
     /// Times the total buffer cap made a connection give up buffered data.
     pub buffer_limit_hits: u64,
     /// PeerAuthentication findings by severity, when a cluster dump was given.

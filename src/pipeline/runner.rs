@@ -33,6 +33,9 @@ pub struct Inputs<'a> {
 pub trait PacketSink: Send {
     fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]);
     fn tick(&mut self) {}
+    /// The kernel's count of packets it dropped on this capture so far (the ring was full),
+    /// given with each tick.
+    fn kernel_drops(&mut self, _total: u64) {}
 }
 
 /// A live capture: `capture` pushes packets into the sink it is given until it is stopped, and
