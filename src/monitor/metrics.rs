@@ -8,7 +8,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The Content-Type of [`Metrics::encode`]'s text (prometheus-client writes OpenMetrics).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The Content-Type of [`Metrics::encode_text`]'s.
+pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The labels of `mtlscope_connections_total`, in the contract's order.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,12 +122,38 @@ impl Metrics {
         out
     }
 
+    /// The exposition in Prometheus' classic text format (0.0.4), for clients that do not ask for
+    /// OpenMetrics (curl, `promtool check metrics`): the same samples, with a counter's HELP and
+    /// TYPE naming its `_total` series as that format wants, and no `# EOF`.
+    pub fn encode_text(&self) -> String {
+        classic_text(&self.encode())
+    }
+
     /// A target is gone: its series go too.
     pub fn remove_target(&self, name: &str) {
         let l = NetnsLabels { netns: name.into() };
         self.packets.remove(&l);
         self.drops.remove(&l);
     }
+}
+
+/// OpenMetrics as prometheus-client writes it, in the classic text format.
+fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64);
+    for line in openmetrics.lines().filter(|l| *l != "# EOF") {
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -152,6 +180,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("mtlscope_capture_targets 0"), "{text}");
+        let classic = m.encode_text();
+        assert!(classic.contains("# TYPE mtlscope_capture_packets_total counter\n"), "{classic}");
+        assert!(classic.contains("# HELP mtlscope_capture_packets_total Packets"), "{classic}");
+        assert!(classic.contains("# TYPE mtlscope_capture_targets gauge\n"), "{classic}");
+        assert!(!classic.contains("# EOF"), "{classic}");
         m.remove_target("ns1");
         assert!(!m.encode().contains("netns=\"ns1\""));
     }

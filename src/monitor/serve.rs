@@ -1,7 +1,7 @@
 //! `/metrics` and `/healthz` over HTTP/1 (hyper) on a thread of its own with a one-thread tokio
 //! runtime; anything else is 404.
 
-use crate::monitor::metrics::{Metrics, CONTENT_TYPE};
+use crate::monitor::metrics::{Metrics, OPENMETRICS, TEXT};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -18,14 +18,10 @@ pub struct Server {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(
-        "--metrics-addr {addr}: cannot listen there: {source} (is another monitor or exporter on that port? \
+        "--metrics-addr {addr}: cannot listen there: {cause} (is another monitor or exporter on that port? \
          pick another with --metrics-addr HOST:PORT or :PORT)"
     )]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, cause: std::io::Error },
     #[error("starting the metrics server: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -33,7 +29,7 @@ pub enum ServeError {
 impl Server {
     /// Listen on `addr` now (so a taken port is an error before anything else starts) and serve.
     pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<Server, ServeError> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+        let listener = std::net::TcpListener::bind(addr).map_err(|cause| ServeError::Bind { addr, cause })?;
         let bound = listener.local_addr().map_err(ServeError::Runtime)?;
         listener.set_nonblocking(true).map_err(ServeError::Runtime)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -105,9 +101,19 @@ async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>, mut stop:
     }
 }
 
+fn wants_openmetrics(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
+}
+
 fn answer(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match req.uri().path() {
-        "/metrics" => (StatusCode::OK, CONTENT_TYPE, metrics.encode()),
+        // Prometheus asks for OpenMetrics; anyone else (curl, promtool) gets the classic text.
+        "/metrics" if wants_openmetrics(req) => (StatusCode::OK, OPENMETRICS, metrics.encode()),
+        "/metrics" => (StatusCode::OK, TEXT, metrics.encode_text()),
         "/healthz" => (StatusCode::OK, "text/plain; charset=utf-8", "ok".to_string()),
         _ => (
             StatusCode::NOT_FOUND,
