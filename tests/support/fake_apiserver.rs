@@ -60,6 +60,8 @@ use tokio::sync::oneshot;
 
 #[path = "fake_failures.rs"]
 mod failures;
+#[path = "fake_watch.rs"]
+mod watch;
 // Each test binary that includes this module uses a different part of it.
 #[allow(unused_imports)]
 pub use failures::{exec_format_error, rules_from_yaml, Admission, Rule, StartFailure};
@@ -199,7 +201,7 @@ impl Reply {
         )
     }
 
-    fn bad_request(message: &str) -> Reply {
+    pub(crate) fn bad_request(message: &str) -> Reply {
         Reply::status(400, "BadRequest", message, None)
     }
 }
@@ -329,6 +331,8 @@ pub struct Store {
     objects: BTreeMap<Key, Value>,
     resource_version: u64,
     uids: u64,
+    /// Every change, for watches (see `fake_watch.rs`).
+    history: watch::History,
 }
 
 impl Store {
@@ -336,8 +340,9 @@ impl Store {
         self.objects.values()
     }
 
-    /// Adds an object (a `List` is unpacked), or replaces the one with the same key. Objects
-    /// without a `resourceVersion` get one.
+    /// Adds an object (a `List` is unpacked), or replaces the one with the same key. Each gets
+    /// a new `resourceVersion`, as the real server gives on every write, and watches see an
+    /// `ADDED` or `MODIFIED` event.
     pub fn insert(&mut self, object: Value) {
         if object.get("kind").and_then(Value::as_str) == Some("List") {
             if let Some(items) = object.get("items").and_then(Value::as_array) {
@@ -350,18 +355,38 @@ impl Store {
         let mut object = object;
         self.resource_version += 1;
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.entry("resourceVersion")
-                .or_insert_with(|| Value::from(self.resource_version.to_string()));
+            meta.insert("resourceVersion".into(), Value::from(self.resource_version.to_string()));
         }
-        self.objects.insert(key_of(&object), object);
+        let existed = self.objects.insert(key_of(&object), object.clone()).is_some();
+        let kind = if existed { "MODIFIED" } else { "ADDED" };
+        self.history.record(self.resource_version, kind, object);
     }
 
     pub fn get(&self, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<&Value> {
         self.objects.get(&key(group, kind, namespace, name))
     }
 
+    /// Removes an object; watches see a `DELETED` event carrying it at a new `resourceVersion`.
     pub fn remove(&mut self, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-        self.objects.remove(&key(group, kind, namespace, name))
+        let mut gone = self.objects.remove(&key(group, kind, namespace, name))?;
+        self.resource_version += 1;
+        if let Some(meta) = gone.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::from(self.resource_version.to_string()));
+        }
+        self.history.record(self.resource_version, "DELETED", gone.clone());
+        Some(gone)
+    }
+
+    /// Ends every open watch, as an API server restart or a load balancer's idle timeout does;
+    /// clients must resume from their last `resourceVersion`.
+    pub fn end_watches(&mut self) {
+        self.history.end_watches();
+    }
+
+    /// Forgets the history up to now, as etcd compaction does: a watch from an older
+    /// `resourceVersion` is answered `410 Gone` (`Expired`), and the client must list again.
+    pub fn compact(&mut self) {
+        self.history.compact(self.resource_version);
     }
 
     /// Objects of one group and kind, in namespace/name order.
@@ -423,6 +448,8 @@ struct State {
     node: Node,
     /// RBAC, admission, kubelet failures: see [`Failures`].
     failures: Failures,
+    /// Set by the route of a `watch=true` request: `handle` then streams instead of answering.
+    watch_asked: Option<watch::Asked>,
 }
 
 /// Sets up a [`FakeApiServer`].
@@ -510,6 +537,7 @@ impl Builder {
             exec_exits: Vec::new(),
             node: self.node,
             failures: self.failures,
+            watch_asked: None,
         }));
         let (stop, mut stopped) = oneshot::channel::<()>();
         let serving = state.clone();
@@ -643,9 +671,9 @@ impl FakeApiServer {
     }
 }
 
-async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<watch::AnyBody>, Infallible> {
     if req.uri().path().ends_with("/exec") && req.headers().contains_key(hyper::header::UPGRADE) {
-        return Ok(exec_upgrade(state, req));
+        return Ok(exec_upgrade(state, req).map(watch::full));
     }
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
@@ -665,18 +693,22 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
             .collect(),
         body,
     };
-    let reply = {
+    let (reply, watching) = {
         let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         state.requests.push(recorded.clone());
-        route(&mut state, &recorded)
+        let reply = route(&mut state, &recorded);
+        (reply, state.watch_asked.take())
     };
+    if let Some(asked) = watching {
+        return Ok(watch::serve(state, asked));
+    }
     let body = serde_json::to_vec(&reply.body).unwrap_or_default();
     let response = Response::builder()
         .status(reply.status)
         .header("content-type", "application/json")
         .header("audit-id", "00000000-0000-4000-8000-000000000000")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+        .body(watch::full(Full::new(Bytes::from(body))))
+        .unwrap_or_else(|_| Response::new(watch::full(Full::new(Bytes::new()))));
     Ok(response)
 }
 
@@ -839,12 +871,13 @@ fn resource_request(state: &mut State, req: &RecordedRequest, group: &str, versi
     let av = api_version(group, version);
     match verb {
         "list" => list(state, req, ty, &av, namespace),
-        "watch" => Reply::status(
-            405,
-            "MethodNotAllowed",
-            "fake apiserver: watch is not implemented (add a handler)",
-            None,
-        ),
+        "watch" => match watch::Asked::parse(req, ty, &av, namespace) {
+            Ok(asked) => {
+                state.watch_asked = Some(asked);
+                Reply::ok(Value::Null)
+            }
+            Err(reply) => reply,
+        },
         "get" => {
             let name = name.unwrap_or_default();
             if ty.kind == "Pod" {

@@ -17,34 +17,34 @@ const ISTIO_SECURITY_GROUP: &str = "security.istio.io";
 
 /// A kind of object read here, and where the API serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Resource {
+pub struct Resource {
     /// `""` for the core group.
-    group: &'static str,
-    version: &'static str,
-    plural: &'static str,
-    kind: &'static str,
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
 }
 
-const PODS: Resource = Resource {
+pub const PODS: Resource = Resource {
     group: "",
     version: "v1",
     plural: "pods",
     kind: "Pod",
 };
-const SERVICES: Resource = Resource {
+pub const SERVICES: Resource = Resource {
     group: "",
     version: "v1",
     plural: "services",
     kind: "Service",
 };
-const CONFIG_MAPS: Resource = Resource {
+pub const CONFIG_MAPS: Resource = Resource {
     group: "",
     version: "v1",
     plural: "configmaps",
     kind: "ConfigMap",
 };
 
-fn peer_authentications(version: &'static str) -> Resource {
+pub fn peer_authentications(version: &'static str) -> Resource {
     Resource {
         group: ISTIO_SECURITY_GROUP,
         version,
@@ -54,6 +54,16 @@ fn peer_authentications(version: &'static str) -> Resource {
 }
 
 impl Resource {
+    /// A list item with its `apiVersion` and `kind` set (list items from the API server carry
+    /// neither).
+    pub fn typed(&self, mut item: Value) -> Value {
+        if let Value::Object(m) = &mut item {
+            m.entry("apiVersion").or_insert_with(|| Value::from(self.api_version()));
+            m.entry("kind").or_insert_with(|| Value::from(self.kind));
+        }
+        item
+    }
+
     fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.to_owned()
@@ -63,7 +73,7 @@ impl Resource {
     }
 
     /// As kubectl and RBAC name it: `pods`, `peerauthentications.security.istio.io`.
-    fn qualified(&self) -> String {
+    pub fn qualified(&self) -> String {
         if self.group.is_empty() {
             self.plural.to_owned()
         } else {
@@ -71,7 +81,7 @@ impl Resource {
         }
     }
 
-    fn collection_path(&self, namespace: Option<&str>) -> String {
+    pub fn collection_path(&self, namespace: Option<&str>) -> String {
         let base = if self.group.is_empty() {
             format!("/api/{}", self.version)
         } else {
@@ -292,7 +302,8 @@ fn namespace_name(v: &Value) -> (String, String) {
     (get("/metadata/namespace"), get("/metadata/name"))
 }
 
-enum Discovered {
+/// Which `security.istio.io` version serves PeerAuthentications.
+pub enum Discovered {
     Version(&'static str),
     /// The API group is not served at all: Istio is not installed.
     Absent,
@@ -301,7 +312,7 @@ enum Discovered {
 
 /// `GET /apis/security.istio.io`: which versions the cluster serves. v1 is preferred (Istio
 /// 1.22+); v1beta1 is what older Istio serves.
-async fn served_peer_authentication_version(client: &kube::Client) -> Result<Discovered, KubeError> {
+pub async fn served_peer_authentication_version(client: &kube::Client) -> Result<Discovered, KubeError> {
     let path = format!("/apis/{ISTIO_SECURITY_GROUP}");
     let asked = Asked {
         verb: "get",
