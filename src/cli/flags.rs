@@ -46,6 +46,10 @@ pub enum Command {
     /// container ID, capture in its network namespace, stream verdicts as JSON lines.
     #[command(after_help = AGENT_EXAMPLES)]
     Agent(AgentArgs),
+    /// Can a namespace switch from PERMISSIVE to STRICT? The clients each port saw over a
+    /// window, from the monitors' counters in Prometheus; exit 1 when a port is not safe.
+    #[command(after_help = super::readiness::READINESS_EXAMPLES)]
+    Readiness(super::readiness::ReadinessArgs),
     /// Print a shell completion script for mtlscope.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),

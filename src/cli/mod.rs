@@ -1,6 +1,6 @@
 //! The command line, kept thin as ripgrep keeps its binary: [`flags`] parses and checks the
 //! flags, `setup` turns them into the objects that do the work, one file per command runs it
-//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `policy explain`, and
+//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `policy explain`, `readiness`, and
 //! `completions` and `man` in `generate`) through the library, and this file maps the outcome to an exit status. `main.rs` and the kubectl
 //! plugin's binary only call [`main`] or [`main_as`].
 
@@ -11,6 +11,7 @@ mod check;
 pub mod flags;
 mod generate;
 mod policy;
+mod readiness;
 mod run;
 mod setup;
 mod sniff;
@@ -27,6 +28,7 @@ pub use flags::{
 };
 pub use generate::{completions, man};
 pub use policy::explain;
+pub use readiness::{ReadinessArgs, ReadinessFormat};
 pub use sniff::{cleanup, sniff};
 
 pub use crate::report::{EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION};
@@ -63,6 +65,7 @@ fn run_cli(cli: Cli) -> i32 {
         Command::Sniff(args) => sniff(args),
         Command::Cleanup(args) => cleanup(&args),
         Command::Agent(args) => agent(&args),
+        Command::Readiness(args) => readiness::run(&args),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
     };
