@@ -2,13 +2,15 @@
 //! names that mark it ([`labels`]), the agent that runs in it and captures in a pod's network
 //! namespace ([`agent`]), how the plugin delivers that agent into a stock helper image
 //! ([`upload`], checking files with [`elf`]), the stream of records it sends back ([`wire`]),
-//! and the kubectl plugin that puts them together ([`sniff`]).
+//! the kubectl plugin that puts them together ([`sniff`]), and the OpenReports writer of
+//! continuous mode ([`reports`]).
 
 pub mod agent;
 pub mod client;
 pub mod elf;
 pub mod helper_pod;
 pub mod labels;
+pub mod reports;
 pub mod sniff;
 pub mod upload;
 pub mod wire;

@@ -1,31 +1,9 @@
 //! Readiness for people (a comfy-table table and one line per port saying why) and for programs
 //! (one JSON document, docs/readiness.md).
 
-use super::{PortReadiness, PortVerdict, Readiness};
+use super::model::{rfc3339_text, ClientTraffic, PortReadiness, PortVerdict, Readiness};
 use crate::report::Width;
 use std::io::{self, Write};
-
-/// Unix seconds as RFC 3339 UTC to the second: `2026-12-04T22:04:07Z`.
-pub fn rfc3339_text(seconds: f64) -> String {
-    jiff::Timestamp::from_second(seconds.round() as i64)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| format!("{seconds}"))
-}
-
-pub(super) fn rfc3339<S: serde::Serializer>(t: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339_text(*t))
-}
-
-pub(super) fn rfc3339_opt<S: serde::Serializer>(t: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&rfc3339_text(*t)),
-        None => s.serialize_none(),
-    }
-}
-
-pub(super) fn humantime<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&::humantime::format_duration(*d).to_string())
-}
 
 /// The JSON document: the [`Readiness`] plus `ready` (what the exit status says).
 pub fn write_json(out: &mut dyn Write, r: &Readiness) -> io::Result<()> {
@@ -35,7 +13,7 @@ pub fn write_json(out: &mut dyn Write, r: &Readiness) -> io::Result<()> {
     writeln!(out)
 }
 
-fn n(p: &super::ClientTraffic, verdict: &str) -> String {
+fn n(p: &ClientTraffic, verdict: &str) -> String {
     p.connections.get(verdict).copied().unwrap_or(0).to_string()
 }
 
