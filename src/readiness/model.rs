@@ -217,6 +217,28 @@ pub fn evaluate(counts: &[Sample], last_seen: &[Sample]) -> Vec<PortReadiness> {
     out
 }
 
+/// Unix seconds as RFC 3339 UTC to the second: `2026-12-04T22:04:07Z`.
+pub fn rfc3339_text(seconds: f64) -> String {
+    jiff::Timestamp::from_second(seconds.round() as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("{seconds}"))
+}
+
+fn rfc3339<S: serde::Serializer>(t: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339_text(*t))
+}
+
+fn rfc3339_opt<S: serde::Serializer>(t: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339_text(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+fn humantime<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&::humantime::format_duration(*d).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,26 +302,4 @@ mod tests {
         assert_eq!(p[0].expected_mode, "STRICT");
         assert_eq!(p[0].clients[0].last_seen, Some(200.0));
     }
-}
-
-/// Unix seconds as RFC 3339 UTC to the second: `2026-12-04T22:04:07Z`.
-pub fn rfc3339_text(seconds: f64) -> String {
-    jiff::Timestamp::from_second(seconds.round() as i64)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| format!("{seconds}"))
-}
-
-fn rfc3339<S: serde::Serializer>(t: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339_text(*t))
-}
-
-fn rfc3339_opt<S: serde::Serializer>(t: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&rfc3339_text(*t)),
-        None => s.serialize_none(),
-    }
-}
-
-fn humantime<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&::humantime::format_duration(*d).to_string())
 }
