@@ -11,6 +11,8 @@
 //! - [`live`]: capture on an interface, also inside another network namespace.
 //! - [`kube`]: the API client, the helper pod, the agent in it and the kubectl plugin.
 //! - [`monitor`]: continuous mode, capture in every pod of a node, counters for Prometheus.
+//! - [`promql`]: a Prometheus HTTP API client and the queries; [`readiness`]: can a namespace
+//!   switch to STRICT, from those counters.
 //! - [`cli`]: the command line (flags, one file per command); nothing above imports it.
 // No unsafe code, except the AF_PACKET socket and its ring (src/live/afpacket.rs).
 #![deny(unsafe_code)]
@@ -22,4 +24,6 @@ pub mod live;
 pub mod monitor;
 pub mod pipeline;
 pub mod policy;
+pub mod promql;
+pub mod readiness;
 pub mod report;

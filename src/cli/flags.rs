@@ -50,6 +50,10 @@ pub enum Command {
     /// the --netns given) and serve every connection's verdict as Prometheus metrics.
     #[command(after_help = MONITOR_EXAMPLES)]
     Monitor(MonitorArgs),
+    /// Can a namespace switch from PERMISSIVE to STRICT? The clients each port saw over a
+    /// window, from the monitors' counters in Prometheus; exit 1 when a port is not safe.
+    #[command(after_help = super::readiness::READINESS_EXAMPLES)]
+    Readiness(super::readiness::ReadinessArgs),
     /// Print a shell completion script for mtlscope.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),

@@ -1,6 +1,6 @@
 //! The command line, kept thin as ripgrep keeps its binary: [`flags`] parses and checks the
 //! flags, `setup` turns them into the objects that do the work, one file per command runs it
-//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `monitor`, `policy explain`, and
+//! (`analyze`, `check`, `capture`, `sniff` and `cleanup`, `agent`, `monitor`, `policy explain`, `readiness`, and
 //! `completions` and `man` in `generate`) through the library, and this file maps the outcome to an exit status. `main.rs` and the kubectl
 //! plugin's binary only call [`main`] or [`main_as`].
 
@@ -12,6 +12,7 @@ pub mod flags;
 mod generate;
 mod monitor;
 mod policy;
+mod readiness;
 mod run;
 mod setup;
 mod sniff;
@@ -29,6 +30,7 @@ pub use flags::{
 pub use generate::{completions, man};
 pub use monitor::monitor;
 pub use policy::explain;
+pub use readiness::{ReadinessArgs, ReadinessFormat};
 pub use sniff::{cleanup, sniff};
 
 pub use crate::report::{EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION};
@@ -66,6 +68,7 @@ fn run_cli(cli: Cli) -> i32 {
         Command::Cleanup(args) => cleanup(&args),
         Command::Agent(args) => agent(&args),
         Command::Monitor(args) => monitor(&args),
+        Command::Readiness(args) => readiness::run(&args),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
     };

@@ -2,8 +2,8 @@
 //! names that mark it ([`labels`]), the agent that runs in it and captures in a pod's network
 //! namespace ([`agent`]), how the plugin delivers that agent into a stock helper image
 //! ([`upload`], checking files with [`elf`]), the stream of records it sends back ([`wire`]),
-//! the kubectl plugin that puts them together ([`sniff`]), and the pod follower of `mtlscope
-//! monitor --node` ([`follow`]).
+//! the kubectl plugin that puts them together ([`sniff`]), the pod follower of `mtlscope
+//! monitor --node` ([`follow`]) and the OpenReports writer of continuous mode ([`reports`]).
 
 pub mod agent;
 pub mod client;
@@ -11,6 +11,7 @@ pub mod elf;
 pub mod follow;
 pub mod helper_pod;
 pub mod labels;
+pub mod reports;
 pub mod sniff;
 pub mod upload;
 pub mod wire;
