@@ -86,14 +86,15 @@ serve() {
     PIDS+=($!)
 }
 
-# A client in namespace $1 that loops over the servers until $WORK/stop exists, and counts its
-# completed requests in $WORK/made.$1.
+# A client in namespace $1 that loops over the servers until $WORK/stop exists, and writes the
+# requests it attempted and those that completed to $WORK/made.$1.
 client() {
     local ns=$1
     shift
     (
         made=0
         k=0
+        tried=0
         servers=("$@")
         while [ ! -e "$WORK/stop" ]; do
             s=${servers[$((k % ${#servers[@]}))]}
@@ -103,11 +104,12 @@ client() {
                 2) args=("http://$s:8080/") ;;
             esac
             # -k: the server certificate names one address; the chain is still the bench CA's.
+            tried=$((tried + 1))
             ip netns exec "$ns" curl -sk -o /dev/null --max-time 5 "${args[@]}" && made=$((made + 1))
             k=$((k + 1))
             sleep "$PAUSE"
         done
-        echo "$made" > "$WORK/made.$ns"
+        echo "$tried $made" > "$WORK/made.$ns"
     ) &
     PIDS+=($!)
 }
@@ -180,13 +182,14 @@ for N in "${COUNTS[@]}"; do
     cpu=$(python3 -c "print(f'{$ticks / $(getconf CLK_TCK):.2f}')")
     kill -INT "$mon"
     wait "$mon" || true
-    made=$(cat "$WORK"/made.* | awk '{s += $1} END {print s + 0}')
+    tried=$(cat "$WORK"/made.* | awk '{s += $1} END {print s + 0}')
+    made=$(cat "$WORK"/made.* | awk '{s += $2} END {print s + 0}')
     counted=$(metric_sum "$WORK/metrics" mtlscope_connections_total)
     per_verdict=""
     for v in mtls tls plaintext encrypted no-data; do
         per_verdict+="$v $(metric_sum "$WORK/metrics" mtlscope_connections_total verdict=$v), "
     done
-    echo "N=$N: $N namespaces captured (${#servers[@]} servers, ${#clients[@]} clients), ${DURATION} s of traffic: $made requests completed (each one connection)"
+    echo "N=$N: $N namespaces captured (${#servers[@]} servers, ${#clients[@]} clients), ${DURATION} s of traffic: $tried requests (one connection each), $made completed"
     echo "    counted: $counted connections (${per_verdict%, }); targets $(metric_sum "$WORK/metrics" mtlscope_capture_targets)"
     echo "    capture: $(metric_sum "$WORK/metrics" mtlscope_capture_packets_total) packets, $(metric_sum "$WORK/metrics" mtlscope_capture_drops_total) kernel drops; buffer limit hits $(metric_sum "$WORK/metrics" mtlscope_buffer_limit_hits_total)"
     echo "    monitor: peak RSS $((hwm / 1024)) MiB (VmHWM $hwm kB), CPU $cpu s"

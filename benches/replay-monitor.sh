@@ -3,8 +3,10 @@
 # pair while `monitor` captures on the other end, and compare what it counted with `analyze`
 # (benches/replay-live.sh does the same for `capture`).
 #
-#   sudo benches/replay-monitor.sh CAPTURE.pcap BIN
+#   sudo benches/replay-monitor.sh CAPTURE.pcap BIN [MONITOR FLAG...]
 #
+# MONITOR FLAGs are passed to `monitor` as they are, e.g. --buffer-size 32MiB (the default is
+# the DaemonSet's per-pod 2MiB; `capture`'s is 32MiB).
 # Two namespaces mtlscope-rm-tx / mtlscope-rm-rx joined by a veth pair (MTU 1500). BIN runs in
 # the host's namespace and captures in mtlscope-rm-rx (`monitor --netns mtlscope-rm-rx -i rmrx`,
 # its metrics on 127.0.0.1:PORT), `tcpreplay --topspeed` sends CAPTURE.pcap from the tx end.
@@ -17,9 +19,11 @@
 # PORT (default 19478), IDLE (default 5s: --idle-timeout, so that connections the capture
 # leaves open are closed and counted before the read), NICE (default -10, as replay-live.sh).
 set -Eeuo pipefail
-[ $# -eq 2 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,22p' "$0"; exit 2; }
 PCAP=$1
 BIN=$2
+shift 2
+EXTRA=("$@")
 for t in tcpreplay ip python3 curl; do
     command -v "$t" >/dev/null || { echo "replay-monitor: needs $t" >&2; exit 2; }
 done
@@ -61,7 +65,7 @@ for v in ("mtls", "tls", "plaintext", "encrypted", "no-data"):
 EOF
 
 nice -n "$NICE" "$BIN" monitor --netns "$RX" -i rmrx --metrics-addr "127.0.0.1:$PORT" --idle-timeout "$IDLE" \
-    > "$WORK/monitor.out" 2> "$WORK/monitor.err" &
+    ${EXTRA[@]+"${EXTRA[@]}"} > "$WORK/monitor.out" 2> "$WORK/monitor.err" &
 mon=$!
 up=""
 for _ in $(seq 1 50); do
@@ -97,7 +101,7 @@ sum() { # METRIC -> sum of its samples
 sent=$(sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p' "$WORK/replay")
 rate=$(sed -n 's/.*Rated: [0-9.]* Bps, \([0-9.]*\) Mbps.*/\1/p' "$WORK/replay")
 same=$(cmp -s "$WORK/offline.counts" "$WORK/live.counts" && echo yes || echo NO)
-echo "$BIN monitor, $PCAP"
+echo "$BIN monitor ${EXTRA[*]}, $PCAP"
 echo "    tcpreplay: $sent packets at $(python3 -c "print(f'{$rate/1000:.2f}')") Gbit/s"
 echo "    capture: $(sum mtlscope_capture_packets_total) packets read; $(sum mtlscope_capture_drops_total) kernel drops; buffer limit hits $(sum mtlscope_buffer_limit_hits_total)"
 echo "    CPU: $(python3 -c "print(f'{$ticks / $(getconf CLK_TCK):.2f}')") s; peak RSS: $((hwm / 1024)) MiB (VmHWM $hwm kB)"
