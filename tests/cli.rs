@@ -444,6 +444,7 @@ const COMMANDS: &[&[&str]] = &[
     &["sniff"],
     &["cleanup"],
     &["agent"],
+    &["monitor"],
     &["completions"],
     &["man"],
 ];

@@ -5,6 +5,8 @@
 //! `ip`, `openssl`, `python3`, `curl`, `prometheus` and `promtool`; skips with a message
 //! otherwise. CI runs it as root (`.ci/install-deps --test` installs prometheus).
 
+#[path = "support/frames.rs"]
+mod frames;
 #[path = "support/lab.rs"]
 mod lab;
 
@@ -47,7 +49,10 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(t) = f() {
             return t;
         }
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -115,7 +120,10 @@ fn prometheus_scrapes_verdicts_by_workload_and_mode_series_go_with_their_namespa
     if !can_run() {
         return;
     }
-    if !sh("command -v prometheus && command -v promtool && command -v curl").status.success() {
+    if !sh("command -v prometheus && command -v promtool && command -v curl")
+        .status
+        .success()
+    {
         eprintln!("SKIP: the monitor test needs prometheus, promtool and curl (.ci/install-deps --test)");
         return;
     }
@@ -136,7 +144,9 @@ fn prometheus_scrapes_verdicts_by_workload_and_mode_series_go_with_their_namespa
         .unwrap();
     let pid = monitor.id();
     let url = format!("http://127.0.0.1:{metrics}");
-    wait_for("/healthz", 10, || (curl(&format!("{url}/healthz")) == "ok").then_some(()));
+    wait_for("/healthz", 10, || {
+        (curl(&format!("{url}/healthz")) == "ok").then_some(())
+    });
     let _prometheus = start_prometheus(&lab, prom, metrics);
     wait_for("Prometheus to scrape the monitor", 20, || {
         let up = query(prom, "up{job=\"mtlscope\"}");
@@ -186,7 +196,10 @@ fn prometheus_scrapes_verdicts_by_workload_and_mode_series_go_with_their_namespa
         ]
     );
     let packets = query(prom, &format!("mtlscope_capture_packets_total{{netns=\"{netns}\"}}"));
-    println!("query mtlscope_capture_packets_total: {}", Value::Array(packets.clone()));
+    println!(
+        "query mtlscope_capture_packets_total: {}",
+        Value::Array(packets.clone())
+    );
     let n: f64 = packets[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!(n >= 20.0, "{packets:?}");
 
@@ -226,4 +239,57 @@ fn prometheus_scrapes_verdicts_by_workload_and_mode_series_go_with_their_namespa
         "{err}"
     );
     println!("monitor's standard error:\n{err}");
+}
+
+/// No packet comes to close an idle connection: the monitor's tick does, and it is counted then,
+/// once. (The engine with the monitor's counting output, without capture.)
+#[test]
+fn an_idle_connection_is_closed_and_counted_by_the_tick() {
+    use mtlscope::monitor::count::{Counting, LocalPods};
+    use mtlscope::monitor::metrics::Metrics;
+    use mtlscope::monitor::view::ClusterView;
+    use mtlscope::pipeline::engine::{Config, Engine};
+    use mtlscope::pipeline::source::LinkType;
+    use mtlscope::policy::Cluster;
+    use std::sync::Arc;
+
+    let metrics = Arc::new(Metrics::new());
+    let out = Counting {
+        view: Arc::new(ClusterView::new(Cluster::new())),
+        local: Arc::new(LocalPods::default()),
+        metrics: metrics.clone(),
+    };
+    let cfg = Config {
+        idle_timeout_ns: 5_000_000_000,
+        ..Config::default()
+    };
+    let mut engine = Engine::new(cfg, out);
+    let t0 = 1_700_000_000_000_000_000u64;
+    let conn = frames::Conn::new(40000, 5432, 1000, 9000);
+    for (i, f) in [conn.syn(), conn.synack()].iter().enumerate() {
+        engine.packet(t0 + i as u64 * 1000, LinkType::ETHERNET, f).unwrap();
+    }
+    let counted = || {
+        let text = metrics.encode_text();
+        text.lines()
+            .filter(|l| l.starts_with("mtlscope_connections_total{"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    engine.advance(t0 + 4_000_000_000);
+    assert!(counted().is_empty(), "{:?}", counted());
+    assert_eq!(engine.active_flows(), 1);
+    engine.advance(t0 + 7_000_000_000);
+    assert_eq!(
+        counted(),
+        vec![
+            "mtlscope_connections_total{source_workload=\"unknown\",source_workload_namespace=\"unknown\",\
+             destination_workload=\"unknown\",destination_workload_namespace=\"unknown\",destination_port=\"5432\",\
+             verdict=\"no-data\",confidence=\"certain\",expected_mode=\"unknown\",finding=\"none\"} 1"
+                .to_string()
+        ]
+    );
+    engine.advance(t0 + 60_000_000_000);
+    assert_eq!(counted().len(), 1);
+    assert!(counted()[0].ends_with(" 1"));
 }

@@ -181,8 +181,14 @@ mod tests {
         );
         assert!(text.contains("mtlscope_capture_targets 0"), "{text}");
         let classic = m.encode_text();
-        assert!(classic.contains("# TYPE mtlscope_capture_packets_total counter\n"), "{classic}");
-        assert!(classic.contains("# HELP mtlscope_capture_packets_total Packets"), "{classic}");
+        assert!(
+            classic.contains("# TYPE mtlscope_capture_packets_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# HELP mtlscope_capture_packets_total Packets"),
+            "{classic}"
+        );
         assert!(classic.contains("# TYPE mtlscope_capture_targets gauge\n"), "{classic}");
         assert!(!classic.contains("# EOF"), "{classic}");
         m.remove_target("ns1");

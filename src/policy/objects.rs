@@ -159,7 +159,9 @@ struct RawOwnerReference {
 
 /// The pod's workload from its controlling owner reference, as Istio's `GetDeployMetaFromPod`
 /// derives it (see [`Workload`]). Owner references are only a hint here: a malformed list makes
-/// the pod its own workload rather than rejecting it.
+/// the pod its own workload rather than rejecting it. Istio looks at the owner only when the pod
+/// has a `generateName`; every controller's pods have one, so that check is left out (a
+/// hand-written dump with owners but no `generateName` still names the workload).
 fn workload(obj: &Map<String, Value>, pod_name: &str, labels: &BTreeMap<String, String>) -> Workload {
     let refs = obj
         .get("metadata")
@@ -176,12 +178,13 @@ fn workload(obj: &Map<String, Value>, pod_name: &str, labels: &BTreeMap<String, 
     };
     let hash = labels.get("pod-template-hash").filter(|h| !h.is_empty());
     match kind.as_str() {
-        "ReplicaSet" => match hash.and_then(|h| name.strip_suffix(h.as_str())) {
-            Some(rest) => Workload {
-                kind: "Deployment".into(),
-                name: rest.strip_suffix('-').unwrap_or(rest).into(),
-            },
-            None => Workload { kind, name },
+        // As Istio: the name ends with the hash, and loses `-<hash>` if it has that.
+        "ReplicaSet" if hash.is_some_and(|h| name.ends_with(h.as_str())) => Workload {
+            kind: "Deployment".into(),
+            name: hash
+                .and_then(|h| name.strip_suffix(&format!("-{h}")))
+                .unwrap_or(&name)
+                .into(),
         },
         "Job" => match cronjob_of(&name) {
             Some(cron) => Workload {
@@ -236,6 +239,11 @@ mod workload_tests {
         let other_hash = json!({"ownerReferences": owner("ReplicaSet", "frontend"),
                                 "labels": {"pod-template-hash": "abc"}});
         assert_eq!(pod_workload(other_hash), w("ReplicaSet", "frontend"));
+        // Ending with the hash without a dash before it: a Deployment of the whole name (Istio's
+        // TrimSuffix of `-<hash>` does nothing).
+        let no_dash = json!({"ownerReferences": owner("ReplicaSet", "webabc"),
+                             "labels": {"pod-template-hash": "abc"}});
+        assert_eq!(pod_workload(no_dash), w("Deployment", "webabc"));
         let sts = json!({"ownerReferences": owner("StatefulSet", "db")});
         assert_eq!(pod_workload(sts), w("StatefulSet", "db"));
         let ds = json!({"ownerReferences": owner("DaemonSet", "mtlscope")});

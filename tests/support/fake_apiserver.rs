@@ -9,6 +9,10 @@
 //!   `notin`, `key`, `!key`), `fieldSelector` (the fields the real server supports for that kind),
 //!   `limit` and `continue`; answers are `<Kind>List` objects whose items, for built-in kinds, carry
 //!   no `apiVersion`/`kind` (as the real server sends them), while custom resources' items do;
+//! - `watch=true` on collections (tests/support/fake_watch.rs): JSON-lines `ADDED`, `MODIFIED`,
+//!   `DELETED`, `BOOKMARK` events from every write to the [`Store`], from a `resourceVersion`,
+//!   with the same selectors; [`Store::end_watches`] drops them, [`Store::compact`] makes old
+//!   versions `410 Gone`;
 //! - `GET` of one object, `POST` to a collection (create, with `generateName`) and `DELETE` of
 //!   one object, enough for the plugin's helper pod;
 //! - errors as `Status` objects: 404 `NotFound`, 403 `Forbidden` for resources made forbidden with

@@ -181,8 +181,10 @@ fn all(resource: crate::kube::client::Resource, namespace: Option<String>) -> Co
 
 struct State {
     node: NodePods,
-    /// The cluster's objects, slimmed, by source and `namespace/name`.
-    stores: BTreeMap<Source, BTreeMap<String, Value>>,
+    /// The cluster's objects, slimmed and serialized (a JSON tree costs about 13 times its
+    /// text: 142 MiB against 10 MiB for 10,000 pods, see slim.rs), by source and
+    /// `namespace/name`; parsed again for each rebuild.
+    stores: BTreeMap<Source, BTreeMap<String, Box<[u8]>>>,
     /// Sources listed at least once.
     listed: Vec<Source>,
     /// The sources the snapshot is built from; the first build waits for all their lists.
@@ -202,33 +204,38 @@ impl State {
             }
             return;
         }
-        let slim = |v: Value| {
-            if source == Source::Pods {
+        let keep = |v: Value| {
+            let v = if source == Source::Pods {
                 slim::pod(v)
             } else {
                 slim::other(v)
-            }
+            };
+            serde_json::to_vec(&v).unwrap_or_default().into_boxed_slice()
         };
+        let wanted = |v: &Value| source != Source::ConfigMaps || is_mesh_config(v);
         let store = self.stores.entry(source).or_default();
         match change {
             Change::Listed(items) => {
-                *store = items.into_iter().map(|v| (pod_name(&v), slim(v))).collect();
+                *store = items
+                    .into_iter()
+                    .filter(wanted)
+                    .map(|v| (pod_name(&v), keep(v)))
+                    .collect();
                 if !self.listed.contains(&source) {
                     self.listed.push(source);
                 }
             }
             Change::Applied(v) => {
-                if source == Source::ConfigMaps && !is_mesh_config(&v) {
-                    return;
+                let name = pod_name(&v);
+                if wanted(&v) {
+                    store.insert(name, keep(v));
+                } else {
+                    store.remove(&name); // a ConfigMap relabelled away from the mesh
                 }
-                store.insert(pod_name(&v), slim(v));
             }
             Change::Deleted(v) => {
                 store.remove(&pod_name(&v));
             }
-        }
-        if source == Source::ConfigMaps {
-            store.retain(|_, v| is_mesh_config(v));
         }
         self.dirty = true;
     }
@@ -254,7 +261,8 @@ impl State {
         let objects: Vec<Value> = order
             .iter()
             .filter_map(|s| self.stores.get(s))
-            .flat_map(|store| store.values().cloned())
+            .flat_map(|store| store.values())
+            .filter_map(|json| serde_json::from_slice(json).ok())
             .collect();
         match Cluster::from_objects(objects) {
             Ok(mut cluster) => {

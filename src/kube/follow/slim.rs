@@ -139,4 +139,89 @@ mod tests {
         );
         assert_eq!(s.pointer("/status/containerStatuses/0/image"), None);
     }
+
+    /// A pod as a real cluster serves it: managedFields, kubectl's annotation, environment,
+    /// volumes, conditions, an Istio sidecar.
+    fn realistic(i: usize) -> Value {
+        let env: Vec<Value> = (0..12)
+            .map(|k| json!({"name": format!("VAR_{k}"), "value": "x".repeat(24)}))
+            .collect();
+        let container = |name: &str| {
+            json!({"name": name, "image": format!("registry.example/{name}:1.2.3"),
+            "env": env, "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            "volumeMounts": [{"name": "token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
+            "securityContext": {"runAsNonRoot": true}})
+        };
+        let status = |name: &str| {
+            json!({"name": name, "containerID": format!("containerd://{:064x}", i),
+            "image": "x", "imageID": "sha256:".to_owned() + &"a".repeat(64), "ready": true, "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-12-04T10:00:00Z"}}})
+        };
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("web-5d8f-{i:05}"), "namespace": format!("ns-{}", i % 50),
+                "uid": format!("{:08x}-0000-4000-8000-000000000000", i), "resourceVersion": "123456",
+                "labels": {"app": "web", "pod-template-hash": "5d8f", "security.istio.io/tlsMode": "istio"},
+                "annotations": {LAST_APPLIED: "{".to_owned() + &"\"k\":1,".repeat(100) + "}",
+                                "sidecar.istio.io/status": "{\"initContainers\":[\"istio-init\"]}"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f", "uid": "u"}],
+                "managedFields": (0..4).map(|k| json!({"manager": format!("m{k}"), "operation": "Update",
+                    "fieldsV1": {"f:metadata": {"f:labels": {"f:app": {}}}, "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {}}}}})).collect::<Vec<_>>()},
+            "spec": {"nodeName": format!("worker-{}", i % 100), "containers": [container("app"), container("istio-proxy")],
+                "volumes": [{"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}],
+                "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]},
+            "status": {"phase": "Running", "podIP": format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+                "podIPs": [{"ip": "10.0.0.1"}], "qosClass": "Burstable",
+                "conditions": (0..5).map(|k| json!({"type": format!("C{k}"), "status": "True",
+                    "lastTransitionTime": "2026-12-04T10:00:00Z"})).collect::<Vec<_>>(),
+                "containerStatuses": [status("app"), status("istio-proxy")]}})
+    }
+
+    /// Issue #16 asks what 10,000 pods cost: the JSON kept per pod, whole and slimmed. Run with
+    /// `--nocapture` for the figures (docs/monitor.md quotes them).
+    #[test]
+    fn ten_thousand_pods_slimmed() {
+        let n = 10_000;
+        // Resident memory of the trees themselves (Linux; noisy when other tests run at once).
+        let rss = || {
+            std::fs::read_to_string("/proc/self/statm")
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()))
+                .map_or(0, |pages| pages * 4096)
+        };
+        let before = rss();
+        let kept: Vec<Value> = (0..n).map(|i| pod(realistic(i))).collect();
+        let slim_rss = rss().saturating_sub(before);
+        let before = rss();
+        let whole: Vec<Value> = (0..n).map(realistic).collect();
+        let full_rss = rss().saturating_sub(before);
+        eprintln!(
+            "10k pods resident: {} MiB as whole JSON trees, {} MiB slimmed",
+            full_rss >> 20,
+            slim_rss >> 20
+        );
+        drop((kept, whole));
+        let full: usize = (0..n).map(|i| serde_json::to_vec(&realistic(i)).unwrap().len()).sum();
+        let slimmed: Vec<Value> = (0..n).map(|i| pod(realistic(i))).collect();
+        let slim: usize = slimmed.iter().map(|p| serde_json::to_vec(p).unwrap().len()).sum();
+        eprintln!(
+            "10k pods: {} KiB of JSON whole, {} KiB slimmed ({:.0}%)",
+            full / 1024,
+            slim / 1024,
+            100.0 * slim as f64 / full as f64
+        );
+        assert!(slim * 3 < full, "slimming keeps {slim} of {full} bytes");
+        // What is kept still makes the same policy pods; a rebuild parses the kept text again.
+        let texts: Vec<Vec<u8>> = slimmed.iter().map(|p| serde_json::to_vec(p).unwrap()).collect();
+        drop(slimmed);
+        let started = std::time::Instant::now();
+        let parsed: Vec<Value> = texts.iter().map(|t| serde_json::from_slice(t).unwrap()).collect();
+        let cluster = crate::policy::Cluster::from_objects(parsed).unwrap();
+        eprintln!("10k pods: a rebuild (parse + Cluster::from_objects) takes {:?}", started.elapsed());
+        assert_eq!(cluster.pods().len(), n);
+        assert!(cluster
+            .pods()
+            .iter()
+            .all(|p| p.sidecar && !p.ports.is_empty() && p.node.is_some()));
+    }
 }
