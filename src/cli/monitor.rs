@@ -1,16 +1,21 @@
-//! `mtlscope monitor`: the fixed targets of the command line (`--netns`, or the monitor's own
-//! namespace) sent into the same channel a pod follower would feed, the cluster of
-//! `--policy-from` in the view, and [`crate::monitor::run`] until Ctrl-C or SIGTERM.
+//! `mtlscope monitor`: [`crate::monitor::run`] until Ctrl-C or SIGTERM, fed either by the pod
+//! follower (`--node`: the node's pods as targets, the cluster's objects in the view, from the
+//! API) or by the command line (`--netns`, or the monitor's own namespace, and the cluster of
+//! `--policy-from`); with `--reports`, the OpenReports writer beside it.
 
 use super::flags::MonitorArgs;
+use crate::kube::client::KubeTarget;
+use crate::kube::follow::FollowOptions;
+use crate::kube::reports::ReportOptions;
 use crate::live::netns::NetnsTarget;
 use crate::monitor::targets::{Target, TargetEvent};
 use crate::monitor::view::ClusterView;
 use crate::monitor::MonitorOptions;
 use crate::policy::Cluster;
+use crate::promql::Prometheus;
 use crate::report::EXIT_OK;
-use anyhow::Result;
-use std::sync::atomic::AtomicBool;
+use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 /// `mtlscope monitor`.
@@ -19,30 +24,29 @@ pub fn monitor(args: &MonitorArgs) -> Result<i32> {
         .node
         .clone()
         .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
-    if let Some(node) = &node {
-        // In a cluster the targets come from `crate::kube::follow` (the lead wires it here:
-        // it sends into `tx` and keeps `view` up to date); until then, say so plainly.
+    if node.is_some() && !args.policy.policy_from.is_empty() {
         anyhow::bail!(
-            "--node {node} (or NODE_NAME): following the pods of a node is not in this build yet; \
-             outside a cluster give the namespaces with --netns (and unset NODE_NAME)"
+            "--policy-from is for a monitor outside a cluster: with --node (or NODE_NAME) the pods,              Services and PeerAuthentications come from the API; drop one of them"
         );
     }
-    if args.reports {
-        anyhow::bail!(
-            "--reports is not in this build yet: run `kubectl mtlscope readiness` against --prometheus instead"
-        );
-    }
-    let cluster = match args.policy.load()? {
-        Some(c) => Arc::unwrap_or_clone(c),
-        None => Cluster::new(),
+    let cluster = match (&node, args.policy.load()?) {
+        (None, Some(c)) => Arc::unwrap_or_clone(c),
+        _ => Cluster::new(),
     };
     let view = Arc::new(ClusterView::new(cluster));
     let (tx, rx) = mpsc::channel();
-    for target in fixed_targets(&args.netns) {
-        // The receiver is alive: it is `rx`, not yet handed over.
-        let _ = tx.send(TargetEvent::Add(target));
+    if node.is_none() {
+        for target in fixed_targets(&args.netns) {
+            // The receiver is alive: it is `rx`, not yet handed over.
+            let _ = tx.send(TargetEvent::Add(target));
+        }
     }
     let stop = stop_on_signals()?;
+    let kube = match (&node, args.reports) {
+        (None, false) => None,
+        _ => Some(kube_thread(args, node.clone(), tx.clone(), view.clone(), stop.clone())?),
+    };
+    drop(tx);
     let opts = MonitorOptions {
         interface: args.interface.clone(),
         snaplen: 262_144,
@@ -52,9 +56,103 @@ pub fn monitor(args: &MonitorArgs) -> Result<i32> {
         engine: args.limits.config(),
         node,
     };
-    crate::monitor::run(&opts, rx, view, stop)?;
-    drop(tx);
+    let ran = crate::monitor::run(&opts, rx, view, stop.clone());
+    // The API side stops with the monitor, and a failure there (RBAC, credentials) stopped it.
+    stop.store(true, Ordering::Relaxed);
+    let kube = kube.map(|t| {
+        t.join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the Kubernetes API thread panicked")))
+    });
+    ran?;
+    if let Some(Err(e)) = kube {
+        return Err(e);
+    }
     Ok(EXIT_OK)
+}
+
+/// The Kubernetes side on a thread of its own (the capture threads and the metrics server do
+/// not wait on it): the pod follower of `--node`, which sends the node's pods as targets and
+/// keeps `view` current, and the Report writer of `--reports`. Either one failing for good (no
+/// permission, no credentials) sets `stop`, so the monitor ends with that error.
+fn kube_thread(
+    args: &MonitorArgs,
+    node: Option<String>,
+    targets: mpsc::Sender<TargetEvent>,
+    view: Arc<ClusterView>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let follow = node.map(|node| {
+        let mut o = FollowOptions::new(node, args.proc_root.clone());
+        o.root_namespace = args.policy.root_namespace.clone();
+        o
+    });
+    let reports = match (args.reports, &args.prometheus) {
+        (true, Some(url)) => {
+            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            let namespace = args
+                .lease_namespace
+                .clone()
+                .or_else(|| env("POD_NAMESPACE"))
+                .unwrap_or_default();
+            let identity = env("POD_NAME").unwrap_or_default();
+            let mut o = ReportOptions::new(Prometheus::new(url, None)?, &namespace, &identity);
+            o.interval = args.report_interval;
+            o.window = args.report_window;
+            Some(o)
+        }
+        _ => None,
+    };
+    let target = KubeTarget {
+        kubeconfig: args.policy.kube.kubeconfig.clone(),
+        context: args.policy.kube.context.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(std::thread::Builder::new().name("kubernetes".into()).spawn(move || {
+        let result = runtime.block_on(async {
+            let client = crate::kube::client::client(&target).await?;
+            let follow = async {
+                match follow {
+                    Some(o) => crate::kube::follow::follow(client.clone(), o, targets, view, stopped(&stop)).await,
+                    None => Ok(()),
+                }
+            };
+            let reports = async {
+                match reports {
+                    Some(o) => crate::kube::reports::run_reports(client.clone(), o, stopped(&stop)).await,
+                    None => Ok(()),
+                }
+            };
+            // The first to fail stops the other (through `stop`, which the monitor reads too).
+            let (f, r) = tokio::join!(
+                async {
+                    let r = follow.await;
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    r
+                },
+                async {
+                    let r = reports.await;
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    r
+                }
+            );
+            f.context("following the node's pods")?;
+            r.context("writing the Reports")?;
+            anyhow::Ok(())
+        });
+        stop.store(true, Ordering::Relaxed);
+        result
+    })?)
+}
+
+/// Completes once `stop` is set (Ctrl-C, SIGTERM, or the other half failed).
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// `--netns` as given, each a target of that name; none: the monitor's own namespace, `host`.

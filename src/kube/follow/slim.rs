@@ -217,7 +217,10 @@ mod tests {
         let started = std::time::Instant::now();
         let parsed: Vec<Value> = texts.iter().map(|t| serde_json::from_slice(t).unwrap()).collect();
         let cluster = crate::policy::Cluster::from_objects(parsed).unwrap();
-        eprintln!("10k pods: a rebuild (parse + Cluster::from_objects) takes {:?}", started.elapsed());
+        eprintln!(
+            "10k pods: a rebuild (parse + Cluster::from_objects) takes {:?}",
+            started.elapsed()
+        );
         assert_eq!(cluster.pods().len(), n);
         assert!(cluster
             .pods()
