@@ -6,11 +6,13 @@
 //! - [`view`]: the cluster as currently known (pods, Services, PeerAuthentications), swapped whole
 //!   when it changes, read for every verdict.
 //! - [`run`](mod@run): the loop ([`run()`]): one engine, a capture thread per target.
+//! - [`peers`]: which namespace feeds a packet two captured namespaces both see.
 //! - [`count`]: each final verdict into `mtlscope_connections_total`, and which monitor counts it.
 //! - [`metrics`]: the series served; [`serve`]: the HTTP server (`/metrics`, `/healthz`).
 
 pub mod count;
 pub mod metrics;
+pub mod peers;
 pub mod run;
 pub mod serve;
 pub mod targets;

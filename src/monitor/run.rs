@@ -5,15 +5,17 @@
 //! Memory is bounded by the engine's caps (`--max-flows`, `--total-buffer`, ...) however many
 //! pods there are, plus one AF_PACKET ring per target (`--buffer-size`, 2 MiB by default: 110
 //! targets, `--max-pods`' default, take 220 MiB of kernel memory at most). A connection between
-//! two pods of the node is seen in both namespaces with the same addresses, so it is one
-//! connection of the engine and counted once.
+//! two pods of the node is seen in both namespaces with the same addresses; only one of the two
+//! feeds it to the engine ([`crate::monitor::peers`]), so it is counted once.
 
 use crate::live::capture::{self, LiveOptions, PacketSink};
 use crate::monitor::count::{Counting, LocalPods};
 use crate::monitor::metrics::{LimitLabels, Metrics, NetnsLabels};
+use crate::monitor::peers::{Own, Peers};
 use crate::monitor::serve::{ServeError, Server};
 use crate::monitor::targets::{Target, TargetEvent};
 use crate::monitor::view::ClusterView;
+use crate::pipeline::decode::{self, Packet};
 use crate::pipeline::engine::{Config, Engine};
 use crate::pipeline::source::LinkType;
 use prometheus_client::metrics::counter::Counter;
@@ -59,9 +61,11 @@ fn lock(engine: &SharedEngine) -> MutexGuard<'_, Engine<Counting>> {
     engine.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Packets of one target into the shared engine.
+/// Packets of one target into the shared engine: decoded outside the engine's lock, and only
+/// those this namespace is the one to feed (see [`crate::monitor::peers`]).
 struct TargetSink {
     engine: SharedEngine,
+    own: Own,
     packets: Counter,
     drops: Counter,
     drops_seen: u64,
@@ -70,7 +74,18 @@ struct TargetSink {
 impl PacketSink for TargetSink {
     fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]) {
         self.packets.inc();
-        let _ = lock(&self.engine).packet(ts_ns, link, data);
+        // The first packet may come before the first tick.
+        self.own.refresh();
+        let packet = decode::decode_packet(link, data);
+        if let Ok(Packet::Tcp(seg)) = &packet {
+            if !self.own.feeds(seg.src, seg.dst) {
+                return;
+            }
+        }
+        let _ = lock(&self.engine).decoded(ts_ns, packet);
+    }
+    fn tick(&mut self) {
+        self.own.refresh();
     }
     fn kernel_drops(&mut self, total: u64) {
         self.drops.inc_by(total.saturating_sub(self.drops_seen));
@@ -96,6 +111,8 @@ struct Monitor<'a> {
     engine: SharedEngine,
     metrics: Arc<Metrics>,
     local: Arc<LocalPods>,
+    /// The addresses of the namespaces captured now, so that each packet is fed once.
+    peers: Arc<Peers>,
     running: BTreeMap<String, Running>,
     generation: u64,
     ended_tx: mpsc::Sender<Ended>,
@@ -132,6 +149,7 @@ pub fn run(
         engine: Arc::new(Mutex::new(Engine::new(opts.engine.clone(), out))),
         metrics,
         local,
+        peers: Arc::new(Peers::default()),
         running: BTreeMap::new(),
         generation: 0,
         ended_tx,
@@ -179,6 +197,7 @@ impl Monitor<'_> {
         };
         let mut sink = TargetSink {
             engine: self.engine.clone(),
+            own: Own::new(self.peers.clone(), generation),
             packets: self.metrics.packets.get_or_create(&labels).clone(),
             drops: self.metrics.drops.get_or_create(&labels).clone(),
             drops_seen: 0,

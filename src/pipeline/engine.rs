@@ -292,8 +292,14 @@ impl<O: Output> Engine<O> {
 
     /// One captured frame.
     pub fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]) -> Result<(), Skip> {
+        self.decoded(ts_ns, decode::decode_packet(link, data))
+    }
+
+    /// One captured frame, decoded by the caller (the monitor decodes outside its engine's lock,
+    /// and looks at the addresses before it hands the frame over).
+    pub fn decoded(&mut self, ts_ns: u64, packet: Result<decode::Packet<'_>, Skip>) -> Result<(), Skip> {
         self.summary.packets += 1;
-        match decode::decode_packet(link, data) {
+        match packet {
             Ok(decode::Packet::Tcp(seg)) => {
                 self.summary.tcp_packets += 1;
                 self.segment(ts_ns, &seg);
