@@ -445,6 +445,7 @@ const COMMANDS: &[&[&str]] = &[
     &["cleanup"],
     &["agent"],
     &["monitor"],
+    &["readiness"],
     &["completions"],
     &["man"],
 ];

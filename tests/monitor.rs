@@ -3,13 +3,17 @@
 //! Prometheus scrapes it every second; the test asks Prometheus's HTTP API what it recorded.
 //! Then the namespace goes away (its series must too) and SIGTERM stops the monitor. Needs root,
 //! `ip`, `openssl`, `python3`, `curl`, `prometheus` and `promtool`; skips with a message
-//! otherwise. CI runs it as root (`.ci/install-deps --test` installs prometheus).
+//! otherwise. CI runs it as root (`.ci/install-deps --test` installs prometheus). With `--node`,
+//! the pods come from the in-process fake API server instead of `--policy-from`.
 
+#[path = "support/fake_apiserver.rs"]
+mod fake_apiserver;
 #[path = "support/frames.rs"]
 mod frames;
 #[path = "support/lab.rs"]
 mod lab;
 
+use fake_apiserver::{FakeApiServer, IstioApi};
 use lab::{can_run, sh, Lab};
 use serde_json::{json, Value};
 use std::io::Read;
@@ -59,7 +63,7 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 
 /// The pods and policies of the lab, as a cluster dump: the client namespace is pod
 /// `shop/web-7c9f6d-x2x4z` of Deployment web, the server namespace pod `shop/api-0` of
-/// StatefulSet api; `shop` is STRICT, except api's port 8080, PERMISSIVE.
+/// StatefulSet api; `shop` is STRICT, except api's ports 4433 and 8080, PERMISSIVE.
 fn cluster_dump() -> Value {
     let pod = |name: &str, ip: String, owner: Value, labels: Value| {
         json!({"apiVersion": "v1", "kind": "Pod",
@@ -81,7 +85,7 @@ fn cluster_dump() -> Value {
         {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
          "metadata": {"namespace": "shop", "name": "api", "creationTimestamp": "2026-01-01T00:00:00Z"},
          "spec": {"selector": {"matchLabels": {"app": "api"}}, "mtls": {"mode": "STRICT"},
-                  "portLevelMtls": {"8080": {"mode": "PERMISSIVE"}}}},
+                  "portLevelMtls": {"4433": {"mode": "PERMISSIVE"}, "8080": {"mode": "PERMISSIVE"}}}},
     ]})
 }
 
@@ -190,7 +194,7 @@ fn prometheus_scrapes_verdicts_by_workload_and_mode_series_go_with_their_namespa
     assert_eq!(
         got,
         vec![
-            row("4433", "mtls", "STRICT", "none"),
+            row("4433", "mtls", "PERMISSIVE", "none"),
             row("4434", "tls", "STRICT", "violation"),
             row("8080", "plaintext", "PERMISSIVE", "warning"),
         ]
@@ -202,6 +206,59 @@ fn prometheus_scrapes_verdicts_by_workload_and_mode_series_go_with_their_namespa
     );
     let n: f64 = packets[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!(n >= 20.0, "{packets:?}");
+
+    // Readiness, against this same Prometheus: 4433 had only mTLS (safe), 8080 a plaintext
+    // client (named), 4434 is STRICT already; so the namespace is not ready (exit 1).
+    let prom_url = format!("http://127.0.0.1:{prom}");
+    let readiness = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kubectl-mtlscope"))
+            .args([
+                "readiness",
+                "-n",
+                "shop",
+                "--since",
+                "5m",
+                "--prometheus",
+                &prom_url,
+                "-o",
+                format,
+            ])
+            .output()
+            .unwrap()
+    };
+    let table = readiness("table");
+    let text = String::from_utf8_lossy(&table.stdout).to_string();
+    println!("kubectl mtlscope readiness -n shop --since 5m:\n{text}");
+    assert_eq!(
+        table.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    assert!(
+        text.contains("api:4433 (PERMISSIVE): safe to switch to STRICT"),
+        "{text}"
+    );
+    assert!(
+        text.contains("api:8080 (PERMISSIVE): not safe: web.shop sent plaintext (1)"),
+        "{text}"
+    );
+    let doc: Value = serde_json::from_slice(&readiness("json").stdout).unwrap();
+    let verdicts: Vec<(String, String)> = doc["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_str().unwrap().to_string(),
+                p["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [("4433", "safe"), ("4434", "strict"), ("8080", "not-safe")].map(|(p, v)| (p.to_string(), v.to_string()))
+    );
 
     // The exposition as curl gets it passes promtool's checks.
     let check = sh(&format!("curl -sf '{url}/metrics' | promtool check metrics"));
@@ -292,4 +349,126 @@ fn an_idle_connection_is_closed_and_counted_by_the_tick() {
     engine.advance(t0 + 60_000_000_000);
     assert_eq!(counted().len(), 1);
     assert!(counted()[0].ends_with(" 1"));
+}
+
+/// `monitor --node` end to end: the pods come from the fake API server (list and watch), the
+/// node's `/proc` is a fake one whose process of the server pod's container has the lab's
+/// server namespace as its `ns/net`, and real TLS stacks talk. The counted series carry the
+/// workloads the API names; deleting the pod from the API stops its capture.
+#[test]
+fn node_mode_follows_the_pods_of_the_api_and_counts_their_connections() {
+    if !can_run() {
+        return;
+    }
+    const M: u8 = 61;
+    let container = "3f1c9e7a0b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f506";
+    let mut lab = Lab::new("k", M);
+    lab.servers();
+    let proc_root = lab.dir.join("proc");
+    let process = proc_root.join("4242");
+    std::fs::create_dir_all(process.join("ns")).unwrap();
+    std::fs::write(
+        process.join("cgroup"),
+        format!("0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-{container}.scope\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(format!("/var/run/netns/{}", lab.server_ns()), process.join("ns/net")).unwrap();
+    let pod = |name: &str, node: &str, ip: String, owner: Value, labels: Value, id: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"namespace": "shop", "name": name, "uid": name, "labels": labels, "ownerReferences": owner},
+               "spec": {"nodeName": node, "containers": [{"name": "app"}]},
+               "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                          "containerStatuses": [{"name": "app", "containerID": format!("containerd://{id}"),
+                                                 "state": {"running": {}}}]}})
+    };
+    let objects = vec![
+        pod(
+            "api-0",
+            "node-1",
+            format!("10.203.{M}.2"),
+            json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "api", "controller": true, "uid": "2"}]),
+            json!({"app": "api"}),
+            container,
+        ),
+        pod(
+            "web-7c9f6d-x2x4z",
+            "node-2",
+            format!("10.203.{M}.1"),
+            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7c9f6d", "controller": true, "uid": "1"}]),
+            json!({"app": "web", "pod-template-hash": "7c9f6d"}),
+            &"ab".repeat(32),
+        ),
+    ];
+    // The fake API server runs on a thread of its own for the whole test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let dir = lab.dir.clone();
+    let api = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let server = FakeApiServer::builder()
+                .istio(IstioApi::Absent)
+                .objects(objects)
+                .start()
+                .await;
+            tx.send((server.kubeconfig(&dir, "default"), server)).unwrap();
+            let _ = stop_rx.await;
+        });
+    });
+    let (kubeconfig, server) = rx.recv().unwrap();
+    let metrics = free_port();
+    let mut monitor = Command::new(env!("CARGO_BIN_EXE_mtlscope"))
+        .args(["monitor", "--node", "node-1", "-i", &lab.server_if()])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--proc-root")
+        .arg(&proc_root)
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{metrics}/metrics");
+    wait_for("the node's one pod to be captured", 20, || {
+        curl(&url).contains("mtlscope_capture_targets 1").then_some(())
+    });
+    lab.traffic(M);
+    let lines = wait_for("three connections counted", 20, || {
+        let text = curl(&url);
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("mtlscope_connections_total{"))
+            .map(String::from)
+            .collect();
+        (lines.len() >= 3).then_some(lines)
+    });
+    println!("monitor --node: {}", lines.join("\n"));
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for verdict in ["mtls", "tls", "plaintext"] {
+        assert!(
+            lines.iter().any(|l| l.contains("source_workload=\"web\"")
+                && l.contains("destination_workload=\"api\"")
+                && l.contains("destination_workload_namespace=\"shop\"")
+                && l.contains(&format!("verdict=\"{verdict}\""))
+                && l.contains("expected_mode=\"PERMISSIVE\"")
+                && l.ends_with(" 1")),
+            "{verdict}: {lines:?}"
+        );
+    }
+    // The pod is deleted in the API: the watch says so and the capture stops.
+    server.with_store(|s| s.remove("", "Pod", Some("shop"), "api-0"));
+    wait_for("the deleted pod's capture to stop", 20, || {
+        curl(&url).contains("mtlscope_capture_targets 0").then_some(())
+    });
+    sh(&format!("kill -TERM {}", monitor.id()));
+    let status = wait_for("the monitor to exit", 5, || monitor.try_wait().unwrap());
+    let mut err = String::new();
+    monitor.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("stopped capturing in shop/api-0"), "{err}");
+    let _ = stop_tx.send(());
+    api.join().unwrap();
 }

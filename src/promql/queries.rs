@@ -46,13 +46,17 @@ fn selector(namespace: Option<&str>) -> String {
     }
 }
 
+/// Series born within `range` count whole: they start at their first connections, which
+/// `increase` would miss (it needs two samples and takes the first as its base, so a client
+/// seen once, or only in the first scrape of its series, would be seen never). Older series
+/// count their `increase`, which also sees through a monitor's restart.
+fn grown(selector: &str, range: &str) -> String {
+    format!("(({selector} unless {selector} offset {range}) or increase({selector}[{range}]))")
+}
+
 /// Connections over the window, summed across nodes, per `by`.
 pub fn counts(namespace: Option<&str>, window: Duration, by: &str) -> String {
-    format!(
-        "sum by ({by}) (increase({}[{}]))",
-        selector(namespace),
-        duration(window)
-    )
+    format!("sum by ({by}) {}", grown(&selector(namespace), &duration(window)))
 }
 
 /// The subquery's step for a window: 60 steps over it, at least 1s. Its inner range covers two
@@ -64,13 +68,14 @@ fn last_seen_step(window: Duration) -> (Duration, Duration) {
     (step, inner)
 }
 
-/// When each series last grew within the window (Unix seconds, to the subquery's step).
+/// When each series last grew within the window (Unix seconds, to the subquery's step). A
+/// series born after the subquery's last step (steps are aligned to multiples of the step, so
+/// up to a step ago) has no value there; it takes the time of the query instead.
 pub fn last_seen(namespace: Option<&str>, window: Duration, by: &str) -> String {
     let (step, inner) = last_seen_step(window);
+    let grown = grown(&selector(namespace), &duration(inner));
     format!(
-        "max by ({by}) (max_over_time((timestamp(increase({}[{}]) > 0))[{}:{}]))",
-        selector(namespace),
-        duration(inner),
+        "max by ({by}) (max_over_time(timestamp({grown} > 0)[{}:{}])) or max by ({by}) (timestamp({grown} > 0))",
         duration(window),
         duration(step)
     )
@@ -85,11 +90,16 @@ mod tests {
         assert_eq!(
             counts(Some("bookinfo"), Duration::from_secs(3600), READINESS_BY),
             "sum by (source_workload, source_workload_namespace, destination_workload, destination_port, verdict, \
-             expected_mode) (increase(mtlscope_connections_total{destination_workload_namespace=\"bookinfo\"}[3600s]))"
+             expected_mode) ((mtlscope_connections_total{destination_workload_namespace=\"bookinfo\"} unless \
+             mtlscope_connections_total{destination_workload_namespace=\"bookinfo\"} offset 3600s) or \
+             increase(mtlscope_connections_total{destination_workload_namespace=\"bookinfo\"}[3600s]))"
         );
         assert_eq!(
             last_seen(None, Duration::from_secs(3600), "verdict"),
-            "max by (verdict) (max_over_time((timestamp(increase(mtlscope_connections_total[120s]) > 0))[3600s:60s]))"
+            "max by (verdict) (max_over_time(timestamp(((mtlscope_connections_total unless mtlscope_connections_total \
+             offset 120s) or increase(mtlscope_connections_total[120s])) > 0)[3600s:60s])) or max by (verdict) \
+             (timestamp(((mtlscope_connections_total unless mtlscope_connections_total offset 120s) or \
+             increase(mtlscope_connections_total[120s])) > 0))"
         );
     }
 
