@@ -131,8 +131,9 @@ pub struct MonitorArgs {
     pub max_pods: usize,
     #[command(flatten)]
     pub limits: Limits,
-    /// Also write PolicyReports of the node's workloads' readiness for STRICT, from what
-    /// --prometheus has recorded of these metrics (one monitor writes them, holding a Lease).
+    /// Also write one OpenReports Report per namespace (pass / warn / fail per workload and port
+    /// against its PeerAuthentication mode), from what --prometheus has recorded of these
+    /// metrics (one monitor writes them, holding a Lease).
     #[arg(long, requires = "prometheus")]
     pub reports: bool,
     /// The Prometheus that scrapes the monitors (its HTTP API), for --reports.

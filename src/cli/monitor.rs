@@ -72,8 +72,9 @@ pub fn monitor(args: &MonitorArgs) -> Result<i32> {
 
 /// The Kubernetes side on a thread of its own (the capture threads and the metrics server do
 /// not wait on it): the pod follower of `--node`, which sends the node's pods as targets and
-/// keeps `view` current, and the Report writer of `--reports`. Either one failing for good (no
-/// permission, no credentials) sets `stop`, so the monitor ends with that error.
+/// keeps `view` current, and the Report writer of `--reports`. The follower failing for good
+/// (no permission, no credentials) sets `stop`, so the monitor ends with that error; the Report
+/// writer failing is a warning and ends only the writer.
 fn kube_thread(
     args: &MonitorArgs,
     node: Option<String>,
@@ -122,8 +123,10 @@ fn kube_thread(
                     None => Ok(()),
                 }
             };
-            // The first to fail stops the other (through `stop`, which the monitor reads too).
-            let (f, r) = tokio::join!(
+            // The follower failing for good stops the monitor (through `stop`): without it the
+            // targets and the view go stale. The Report writer failing (no permission on
+            // Reports or Leases) stops only itself: capture and /metrics go on.
+            let (f, ()) = tokio::join!(
                 async {
                     let r = follow.await;
                     if r.is_err() {
@@ -132,18 +135,17 @@ fn kube_thread(
                     r
                 },
                 async {
-                    let r = reports.await;
-                    if r.is_err() {
-                        stop.store(true, Ordering::Relaxed);
+                    if let Err(e) = reports.await {
+                        eprintln!("mtlscope: warning: the Report writer stopped: {e}; capture and /metrics go on");
                     }
-                    r
                 }
             );
             f.context("following the node's pods")?;
-            r.context("writing the Reports")?;
             anyhow::Ok(())
         });
-        stop.store(true, Ordering::Relaxed);
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
         result
     })?)
 }

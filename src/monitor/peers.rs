@@ -4,7 +4,7 @@
 //! namespace's packets and open it again on the other's, late, counting it twice (measured: 73
 //! of 2,182 connections among 50 namespaces, before this). So each capture learns its own
 //! addresses from inside its namespace, all captures share them here, and a packet between two
-//! captured namespaces is fed from the one with the lower address only.
+//! captured namespaces is fed from the server's side only (see [`Own::feeds`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -73,18 +73,24 @@ impl Own {
         }
     }
 
-    /// Should this capture feed a packet between `a` and `b` to the engine? No only when one
-    /// end is this namespace's and the other another captured namespace's with a lower address.
-    pub fn feeds(&self, a: IpAddr, b: IpAddr) -> bool {
-        let (mine, theirs) = if self.ips.contains(&a) {
+    /// Should this capture feed a packet between `a` and `b` (address and port) to the engine?
+    /// When one end is this namespace's and the other another captured namespace's, only the
+    /// server's side feeds it: the end with the lower port (a listening port is below the
+    /// ephemeral range), the lower address on equal ports. Decided on addresses and ports
+    /// alone, so every packet of a connection gets the same answer. The server's side, not
+    /// just either: a client that dialled a Service IP sees that IP, translated to the pod's
+    /// only in the host's namespace, so only the server's namespace sees the pod-to-pod
+    /// connection at all.
+    pub fn feeds(&self, a: (IpAddr, u16), b: (IpAddr, u16)) -> bool {
+        let (mine, theirs) = if self.ips.contains(&a.0) {
             (a, b)
-        } else if self.ips.contains(&b) {
+        } else if self.ips.contains(&b.0) {
             (b, a)
         } else {
             return true;
         };
-        match self.peers.owner(&theirs) {
-            Some(c) if c != self.capture => mine < theirs,
+        match self.peers.owner(&theirs.0) {
+            Some(c) if c != self.capture => (mine.1, mine.0) < (theirs.1, theirs.0),
             _ => true,
         }
     }
@@ -138,20 +144,24 @@ mod tests {
     }
 
     #[test]
-    fn a_packet_between_two_captured_namespaces_is_fed_once() {
+    fn a_packet_between_two_captured_namespaces_is_fed_once_from_the_servers_side() {
         let peers = Arc::new(Peers::default());
         let a = own(&peers, 1, &["10.0.0.1"]);
         let b = own(&peers, 2, &["10.0.0.2"]);
-        let (x, y): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        // Both directions: only the namespace with the lower address feeds them.
-        assert!(a.feeds(x, y) && a.feeds(y, x));
-        assert!(!b.feeds(x, y) && !b.feeds(y, x));
-        // To an address no capture has: each namespace feeds its own.
-        let out: IpAddr = "192.0.2.9".parse().unwrap();
-        assert!(a.feeds(x, out) && b.feeds(out, y));
-        // The lower namespace's capture goes: the other one feeds from then on.
-        drop(a);
-        assert!(b.feeds(x, y));
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        // 10.0.0.1:40000 -> 10.0.0.2:8080, both directions: only the server's (b) feeds it.
+        let (client, server) = ((ip("10.0.0.1"), 40000), (ip("10.0.0.2"), 8080));
+        assert!(b.feeds(client, server) && b.feeds(server, client));
+        assert!(!a.feeds(client, server) && !a.feeds(server, client));
+        // Equal ports: the lower address.
+        let (x, y) = ((ip("10.0.0.1"), 7000), (ip("10.0.0.2"), 7000));
+        assert!(a.feeds(x, y) && !b.feeds(x, y));
+        // To an address no capture has (a Service IP, outside): each namespace feeds its own.
+        let out = (ip("192.0.2.9"), 443);
+        assert!(a.feeds(client, out) && b.feeds(out, server));
+        // The server's capture goes: the client's feeds from then on.
+        drop(b);
+        assert!(a.feeds(client, server));
     }
 
     #[test]

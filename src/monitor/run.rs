@@ -78,7 +78,7 @@ impl PacketSink for TargetSink {
         self.own.refresh();
         let packet = decode::decode_packet(link, data);
         if let Ok(Packet::Tcp(seg)) = &packet {
-            if !self.own.feeds(seg.src, seg.dst) {
+            if !self.own.feeds((seg.src, seg.sport), (seg.dst, seg.dport)) {
                 return;
             }
         }
