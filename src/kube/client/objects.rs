@@ -348,7 +348,7 @@ pub async fn served_peer_authentication_version(client: &kube::Client) -> Result
         .map_or(Discovered::NoKnownVersion(served), Discovered::Version))
 }
 
-enum ListError {
+pub(super) enum ListError {
     /// 404 on a collection: the API server does not serve this resource.
     NotServed,
     Kube(KubeError),
@@ -377,6 +377,17 @@ async fn list_all(
     namespace: Option<&str>,
     params: &ListParams,
 ) -> Result<Vec<Value>, ListError> {
+    Ok(list_pages(client, resource, namespace, params).await?.0)
+}
+
+/// Every object of a collection (with `apiVersion` and `kind` set), page by page, and the
+/// list's `resourceVersion` (where a watch starts). Also the pod follower's list.
+pub(super) async fn list_pages(
+    client: &kube::Client,
+    resource: &Resource,
+    namespace: Option<&str>,
+    params: &ListParams,
+) -> Result<(Vec<Value>, String), ListError> {
     let asked = Asked {
         verb: "list",
         resource: resource.qualified(),
@@ -385,7 +396,6 @@ async fn list_all(
         name: None,
     };
     let request = kube::core::Request::new(resource.collection_path(namespace));
-    let (api_version, kind) = (resource.api_version(), resource.kind);
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -406,14 +416,7 @@ async fn list_all(
         };
         match page.get_mut("items").map(Value::take) {
             Some(Value::Array(items)) => {
-                for mut item in items {
-                    if let Value::Object(m) = &mut item {
-                        m.entry("apiVersion")
-                            .or_insert_with(|| Value::from(api_version.clone()));
-                        m.entry("kind").or_insert_with(|| Value::from(kind));
-                    }
-                    out.push(item);
-                }
+                out.extend(items.into_iter().map(|i| resource.typed(i)));
             }
             None | Some(Value::Null) => {}
             Some(other) => {
@@ -429,7 +432,12 @@ async fn list_all(
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
         if token.is_none() {
-            return Ok(out);
+            let rv = page
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            return Ok((out, rv));
         }
     }
     Err(ListError::Kube(KubeError::Decode {

@@ -8,8 +8,8 @@
 //! `list` or `watch`, and the resource), a resource the server does not serve (404).
 
 use super::error::KubeError;
-use super::objects::Resource;
-use super::request::{api_error, is_status, Asked, MAX_PAGES, PAGE_SIZE};
+use super::objects::{list_pages, ListError, Resource};
+use super::request::{api_error, is_status, Asked};
 use futures_util::StreamExt;
 use kube::api::{ListParams, WatchParams};
 use kube::core::WatchEvent;
@@ -121,48 +121,15 @@ fn asked<'a>(verb: &'static str, c: &'a Collection) -> Asked<'a> {
 
 /// Every object (with `apiVersion` and `kind` set) and the list's `resourceVersion`.
 async fn list(client: &kube::Client, c: &Collection) -> Result<(Vec<Value>, String), KubeError> {
-    let asked = asked("list", c);
-    let request = kube::core::Request::new(c.resource.collection_path(c.namespace.as_deref()));
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    for _ in 0..MAX_PAGES {
-        let mut lp = ListParams::default().limit(PAGE_SIZE);
-        if let Some(f) = &c.fields {
-            lp = lp.fields(f);
-        }
-        if let Some(t) = &token {
-            lp = lp.continue_token(t);
-        }
-        let http_request = request.list(&lp).map_err(|e| KubeError::Other {
-            what: asked.what(),
-            message: e.to_string(),
-        })?;
-        let mut page: Value = match client.request(http_request).await {
-            Ok(v) => v,
-            Err(e) if is_status(&e, 404) => return Err(not_served(c, "list")),
-            Err(e) => return Err(api_error(e, &asked)),
-        };
-        if let Some(Value::Array(items)) = page.get_mut("items").map(Value::take) {
-            out.extend(items.into_iter().map(|i| c.resource.typed(i)));
-        }
-        let rv = page
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        token = page
-            .pointer("/metadata/continue")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        if token.is_none() {
-            return Ok((out, rv));
-        }
+    let mut lp = ListParams::default();
+    if let Some(f) = &c.fields {
+        lp = lp.fields(f);
     }
-    Err(KubeError::Decode {
-        what: asked.what(),
-        message: format!("still more pages after {MAX_PAGES} (a `continue` token that never ends)"),
-    })
+    match list_pages(client, &c.resource, c.namespace.as_deref(), &lp).await {
+        Ok(listed) => Ok(listed),
+        Err(ListError::NotServed) => Err(not_served(c, "list")),
+        Err(ListError::Kube(e)) => Err(e),
+    }
 }
 
 fn not_served(c: &Collection, verb: &'static str) -> KubeError {
