@@ -3,11 +3,12 @@
 //! The block numbers are written out here rather than taken from the reader, so a wrong
 //! constant there cannot hide behind the same one here.
 
-use std::io::{Cursor, Write};
+use std::io::{Cursor, Read, Write};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::read_ahead::Handover;
 use super::{CaptureReader, LinkType, SourceError};
 
 const SHB: u32 = 0x0A0D_0D0A;
@@ -33,6 +34,7 @@ pub(super) fn u32b(v: u32, be: bool) -> [u8; 4] {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Rec<'a> {
     pub(super) sec: u32,
     pub(super) frac: u32,
@@ -180,11 +182,58 @@ pub(super) fn read_all(r: &mut CaptureReader) -> (Vec<Owned>, Option<SourceError
     }
 }
 
+/// Every packet of `bytes` and the error that stopped reading, read directly; read also through
+/// the read-ahead thread with small chunks (so that records straddle chunk boundaries in every
+/// way), which must give the same packets and the same error, at the same offset.
 pub(super) fn read_bytes(bytes: Vec<u8>) -> (Vec<Owned>, Option<SourceError>) {
+    let direct = read_direct(bytes.clone());
+    for (headroom, chunk) in [(5, 7), (16, 64), (1, 1000), (2048, 4096)] {
+        for handover in [Handover::EachRead, Handover::Full] {
+            let ahead = read_ahead(Box::new(Cursor::new(bytes.clone())), headroom, chunk, handover);
+            assert_same(&direct, &ahead, headroom, chunk);
+        }
+    }
+    direct
+}
+
+pub(super) fn read_direct(bytes: Vec<u8>) -> (Vec<Owned>, Option<SourceError>) {
     match reader(bytes) {
         Ok(mut r) => read_all(&mut r),
         Err(e) => (Vec::new(), Some(e)),
     }
+}
+
+/// Reads `input` through the read-ahead thread, its first buffer `chunk` bytes.
+pub(super) fn read_ahead(
+    input: Box<dyn Read + Send>,
+    headroom: usize,
+    chunk: usize,
+    handover: Handover,
+) -> (Vec<Owned>, Option<SourceError>) {
+    match CaptureReader::with_buffer("test.pcap", input, None, chunk) {
+        Ok(mut r) => {
+            r.read_ahead_in(headroom, chunk, handover);
+            read_all(&mut r)
+        }
+        Err(e) => (Vec::new(), Some(e)),
+    }
+}
+
+pub(super) fn assert_same(
+    direct: &(Vec<Owned>, Option<SourceError>),
+    ahead: &(Vec<Owned>, Option<SourceError>),
+    headroom: usize,
+    chunk: usize,
+) {
+    assert_eq!(
+        direct.0, ahead.0,
+        "packets, read ahead in {chunk}-byte chunks after {headroom}"
+    );
+    assert_eq!(
+        direct.1.as_ref().map(|e| (e.to_string(), e.position())),
+        ahead.1.as_ref().map(|e| (e.to_string(), e.position())),
+        "error, read ahead in {chunk}-byte chunks after {headroom}"
+    );
 }
 
 pub(super) fn pkt(ts_ns: u64, link: LinkType, data: &[u8], orig_len: u32) -> Owned {
