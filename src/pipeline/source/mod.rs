@@ -1039,34 +1039,31 @@ mod tests {
                 cores >= 2,
                 "a large file is read ahead on {cores} cores"
             );
-            let mut offsets = Vec::new();
-            let mut ahead = Vec::new();
-            let err = loop {
-                match r.next_packet() {
-                    Ok(Some(p)) => ahead.push(p.data.to_vec()),
-                    Ok(None) => break None,
-                    Err(e) => break Some(e.to_string()),
-                }
-                offsets.push(r.offset());
-            };
+            let (ahead, offsets, err) = drain(&mut r);
             let name = path.to_str().unwrap();
             let mut d = CaptureReader::from_read(name, Box::new(Cursor::new(cut_bytes.to_vec()))).unwrap();
-            let mut direct_offsets = Vec::new();
-            let mut direct = Vec::new();
-            let direct_err = loop {
-                match d.next_packet() {
-                    Ok(Some(p)) => direct.push(p.data.to_vec()),
-                    Ok(None) => break None,
-                    Err(e) => break Some(e.to_string()),
-                }
-                direct_offsets.push(d.offset());
-            };
+            let (direct, direct_offsets, direct_err) = drain(&mut d);
             assert_eq!(ahead, direct, "cut {cut}");
             assert_eq!(offsets, direct_offsets, "cut {cut}");
             assert_eq!(err, direct_err, "cut {cut}");
             assert_eq!(err.is_some(), cut != bytes.len(), "cut {cut}: {err:?}");
         }
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// Every packet's bytes, the offset after each, and the error's text that ended reading.
+    fn drain(r: &mut CaptureReader) -> (Vec<Vec<u8>>, Vec<u64>, Option<String>) {
+        let mut packets = Vec::new();
+        let mut offsets = Vec::new();
+        let err = loop {
+            match r.next_packet() {
+                Ok(Some(p)) => packets.push(p.data.to_vec()),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+            offsets.push(r.offset());
+        };
+        (packets, offsets, err)
     }
 
     /// Flips bytes of valid captures pseudo-randomly: every outcome is fine except a panic or
