@@ -13,10 +13,11 @@
 //!
 //! Memory: one buffer of `BUF_SIZE` bytes, grown only while a record larger than that arrives
 //! and never beyond `MAX_RECORD`. Nothing is allocated per packet; a packet's bytes are
-//! borrowed from the buffer until the next call. Standard input, pipes and files larger than
-//! two chunks are read on a thread of its own (`read_ahead.rs`) when there are two cores: then
-//! four buffers of `AHEAD_CHUNK` + `HEADROOM` bytes (4.25 MiB), passed between the threads and
-//! reused.
+//! borrowed from the buffer until the next call. Standard input, pipes, gzip files and files
+//! larger than two chunks are read on a thread of its own (`read_ahead.rs`) when there are two
+//! cores: then four buffers of `AHEAD_CHUNK` + `HEADROOM` bytes (4.3 MiB), passed between the
+//! threads and reused (one grown for a record longer than `HEADROOM` cut by a chunk boundary
+//! is kept at up to twice that size).
 //!
 //! This file is the reader: its buffer, `fill`, and the order in which a record's bytes are
 //! asked for. What the bytes mean is in leaf modules beside it, which know nothing of the
@@ -143,7 +144,11 @@ impl CaptureReader {
     pub fn open(path: &str) -> Result<CaptureReader, SourceError> {
         if path == "-" {
             let mut reader = CaptureReader::from_read("<stdin>", Box::new(io::stdin()))?;
-            reader.read_ahead(Handover::EachRead);
+            reader.read_ahead(if stdin_is_file() {
+                Handover::Full
+            } else {
+                Handover::EachRead
+            });
             return Ok(reader);
         }
         let open_error = |source| SourceError::Open {
@@ -162,7 +167,8 @@ impl CaptureReader {
         let mut reader = CaptureReader::with_hint(path, Box::new(file), len_hint)?;
         if !meta.is_file() {
             reader.read_ahead(Handover::EachRead);
-        } else if meta.len() > 2 * AHEAD_CHUNK as u64 {
+        } else if meta.len() > 2 * AHEAD_CHUNK as u64 || reader.gzip {
+            // A small gzip file can inflate to a large capture.
             reader.read_ahead(Handover::Full);
         }
         Ok(reader)
@@ -207,10 +213,10 @@ impl CaptureReader {
         Ok(reader)
     }
 
-    /// Moves the reading (and gzip's inflating) to a thread of its own, one chunk ahead
+    /// Moves the reading (and gzip's inflating) to a thread of its own, a few chunks ahead
     /// (`read_ahead.rs`), when this process may run on two cores or more. On the bench capture
-    /// in the page cache (614 MB, 2 cores), `analyze -o jsonl` took 0.121 s instead of 0.150 s
-    /// (median of 15 alternating runs; `cat` 0.059 s); pinned to one core (`taskset -c 0`) it
+    /// in the page cache (614 MB, 2 cores), `analyze -o jsonl` took 0.133 s instead of 0.175 s
+    /// (median of 21 alternating runs; `cat` 0.081 s); pinned to one core (`taskset -c 0`) it
     /// took 0.174 s instead of 0.158 s, as the two threads then take turns, hence the check.
     /// For a short input the thread is not worth starting (`open`).
     fn read_ahead(&mut self, handover: Handover) {
@@ -592,6 +598,25 @@ impl CaptureReader {
         } else {
             SourceError::Read { file, at, source }
         }
+    }
+}
+
+/// Whether standard input is a regular file (`mtlscope analyze - < capture.pcap`), read in full
+/// chunks like any file rather than a read at a time like a pipe.
+fn stdin_is_file() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file())
+    }
+    #[cfg(not(unix))]
+    {
+        false
     }
 }
 
@@ -1048,7 +1073,87 @@ mod tests {
             assert_eq!(err, direct_err, "cut {cut}");
             assert_eq!(err.is_some(), cut != bytes.len(), "cut {cut}: {err:?}");
         }
+        // gzip, inflated on the thread, even from a file smaller than two chunks.
+        let packed = gzip(&bytes);
+        assert!(packed.len() < 2 * AHEAD_CHUNK, "{} bytes", packed.len());
+        std::fs::write(&path, &packed).unwrap();
+        let mut r = CaptureReader::open(path.to_str().unwrap()).unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(r.ahead.is_some(), cores >= 2, "gzip is read ahead on {cores} cores");
+        let ahead = drain(&mut r);
+        let mut d = CaptureReader::from_read("t", Box::new(Cursor::new(packed))).unwrap();
+        assert!(
+            ahead == drain(&mut d),
+            "gzip read ahead differs from gzip read directly"
+        );
+        assert_eq!(ahead.0.len(), 60);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// An endless capture that says when it is dropped, which only the thread that reads it
+    /// can do.
+    struct Endless {
+        at: usize,
+        dropped: std::sync::mpsc::Sender<()>,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let head = pcap_file(0xa1b2_c3d4, false, 1, &[]);
+            let rec = pcap_file(
+                0xa1b2_c3d4,
+                false,
+                1,
+                &[Rec {
+                    sec: 1,
+                    frac: 0,
+                    data: &[9; 40],
+                    orig: 40,
+                }],
+            );
+            let rec = rec.get(head.len()..).unwrap_or_default();
+            let mut n = 0;
+            for b in buf.iter_mut() {
+                *b = match head.get(self.at) {
+                    Some(&b) => b,
+                    None => rec[(self.at - head.len()) % rec.len()],
+                };
+                self.at += 1;
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Drop for Endless {
+        fn drop(&mut self) {
+            let _ = self.dropped.send(());
+        }
+    }
+
+    /// A reader that stops before the end of its input (`check` failing fast, a closed output)
+    /// ends the read-ahead thread with it, whether that thread waits to hand a chunk over or for
+    /// a buffer, and in both hand-over modes.
+    #[test]
+    fn dropping_the_reader_ends_the_thread() {
+        for handover in [Handover::EachRead, Handover::Full] {
+            for taken in [0, 3, 5000] {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let input = Endless { at: 0, dropped: tx };
+                let mut r = CaptureReader::with_buffer("t", Box::new(input), None, 256).unwrap();
+                r.read_ahead_in(64, 256, handover);
+                assert!(r.ahead.is_some());
+                for _ in 0..taken {
+                    assert_eq!(r.next_packet().unwrap().unwrap().data, &[9; 40]);
+                }
+                drop(r);
+                let ended = rx.recv_timeout(std::time::Duration::from_secs(10));
+                assert!(
+                    ended.is_ok(),
+                    "{handover:?} after {taken} packets: the thread still runs"
+                );
+            }
+        }
     }
 
     /// Every packet's bytes, the offset after each, and the error's text that ended reading.

@@ -1,35 +1,41 @@
-//! Reading the input on a thread of its own, one chunk ahead of the reader, so that the
-//! kernel's copy out of the page cache (or gzip's inflating) runs beside the framing and the
-//! analysis instead of between them.
+//! Reading the input on a thread of its own, ahead of the reader, so that the kernel's copy
+//! out of the page cache (or gzip's inflating) runs beside the framing and the analysis instead
+//! of between them.
 //!
 //! This knows nothing of captures: it moves chunks of bytes from any `Read` to whoever holds the
 //! [`ReadAhead`]. Each chunk has free bytes in front of its data (the headroom, [`HEADROOM`]
-//! for captures), where the reader
-//! puts the unconsumed tail of the previous chunk (a record cut by the chunk boundary), so
-//! splicing costs a copy of less than one record instead of a copy of the chunk.
+//! for captures), where the reader puts the unconsumed tail of the previous chunk (a record cut
+//! by the chunk boundary), so splicing costs a copy of less than one record instead of a copy of
+//! the chunk.
 //!
-//! Memory: `IN_FLIGHT + 2` buffers of headroom + chunk bytes (one being read into,
-//! `IN_FLIGHT` waiting, one with the reader), reused: a freshly allocated buffer costs a page
-//! fault per 4 KiB on first touch, which is the copy's price again.
+//! Memory: `IN_FLIGHT + 2` buffers of headroom + chunk bytes (one being read into, `IN_FLIGHT`
+//! waiting, one with the reader), reused: a freshly allocated buffer costs a page fault per
+//! 4 KiB on first touch, which is the copy's price again. The thread is thus at most
+//! `IN_FLIGHT + 1` chunks ahead of the reader. A buffer the reader grew (for a record longer than
+//! the headroom cut by a boundary) is kept and cut back to size if it grew to at most twice
+//! that, else replaced.
 //!
 //! How much goes in a chunk is the caller's choice ([`Handover`]): for a pipe, whatever one
 //! read returned, so that its packets reach the reader as soon as they arrive; for a file, a
 //! full chunk, as a decompressor returns its output a little at a time (flate2: some 32 KiB a
 //! read; handing those over one by one made the bench capture's gzip 17,500 thread switches and
-//! 4% slower than inflating on the reader's own thread). It ends at the end of the input, at the
-//! first read error (handed over as the last chunk), or when the [`ReadAhead`] is dropped and it
-//! next tries to hand a chunk over (a thread blocked reading a pipe that never ends stays
-//! blocked until the process exits; nothing waits for it).
+//! 4% slower than inflating on the reader's own thread).
+//!
+//! The thread ends at the end of the input (after handing over what it read before), at the
+//! first read error (handed over after the data read before it), or when the [`ReadAhead`] has
+//! been dropped and it next hands a chunk over or waits for a free buffer. A thread blocked
+//! reading a pipe that never ends stays blocked until the process exits; nothing waits for it.
 
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-/// Free bytes in front of every chunk's data: room for the tail of the previous chunk. A record
-/// longer than this that straddles a boundary is copied whole instead (rare: a packet is at
-/// most 64 KiB but for GSO on loopback).
-pub const HEADROOM: usize = 64 << 10;
+/// Free bytes in front of every chunk's data: room for the tail of the previous chunk. A longer
+/// tail stays where it is and the next chunk's data is appended to it instead, a copy of the
+/// chunk. 72 KiB holds the largest record of a capture on loopback (MTU 65,536: 65,566 bytes
+/// with the pcap record header, some 65,600 in pcapng); only GSO captures have larger ones.
+pub const HEADROOM: usize = 72 << 10;
 
 /// Chunks read ahead and not yet taken by the reader.
 const IN_FLIGHT: usize = 2;
@@ -153,9 +159,13 @@ fn run(
             },
             Err(TryRecvError::Disconnected) => return,
         };
-        // The reader's first buffer, or one it grew for a record larger than the headroom.
+        // The reader's first buffer, or one it grew for a tail longer than the headroom.
         if buf.len() != size {
-            buf = vec![0; size];
+            if buf.capacity() <= 2 * size {
+                buf.resize(size, 0);
+            } else {
+                buf = vec![0; size];
+            }
         }
         let mut end = lo;
         // What ended the input, once something did: `Ok` its end, `Err` a read error.
