@@ -13,9 +13,9 @@
 //!
 //! Memory: one buffer of `BUF_SIZE` bytes, grown only while a record larger than that arrives
 //! and never beyond `MAX_RECORD`. Nothing is allocated per packet; a packet's bytes are
-//! borrowed from the buffer until the next call. Standard input, pipes, gzip files and files
-//! larger than two chunks are read on a thread of its own (`read_ahead.rs`) when there are two
-//! cores: then four buffers of `AHEAD_CHUNK` + `HEADROOM` bytes (4.3 MiB), passed between the
+//! borrowed from the buffer until the next call. Pipes, gzip files and files larger than two
+//! chunks (named, or as standard input) are read on a thread of its own (`read_ahead.rs`) when
+//! there are two cores: then four buffers of `AHEAD_CHUNK` + `HEADROOM` bytes (4.3 MiB), passed between the
 //! threads and reused (one grown for a record longer than `HEADROOM` cut by a chunk boundary
 //! is kept at up to twice that size).
 //!
@@ -144,11 +144,7 @@ impl CaptureReader {
     pub fn open(path: &str) -> Result<CaptureReader, SourceError> {
         if path == "-" {
             let mut reader = CaptureReader::from_read("<stdin>", Box::new(io::stdin()))?;
-            reader.read_ahead(if stdin_is_file() {
-                Handover::Full
-            } else {
-                Handover::EachRead
-            });
+            reader.read_ahead(stdin_file_len());
             return Ok(reader);
         }
         let open_error = |source| SourceError::Open {
@@ -165,12 +161,7 @@ impl CaptureReader {
         }
         let len_hint = meta.is_file().then_some(meta.len());
         let mut reader = CaptureReader::with_hint(path, Box::new(file), len_hint)?;
-        if !meta.is_file() {
-            reader.read_ahead(Handover::EachRead);
-        } else if meta.len() > 2 * AHEAD_CHUNK as u64 || reader.gzip {
-            // A small gzip file can inflate to a large capture.
-            reader.read_ahead(Handover::Full);
-        }
+        reader.read_ahead(len_hint);
         Ok(reader)
     }
 
@@ -218,8 +209,16 @@ impl CaptureReader {
     /// in the page cache (614 MB, 2 cores), `analyze -o jsonl` took 0.133 s instead of 0.175 s
     /// (median of 21 alternating runs; `cat` 0.081 s); pinned to one core (`taskset -c 0`) it
     /// took 0.174 s instead of 0.158 s, as the two threads then take turns, hence the check.
-    /// For a short input the thread is not worth starting (`open`).
-    fn read_ahead(&mut self, handover: Handover) {
+    ///
+    /// `file_len` is the input's size when it is a regular file. A file fills whole chunks; a
+    /// file of two chunks or less is not worth the thread, unless it is gzip, which can inflate
+    /// to a large capture. Anything else (a pipe) hands over each read as it comes.
+    fn read_ahead(&mut self, file_len: Option<u64>) {
+        let handover = match file_len {
+            None => Handover::EachRead,
+            Some(len) if len > 2 * AHEAD_CHUNK as u64 || self.gzip => Handover::Full,
+            Some(_) => return,
+        };
         if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
             self.read_ahead_in(HEADROOM, AHEAD_CHUNK, handover);
         }
@@ -601,22 +600,22 @@ impl CaptureReader {
     }
 }
 
-/// Whether standard input is a regular file (`mtlscope analyze - < capture.pcap`), read in full
-/// chunks like any file rather than a read at a time like a pipe.
-fn stdin_is_file() -> bool {
+/// The size of standard input when it is a regular file (`mtlscope analyze - < capture.pcap`),
+/// which is then read ahead like any file rather than a read at a time like a pipe.
+fn stdin_file_len() -> Option<u64> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;
-        io::stdin()
+        let meta = io::stdin()
             .as_fd()
             .try_clone_to_owned()
             .map(File::from)
-            .and_then(|f| f.metadata())
-            .is_ok_and(|m| m.is_file())
+            .and_then(|f| f.metadata());
+        meta.ok().filter(|m| m.is_file()).map(|m| m.len())
     }
     #[cfg(not(unix))]
     {
-        false
+        None
     }
 }
 
@@ -1093,35 +1092,39 @@ mod tests {
     /// An endless capture that says when it is dropped, which only the thread that reads it
     /// can do.
     struct Endless {
+        /// A capture of one record, whose record repeats for ever after it.
+        file: Vec<u8>,
         at: usize,
         dropped: std::sync::mpsc::Sender<()>,
     }
 
+    impl Endless {
+        fn new(dropped: std::sync::mpsc::Sender<()>) -> Endless {
+            let rec = Rec {
+                sec: 1,
+                frac: 0,
+                data: &[9; 40],
+                orig: 40,
+            };
+            let file = pcap_file(0xa1b2_c3d4, false, 1, &[rec]);
+            Endless { file, at: 0, dropped }
+        }
+    }
+
     impl Read for Endless {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let head = pcap_file(0xa1b2_c3d4, false, 1, &[]);
-            let rec = pcap_file(
-                0xa1b2_c3d4,
-                false,
-                1,
-                &[Rec {
-                    sec: 1,
-                    frac: 0,
-                    data: &[9; 40],
-                    orig: 40,
-                }],
-            );
-            let rec = rec.get(head.len()..).unwrap_or_default();
-            let mut n = 0;
+            // The 24-byte file header, then the record again and again.
+            let rec = self.file.len() - 24;
             for b in buf.iter_mut() {
-                *b = match head.get(self.at) {
-                    Some(&b) => b,
-                    None => rec[(self.at - head.len()) % rec.len()],
+                let i = if self.at < 24 {
+                    self.at
+                } else {
+                    24 + (self.at - 24) % rec
                 };
+                *b = self.file[i];
                 self.at += 1;
-                n += 1;
             }
-            Ok(n)
+            Ok(buf.len())
         }
     }
 
@@ -1139,7 +1142,7 @@ mod tests {
         for handover in [Handover::EachRead, Handover::Full] {
             for taken in [0, 3, 5000] {
                 let (tx, rx) = std::sync::mpsc::channel();
-                let input = Endless { at: 0, dropped: tx };
+                let input = Endless::new(tx);
                 let mut r = CaptureReader::with_buffer("t", Box::new(input), None, 256).unwrap();
                 r.read_ahead_in(64, 256, handover);
                 assert!(r.ahead.is_some());
