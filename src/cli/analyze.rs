@@ -7,7 +7,7 @@ use crate::pipeline::filter::PacketFilter;
 use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::record::{Collect, FlowReport, Summary};
 use crate::pipeline::runner::{engine, Inputs};
-use crate::report::{self, Format, JsonLines};
+use crate::report::{self, Format, JsonLines, LinesThread};
 use anyhow::{Context, Result};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -68,15 +68,28 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             let files = paths
                 .iter()
                 .all(|p| p != "-" && std::fs::metadata(p).is_ok_and(|m| m.is_file()));
-            let lines = if files {
-                JsonLines::batched(io::BufWriter::with_capacity(64 << 10, stdout.lock()))
+            if !files {
+                let lines = JsonLines::new(io::BufWriter::new(stdout.lock()));
+                let ran = checked(inputs.run(engine(cfg, lines, cluster.as_ref())))?;
+                return lines_end(ran.out, &ran.summary);
+            }
+            let lines = JsonLines::batched(io::BufWriter::with_capacity(64 << 10, stdout));
+            // With a second core the lines are written beside the analysis.
+            let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+            let lines = match if two_cores {
+                LinesThread::spawn(lines)
             } else {
-                JsonLines::new(io::BufWriter::new(stdout.lock()))
+                Err(lines)
+            } {
+                Ok(writer) => {
+                    let ran = checked(inputs.run(engine(cfg, writer, cluster.as_ref())))?;
+                    let lines = ran.out.finish().context("writing to standard output")?;
+                    return lines_end(lines, &ran.summary);
+                }
+                Err(lines) => lines,
             };
-            let mut ran = checked(inputs.run(engine(cfg, lines, cluster.as_ref())))?;
-            ran.out.summary(&ran.summary).context("writing to standard output")?;
-            report_keylog(&ran.summary);
-            Ok(report_errors(&ran.summary.errors))
+            let ran = checked(inputs.run(engine(cfg, lines, cluster.as_ref())))?;
+            lines_end(ran.out, &ran.summary)
         }
         Format::Json => {
             // Streamed past a few thousand connections: memory does not grow with the input.
@@ -100,6 +113,13 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             Ok(report_errors(&ran.summary.errors))
         }
     }
+}
+
+/// The end of a JSON lines run: the summary line, the key log's warnings, the exit status.
+fn lines_end<W: Write>(mut lines: JsonLines<W>, summary: &Summary) -> Result<i32> {
+    lines.summary(summary).context("writing to standard output")?;
+    report_keylog(summary);
+    Ok(report_errors(&summary.errors))
 }
 
 /// The table at the end of the run, with the line that says what it left out.

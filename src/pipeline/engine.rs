@@ -538,10 +538,15 @@ impl<O: Output> Engine<O> {
                 self.sessions.insert(k, o, self.cfg.max_sessions);
             }
         }
-        if let Err(e) = self.out.decided(&report) {
+        let (written, kept) = if keep {
+            (self.out.decided(&report), Some(Box::new(report.verdict)))
+        } else {
+            (self.out.decided_owned(report), None)
+        };
+        if let Err(e) = written {
             self.out_error.get_or_insert(e);
         }
-        self.table.get_mut(slot).state = State::Decided(keep.then(|| Box::new(report.verdict)));
+        self.table.get_mut(slot).state = State::Decided(kept);
     }
 
     /// The connection is over (FIN/RST, idle, evicted, end of input): flush, decide, report.

@@ -322,6 +322,12 @@ pub trait Output {
     fn wants_closed(&self) -> bool;
     fn decided(&mut self, report: &FlowReport) -> io::Result<()>;
     fn closed(&mut self, report: FlowReport) -> io::Result<()>;
+    /// [`Output::decided`] for an output that does not want the report when the connection
+    /// closes ([`Output::wants_closed`] is false): it may keep the report instead of copying
+    /// from it.
+    fn decided_owned(&mut self, report: FlowReport) -> io::Result<()> {
+        self.decided(&report)
+    }
     /// A regular tick during live capture, for outputs that redraw.
     fn tick(&mut self, _packets: u64, _open: usize) {}
 }

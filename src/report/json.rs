@@ -5,6 +5,8 @@
 use crate::pipeline::record::{FlowReport, Output, Summary, SCHEMA_VERSION};
 use serde::Serialize;
 use std::io::{self, Write};
+use std::sync::mpsc;
+use std::thread;
 
 /// JSON lines: one connection per line as soon as its verdict is final, then a summary line.
 pub struct JsonLines<W: Write> {
@@ -56,6 +58,120 @@ impl<W: Write> Output for JsonLines<W> {
         if self.each_line {
             // Someone is tailing this: a decided connection should show up now, not at 8 KiB.
             self.out.flush()?;
+        }
+        Ok(())
+    }
+    fn closed(&mut self, _report: FlowReport) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`JsonLines`] written on a thread of its own (`mtlscope-write`), for a run over files: the
+/// analysis thread hands each decided report over, [`LINES_BATCH`] at a time, and goes on with
+/// the packets while this thread serializes, writes and frees them. The lines and their order
+/// are [`JsonLines`]'s. On the benchmark capture serializing and freeing the reports was about
+/// a third of the analysis thread's instructions (docs/performance.md, "The writing thread").
+pub struct LinesThread<W: Write + Send + 'static> {
+    batch: Vec<FlowReport>,
+    /// None once the writer stopped.
+    tx: Option<mpsc::SyncSender<Vec<FlowReport>>>,
+    writer: Option<thread::JoinHandle<(JsonLines<W>, io::Result<()>)>>,
+    /// The writer's error, given again to every later report.
+    failed: Option<io::Error>,
+}
+
+/// Reports per hand-over: one wake-up of the writer per batch instead of per connection.
+pub const LINES_BATCH: usize = 64;
+/// Batches on their way to the writer: at most this many more reports are held in memory.
+const BATCHES_QUEUED: usize = 4;
+
+impl<W: Write + Send + 'static> LinesThread<W> {
+    /// Starts the writer; when the thread cannot start, the lines come back.
+    pub fn spawn(lines: JsonLines<W>) -> Result<Self, JsonLines<W>> {
+        let (tx, rx) = mpsc::sync_channel::<Vec<FlowReport>>(BATCHES_QUEUED);
+        // The lines go to the thread only once it runs: a failed spawn gives them back.
+        let (give, take) = mpsc::sync_channel::<JsonLines<W>>(1);
+        let spawned = thread::Builder::new().name("mtlscope-write".into()).spawn(move || {
+            let Ok(mut lines) = take.recv() else {
+                unreachable!("the lines are sent as soon as the thread is spawned")
+            };
+            for batch in rx {
+                for report in batch {
+                    if let Err(e) = lines.decided(&report) {
+                        return (lines, Err(e));
+                    }
+                }
+            }
+            (lines, Ok(()))
+        });
+        match spawned {
+            Ok(writer) => {
+                // The thread waits for them; it cannot have ended.
+                let _ = give.send(lines);
+                Ok(LinesThread {
+                    batch: Vec::with_capacity(LINES_BATCH),
+                    tx: Some(tx),
+                    writer: Some(writer),
+                    failed: None,
+                })
+            }
+            Err(_) => Err(lines),
+        }
+    }
+
+    /// Waits for every report to be written; the lines, for the summary.
+    pub fn finish(mut self) -> io::Result<JsonLines<W>> {
+        self.hand_over()?;
+        self.tx = None;
+        match self.writer.take().map(thread::JoinHandle::join) {
+            Some(Ok((lines, Ok(())))) => Ok(lines),
+            Some(Ok((_, Err(e)))) => Err(e),
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Err(self
+                .failed
+                .take()
+                .unwrap_or_else(|| io::Error::other("the JSON writer stopped"))),
+        }
+    }
+
+    fn hand_over(&mut self) -> io::Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(io::Error::new(e.kind(), e.to_string()));
+        }
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(LINES_BATCH));
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
+        if tx.send(batch).is_ok() {
+            return Ok(());
+        }
+        // The writer stopped on an error: take it.
+        self.tx = None;
+        let e = match self.writer.take().map(thread::JoinHandle::join) {
+            Some(Ok((_, Err(e)))) => e,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => io::Error::other("the JSON writer stopped"),
+        };
+        let again = io::Error::new(e.kind(), e.to_string());
+        self.failed = Some(e);
+        Err(again)
+    }
+}
+
+impl<W: Write + Send + 'static> Output for LinesThread<W> {
+    fn wants_closed(&self) -> bool {
+        false
+    }
+    fn decided(&mut self, report: &FlowReport) -> io::Result<()> {
+        self.decided_owned(report.clone())
+    }
+    fn decided_owned(&mut self, report: FlowReport) -> io::Result<()> {
+        self.batch.push(report);
+        if self.batch.len() >= LINES_BATCH {
+            self.hand_over()?;
         }
         Ok(())
     }
@@ -234,6 +350,69 @@ pub(crate) mod tests {
         batched.summary(&Summary::default()).unwrap();
         assert_eq!(batched.out.flushes, 1);
         assert_eq!(live.into_inner().bytes, batched.into_inner().bytes);
+    }
+
+    /// The writing thread gives the lines `JsonLines` gives, in the same order, across batch
+    /// boundaries, reports handed over by reference or by value.
+    #[test]
+    fn lines_thread_writes_what_json_lines_writes() {
+        let n = LINES_BATCH as u64 * 2 + 5;
+        let mut direct = JsonLines::batched(Vec::new());
+        let mut threaded = LinesThread::spawn(JsonLines::batched(Vec::new())).unwrap_or_else(|_| panic!("spawn"));
+        for id in 1..=n {
+            direct.decided(&sample_report(id)).unwrap();
+            if id % 2 == 0 {
+                threaded.decided(&sample_report(id)).unwrap();
+            } else {
+                threaded.decided_owned(sample_report(id)).unwrap();
+            }
+        }
+        let summary = Summary::default();
+        direct.summary(&summary).unwrap();
+        let mut lines = threaded.finish().unwrap();
+        lines.summary(&summary).unwrap();
+        let (a, b) = (direct.into_inner(), lines.into_inner());
+        assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+    }
+
+    /// Fails every write after the first `ok` bytes, as a closed pipe does.
+    struct ClosesAfter {
+        ok: usize,
+    }
+
+    impl Write for ClosesAfter {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.ok == 0 {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "pipe closed"));
+            }
+            let n = b.len().min(self.ok);
+            self.ok -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A write error on the thread reaches the analysis with its kind (`| head` ends the run
+    /// quietly on BrokenPipe), at a later hand-over or at the end.
+    #[test]
+    fn lines_thread_gives_back_the_write_error() {
+        for reports in [3u64, LINES_BATCH as u64 * (BATCHES_QUEUED as u64 + 3)] {
+            let mut threaded =
+                LinesThread::spawn(JsonLines::new(ClosesAfter { ok: 100 })).unwrap_or_else(|_| panic!("spawn"));
+            let mut first = None;
+            for id in 1..=reports {
+                if let Err(e) = threaded.decided_owned(sample_report(id)) {
+                    first.get_or_insert(e.kind());
+                }
+            }
+            let end = threaded.finish().map(|_| ()).unwrap_err();
+            assert_eq!(end.kind(), io::ErrorKind::BrokenPipe, "{reports} reports");
+            if reports > 3 {
+                assert_eq!(first, Some(io::ErrorKind::BrokenPipe), "seen before the end");
+            }
+        }
     }
 
     /// The `first_seen` / `last_seen` of every JSON connection.

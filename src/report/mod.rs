@@ -5,7 +5,7 @@
 pub mod json;
 pub mod table;
 
-pub use json::{write_json, JsonDocument, JsonLines, JSON_SORT_WINDOW};
+pub use json::{write_json, JsonDocument, JsonLines, LinesThread, JSON_SORT_WINDOW};
 pub use table::{write_rows, write_rows_as, write_table, Columns, LiveTable, Row, Width, TABLE_ROWS};
 
 use std::io::{self, IsTerminal};
