@@ -16,7 +16,7 @@ use crate::pipeline::inspect::certs::CertInfo;
 use crate::pipeline::inspect::mesh::MeshSignal;
 use crate::pipeline::inspect::plaintext::Protocol;
 use crate::pipeline::record::{CaptureStats, FlowReport, NodeEncryptedReport, Summary, TunnelReport};
-use crate::pipeline::verdict::{AlertReport, Kind, Tls13Report, TlsReport};
+use crate::pipeline::verdict::{AlertReport, Kind, MessageName, Tls13Report, TlsReport};
 use crate::policy::{DecidedBy, Level};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -110,6 +110,16 @@ fn resumption<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D
         .transpose()
 }
 
+fn messages<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MessageName>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|m| {
+            m.parse()
+                .map_err(|()| <D::Error as de::Error>::custom(format!("unknown handshake message '{m}'")))
+        })
+        .collect()
+}
+
 fn node_encryption<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
     name_in(d, NODE_ENCRYPTIONS)
 }
@@ -175,9 +185,9 @@ struct TlsReportDef {
     alpn_offered: Vec<String>,
     alpn: Option<String>,
     client_cert_requested: Option<bool>,
-    client_certificate: Option<CertInfo>,
+    client_certificate: Option<std::sync::Arc<CertInfo>>,
     client_chain_len: Option<usize>,
-    server_certificate: Option<CertInfo>,
+    server_certificate: Option<std::sync::Arc<CertInfo>>,
     server_chain_len: Option<usize>,
     hello_retry: bool,
     #[serde(deserialize_with = "resumption")]
@@ -185,7 +195,8 @@ struct TlsReportDef {
     resumed_from: Option<u64>,
     upgrade: Option<Protocol>,
     alerts: Vec<AlertReport>,
-    handshake_messages: Vec<String>,
+    #[serde(deserialize_with = "messages")]
+    handshake_messages: Vec<MessageName>,
     #[serde(default)]
     tls13: Option<Tls13Report>,
     #[serde(default)]

@@ -66,7 +66,7 @@ fn side_name(d: Side, client: Side) -> &'static str {
 
 /// The identity of a decrypted chain's leaf, or what is known of an unparsed one.
 pub fn leaf(chain: &Option<Chain>) -> Option<&CertInfo> {
-    chain.as_ref().and_then(|c| c.leaf.as_ref())
+    chain.as_ref().and_then(|c| c.leaf.as_deref())
 }
 
 fn describe(c: &Chain) -> String {

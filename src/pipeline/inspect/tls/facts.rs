@@ -111,7 +111,7 @@ pub struct Oversized {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Chain {
     pub len: usize,
-    pub leaf: Option<CertInfo>,
+    pub leaf: Option<std::sync::Arc<CertInfo>>,
     /// SHA-256 of the leaf when it could not be parsed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaf_sha256: Option<String>,
