@@ -32,6 +32,31 @@ fn reused_five_tuple_after_fin_is_a_new_connection() {
     assert!(flows.iter().all(|f| f.verdict.verdict == Kind::Plaintext));
 }
 
+/// Only the server's side captured (a one-way tap): a reused 5-tuple shows as a SYN-ACK with a
+/// new sequence number after the old connection's FIN, and is a new connection. The bench
+/// capture cut to server -> client lost 102 of 4,000 connections this way.
+#[test]
+fn reused_five_tuple_seen_only_from_the_server_is_a_new_connection() {
+    let mut frames = Vec::new();
+    for round in 0..2u32 {
+        let mut c = Conn::new(40000, 80, 1000 + round * 7777, 5000 + round * 3333);
+        frames.push(c.synack());
+        frames.push(c.server(b"HTTP/1.1 200 OK\r\n\r\n"));
+        frames.push(c.fins().remove(1));
+    }
+    // The SYN-ACK sent again (the same number) is the same connection.
+    let mut again = frames.clone();
+    again.insert(1, again[0].clone());
+    for frames in [frames, again] {
+        let flows = run(&frames);
+        assert_eq!(flows.len(), 2, "{flows:#?}");
+        assert!(
+            flows.iter().all(|f| f.client.port == 40000 && f.server.port == 80),
+            "{flows:#?}"
+        );
+    }
+}
+
 #[test]
 fn retransmitted_syn_is_the_same_connection() {
     let mut c = Conn::new(40001, 80, 1, 9);

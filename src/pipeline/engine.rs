@@ -338,16 +338,21 @@ impl<O: Output> Engine<O> {
         let slot = match self.table.find(&key) {
             Some(slot) => {
                 let flow = self.table.get_mut(slot);
-                let reused = new_syn
-                    && match flow.state {
-                        // A SYN after the connection ended, or with a new ISN once data moved.
-                        State::Decided(_) | State::Active(_) => {
-                            (flow.closed()
+                // A SYN-ACK with a new ISN: the server's side of a new connection (a one-way
+                // capture shows no SYN).
+                let new_synack = f.syn() && f.ack() && flow.synack.is_some_and(|isn| isn != seg.seq);
+                let reused = match flow.state {
+                    // A SYN after the connection ended, or with a new ISN once data moved; a new
+                    // SYN-ACK once the server ended or sent data.
+                    State::Decided(_) | State::Active(_) => {
+                        new_syn
+                            && (flow.closed()
                                 || flow.isn.is_some_and(|isn| isn != seg.seq) && flow.bytes != PerSide::default())
-                                && flow.isn != Some(seg.seq)
-                        }
-                        State::Closed => true,
-                    };
+                            && flow.isn != Some(seg.seq)
+                            || new_synack && (flow.closed() || flow.fin[dir] || flow.bytes != PerSide::default())
+                    }
+                    State::Closed => new_syn || new_synack,
+                };
                 if reused {
                     self.close(slot);
                     self.table.remove(slot);
@@ -368,6 +373,9 @@ impl<O: Output> Engine<O> {
         flow.count_cut(dir, seg);
         if f.syn() && flow.isn.is_none() && !f.ack() {
             flow.isn = Some(seg.seq);
+        }
+        if f.syn() && f.ack() && flow.synack.is_none() {
+            flow.synack = Some(seg.seq);
         }
         if let State::Active(a) = &mut flow.state {
             let Active { streams, inspector } = &mut **a;
