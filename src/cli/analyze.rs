@@ -74,22 +74,17 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
                 return lines_end(ran.out, &ran.summary);
             }
             let lines = JsonLines::batched(io::BufWriter::with_capacity(64 << 10, stdout));
-            // With a second core the lines are written beside the analysis.
-            let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-            let lines = match if two_cores {
-                LinesThread::spawn(lines)
-            } else {
-                Err(lines)
-            } {
+            match LinesThread::spawn(lines) {
                 Ok(writer) => {
                     let ran = checked(inputs.run(engine(cfg, writer, cluster.as_ref())))?;
                     let lines = ran.out.finish().context("writing to standard output")?;
-                    return lines_end(lines, &ran.summary);
+                    lines_end(lines, &ran.summary)
                 }
-                Err(lines) => lines,
-            };
-            let ran = checked(inputs.run(engine(cfg, lines, cluster.as_ref())))?;
-            lines_end(ran.out, &ran.summary)
+                Err(lines) => {
+                    let ran = checked(inputs.run(engine(cfg, lines, cluster.as_ref())))?;
+                    lines_end(ran.out, &ran.summary)
+                }
+            }
         }
         Format::Json => {
             // Streamed past a few thousand connections: memory does not grow with the input.

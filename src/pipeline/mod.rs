@@ -9,8 +9,10 @@
 //! [`record::Summary`], handed to an [`record::Output`]. [`engine`] drives one packet through
 //! the stages; [`runner`] reads every input into an engine, and [`input_error`] says which input
 //! could not be read completely, where. [`side`] names the two ends of a connection for every
-//! stage. A stage never reaches back into an earlier one.
+//! stage, and [`beside`] starts the threads that read and write beside the analysis. A stage
+//! never reaches back into an earlier one.
 
+pub mod beside;
 pub mod decode;
 pub mod engine;
 pub mod enrich;

@@ -2,6 +2,7 @@
 //! connection per line as its verdict is decided, then the summary (described in
 //! `docs/json.md`, with JSON Schemas in `docs/schema/`).
 
+use crate::pipeline::beside;
 use crate::pipeline::record::{FlowReport, Output, Summary, SCHEMA_VERSION};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -66,7 +67,8 @@ impl<W: Write> Output for JsonLines<W> {
     }
 }
 
-/// [`JsonLines`] written on a thread of its own (`mtlscope-write`), for a run over files: the
+/// [`JsonLines`] written on a thread of its own (`mtlscope-write`) when there is a core for it,
+/// for a run over files: the
 /// analysis thread hands each decided report over, [`LINES_BATCH`] at a time, and goes on with
 /// the packets while this thread serializes, writes and frees them. The lines and their order
 /// are [`JsonLines`]'s. On the benchmark capture serializing and freeing the reports was about
@@ -86,51 +88,41 @@ pub const LINES_BATCH: usize = 64;
 const BATCHES_QUEUED: usize = 4;
 
 impl<W: Write + Send + 'static> LinesThread<W> {
-    /// Starts the writer; when the thread cannot start, the lines come back.
+    /// Starts the writer; without a second core, or when the thread cannot start, the lines
+    /// come back to be written by the caller.
     pub fn spawn(lines: JsonLines<W>) -> Result<Self, JsonLines<W>> {
+        if !beside::second_core() {
+            return Err(lines);
+        }
+        Self::start(lines)
+    }
+
+    /// [`Self::spawn`] whatever the cores (tests).
+    fn start(lines: JsonLines<W>) -> Result<Self, JsonLines<W>> {
         let (tx, rx) = mpsc::sync_channel::<Vec<FlowReport>>(BATCHES_QUEUED);
-        // The lines go to the thread only once it runs: a failed spawn gives them back.
-        let (give, take) = mpsc::sync_channel::<JsonLines<W>>(1);
-        let spawned = thread::Builder::new().name("mtlscope-write".into()).spawn(move || {
-            let Ok(mut lines) = take.recv() else {
-                unreachable!("the lines are sent as soon as the thread is spawned")
-            };
-            for batch in rx {
-                for report in batch {
-                    if let Err(e) = lines.decided(&report) {
-                        return (lines, Err(e));
-                    }
+        let writer = beside::spawn_taking("mtlscope-write", lines, move |mut lines| {
+            for report in rx.into_iter().flatten() {
+                if let Err(e) = lines.decided(&report) {
+                    return (lines, Err(e));
                 }
             }
             (lines, Ok(()))
-        });
-        match spawned {
-            Ok(writer) => {
-                // The thread waits for them; it cannot have ended.
-                let _ = give.send(lines);
-                Ok(LinesThread {
-                    batch: Vec::with_capacity(LINES_BATCH),
-                    tx: Some(tx),
-                    writer: Some(writer),
-                    failed: None,
-                })
-            }
-            Err(_) => Err(lines),
-        }
+        })?;
+        Ok(LinesThread {
+            batch: Vec::with_capacity(LINES_BATCH),
+            tx: Some(tx),
+            writer: Some(writer),
+            failed: None,
+        })
     }
 
     /// Waits for every report to be written; the lines, for the summary.
     pub fn finish(mut self) -> io::Result<JsonLines<W>> {
         self.hand_over()?;
         self.tx = None;
-        match self.writer.take().map(thread::JoinHandle::join) {
-            Some(Ok((lines, Ok(())))) => Ok(lines),
-            Some(Ok((_, Err(e)))) => Err(e),
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => Err(self
-                .failed
-                .take()
-                .unwrap_or_else(|| io::Error::other("the JSON writer stopped"))),
+        match self.stop()? {
+            Some(lines) => Ok(lines),
+            None => Err(io::Error::other("the JSON writer stopped")),
         }
     }
 
@@ -142,22 +134,31 @@ impl<W: Write + Send + 'static> LinesThread<W> {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(LINES_BATCH));
-        let Some(tx) = &self.tx else {
-            return Ok(());
-        };
-        if tx.send(batch).is_ok() {
-            return Ok(());
+        match &self.tx {
+            Some(tx) if tx.send(batch).is_err() => {
+                // The writer stopped on an error: take it, and give it again from now on.
+                self.tx = None;
+                let e = self
+                    .stop()
+                    .err()
+                    .unwrap_or_else(|| io::Error::other("the JSON writer stopped"));
+                let again = io::Error::new(e.kind(), e.to_string());
+                self.failed = Some(e);
+                Err(again)
+            }
+            _ => Ok(()),
         }
-        // The writer stopped on an error: take it.
-        self.tx = None;
-        let e = match self.writer.take().map(thread::JoinHandle::join) {
-            Some(Ok((_, Err(e)))) => e,
+    }
+
+    /// Joins the writer (its channel closed): the lines, or its write error; None when it was
+    /// joined before.
+    fn stop(&mut self) -> io::Result<Option<JsonLines<W>>> {
+        match self.writer.take().map(thread::JoinHandle::join) {
+            None => Ok(None),
+            Some(Ok((lines, Ok(())))) => Ok(Some(lines)),
+            Some(Ok((_, Err(e)))) => Err(e),
             Some(Err(panic)) => std::panic::resume_unwind(panic),
-            _ => io::Error::other("the JSON writer stopped"),
-        };
-        let again = io::Error::new(e.kind(), e.to_string());
-        self.failed = Some(e);
-        Err(again)
+        }
     }
 }
 
@@ -358,7 +359,7 @@ pub(crate) mod tests {
     fn lines_thread_writes_what_json_lines_writes() {
         let n = LINES_BATCH as u64 * 2 + 5;
         let mut direct = JsonLines::batched(Vec::new());
-        let mut threaded = LinesThread::spawn(JsonLines::batched(Vec::new())).unwrap_or_else(|_| panic!("spawn"));
+        let mut threaded = LinesThread::start(JsonLines::batched(Vec::new())).unwrap_or_else(|_| panic!("spawn"));
         for id in 1..=n {
             direct.decided(&sample_report(id)).unwrap();
             if id % 2 == 0 {
@@ -400,7 +401,7 @@ pub(crate) mod tests {
     fn lines_thread_gives_back_the_write_error() {
         for reports in [3u64, LINES_BATCH as u64 * (BATCHES_QUEUED as u64 + 3)] {
             let mut threaded =
-                LinesThread::spawn(JsonLines::new(ClosesAfter { ok: 100 })).unwrap_or_else(|_| panic!("spawn"));
+                LinesThread::start(JsonLines::new(ClosesAfter { ok: 100 })).unwrap_or_else(|_| panic!("spawn"));
             let mut first = None;
             for id in 1..=reports {
                 if let Err(e) = threaded.decided_owned(sample_report(id)) {

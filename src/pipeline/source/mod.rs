@@ -219,7 +219,7 @@ impl CaptureReader {
             Some(len) if len > 2 * AHEAD_CHUNK as u64 || self.gzip => Handover::Full,
             Some(_) => return,
         };
-        if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        if crate::pipeline::beside::second_core() {
             self.read_ahead_in(HEADROOM, AHEAD_CHUNK, handover);
         }
     }

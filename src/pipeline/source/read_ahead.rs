@@ -28,8 +28,6 @@
 
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex};
-use std::thread;
 
 /// Free bytes in front of every chunk's data: room for the tail of the previous chunk. A longer
 /// tail stays where it is and the next chunk's data is appended to it instead, a copy of the
@@ -80,29 +78,14 @@ impl ReadAhead {
     ) -> Result<ReadAhead, Box<dyn Read + Send>> {
         let (full_tx, full) = mpsc::sync_channel(IN_FLIGHT);
         let (free, free_rx) = mpsc::channel();
-        // Shared so that the input can be taken back if the thread does not start (`spawn`
-        // drops its closure then).
-        let slot = Arc::new(Mutex::new(Some(input)));
-        let theirs = Arc::clone(&slot);
-        let spawned = thread::Builder::new().name("mtlscope-read".into()).spawn(move || {
-            let taken = theirs.lock().ok().and_then(|mut s| s.take());
-            if let Some(input) = taken {
-                run(input, headroom, headroom + chunk.max(1), handover, &full_tx, &free_rx);
-            }
-        });
-        match spawned {
-            Ok(_) => Ok(ReadAhead {
-                full,
-                free,
-                done: false,
-            }),
-            // A thread that did not start never took the input, so `take` finds it.
-            Err(_) => Err(slot
-                .lock()
-                .ok()
-                .and_then(|mut s| s.take())
-                .unwrap_or_else(|| Box::new(io::empty()))),
-        }
+        crate::pipeline::beside::spawn_taking("mtlscope-read", input, move |input| {
+            run(input, headroom, headroom + chunk.max(1), handover, &full_tx, &free_rx)
+        })?;
+        Ok(ReadAhead {
+            full,
+            free,
+            done: false,
+        })
     }
 
     /// The next chunk; `Ok(None)` at the end of the input.
