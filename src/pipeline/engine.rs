@@ -341,15 +341,16 @@ impl<O: Output> Engine<O> {
                 // A SYN-ACK with a new ISN: the server's side of a new connection (a one-way
                 // capture shows no SYN).
                 let new_synack = f.syn() && f.ack() && flow.synack.is_some_and(|isn| isn != seg.seq);
+                let moved = flow.bytes != PerSide::default();
                 let reused = match flow.state {
-                    // A SYN after the connection ended, or with a new ISN once data moved; a new
-                    // SYN-ACK once the server ended or sent data.
                     State::Decided(_) | State::Active(_) => {
-                        new_syn
-                            && (flow.closed()
-                                || flow.isn.is_some_and(|isn| isn != seg.seq) && flow.bytes != PerSide::default())
-                            && flow.isn != Some(seg.seq)
-                            || new_synack && (flow.closed() || flow.fin[dir] || flow.bytes != PerSide::default())
+                        // A SYN after the connection ended, or with a new ISN once data moved.
+                        let syn = new_syn
+                            && (flow.closed() || flow.isn.is_some_and(|isn| isn != seg.seq) && moved)
+                            && flow.isn != Some(seg.seq);
+                        // A new SYN-ACK once the connection or the server's side ended, or data moved.
+                        let synack = new_synack && (flow.closed() || flow.fin[dir] || moved);
+                        syn || synack
                     }
                     State::Closed => new_syn || new_synack,
                 };
