@@ -182,6 +182,7 @@ fn capture_here(
         Some(path) => Some(Savefile::create(path, link, snaplen).map_err(|e| write_error(path, e))?),
         None => None,
     };
+    sink.started();
     let started = Instant::now();
     let deadline = opts.duration.map(|d| started + d);
     let mut packets: u64 = 0;

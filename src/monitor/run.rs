@@ -69,6 +69,10 @@ struct TargetSink {
     packets: Counter,
     drops: Counter,
     drops_seen: u64,
+    /// Says [`News::Started`] to the monitor (who this is: `name`, `generation`).
+    news: mpsc::Sender<News>,
+    name: String,
+    generation: u64,
 }
 
 impl PacketSink for TargetSink {
@@ -84,6 +88,12 @@ impl PacketSink for TargetSink {
         }
         let _ = lock(&self.engine).decoded(ts_ns, packet);
     }
+    fn started(&mut self) {
+        let _ = self.news.send(News::Started {
+            name: self.name.clone(),
+            generation: self.generation,
+        });
+    }
     fn tick(&mut self) {
         self.own.refresh();
     }
@@ -93,15 +103,18 @@ impl PacketSink for TargetSink {
     }
 }
 
-/// A capture thread that ended by itself: its target's name, which start of it, and why.
-struct Ended {
-    name: String,
-    generation: u64,
-    why: String,
+/// What a capture thread tells the monitor: its target's name, which start of it, and that its
+/// socket is open, or that it ended by itself and why.
+enum News {
+    Started { name: String, generation: u64 },
+    Ended { name: String, generation: u64, why: String },
 }
 
 struct Running {
     generation: u64,
+    /// The socket is open: what the namespace sends from now on is seen. Until then the target
+    /// is not said to be captured (not on standard error, not in `mtlscope_capture_targets`).
+    started: bool,
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
@@ -115,7 +128,7 @@ struct Monitor<'a> {
     peers: Arc<Peers>,
     running: BTreeMap<String, Running>,
     generation: u64,
-    ended_tx: mpsc::Sender<Ended>,
+    news_tx: mpsc::Sender<News>,
     /// Engine counters already added to the metrics: (max_flows, max_syn_only, total_buffer).
     limits_seen: (u64, u64, u64),
 }
@@ -143,7 +156,7 @@ pub fn run(
         local: local.clone(),
         metrics: metrics.clone(),
     };
-    let (ended_tx, ended_rx) = mpsc::channel();
+    let (news_tx, news_rx) = mpsc::channel();
     let mut m = Monitor {
         opts,
         engine: Arc::new(Mutex::new(Engine::new(opts.engine.clone(), out))),
@@ -152,7 +165,7 @@ pub fn run(
         peers: Arc::new(Peers::default()),
         running: BTreeMap::new(),
         generation: 0,
-        ended_tx,
+        news_tx,
         limits_seen: (0, 0, 0),
     };
     let mut events = Some(events);
@@ -165,8 +178,11 @@ pub fn run(
             Some(Err(RecvTimeoutError::Disconnected)) => events = None,
             None => std::thread::sleep(TICK),
         }
-        while let Ok(e) = ended_rx.try_recv() {
-            m.ended(e);
+        while let Ok(news) = news_rx.try_recv() {
+            match news {
+                News::Started { name, generation } => m.started(&name, generation),
+                News::Ended { name, generation, why } => m.ended(&name, generation, &why),
+            }
         }
         m.tick();
     }
@@ -201,6 +217,9 @@ impl Monitor<'_> {
             packets: self.metrics.packets.get_or_create(&labels).clone(),
             drops: self.metrics.drops.get_or_create(&labels).clone(),
             drops_seen: 0,
+            news: self.news_tx.clone(),
+            name: target.name.clone(),
+            generation,
         };
         let live = LiveOptions {
             interface: self.opts.interface.clone(),
@@ -215,7 +234,7 @@ impl Monitor<'_> {
             buffer_size: self.opts.buffer_size,
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, tx, name) = (stop.clone(), self.ended_tx.clone(), target.name.clone());
+        let (flag, tx, name) = (stop.clone(), self.news_tx.clone(), target.name.clone());
         let thread = std::thread::Builder::new()
             .name(format!("capture {}", target.name))
             .spawn(move || {
@@ -224,16 +243,16 @@ impl Monitor<'_> {
                     Ok(c) => c.broke_off.map(|e| format!("capture stopped: {e}")),
                 };
                 if let Some(why) = why.filter(|_| !flag.load(Ordering::Relaxed)) {
-                    let _ = tx.send(Ended { name, generation, why });
+                    let _ = tx.send(News::Ended { name, generation, why });
                 }
             });
         match thread {
             Ok(thread) => {
-                eprintln!("mtlscope: capturing on {} in {}", self.opts.interface, target.name);
                 self.running.insert(
                     target.name.clone(),
                     Running {
                         generation,
+                        started: false,
                         stop,
                         thread,
                     },
@@ -249,7 +268,25 @@ impl Monitor<'_> {
                 self.metrics.remove_target(&target.name);
             }
         }
-        self.metrics.targets.set(self.running.len() as i64);
+        // A replaced capture is no longer counted; the new one is once its socket is open.
+        self.count_targets();
+    }
+
+    /// A target's socket is open: only now is it said to be captured.
+    fn started(&mut self, name: &str, generation: u64) {
+        match self.running.get_mut(name) {
+            Some(r) if r.generation == generation => r.started = true,
+            // A start since replaced, or stopped before its socket opened.
+            _ => return,
+        }
+        eprintln!("mtlscope: capturing on {} in {name}", self.opts.interface);
+        self.count_targets();
+    }
+
+    /// `mtlscope_capture_targets`: the targets whose socket is open.
+    fn count_targets(&self) {
+        let started = self.running.values().filter(|r| r.started).count();
+        self.metrics.targets.set(started as i64);
     }
 
     /// Stop a target's capture and wait for it (at most a poll interval).
@@ -276,20 +313,17 @@ impl Monitor<'_> {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        self.metrics.targets.set(self.running.len() as i64);
+        self.count_targets();
     }
 
-    fn ended(&mut self, e: Ended) {
+    fn ended(&mut self, name: &str, generation: u64, why: &str) {
         // A capture since replaced by a new one of the same name is not the current one.
-        if self.running.get(&e.name).is_none_or(|r| r.generation != e.generation) {
+        if self.running.get(name).is_none_or(|r| r.generation != generation) {
             return;
         }
-        self.stop_capture(&e.name);
-        self.forget(&e.name);
-        eprintln!(
-            "mtlscope: warning: {}: {}; its series are removed, the other targets go on",
-            e.name, e.why
-        );
+        self.stop_capture(name);
+        self.forget(name);
+        eprintln!("mtlscope: warning: {name}: {why}; its series are removed, the other targets go on");
     }
 
     /// Close idle connections (no packet may come to do it) and bring the gauges up to date.

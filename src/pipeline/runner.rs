@@ -32,6 +32,9 @@ pub struct Inputs<'a> {
 /// [`PacketSink::tick`] at least every few hundred milliseconds, packets or not.
 pub trait PacketSink: Send {
     fn packet(&mut self, ts_ns: u64, link: LinkType, data: &[u8]);
+    /// The socket is open and its filter attached: from here on the kernel keeps every packet
+    /// for the capture (or counts it as dropped). Called once, before the first packet.
+    fn started(&mut self) {}
     fn tick(&mut self) {}
     /// The kernel's count of packets it dropped on this capture so far (the ring was full),
     /// given with each tick.
