@@ -69,7 +69,8 @@ struct TargetSink {
     packets: Counter,
     drops: Counter,
     drops_seen: u64,
-    /// Says [`News::Started`] to the monitor (who this is: `name`, `generation`).
+    /// Tells the monitor that the capture started, or why it ended (who this is: `name`,
+    /// `generation`).
     news: mpsc::Sender<News>,
     name: String,
     generation: u64,
@@ -234,7 +235,7 @@ impl Monitor<'_> {
             buffer_size: self.opts.buffer_size,
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, tx, name) = (stop.clone(), self.news_tx.clone(), target.name.clone());
+        let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("capture {}", target.name))
             .spawn(move || {
@@ -243,7 +244,11 @@ impl Monitor<'_> {
                     Ok(c) => c.broke_off.map(|e| format!("capture stopped: {e}")),
                 };
                 if let Some(why) = why.filter(|_| !flag.load(Ordering::Relaxed)) {
-                    let _ = tx.send(News::Ended { name, generation, why });
+                    let _ = sink.news.send(News::Ended {
+                        name: sink.name,
+                        generation,
+                        why,
+                    });
                 }
             });
         match thread {
