@@ -332,10 +332,10 @@ impl<O: Output> Engine<O> {
     }
 
     fn track(&mut self, ts: u64, seg: &TcpSegment<'_>) {
-        let (key, dir) = FlowKey::of(seg);
+        let (key, dir, found) = self.table.find(seg);
         let f = seg.flags;
         let new_syn = f.syn() && !f.ack();
-        let slot = match self.table.find(&key) {
+        let slot = match found {
             Some(slot) => {
                 let flow = self.table.get_mut(slot);
                 // A SYN-ACK with a new ISN: the server's side of a new connection (a one-way
