@@ -425,6 +425,28 @@ pub(crate) mod tests {
         assert_eq!(rfc3339(u64::MAX), "2554-07-21T23:34:33.709551Z");
     }
 
+    /// The remembered second gives what jiff gives for every time, in any order: within one
+    /// second, across its edges, back in time, and spread over the whole range.
+    #[test]
+    fn rfc3339_is_jiff_at_microseconds() {
+        let jiff = |ns: u64| format!("{:.6}", jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap());
+        let mut times = vec![0, 999, 1_000, 999_999_999, 1_000_000_000, u64::MAX, u64::MAX - 1_000_000_000];
+        let base = 1_795_000_000_000_000_000u64;
+        times.extend((0..2_000u64).map(|i| base + i * 1_234_567));
+        times.extend((0..2_000u64).map(|i| base - i * 7_654_321));
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            times.push(x);
+            times.push(x.wrapping_add(1));
+        }
+        for t in times {
+            assert_eq!(rfc3339(t), jiff(t), "{t}");
+        }
+    }
+
     /// Issue 15: `-o json` kept every connection (2.4 GB at a million). Within the window the
     /// document is byte for byte `write_json`'s; past it the streamed one holds the same
     /// connections and summary.
