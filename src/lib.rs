@@ -3,8 +3,9 @@
 //!
 //! The tree follows the data path (DESIGN.md):
 //! - [`pipeline`]: the stages in order — source -> filter -> decode -> flows -> reassembly ->
-//!   inspect -> verdict -> enrich — then the record they produce, the engine that drives one
-//!   packet through them and the runner that reads inputs into it.
+//!   inspect -> verdict -> enrich — then the judge that applies the last two to each finished
+//!   connection, the record they produce, the engine that drives one packet through them and
+//!   the runner that reads inputs into it.
 //! - [`report`]: what a record becomes for people and programs (table, JSON, JSON lines) and the
 //!   exit statuses; [`check`]: the CI gate (rules, JUnit, annotations) over the records.
 //! - [`policy`]: Istio's PeerAuthentication, the mode it expects per pod and port.

@@ -74,11 +74,13 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<i32> {
                 return lines_end(ran.out, &ran.summary);
             }
             let lines = JsonLines::batched(io::BufWriter::with_capacity(64 << 10, stdout));
-            match LinesThread::spawn(lines) {
+            match LinesThread::spawn(lines, cfg.judge(cluster.as_ref())) {
                 Ok(writer) => {
                     let ran = checked(inputs.run(engine(cfg, writer, cluster.as_ref())))?;
-                    let lines = ran.out.finish().context("writing to standard output")?;
-                    lines_end(lines, &ran.summary)
+                    let (lines, judged) = ran.out.finish().context("writing to standard output")?;
+                    let mut summary = ran.summary;
+                    summary.add_verdicts(&judged);
+                    lines_end(lines, &summary)
                 }
                 Err(lines) => {
                     let ran = checked(inputs.run(engine(cfg, lines, cluster.as_ref())))?;

@@ -1,19 +1,18 @@
 //! The engine: drives packets through decode -> flows -> streams -> inspect -> verdict and hands
-//! finished connections to an [`Output`]. One engine may read several inputs in a row (rotated
+//! finished connections to an [`Output`] (judged by the [`Judge`] here, or by the output's own
+//! on its thread when it takes them as [`Inspected`]). One engine may read several inputs in a row (rotated
 //! capture files), so a connection can continue from one file into the next.
 
 use crate::pipeline::decode::{self, Skip, TcpSegment};
-use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, RolesFrom, State, NO_SOURCE};
-use crate::pipeline::inspect::coverage::Coverage;
+use crate::pipeline::flows::{Active, Flow, FlowFacts, FlowKey, Inspected, RolesFrom, State, NO_SOURCE};
 use crate::pipeline::inspect::{Inspector, Outcome};
+use crate::pipeline::judge::Judge;
 use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::reassembly::{StreamSink, DEFAULT_DIR_CAP};
-use crate::pipeline::record::{FlowReport, Output, Summary};
+use crate::pipeline::record::{Handed, Output, Summary};
 use crate::pipeline::side::{PerSide, Side};
 use crate::pipeline::source::LinkType;
-use crate::pipeline::verdict::{self, Resumption, SessionOrigin};
-use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
+use crate::pipeline::verdict;
 use std::io;
 use std::sync::Arc;
 
@@ -57,6 +56,14 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The verdict stage these limits ask for, joined to `cluster` when there is one: the
+    /// engine's, or an output's that judges on its own thread.
+    pub fn judge(&self, cluster: Option<&Arc<crate::policy::Cluster>>) -> Judge {
+        Judge::new(self.max_sessions, self.show_payload, cluster.cloned())
+    }
+}
+
 /// How long a closed connection's key is kept to absorb its last ACKs and retransmissions.
 const CLOSED_LINGER_NS: u64 = 30 * 1_000_000_000;
 /// How often (capture time) idle connections are looked for.
@@ -89,30 +96,6 @@ impl StreamSink for DirSink<'_> {
     }
     fn gap(&mut self, len: u64) {
         self.inspector.gap(self.dir, len);
-    }
-}
-
-/// Earlier full handshakes by session ID / ticket, oldest forgotten first.
-#[derive(Default)]
-pub(crate) struct Sessions {
-    map: FxHashMap<Resumption, SessionOrigin>,
-    order: VecDeque<Resumption>,
-}
-
-impl Sessions {
-    pub(crate) fn get(&self, key: &Resumption) -> Option<&SessionOrigin> {
-        self.map.get(key)
-    }
-
-    pub(crate) fn insert(&mut self, key: Resumption, origin: SessionOrigin, cap: usize) {
-        if self.map.insert(key, origin).is_none() {
-            self.order.push_back(key);
-        }
-        while self.order.len() > cap {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
-        }
     }
 }
 
@@ -158,7 +141,8 @@ pub struct Engine<O: Output> {
     cfg: Config,
     table: crate::pipeline::flows::FlowTable,
     next_id: u64,
-    sessions: Sessions,
+    /// The verdict stage, for the connections the output does not judge itself.
+    judge: Judge,
     now: u64,
     last_sweep: u64,
     pub summary: Summary,
@@ -167,8 +151,6 @@ pub struct Engine<O: Output> {
     pub out_error: Option<io::Error>,
     /// Bytes buffered by all active connections, as last accounted per flow.
     buffered: usize,
-    /// The enrich stage (pods, PeerAuthentication), applied to every report.
-    cluster: Option<std::sync::Arc<crate::policy::Cluster>>,
     /// The inputs named so far ([`Engine::source`]); a connection's `file` is the one its first
     /// packet came from (a connection may go on in the next file).
     sources: Vec<String>,
@@ -178,52 +160,9 @@ pub struct Engine<O: Output> {
     syn_only: std::collections::VecDeque<(u64, usize)>,
 }
 
-/// The verdict of a connection whose inspection is over, with the evidence the flow's own
-/// counters add. `coverage` says what the capture holds of it; `origin` is the earlier
-/// handshake a resumed session continues, if known.
-pub(crate) fn judge(
-    outcome: Outcome,
-    flow: &FlowFacts,
-    coverage: &Coverage,
-    origin: Option<&SessionOrigin>,
-    show_payload: bool,
-) -> crate::pipeline::verdict::Verdict {
-    let mut v = verdict::decide(outcome, coverage, flow.server.port, origin, show_payload);
-    let conflicts: u32 = flow.stream_stats.iter().map(|s| s.conflicts).sum();
-    if conflicts > 0 {
-        v.evidence.push(format!(
-            "{conflicts} overlapping segment(s) carried different bytes than the first copy: possible evasion"
-        ));
-    }
-    if v.verdict == verdict::Kind::Plaintext && crate::pipeline::record::is_loopback(flow.client.ip, flow.server.ip) {
-        v.evidence
-            .push("loopback traffic (inside a pod: the app <-> sidecar leg, plaintext by design)".into());
-    }
-    v
-}
-
-/// A report for a connection, joined to the cluster dump when there is one.
-pub(crate) fn report(
-    cluster: Option<&crate::policy::Cluster>,
-    flow: &FlowFacts,
-    v: crate::pipeline::verdict::Verdict,
-) -> FlowReport {
-    let mut r = FlowReport::build(flow, v);
-    if let Some(c) = cluster {
-        r.kubernetes = crate::pipeline::enrich::lookup(
-            c,
-            r.client.ip,
-            r.server.ip,
-            r.server.port,
-            r.loopback,
-            r.verdict.verdict.name(),
-        );
-    }
-    r
-}
-
 impl<O: Output> Engine<O> {
     pub fn new(cfg: Config, out: O) -> Self {
+        let judge = cfg.judge(None);
         let summary = Summary {
             keylog: cfg.keylog.as_ref().map(|_| Default::default()),
             ..Summary::default()
@@ -232,14 +171,13 @@ impl<O: Output> Engine<O> {
             cfg,
             table: Default::default(),
             next_id: 1,
-            sessions: Sessions::default(),
+            judge,
             now: 0,
             last_sweep: 0,
             summary,
             out,
             out_error: None,
             buffered: 0,
-            cluster: None,
             sources: Vec::new(),
             syn_only: Default::default(),
         }
@@ -260,14 +198,13 @@ impl<O: Output> Engine<O> {
 
     /// Join every connection to what this cluster dump knows (pods, PeerAuthentication).
     pub fn with_cluster(mut self, cluster: std::sync::Arc<crate::policy::Cluster>) -> Self {
-        self.cluster = Some(cluster);
+        self.judge = self.judge.with_cluster(cluster);
         self
     }
 
-    fn report(&self, flow: &FlowFacts, v: crate::pipeline::verdict::Verdict) -> FlowReport {
-        let mut r = report(self.cluster.as_deref(), flow, v);
-        r.file = self.sources.get(flow.source as usize).cloned();
-        r
+    /// The input a connection's first packet came from.
+    fn file(&self, flow: &FlowFacts) -> Option<String> {
+        self.sources.get(flow.source as usize).cloned()
     }
 
     /// Key log lines carried by the input (a pcapng Decryption Secrets Block): the
@@ -530,23 +467,29 @@ impl<O: Output> Engine<O> {
             keys = verdict::session_keys(facts);
         }
         let facts = flow.facts();
-        let coverage = flow.coverage();
-        let origin = resumption.and_then(|r| self.sessions.get(&r).cloned());
-        let v = judge(outcome, &facts, &coverage, origin.as_ref(), self.cfg.show_payload);
-        let session = (!keys.is_empty()).then(|| (keys, v.verdict, v.client_identity.clone()));
-        self.summary.count(&v);
-        let report = self.report(&facts, v);
-        self.summary.count_finding(&report.kubernetes);
-        if let Some((keys, kind, client_identity)) = session {
-            for k in keys {
-                let o = SessionOrigin {
-                    flow_id: facts.id,
-                    kind,
-                    client_identity: client_identity.clone(),
-                };
-                self.sessions.insert(k, o, self.cfg.max_sessions);
+        let inspected = Inspected {
+            outcome,
+            coverage: flow.coverage(),
+            file: self.file(&facts),
+            facts,
+            resumption,
+            keys,
+        };
+        let inspected = if keep {
+            inspected
+        } else {
+            match self.out.inspected(inspected) {
+                Handed::Taken(written) => {
+                    if let Err(e) = written {
+                        self.out_error.get_or_insert(e);
+                    }
+                    self.table.get_mut(slot).state = State::Decided(None);
+                    return;
+                }
+                Handed::Back(c) => *c,
             }
-        }
+        };
+        let report = self.judge.judge(inspected, &mut self.summary);
         let (written, kept) = if keep {
             (self.out.decided(&report), Some(Box::new(report.verdict)))
         } else {
@@ -570,7 +513,9 @@ impl<O: Output> Engine<O> {
         }
         let flow = self.table.get_mut(slot);
         if let State::Decided(Some(v)) = std::mem::replace(&mut flow.state, State::Closed) {
-            let report = self.report(&self.table.get(slot).facts(), *v);
+            let facts = self.table.get(slot).facts();
+            let mut report = self.judge.report(&facts, *v);
+            report.file = self.file(&facts);
             if let Err(e) = self.out.closed(report) {
                 self.out_error.get_or_insert(e);
             }

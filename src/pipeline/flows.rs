@@ -295,6 +295,19 @@ pub struct FlowFacts {
     pub source: u32,
 }
 
+/// A connection whose inspection is over, with all its verdict and report need: what the
+/// inspector concluded, the flow's counters and what the capture holds of it, the session it
+/// resumes and the keys a later one may resume it by, and the input its first packet came from.
+#[derive(Debug)]
+pub struct Inspected {
+    pub outcome: crate::pipeline::inspect::Outcome,
+    pub facts: FlowFacts,
+    pub coverage: Coverage,
+    pub resumption: Option<crate::pipeline::verdict::Resumption>,
+    pub keys: Vec<crate::pipeline::verdict::Resumption>,
+    pub file: Option<String>,
+}
+
 /// With no SYN and no TLS handshake to go by: the server is the side with the well-known (or
 /// at least the lower, non-ephemeral) port; failing that, the first sender is the client.
 fn port_guess(key: FlowKey, first_dir: Side) -> Side {

@@ -4,7 +4,8 @@
 //! keeps the bidirectional connection table, [`reassembly`] rebuilds each direction's byte
 //! stream, [`inspect`] parses TLS, certificates and plaintext protocols (and decrypts a TLS 1.3
 //! handshake with the keys of a [`keylog`]), [`verdict`] decides
-//! `plaintext` / `tls` / `mtls` with the evidence, and [`enrich`] joins what the cluster knows.
+//! `plaintext` / `tls` / `mtls` with the evidence, and [`enrich`] joins what the cluster knows;
+//! [`judge`] applies both to each connection whose inspection is over, in order.
 //! [`record`] is what comes out: one [`record::FlowReport`] per connection and a
 //! [`record::Summary`], handed to an [`record::Output`]. [`engine`] drives one packet through
 //! the stages; [`runner`] reads every input into an engine, and [`input_error`] says which input
@@ -20,6 +21,7 @@ pub mod filter;
 pub mod flows;
 pub mod input_error;
 pub mod inspect;
+pub mod judge;
 pub mod keylog;
 pub mod reassembly;
 pub mod record;

@@ -2,7 +2,7 @@
 //! handed to an [`Output`] as verdicts are decided and connections close. The JSON schema is
 //! documented in `docs/json.md`; the report module turns these into tables and documents.
 
-use crate::pipeline::flows::{Endpoint, FlowFacts, RolesFrom};
+use crate::pipeline::flows::{Endpoint, FlowFacts, Inspected, RolesFrom};
 use crate::pipeline::reassembly::StreamStats;
 use crate::pipeline::verdict::{Confidence, Kind, Verdict};
 use serde::Serialize;
@@ -245,6 +245,26 @@ impl Summary {
         }
     }
 
+    /// Add what another summary counted of verdicts (connections judged on another thread).
+    pub fn add_verdicts(&mut self, other: &Summary) {
+        self.connections += other.connections;
+        for (k, n) in &other.verdicts {
+            *self.verdicts.entry(k).or_default() += n;
+        }
+        self.inferred += other.inferred;
+        self.uncertain += other.uncertain;
+        for (k, n) in &other.findings {
+            *self.findings.entry(k).or_default() += n;
+        }
+        // A connection has a key log result only when the run has a key log, and then this
+        // summary has its `keylog` too.
+        if let (Some(k), Some(o)) = (&mut self.keylog, &other.keylog) {
+            k.decrypted += o.decrypted;
+            k.wrong_key += o.wrong_key;
+            k.partial += o.partial;
+        }
+    }
+
     pub fn count(&mut self, v: &Verdict) {
         self.connections += 1;
         *self.verdicts.entry(v.verdict.name()).or_default() += 1;
@@ -330,6 +350,22 @@ pub trait Output {
     }
     /// A regular tick during live capture, for outputs that redraw.
     fn tick(&mut self, _packets: u64, _open: usize) {}
+    /// A connection whose inspection is over, offered before it is judged to an output that
+    /// does not want reports again when connections close. An output that judges connections
+    /// itself (on a thread of its own, with its own [`crate::pipeline::judge::Judge`]) takes
+    /// it and says how handing it over went; the others give it back, and the engine judges
+    /// it and calls [`Output::decided`].
+    fn inspected(&mut self, c: Inspected) -> Handed {
+        Handed::Back(Box::new(c))
+    }
+}
+
+/// What an output did with an [`Inspected`] connection.
+pub enum Handed {
+    /// Taken to be judged and written elsewhere; the result of handing it over.
+    Taken(io::Result<()>),
+    /// Not taken: the engine judges it.
+    Back(Box<Inspected>),
 }
 
 /// Nanoseconds since the epoch as RFC 3339 UTC with microseconds, truncated:

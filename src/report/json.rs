@@ -3,7 +3,9 @@
 //! `docs/json.md`, with JSON Schemas in `docs/schema/`).
 
 use crate::pipeline::beside;
-use crate::pipeline::record::{FlowReport, Output, Summary, SCHEMA_VERSION};
+use crate::pipeline::flows::Inspected;
+use crate::pipeline::judge::Judge;
+use crate::pipeline::record::{FlowReport, Handed, Output, Summary, SCHEMA_VERSION};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::sync::mpsc;
@@ -68,19 +70,35 @@ impl<W: Write> Output for JsonLines<W> {
 }
 
 /// [`JsonLines`] written on a thread of its own (`mtlscope-write`) when there is a core for it,
-/// for a run over files: the
-/// analysis thread hands each decided report over, [`LINES_BATCH`] at a time, and goes on with
-/// the packets while this thread serializes, writes and frees them. The lines and their order
-/// are [`JsonLines`]'s. On the benchmark capture serializing and freeing the reports was about
-/// a third of the analysis thread's instructions (docs/performance.md, "The writing thread").
+/// for a run over files: the analysis thread hands each connection whose inspection is over
+/// ([`Inspected`]) over, [`LINES_BATCH`] at a time, and goes on with the packets while this
+/// thread judges them (verdict, report: [`Judge`]), serializes, writes and frees them. The lines
+/// and their order are [`JsonLines`]'s, and the verdicts the engine's: one judge takes every
+/// connection in the order the engine would have judged them. On the benchmark capture
+/// serializing and freeing the reports was about a third of the analysis thread's
+/// instructions (docs/performance.md, "The writing thread"), and judging them a quarter of
+/// what was left.
 pub struct LinesThread<W: Write + Send + 'static> {
-    batch: Vec<FlowReport>,
+    batch: Vec<Work>,
     /// None once the writer stopped.
-    tx: Option<mpsc::SyncSender<Vec<FlowReport>>>,
-    writer: Option<thread::JoinHandle<(JsonLines<W>, io::Result<()>)>>,
+    tx: Option<mpsc::SyncSender<Vec<Work>>>,
+    writer: Option<thread::JoinHandle<Written<W>>>,
     /// The writer's error, given again to every later report.
     failed: Option<io::Error>,
 }
+
+/// What the writing thread is given: a report, or a connection to judge first. The engine
+/// gives every connection as the second (488 bytes, moved into the batch: a box would be one
+/// more allocation per connection); a report is 1,320 bytes and rare here, hence its box.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    Report(Box<FlowReport>),
+    Inspected(Inspected),
+}
+
+/// What the writing thread leaves: the lines, what it counted of the verdicts it gave, and how
+/// writing went.
+type Written<W> = (JsonLines<W>, Summary, io::Result<()>);
 
 /// Reports per hand-over: one wake-up of the writer per batch instead of per connection.
 pub const LINES_BATCH: usize = 64;
@@ -88,26 +106,37 @@ pub const LINES_BATCH: usize = 64;
 const BATCHES_QUEUED: usize = 4;
 
 impl<W: Write + Send + 'static> LinesThread<W> {
-    /// Starts the writer; without a second core, or when the thread cannot start, the lines
-    /// come back to be written by the caller.
-    pub fn spawn(lines: JsonLines<W>) -> Result<Self, JsonLines<W>> {
+    /// Starts the writer, which judges connections with `judge` (the run's: the engine's
+    /// limits and cluster dump); without a second core, or when the thread cannot start, the
+    /// lines come back to be written by the caller.
+    pub fn spawn(lines: JsonLines<W>, judge: Judge) -> Result<Self, JsonLines<W>> {
         if !beside::second_core() {
             return Err(lines);
         }
-        Self::start(lines)
+        Self::start(lines, judge)
     }
 
     /// [`Self::spawn`] whatever the cores (tests).
-    fn start(lines: JsonLines<W>) -> Result<Self, JsonLines<W>> {
-        let (tx, rx) = mpsc::sync_channel::<Vec<FlowReport>>(BATCHES_QUEUED);
-        let writer = beside::spawn_taking("mtlscope-write", lines, move |mut lines| {
-            for report in rx.into_iter().flatten() {
+    fn start(lines: JsonLines<W>, judge: Judge) -> Result<Self, JsonLines<W>> {
+        let (tx, rx) = mpsc::sync_channel::<Vec<Work>>(BATCHES_QUEUED);
+        let writer = beside::spawn_taking("mtlscope-write", (lines, judge), move |(mut lines, mut judge)| {
+            // Counted here, added to the run's summary at the end (`finish`).
+            let mut counts = Summary {
+                keylog: Some(Default::default()),
+                ..Summary::default()
+            };
+            for work in rx.into_iter().flatten() {
+                let report = match work {
+                    Work::Report(r) => *r,
+                    Work::Inspected(c) => judge.judge(c, &mut counts),
+                };
                 if let Err(e) = lines.decided(&report) {
-                    return (lines, Err(e));
+                    return (lines, counts, Err(e));
                 }
             }
-            (lines, Ok(()))
-        })?;
+            (lines, counts, Ok(()))
+        })
+        .map_err(|(lines, _)| lines)?;
         Ok(LinesThread {
             batch: Vec::with_capacity(LINES_BATCH),
             tx: Some(tx),
@@ -116,14 +145,23 @@ impl<W: Write + Send + 'static> LinesThread<W> {
         })
     }
 
-    /// Waits for every report to be written; the lines, for the summary.
-    pub fn finish(mut self) -> io::Result<JsonLines<W>> {
+    /// Waits for every report to be written; the lines, for the summary, and the counts of
+    /// the verdicts judged here, to add to it ([`Summary::add_verdicts`]).
+    pub fn finish(mut self) -> io::Result<(JsonLines<W>, Summary)> {
         self.hand_over()?;
         self.tx = None;
         match self.stop()? {
-            Some(lines) => Ok(lines),
+            Some(done) => Ok(done),
             None => Err(io::Error::other("the JSON writer stopped")),
         }
+    }
+
+    fn push(&mut self, work: Work) -> io::Result<()> {
+        self.batch.push(work);
+        if self.batch.len() >= LINES_BATCH {
+            self.hand_over()?;
+        }
+        Ok(())
     }
 
     fn hand_over(&mut self) -> io::Result<()> {
@@ -150,13 +188,13 @@ impl<W: Write + Send + 'static> LinesThread<W> {
         }
     }
 
-    /// Joins the writer (its channel closed): the lines, or its write error; None when it was
-    /// joined before.
-    fn stop(&mut self) -> io::Result<Option<JsonLines<W>>> {
+    /// Joins the writer (its channel closed): the lines and counts, or its write error; None
+    /// when it was joined before.
+    fn stop(&mut self) -> io::Result<Option<(JsonLines<W>, Summary)>> {
         match self.writer.take().map(thread::JoinHandle::join) {
             None => Ok(None),
-            Some(Ok((lines, Ok(())))) => Ok(Some(lines)),
-            Some(Ok((_, Err(e)))) => Err(e),
+            Some(Ok((lines, counts, Ok(())))) => Ok(Some((lines, counts))),
+            Some(Ok((_, _, Err(e)))) => Err(e),
             Some(Err(panic)) => std::panic::resume_unwind(panic),
         }
     }
@@ -170,11 +208,10 @@ impl<W: Write + Send + 'static> Output for LinesThread<W> {
         self.decided_owned(report.clone())
     }
     fn decided_owned(&mut self, report: FlowReport) -> io::Result<()> {
-        self.batch.push(report);
-        if self.batch.len() >= LINES_BATCH {
-            self.hand_over()?;
-        }
-        Ok(())
+        self.push(Work::Report(Box::new(report)))
+    }
+    fn inspected(&mut self, c: Inspected) -> Handed {
+        Handed::Taken(self.push(Work::Inspected(c)))
     }
     fn closed(&mut self, _report: FlowReport) -> io::Result<()> {
         Ok(())
@@ -282,6 +319,11 @@ pub(crate) mod tests {
     use crate::pipeline::flows::Endpoint;
     use crate::pipeline::record::rfc3339;
 
+    /// The verdict stage of a run with default limits.
+    fn judge() -> Judge {
+        crate::pipeline::engine::Config::default().judge(None)
+    }
+
     /// The report of a plaintext connection that carried nothing, with flow id `id`.
     pub(crate) fn sample_report(id: u64) -> FlowReport {
         let v = crate::pipeline::verdict::decide(
@@ -359,7 +401,8 @@ pub(crate) mod tests {
     fn lines_thread_writes_what_json_lines_writes() {
         let n = LINES_BATCH as u64 * 2 + 5;
         let mut direct = JsonLines::batched(Vec::new());
-        let mut threaded = LinesThread::start(JsonLines::batched(Vec::new())).unwrap_or_else(|_| panic!("spawn"));
+        let mut threaded =
+            LinesThread::start(JsonLines::batched(Vec::new()), judge()).unwrap_or_else(|_| panic!("spawn"));
         for id in 1..=n {
             direct.decided(&sample_report(id)).unwrap();
             if id % 2 == 0 {
@@ -370,10 +413,74 @@ pub(crate) mod tests {
         }
         let summary = Summary::default();
         direct.summary(&summary).unwrap();
-        let mut lines = threaded.finish().unwrap();
+        let (mut lines, counts) = threaded.finish().unwrap();
+        assert_eq!(counts.connections, 0, "reports are not judged again");
         lines.summary(&summary).unwrap();
         let (a, b) = (direct.into_inner(), lines.into_inner());
         assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+    }
+
+    /// Connections judged on the writing thread give the lines and the summary the engine's
+    /// own judging gives, byte for byte: every bundled capture alone (with its key log when it
+    /// has one) and all of them in one run, where resumed sessions find their full handshakes
+    /// in earlier files.
+    #[test]
+    fn lines_thread_judges_as_the_engine_does() {
+        use crate::pipeline::engine::{Config, Engine};
+        use crate::pipeline::keylog::KeyLog;
+        use crate::pipeline::runner::Inputs;
+        use std::sync::Arc;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+        let mut all: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        all.sort();
+        assert!(all.len() > 50, "{} captures in {}", all.len(), dir.display());
+        let config = |paths: &[String]| {
+            let mut cfg = Config::default();
+            let keylog = std::path::Path::new(&paths[0]).with_extension("keylog");
+            if paths.len() == 1 && keylog.exists() {
+                let log = KeyLog::new();
+                log.load_file(&keylog, false).unwrap();
+                cfg.keylog = Some(Arc::new(log));
+            }
+            cfg
+        };
+        let mut runs: Vec<Vec<String>> = all.iter().map(|p| vec![p.clone()]).collect();
+        runs.push(all.clone());
+        let (mut resumed, mut connections) = (0, 0);
+        for paths in runs {
+            let inputs = || Inputs {
+                paths: &paths,
+                filter: None,
+                progress: false,
+            };
+            let here = inputs()
+                .run(Engine::new(config(&paths), JsonLines::batched(Vec::new())))
+                .unwrap();
+            let mut inline = here.out;
+            inline.summary(&here.summary).unwrap();
+            let cfg = config(&paths);
+            let threaded =
+                LinesThread::start(JsonLines::batched(Vec::new()), cfg.judge(None)).unwrap_or_else(|_| panic!("spawn"));
+            let ran = inputs().run(Engine::new(cfg, threaded)).unwrap();
+            let (mut lines, judged) = ran.out.finish().unwrap();
+            let mut summary = ran.summary;
+            summary.add_verdicts(&judged);
+            lines.summary(&summary).unwrap();
+            let (a, b) = (
+                String::from_utf8(inline.into_inner()).unwrap(),
+                String::from_utf8(lines.into_inner()).unwrap(),
+            );
+            assert_eq!(a, b, "{paths:?}");
+            connections += a.lines().count() - 1;
+            resumed += a.matches("\"resumed_from\":").count() - a.matches("\"resumed_from\":null").count();
+        }
+        assert!(connections > 100, "{connections} connections");
+        assert!(resumed > 0, "no resumed session was linked to its full handshake");
     }
 
     /// Fails every write after the first `ok` bytes, as a closed pipe does.
@@ -400,8 +507,8 @@ pub(crate) mod tests {
     #[test]
     fn lines_thread_gives_back_the_write_error() {
         for reports in [3u64, LINES_BATCH as u64 * (BATCHES_QUEUED as u64 + 3)] {
-            let mut threaded =
-                LinesThread::start(JsonLines::new(ClosesAfter { ok: 100 })).unwrap_or_else(|_| panic!("spawn"));
+            let mut threaded = LinesThread::start(JsonLines::new(ClosesAfter { ok: 100 }), judge())
+                .unwrap_or_else(|_| panic!("spawn"));
             let mut first = None;
             for id in 1..=reports {
                 if let Err(e) = threaded.decided_owned(sample_report(id)) {
@@ -430,7 +537,15 @@ pub(crate) mod tests {
     #[test]
     fn rfc3339_is_jiff_at_microseconds() {
         let jiff = |ns: u64| format!("{:.6}", jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap());
-        let mut times = vec![0, 999, 1_000, 999_999_999, 1_000_000_000, u64::MAX, u64::MAX - 1_000_000_000];
+        let mut times = vec![
+            0,
+            999,
+            1_000,
+            999_999_999,
+            1_000_000_000,
+            u64::MAX,
+            u64::MAX - 1_000_000_000,
+        ];
         let base = 1_795_000_000_000_000_000u64;
         times.extend((0..2_000u64).map(|i| base + i * 1_234_567));
         times.extend((0..2_000u64).map(|i| base - i * 7_654_321));
