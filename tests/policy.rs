@@ -46,6 +46,54 @@ fn analyze_flags_plaintext_to_a_strict_pod() {
     assert_eq!(v["summary"]["findings"]["violation"], 1);
 }
 
+/// JSON lines over files are judged on the writing thread (src/pipeline/judge.rs): the same
+/// verdicts, pods, policies and findings as `-o json`, judged on the analysis thread, for every
+/// connection and in the summary. (The counters differ by design: a line is written when the
+/// verdict is final, the document's entry when the connection closes.)
+#[test]
+fn analyze_jsonl_over_files_joins_the_dump_as_json_does() {
+    let dump = p("tests/data/policy/bookinfo/dump.yaml");
+    let files = [
+        p("captures/plaintext-http.pcap"),
+        p("captures/istio-like-tls13-mtls-spiffe.pcap"),
+    ];
+    let with = |format: &str| {
+        let mut args = vec!["analyze", "-o", format, "--policy-from", dump.as_str()];
+        args.extend(files.iter().map(String::as_str));
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&with("json")).unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8(with("jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (summary, flows) = lines.split_last().unwrap();
+    let judged = |f: &serde_json::Value| {
+        [
+            "id",
+            "client",
+            "server",
+            "verdict",
+            "confidence",
+            "evidence",
+            "tls",
+            "plaintext",
+            "kubernetes",
+        ]
+        .map(|k| f[k].clone())
+    };
+    let in_doc: Vec<_> = doc["flows"].as_array().unwrap().iter().map(judged).collect();
+    assert_eq!(flows.iter().map(judged).collect::<Vec<_>>(), in_doc);
+    for k in ["connections", "verdicts", "inferred", "uncertain", "findings"] {
+        assert_eq!(summary["summary"][k], doc["summary"][k], "{k}");
+    }
+    assert_eq!(summary["summary"]["findings"]["violation"], 1);
+    assert_eq!(flows[0]["kubernetes"]["policy"]["finding"]["severity"], "violation");
+}
+
 #[test]
 fn check_require_policy() {
     let dump = p("tests/data/policy/bookinfo");

@@ -9,7 +9,7 @@ use crate::pipeline::inspect::{Inspector, Outcome};
 use crate::pipeline::judge::Judge;
 use crate::pipeline::keylog::KeyLog;
 use crate::pipeline::reassembly::{StreamSink, DEFAULT_DIR_CAP};
-use crate::pipeline::record::{Handed, Output, Summary};
+use crate::pipeline::record::{Output, Summary};
 use crate::pipeline::side::{PerSide, Side};
 use crate::pipeline::source::LinkType;
 use crate::pipeline::verdict;
@@ -441,7 +441,8 @@ impl<O: Output> Engine<O> {
         }
     }
 
-    /// Final verdict for an active flow: free its buffers, remember session keys, stream it.
+    /// The inspection of an active flow is over: free its buffers and have it judged (by the
+    /// output, when it takes it, else by the engine's judge) and reported.
     fn decide(&mut self, slot: usize) {
         let keep = self.keep();
         let flow = self.table.get_mut(slot);
@@ -475,19 +476,16 @@ impl<O: Output> Engine<O> {
             resumption,
             keys,
         };
-        let inspected = if keep {
-            inspected
-        } else {
-            match self.out.inspected(inspected) {
-                Handed::Taken(written) => {
-                    if let Err(e) = written {
-                        self.out_error.get_or_insert(e);
-                    }
-                    self.table.get_mut(slot).state = State::Decided(None);
-                    return;
-                }
-                Handed::Back(c) => *c,
+        let mut offered = Some(inspected);
+        if !keep {
+            if let Err(e) = self.out.inspected(&mut offered) {
+                self.out_error.get_or_insert(e);
             }
+        }
+        let Some(inspected) = offered else {
+            // Taken: the output judges and writes it on its own thread.
+            self.table.get_mut(slot).state = State::Decided(None);
+            return;
         };
         let report = self.judge.judge(inspected, &mut self.summary);
         let (written, kept) = if keep {

@@ -4,9 +4,10 @@
 //! continues, so connections are judged in the order their inspection ended.
 //!
 //! The engine judges on its own thread, unless its output takes the connections as they are
-//! ([`crate::pipeline::record::Output::inspected`]): JSON lines written to a file are judged on
-//! their writing thread, which takes a quarter of the analysis thread's work off it (the bench
-//! capture's analysis thread: 599.7 M instructions before, callgrind).
+//! ([`crate::pipeline::record::Output::inspected`]): the JSON lines of a run over files, with a
+//! second core, are judged on their writing thread. That took a fifth of the analysis thread's
+//! work off it (the bench capture's analysis thread: 599.7 M instructions before, 473.4 M
+//! after; callgrind).
 
 use crate::pipeline::flows::{FlowFacts, Inspected};
 use crate::pipeline::inspect::coverage::Coverage;

@@ -352,20 +352,12 @@ pub trait Output {
     fn tick(&mut self, _packets: u64, _open: usize) {}
     /// A connection whose inspection is over, offered before it is judged to an output that
     /// does not want reports again when connections close. An output that judges connections
-    /// itself (on a thread of its own, with its own [`crate::pipeline::judge::Judge`]) takes
-    /// it and says how handing it over went; the others give it back, and the engine judges
+    /// itself (on a thread of its own, with its own [`crate::pipeline::judge::Judge`]) takes it
+    /// out of `c` and says how handing it over went; the others leave it, and the engine judges
     /// it and calls [`Output::decided`].
-    fn inspected(&mut self, c: Inspected) -> Handed {
-        Handed::Back(Box::new(c))
+    fn inspected(&mut self, _c: &mut Option<Inspected>) -> io::Result<()> {
+        Ok(())
     }
-}
-
-/// What an output did with an [`Inspected`] connection.
-pub enum Handed {
-    /// Taken to be judged and written elsewhere; the result of handing it over.
-    Taken(io::Result<()>),
-    /// Not taken: the engine judges it.
-    Back(Box<Inspected>),
 }
 
 /// Nanoseconds since the epoch as RFC 3339 UTC with microseconds, truncated:
