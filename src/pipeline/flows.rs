@@ -41,6 +41,19 @@ pub fn canonical(from: Endpoint, to: Endpoint) -> ([Endpoint; 2], Side) {
     }
 }
 
+/// The sender's and the receiver's endpoints of a segment.
+fn ends(seg: &TcpSegment<'_>) -> (Endpoint, Endpoint) {
+    let from = Endpoint {
+        ip: seg.src,
+        port: seg.sport,
+    };
+    let to = Endpoint {
+        ip: seg.dst,
+        port: seg.dport,
+    };
+    (from, to)
+}
+
 /// Canonical 5-tuple: the smaller endpoint first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -51,15 +64,13 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of a segment and the side that sent it.
     pub fn of(seg: &TcpSegment<'_>) -> (FlowKey, Side) {
-        let src = Endpoint {
-            ip: seg.src,
-            port: seg.sport,
-        };
-        let dst = Endpoint {
-            ip: seg.dst,
-            port: seg.dport,
-        };
-        let ([lo, hi], dir) = canonical(src, dst);
+        let (from, to) = ends(seg);
+        FlowKey::between(from, to)
+    }
+
+    /// The key of a conversation from `from` to `to`, and the side `from` is on.
+    fn between(from: Endpoint, to: Endpoint) -> (FlowKey, Side) {
+        let ([lo, hi], dir) = canonical(from, to);
         (FlowKey { lo, hi }, dir)
     }
 
@@ -361,14 +372,7 @@ impl FlowTable {
 
     /// The key of a segment, the side that sent it, and the slot of its flow if there is one.
     pub fn find(&mut self, seg: &TcpSegment<'_>) -> (FlowKey, Side, Option<usize>) {
-        let from = Endpoint {
-            ip: seg.src,
-            port: seg.sport,
-        };
-        let to = Endpoint {
-            ip: seg.dst,
-            port: seg.dport,
-        };
+        let (from, to) = ends(seg);
         if let Some(l) = &self.last {
             if l.from == from && l.to == to {
                 return (l.key, l.side, Some(l.slot));
@@ -377,7 +381,7 @@ impl FlowTable {
                 return (l.key, l.side.other(), Some(l.slot));
             }
         }
-        let (key, side) = FlowKey::of(seg);
+        let (key, side) = FlowKey::between(from, to);
         let slot = self.index.get(&key).map(|&s| s as usize);
         if let Some(slot) = slot {
             self.last = Some(Last {

@@ -111,7 +111,6 @@ pub fn detect(sni: Option<&str>, alpn_offered: &[String], server_port: u16, tls1
     // 1,270 now, callgrind).
     let sni = sni.map(normalize);
     let sni = sni.as_deref();
-    let labels = sni.and_then(dns_labels);
     let istio_service = sni.and_then(istio_sni);
     if istio_service.is_some() || !istio_alpn.is_empty() {
         return Some(MeshSignal::Istio {
@@ -119,6 +118,7 @@ pub fn detect(sni: Option<&str>, alpn_offered: &[String], server_port: u16, tls1
             alpn: istio_alpn,
         });
     }
+    let labels = sni.and_then(dns_labels);
 
     if let Some(linkerd) = labels.as_deref().and_then(linkerd_sni) {
         return Some(linkerd);
